@@ -1,0 +1,77 @@
+# PowerDesk: `make run` runs the product on embedded defaults, `make test` runs every test.
+# Both create the two Python environments on first use and train the model only when its
+# inputs changed.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Python 3.10: on PATH as python3.10, or under pyenv.
+PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 2>/dev/null | sort -V | tail -n 1)
+RASA_VENV := .venv/rasa
+APP_VENV  := .venv/app
+RASA_PY   := $(RASA_VENV)/bin/python
+APP_PY    := $(APP_VENV)/bin/python
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help env model run test test-unit validate nlu-eval bench lock browser clean
+
+help:
+	@echo "make run        run the product on embedded defaults (web chat on http://127.0.0.1:8000/)"
+	@echo "make test       run every test (unit, integration, Rasa stories, NLU, browser)"
+	@echo "make test-unit  run the tests that need no Rasa server"
+	@echo "make model      train the Rasa model if its inputs changed"
+	@echo "make validate   rasa data validate"
+	@echo "make nlu-eval   evaluate NLU on the held-back split"
+	@echo "make bench      run the benchmarks"
+	@echo "make lock       re-lock both environments from requirements/*.in"
+
+$(RASA_VENV)/.installed: requirements/rasa.lock
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 is required (python3.10 on PATH or under pyenv)"; exit 1; }
+	@test -x $(RASA_PY) || $(PYTHON310) -m venv $(RASA_VENV)
+	$(RASA_PY) -m pip install --quiet --disable-pip-version-check -r requirements/rasa.lock
+	$(RASA_PY) -m pip check
+	@touch $@
+
+$(APP_VENV)/.installed: requirements/app.lock
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 is required (python3.10 on PATH or under pyenv)"; exit 1; }
+	@test -x $(APP_PY) || $(PYTHON310) -m venv $(APP_VENV)
+	$(APP_PY) -m pip install --quiet --disable-pip-version-check -r requirements/app.lock
+	@touch $@
+
+env: $(RASA_VENV)/.installed $(APP_VENV)/.installed
+
+model: env
+	$(APP_PY) -m scripts.train
+
+run: env model
+	$(APP_PY) -m scripts.run
+
+# Debian's chromium for the browser tests (Playwright drives it; it downloads no browser).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: env model browser
+	$(APP_PY) -m pytest -q
+
+test-unit: env
+	$(APP_PY) -m pytest -q -m "not e2e"
+
+validate: env
+	$(RASA_VENV)/bin/rasa data validate --domain bot/domain --data nlu_data/train nlu_data/synonyms.yml nlu_data/regex.yml nlu_data/lookups bot/data --config config.yml --fail-on-warnings
+
+nlu-eval: env model
+	$(APP_PY) -m scripts.nlu_eval
+
+bench: env model
+	$(APP_PY) -m bench.webchat_bench
+
+lock:
+	$(RASA_PY) -m pip install --quiet -r requirements/rasa.in && $(RASA_PY) -m pip check && \
+	  $(RASA_PY) -m pip freeze --all | grep -vE '^(pip|setuptools|wheel)==' > requirements/rasa.lock
+	$(APP_PY) -m pip install --quiet -r requirements/app.in && \
+	  $(APP_PY) -m pip freeze | grep -vE '^(pip|setuptools|wheel)==' > requirements/app.lock
+
+clean:
+	rm -rf .run results

@@ -1,0 +1,1 @@
+"""Developer tooling: the local stack supervisor and model training."""

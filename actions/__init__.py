@@ -1,0 +1,1 @@
+"""PowerDesk's custom actions for Rasa: one module per capability."""

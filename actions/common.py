@@ -1,0 +1,184 @@
+"""What every action shares: the services it talks to, its deadline, and failure handling.
+
+Actions that call a backend subclass :class:`BackendAction` and implement ``act``; the final
+``run`` applies the deadline and turns any failure into the polite busy reply, a masked log
+line and an empty event list, so a customer never meets a stack trace or silence.
+"""
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import redis.asyncio as aioredis
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.settings import Settings
+from integrations.clients import BackendClients
+from integrations.config import BackendsConfig
+from integrations.customer_store import CustomerStore
+from integrations.masking import mask_text
+
+logger = logging.getLogger(__name__)
+
+BUSY_TEXT = "系统繁忙，请稍后再试。如有紧急情况，请拨打95598供电服务热线。"
+
+EventList = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ActionServerConfig:
+    """Settings of the action server process, read from the environment."""
+
+    redis_url: str
+    deadline_seconds: float
+
+    @classmethod
+    def from_env(cls) -> "ActionServerConfig":
+        deadline = float(os.environ.get("ACTION_DEADLINE_SECONDS", "8"))
+        if deadline <= 0:
+            raise ValueError("ACTION_DEADLINE_SECONDS must be positive")
+        return cls(
+            redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            deadline_seconds=deadline,
+        )
+
+
+class Services:
+    """Everything actions talk to: backend clients, the customer store and settings."""
+
+    def __init__(
+        self,
+        config: ActionServerConfig,
+        clients: BackendClients,
+        customers: CustomerStore,
+        settings: Settings,
+    ) -> None:
+        self.config = config
+        self.clients = clients
+        self.billing = clients.billing
+        self.outage = clients.outage
+        self.queue = clients.queue
+        self.tickets = clients.tickets
+        self.applications = clients.applications
+        self.customers = customers
+        self.settings = settings
+
+    @classmethod
+    def from_env(cls) -> "Services":
+        config = ActionServerConfig.from_env()
+        redis = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
+        return cls(
+            config=config,
+            clients=BackendClients.from_config(BackendsConfig.from_env()),
+            customers=CustomerStore(redis),
+            settings=Settings.load(),
+        )
+
+
+_services: Services | None = None
+
+
+def get_services() -> Services:
+    """The process-wide services, built on first use (never at import time)."""
+    global _services
+    if _services is None:
+        _services = Services.from_env()
+    return _services
+
+
+def conversation_id(tracker: Tracker) -> str:
+    """The conversation's id, already namespaced by channel (``web:…``, ``wechat:…``, ``sms:…``)."""
+    return tracker.sender_id
+
+
+async def bound_account(tracker: Tracker, services: Services) -> str | None:
+    """The 户号 this conversation has bound and verified, if any."""
+    return await services.customers.get_binding(conversation_id(tracker))
+
+
+def buttons(*pairs: tuple[str, str]) -> list[dict[str, str]]:
+    """Rasa buttons from ``(title, payload)`` pairs."""
+    return [{"title": title, "payload": payload} for title, payload in pairs]
+
+
+async def _guarded(
+    action_name: str,
+    tracker: Tracker,
+    dispatcher: CollectingDispatcher,
+    work: Callable[[], Awaitable[EventList]],
+) -> EventList:
+    deadline = get_services().config.deadline_seconds
+    try:
+        return await asyncio.wait_for(work(), timeout=deadline)
+    except asyncio.TimeoutError:
+        logger.warning(
+            "action %s for %s missed its %.1fs deadline",
+            action_name, mask_text(tracker.sender_id), deadline,
+        )
+    except Exception as exc:  # noqa: BLE001 - every failure must become a reply, see module doc
+        logger.error(
+            "action %s for %s failed: %s: %s",
+            action_name, mask_text(tracker.sender_id), type(exc).__name__, mask_text(str(exc)),
+            exc_info=not _is_expected(exc),
+        )
+    dispatcher.utter_message(text=BUSY_TEXT)
+    return []
+
+
+def _is_expected(exc: Exception) -> bool:
+    """Backend and Redis outages are expected; anything else is a bug worth a traceback."""
+    from integrations.errors import IntegrationError
+    from redis.exceptions import RedisError
+
+    return isinstance(exc, (IntegrationError, RedisError, OSError))
+
+
+class BackendAction(Action, metaclass=abc.ABCMeta):
+    """An action that calls backends. Subclasses implement :meth:`act`, never ``run``."""
+
+    @abc.abstractmethod
+    def name(self) -> str: ...
+
+    @abc.abstractmethod
+    async def act(
+        self,
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: DomainDict,
+        services: Services,
+    ) -> EventList:
+        """Do the action's work; exceptions and the deadline are handled by ``run``."""
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> EventList:
+        return await _guarded(
+            self.name(), tracker, dispatcher,
+            lambda: self.act(dispatcher, tracker, domain, get_services()),
+        )
+
+
+class BackendFormValidationAction(FormValidationAction, metaclass=abc.ABCMeta):
+    """A form validation action whose validators may call backends.
+
+    The validators (``validate_<slot>``) reach the services through :attr:`services`; a failure
+    answers with the busy reply and leaves the form's slots as they were.
+    """
+
+    @property
+    def services(self) -> Services:
+        return get_services()
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> EventList:
+        return await _guarded(
+            self.name(), tracker, dispatcher,
+            lambda: super(BackendFormValidationAction, self).run(dispatcher, tracker, domain),
+        )

@@ -1,0 +1,143 @@
+"""Client for the parts of the WeChat official-account API the gateway uses.
+
+Customer-service messages (客服消息), template messages, the custom menu and the access_token.
+Every authenticated call refreshes the shared token once on 40001/40014/42001 and retries
+transient failures (-1, throttling, network) a bounded number of times with backoff; all other
+errors are raised as :class:`WeChatApiError` for the caller to handle by meaning.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+from channels.wechat.errors import WeChatApiError, WeChatUnavailable
+from channels.wechat.tokens import TokenManager
+
+log = logging.getLogger(__name__)
+
+
+class WeChatApi:
+    """Async WeChat API client sharing its access_token through ``redis``."""
+
+    def __init__(self, base_url: str, app_id: str, app_secret: str, redis: Any, *,
+                 timeout_seconds: float = 5.0, retry_delays: Sequence[float] = (0.2, 0.5, 1.0)) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._app_id = app_id
+        self._app_secret = app_secret
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._retry_delays = tuple(retry_delays)
+        self._session: aiohttp.ClientSession | None = None
+        self.tokens = TokenManager(redis, app_id, self._fetch_token)
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=aiohttp.TCPConnector(limit=200))
+        return self._session
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _raw(self, method: str, path: str, params: dict[str, str],
+                   body: dict[str, Any] | None) -> dict[str, Any]:
+        url = f"{self.base_url}{path}"
+        data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
+        headers = {"Content-Type": "application/json; charset=utf-8"} if data is not None else None
+        try:
+            async with self._http().request(method, url, params=params, data=data, headers=headers) as resp:
+                if resp.status >= 500:
+                    raise WeChatUnavailable(f"HTTP {resp.status}", path)
+                text = await resp.text()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise WeChatUnavailable(f"{type(exc).__name__}: {exc}", path) from exc
+        try:
+            answer = json.loads(text)
+        except ValueError as exc:
+            raise WeChatUnavailable(f"unparseable answer ({len(text)} chars)", path) from exc
+        if not isinstance(answer, dict):
+            raise WeChatUnavailable("answer is not a JSON object", path)
+        errcode = answer.get("errcode", 0)
+        if errcode not in (0, None):
+            try:
+                code = int(errcode)
+            except (TypeError, ValueError):
+                code = -1
+            raise WeChatApiError(code, str(answer.get("errmsg", "")), path)
+        return answer
+
+    async def _fetch_token(self) -> tuple[str, int]:
+        params = {"grant_type": "client_credential", "appid": self._app_id, "secret": self._app_secret}
+        for attempt in range(len(self._retry_delays) + 1):
+            try:
+                answer = await self._raw("GET", "/cgi-bin/token", params, None)
+                token, expires_in = answer.get("access_token"), answer.get("expires_in")
+                if not isinstance(token, str) or not token:
+                    raise WeChatUnavailable("no access_token in answer", "/cgi-bin/token")
+                return token, int(expires_in or 7200)
+            except WeChatApiError as exc:
+                if not exc.is_transient or attempt == len(self._retry_delays):
+                    raise
+                await asyncio.sleep(self._retry_delays[attempt])
+        raise AssertionError("unreachable")
+
+    async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Call ``path`` with the shared access_token (refresh-once and bounded retries)."""
+        refreshed = False
+        attempt = 0
+        token = await self.tokens.get()
+        while True:
+            try:
+                return await self._raw(method, path, {"access_token": token}, body)
+            except WeChatApiError as exc:
+                if exc.is_token_error and not refreshed:
+                    log.warning("wechat %s rejected the access_token (%s); refreshing once", path, exc.errcode)
+                    refreshed = True
+                    token = await self.tokens.refresh(stale=token)
+                    continue
+                if exc.is_transient and attempt < len(self._retry_delays):
+                    delay = self._retry_delays[attempt]
+                    attempt += 1
+                    log.warning("wechat %s failed (%s); retry %d in %.1fs", path, exc, attempt, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                raise
+
+    async def send_text(self, openid: str, content: str) -> None:
+        """Send a customer-service text message (客服消息; within 48 h of the user's last message)."""
+        await self.call("POST", "/cgi-bin/message/custom/send",
+                        {"touser": openid, "msgtype": "text", "text": {"content": content}})
+
+    async def send_template(self, openid: str, template_id: str, data: dict[str, Any],
+                            url: str | None = None) -> int:
+        """Send a template message; returns WeChat's msgid (reported later by TEMPLATESENDJOBFINISH)."""
+        body: dict[str, Any] = {"touser": openid, "template_id": template_id, "data": data}
+        if url:
+            body["url"] = url
+        answer = await self.call("POST", "/cgi-bin/message/template/send", body)
+        return int(answer["msgid"])
+
+    async def create_menu(self, menu: dict[str, Any]) -> None:
+        """Create (replace) the custom menu; ``menu`` is ``{"button": [...]}``."""
+        await self.call("POST", "/cgi-bin/menu/create", menu)
+
+    async def get_menu(self) -> dict[str, Any] | None:
+        """The current custom menu (``{"button": [...]}``), or None when there is none (46003)."""
+        try:
+            answer = await self.call("GET", "/cgi-bin/menu/get")
+        except WeChatApiError as exc:
+            if exc.errcode == 46003:
+                return None
+            raise
+        return answer.get("menu")
+
+    async def delete_menu(self) -> None:
+        """Delete the custom menu."""
+        await self.call("GET", "/cgi-bin/menu/delete")

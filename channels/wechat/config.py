@@ -1,0 +1,116 @@
+"""Typed configuration of the WeChat official-account (公众号) channel, read from the environment.
+
+The channel is disabled when ``WECHAT_TOKEN`` is unset: the product must run on defaults, and
+``/wechat`` then answers 503 with a log line at start.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+ENCRYPT_MODES = ("plain", "compatible", "safe")
+DEFAULT_API_BASE_URL = "https://api.weixin.qq.com"
+
+
+class WeChatConfigError(ValueError):
+    """The WeChat environment variables are inconsistent; raised at start, never per request."""
+
+
+def _aes_key_ok(key: str) -> bool:
+    if len(key) != 43:
+        return False
+    try:
+        return len(base64.b64decode(key + "=", validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise WeChatConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if value <= 0:
+        raise WeChatConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class WeChatConfig:
+    """Settings of the 公众号 channel (see :meth:`from_env` for the variable names)."""
+
+    token: str = ""
+    app_id: str = ""
+    app_secret: str = ""
+    aes_key: str = ""
+    aes_key_previous: str = ""
+    encrypt_mode: str = "plain"
+    api_base_url: str = DEFAULT_API_BASE_URL
+    replay_window_seconds: int = 300
+    max_body_bytes: int = 64 * 1024
+    dedupe_ttl_seconds: int = 3600
+    options_ttl_seconds: int = 600
+    reply_max_bytes: int = 2048
+    api_timeout_seconds: float = 5.0
+    job_timeout_seconds: float = 30.0
+    workers: int = 64
+    dispatch_namespace: str = "pd:wechat:dispatch"
+
+    @property
+    def enabled(self) -> bool:
+        """True when the channel is configured (WECHAT_TOKEN set)."""
+        return bool(self.token)
+
+    @property
+    def aes_keys(self) -> tuple[str, ...]:
+        """EncodingAESKeys to try when decrypting, current first (rotation keeps the old one)."""
+        return tuple(k for k in (self.aes_key, self.aes_key_previous) if k)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "WeChatConfig":
+        """Read WECHAT_TOKEN, WECHAT_APP_ID, WECHAT_APP_SECRET, WECHAT_AES_KEY,
+        WECHAT_AES_KEY_PREVIOUS, WECHAT_ENCRYPT_MODE (plain|compatible|safe),
+        WECHAT_API_BASE_URL, WECHAT_WORKERS and WECHAT_JOB_TIMEOUT_SECONDS; validate them.
+
+        Raises :class:`WeChatConfigError` when the channel is enabled but misconfigured.
+        """
+        env = os.environ if env is None else env
+        mode = (env.get("WECHAT_ENCRYPT_MODE", "") or "plain").strip().lower()
+        if mode in ("plaintext", "明文"):
+            mode = "plain"
+        cfg = cls(
+            token=env.get("WECHAT_TOKEN", "").strip(),
+            app_id=env.get("WECHAT_APP_ID", "").strip(),
+            app_secret=env.get("WECHAT_APP_SECRET", "").strip(),
+            aes_key=env.get("WECHAT_AES_KEY", "").strip(),
+            aes_key_previous=env.get("WECHAT_AES_KEY_PREVIOUS", "").strip(),
+            encrypt_mode=mode,
+            api_base_url=(env.get("WECHAT_API_BASE_URL", "").strip() or DEFAULT_API_BASE_URL).rstrip("/"),
+            workers=int(_positive(env, "WECHAT_WORKERS", 64)),
+            job_timeout_seconds=_positive(env, "WECHAT_JOB_TIMEOUT_SECONDS", 30.0),
+        )
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Check consistency; a disabled channel (no token) is always valid."""
+        if self.encrypt_mode not in ENCRYPT_MODES:
+            raise WeChatConfigError(
+                f"WECHAT_ENCRYPT_MODE must be one of {', '.join(ENCRYPT_MODES)}, got {self.encrypt_mode!r}")
+        if not self.enabled:
+            return
+        if not self.app_id or not self.app_secret:
+            raise WeChatConfigError("WECHAT_APP_ID and WECHAT_APP_SECRET are required when WECHAT_TOKEN is set")
+        if self.encrypt_mode != "plain" and not self.aes_key:
+            raise WeChatConfigError(f"WECHAT_AES_KEY is required in {self.encrypt_mode} mode")
+        for name, key in (("WECHAT_AES_KEY", self.aes_key), ("WECHAT_AES_KEY_PREVIOUS", self.aes_key_previous)):
+            if key and not _aes_key_ok(key):
+                raise WeChatConfigError(f"{name} must be the 43-character EncodingAESKey from the 公众平台")
+        if not self.api_base_url.startswith(("http://", "https://")):
+            raise WeChatConfigError("WECHAT_API_BASE_URL must be an http(s) URL")

@@ -1,0 +1,125 @@
+"""Per-user in-order processing across two dispatcher instances sharing a real Redis."""
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+from collections import defaultdict
+
+import pytest
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from channels.wechat.dispatcher import Dispatcher
+
+
+@pytest.fixture
+async def redis(redis_url):
+    # Blocking pool, as the gateway uses: bursts wait for a connection instead of failing.
+    client = Redis(connection_pool=BlockingConnectionPool.from_url(redis_url, max_connections=50, timeout=10))
+    yield client
+    await client.aclose()
+
+
+class Recorder:
+    """Handler recording which jobs ran, where, and whether a user ever ran twice at once."""
+
+    def __init__(self, name: str, log: dict[str, list[int]], busy: set[str], overlaps: list[str]) -> None:
+        self.name, self.log, self.busy, self.overlaps = name, log, busy, overlaps
+        self.count = 0
+
+    async def __call__(self, user: str, job: dict) -> None:
+        if user in self.busy:
+            self.overlaps.append(user)
+        self.busy.add(user)
+        try:
+            await asyncio.sleep(random.uniform(0, 0.01))
+            self.log[user].append(job["n"])
+            self.count += 1
+        finally:
+            self.busy.discard(user)
+
+
+async def wait_until(predicate, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_200_users_on_two_instances_every_job_once_in_order(redis):
+    ns = "test:dispatch:" + secrets.token_hex(4)
+    log: dict[str, list[int]] = defaultdict(list)
+    busy: set[str] = set()
+    overlaps: list[str] = []
+    handlers = [Recorder("a", log, busy, overlaps), Recorder("b", log, busy, overlaps)]
+    instances = [Dispatcher(redis, h, concurrency=32, namespace=ns, block_ms=200) for h in handlers]
+    for d in instances:
+        await d.start()
+    try:
+        users = [f"o{i:05d}" for i in range(200)]
+
+        async def talk(user: str) -> None:
+            for n in range(5):  # alternate instances, like a load balancer would
+                await instances[n % 2].enqueue(user, {"n": n})
+                await asyncio.sleep(random.uniform(0, 0.005))
+
+        await asyncio.gather(*(talk(u) for u in users))
+        await wait_until(lambda: sum(len(v) for v in log.values()) == 1000)
+        await asyncio.sleep(0.2)
+        assert all(log[u] == [0, 1, 2, 3, 4] for u in users)
+        assert overlaps == []
+        assert handlers[0].count > 0 and handlers[1].count > 0  # both instances did work
+        assert await redis.scard(instances[0].active_key) == 0
+        assert await redis.xlen(instances[0].ready_key) == 0
+    finally:
+        for d in instances:
+            await d.stop()
+
+
+async def test_a_failing_job_does_not_block_the_rest_of_the_conversation(redis):
+    ns = "test:dispatch:" + secrets.token_hex(4)
+    seen: list[int] = []
+
+    async def handler(user: str, job: dict) -> None:
+        if job["n"] == 1:
+            raise RuntimeError("boom")
+        if job["n"] == 2:
+            await asyncio.sleep(10)  # exceeds the job timeout
+        seen.append(job["n"])
+
+    d = Dispatcher(redis, handler, namespace=ns, job_timeout_seconds=0.3, block_ms=200)
+    await d.start()
+    try:
+        for n in range(4):
+            await d.enqueue("o_user", {"n": n})
+        await wait_until(lambda: seen == [0, 3], timeout=5)
+    finally:
+        await d.stop()
+
+
+async def test_conversation_of_a_dead_instance_is_claimed_by_another(redis):
+    ns = "test:dispatch:" + secrets.token_hex(4)
+    started = asyncio.Event()
+    done_by_b: list[int] = []
+
+    async def stuck(user: str, job: dict) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    async def healthy(user: str, job: dict) -> None:
+        done_by_b.append(job["n"])
+
+    a = Dispatcher(redis, stuck, namespace=ns, job_timeout_seconds=0.5, claim_idle_seconds=1.0, block_ms=100)
+    await a.start()
+    for n in range(3):
+        await a.enqueue("o_dead", {"n": n})
+    await asyncio.wait_for(started.wait(), 5)
+    await a.stop(grace_seconds=0)  # the instance dies with job 0 in hand, jobs 1 and 2 queued
+    b = Dispatcher(redis, healthy, namespace=ns, claim_idle_seconds=1.0, block_ms=100)
+    await b.start()
+    try:
+        await wait_until(lambda: done_by_b == [1, 2], timeout=10)
+        await asyncio.sleep(0.3)
+        assert await redis.scard(b.active_key) == 0
+    finally:
+        await b.stop()

@@ -1,0 +1,69 @@
+"""Per-number SMS rate limits enforced in Redis, so every gateway instance shares the budget.
+
+Two budgets per number: ``proactive`` (notifications; default 1/min, 5/h, 10/day) and ``reply``
+(answers inside a conversation; default 20/h, to stop loops between two robots). Each limit is a
+fixed window counted by one Redis key; one Lua script checks every window and takes a unit from
+all of them only when all allow it, so a refused message costs nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from channels.sms.config import RateLimit
+
+Budget = Literal["proactive", "reply"]
+
+# KEYS: one counter per window. ARGV: now, then (limit, window) pairs. Returns 0 when allowed,
+# else the seconds until the tightest exceeded window rolls over.
+_TAKE = """
+local now = tonumber(ARGV[1])
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 * i])
+  local window = tonumber(ARGV[2 * i + 1])
+  local used = tonumber(redis.call('GET', key) or '0')
+  if used >= limit then
+    local left = window - (now % window)
+    if left > wait then wait = left end
+  end
+end
+if wait > 0 then return wait end
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 * i + 1])
+  redis.call('INCR', key)
+  redis.call('EXPIRE', key, window + 60)
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of :meth:`RateLimiter.take`: allowed, or how long to wait."""
+
+    allowed: bool
+    retry_after: int = 0
+
+
+class RateLimiter:
+    """Takes one message from a number's budget, atomically across instances."""
+
+    def __init__(self, redis, limits: dict[str, tuple[RateLimit, ...]]) -> None:
+        self._redis = redis
+        self._limits = limits
+        self._script = redis.register_script(_TAKE)
+
+    async def take(self, budget: Budget, phone: str, now: float) -> Decision:
+        """Count one message to ``phone`` against ``budget`` if every window allows it."""
+        limits = self._limits.get(budget, ())
+        if not limits:
+            return Decision(True)
+        seconds = int(now)
+        keys = [f"pd:sms:rl:{{{phone}}}:{budget}:{lim.window_seconds}:{seconds // lim.window_seconds}"
+                for lim in limits]
+        args: list[int] = [seconds]
+        for lim in limits:
+            args += [lim.limit, lim.window_seconds]
+        wait = int(await self._script(keys=keys, args=args))
+        return Decision(wait == 0, wait)

@@ -1,0 +1,164 @@
+"""Benchmark of the WeChat channel.
+
+Starts embedded Redis and the gateway (as a separate process, like production) with the WeChat
+channel pointed at the loopback fake of the WeChat API, then has N users (default 200) talk at
+once through signed, AES-encrypted pushes.  Prints:
+
+- webhook acknowledgement latency p50/p95/p99 (target p99 < 50 ms);
+- time from inbound push to the customer-service send arriving at the (fake) WeChat API;
+- direct Rasa latency for the same messages, for comparison.
+
+Rasa: ``--rasa-url`` uses a real Rasa server (e.g. from ``make run``); without it, a loopback
+fake of Rasa's REST contract answering after ``--rasa-delay-ms`` stands in (labelled as such).
+
+    PYTHONPATH=. .venv/app/bin/python bench/wechat_bench.py --users 200 --messages 5
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.stack import Stack, free_port  # noqa: E402
+from tests.fakes.wechat_api import FakeWeChatApi, WeChatPusher  # noqa: E402
+
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) in milliseconds."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered))) - 1))] * 1000
+
+
+def line(name: str, values: list[float]) -> str:
+    return (f"{name:<44} n={len(values):<5} p50={pct(values, 50):8.1f} ms  p95={pct(values, 95):8.1f} ms  "
+            f"p99={pct(values, 99):8.1f} ms  max={max(values) * 1000 if values else float('nan'):8.1f} ms")
+
+
+async def fake_rasa(delay_ms: float) -> TestServer:
+    """A FAKE of Rasa's REST webhook contract (echo after a fixed delay), not Rasa."""
+    async def webhook(request: web.Request) -> web.Response:
+        body = await request.json()
+        await asyncio.sleep(delay_ms / 1000)
+        return web.json_response([{"recipient_id": body["sender"], "text": f"收到：{body['message']}"}])
+
+    app = web.Application()
+    app.router.add_post("/webhooks/rest/webhook", webhook)
+    app.router.add_get("/", lambda _r: web.Response(text="fake"))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+async def run(args: argparse.Namespace) -> None:
+    wechat = FakeWeChatApi(app_id="wx" + secrets.token_hex(8))
+    api_url = await wechat.start()
+    rasa_server = None
+    rasa_url = args.rasa_url
+    if not rasa_url:
+        rasa_server = await fake_rasa(args.rasa_delay_ms)
+        rasa_url = str(rasa_server.make_url("")).rstrip("/")
+    token = "bench" + secrets.token_hex(4)
+    env = {"WECHAT_TOKEN": token, "WECHAT_APP_ID": wechat.app_id, "WECHAT_APP_SECRET": wechat.app_secret,
+           "WECHAT_AES_KEY": AES_KEY, "WECHAT_ENCRYPT_MODE": args.mode, "WECHAT_API_BASE_URL": api_url}
+    stack = Stack(run_dir=Path(tempfile.mkdtemp(prefix="wechat-bench-")), log_dir=None)
+    try:
+        redis_url = await asyncio.to_thread(stack.start_embedded_redis, free_port())
+        gateways = []
+        for _ in range(args.instances):
+            gateways.append(await asyncio.to_thread(
+                stack.start_gateway, "127.0.0.1", free_port(), redis_url, rasa_url, env))
+        pushers = [WeChatPusher(url, token, wechat.app_id, AES_KEY, args.mode) for url in gateways]
+        users = ["o" + secrets.token_hex(13) for _ in range(args.users)]
+        posted: dict[tuple[str, str], float] = {}
+        acks: list[float] = []
+        failures = 0
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            # Warm-up: token fetch, connections, JIT-ish caches.
+            await pushers[0].post(session, pushers[0].text_fields("owarmup000", "预热"))
+            await asyncio.sleep(0.5)
+
+            async def talk(i: int, user: str) -> None:
+                nonlocal failures
+                for n in range(args.messages):
+                    pusher = pushers[(i + n) % len(pushers)]
+                    content = f"第{n}条 查询电费"
+                    fields = pusher.text_fields(user, content)
+                    started = time.perf_counter()
+                    wall = time.time()
+                    status, body = await pusher.post(session, fields)
+                    acks.append(time.perf_counter() - started)
+                    posted[(user, f"收到：{content}")] = wall
+                    if (status, body) != (200, "success"):
+                        failures += 1
+                    await asyncio.sleep(args.think_ms / 1000)
+
+            began = time.perf_counter()
+            await asyncio.gather(*(talk(i, u) for i, u in enumerate(users)))
+            push_seconds = time.perf_counter() - began
+            expected = args.users * args.messages
+            deadline = time.monotonic() + 120
+            while sum(1 for m in wechat.sent if m.openid in set(users)) < expected and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            end_to_end = [m.at - posted[(m.openid, m.content)] for m in wechat.sent
+                          if (m.openid, m.content) in posted]
+            delivered = len(end_to_end)
+
+            direct: list[float] = []
+
+            async def direct_rasa(user: str) -> None:
+                for n in range(args.messages):
+                    started = time.perf_counter()
+                    async with session.post(f"{rasa_url}/webhooks/rest/webhook",
+                                            json={"sender": f"bench:{user}", "message": f"第{n}条 查询电费"}) as r:
+                        await r.read()
+                    direct.append(time.perf_counter() - started)
+
+            await asyncio.gather(*(direct_rasa(u) for u in users))
+
+        print(f"WeChat channel benchmark: {args.users} concurrent users x {args.messages} messages, "
+              f"{args.instances} gateway instance(s), {args.mode} mode")
+        print(f"Rasa: {'real server at ' + args.rasa_url if args.rasa_url else f'FAKE REST contract, {args.rasa_delay_ms:.0f} ms delay'}")
+        print(line("webhook acknowledgement", acks) + ("   (target p99 < 50 ms)"))
+        print(line("inbound push -> customer-service send", end_to_end))
+        print(line("direct Rasa REST call (same load)", direct))
+        print(f"pushes: {len(acks)} in {push_seconds:.2f}s ({len(acks) / push_seconds:.0f}/s); "
+              f"non-success acks: {failures}; replies delivered: {delivered}/{expected}; "
+              f"token fetches: {wechat.token_requests}")
+    finally:
+        await asyncio.to_thread(stack.stop)
+        await wechat.close()
+        if rasa_server is not None:
+            await rasa_server.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--messages", type=int, default=5, help="messages per user")
+    parser.add_argument("--instances", type=int, default=2, help="gateway processes sharing Redis")
+    parser.add_argument("--mode", choices=("plain", "compatible", "safe"), default="safe")
+    parser.add_argument("--think-ms", type=float, default=50, help="pause between one user's messages")
+    parser.add_argument("--rasa-url", default="", help="a real Rasa server (default: loopback fake)")
+    parser.add_argument("--rasa-delay-ms", type=float, default=150, help="fake Rasa's answer delay")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -74,6 +74,7 @@ class FakeAliyunSms:
         self.rejected: list[tuple[int, str]] = []
         self._queued: deque[tuple[int, str]] = deque()
         self._nonces: set[str] = set()
+        self.next_biz_ids: deque[str] = deque()  # tests may fix the BizId of the next sends
         self._server: TestServer | None = None
 
     # -- test controls -------------------------------------------------------------------------
@@ -174,7 +175,8 @@ class FakeAliyunSms:
                 return self._business("isv.TEMPLATE_MISSING_PARAMETERS")
             if any(len(str(v)) > self.max_param_length for v in value.values()):
                 return self._business("isv.PARAM_LENGTH_LIMIT")
-        biz_id = f"{int(time.time() * 1000) % 10**12}^{len(self.sent)}"
+        biz_id = self.next_biz_ids.popleft() if self.next_biz_ids \
+            else f"{int(time.time() * 1000) % 10**12}^{len(self.sent)}"
         for phone, sign, value in zip(phones, signs, values):
             self.sent.append({"phone": phone, "sign_name": sign, "template": template,
                               "params": value, "biz_id": biz_id,

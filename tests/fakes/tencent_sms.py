@@ -64,6 +64,7 @@ class FakeTencentSms:
         self.rejected: list[str] = []
         self._request_errors: deque[str] = deque()
         self._number_codes: deque[str] = deque()
+        self.next_serials: deque[str] = deque()  # tests may fix the SerialNo of the next sends
         self._server: TestServer | None = None
 
     def fail_next(self, code: str, times: int = 1) -> None:
@@ -146,7 +147,8 @@ class FakeTencentSms:
                                "A template parameter exceeds the length limit.")
         statuses = []
         for phone in phones:
-            serial = f"2433:{uuid.uuid4().int % 10**30}"
+            serial = self.next_serials.popleft() if self.next_serials \
+                else f"2433:{uuid.uuid4().int % 10**30}"
             if self._number_codes:
                 code = self._number_codes.popleft()
             elif not MOBILE.fullmatch(str(phone)):

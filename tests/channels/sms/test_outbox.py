@@ -1,0 +1,240 @@
+"""Outbox rules on real Redis and a loopback provider: opt-out, quiet hours, rate limits shared
+by two instances, retries by error code, delivery reports in any order."""
+from __future__ import annotations
+
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+import redis.asyncio as aioredis
+
+from channels.sms.config import RateLimit
+from channels.sms.optout import OptOutStore
+from channels.sms.outbox import PROACTIVE, REPLY, SYSTEM, DeliveryReport, Outbox
+from channels.sms.providers.aliyun import AliyunSmsSender
+from channels.sms.providers.tencent import TencentSmsSender
+from channels.sms.quiet_hours import QuietHours
+from channels.sms.ratelimit import RateLimiter
+from channels.sms.templates import SmsRenderer, TemplateBook
+from tests.channels.sms.conftest import SIGN, TEMPLATES, Clock
+from tests.fakes.aliyun_sms import report_items
+from tests.fakes.tencent_sms import report_items as tencent_report_items
+
+SH = ZoneInfo("Asia/Shanghai")
+NOON = datetime(2026, 11, 23, 12, 0, 30, tzinfo=SH).timestamp()
+NIGHT = datetime(2026, 11, 23, 22, 30, tzinfo=SH).timestamp()
+LIMITS = {"proactive": (RateLimit(1, 60), RateLimit(5, 3600), RateLimit(10, 86400)),
+          "reply": (RateLimit(20, 3600),)}
+
+
+def renderer(provider="aliyun") -> SmsRenderer:
+    return SmsRenderer(TemplateBook.from_dict(TEMPLATES), provider, SIGN)
+
+
+def make_outbox(redis, fake, clock, limits=LIMITS, provider="aliyun") -> Outbox:
+    if provider == "aliyun":
+        sender = AliyunSmsSender(fake.access_key_id, fake.access_key_secret, fake.url, SIGN)
+    else:
+        sender = TencentSmsSender(fake.secret_id, fake.secret_key, fake.sdk_app_id, fake.url, SIGN)
+    return Outbox(redis, sender, QuietHours((time(21), time(8)), "Asia/Shanghai"),
+                  RateLimiter(redis, limits), OptOutStore(redis), max_attempts=3, clock=clock)
+
+
+def outage(provider="aliyun"):
+    return renderer(provider).of_kind("outage_notice", {"area": "玄武区钟灵街社区", "start": "9:00",
+                                                        "end": "17:00", "reason": "线路检修"})
+
+
+async def test_optout_store_is_persistent_and_confirmed_once(redis, phone):
+    store = OptOutStore(redis)
+    assert await store.opt_out(phone) is True
+    assert await store.opt_out(phone) is False  # second TD: no second confirmation
+    assert await store.is_opted_out(phone)
+    assert await redis.ttl("pd:sms:optout") == -1  # never expires
+    assert await store.opt_in(phone) is True
+    assert not await store.is_opted_out(phone)
+    assert await store.opt_in(phone) is False
+
+
+async def test_proactive_to_opted_out_number_is_suppressed_reply_is_not(redis, aliyun_fake, phone):
+    outbox = make_outbox(redis, aliyun_fake, Clock(NOON))
+    try:
+        await OptOutStore(redis).opt_out(phone)
+        msg = await outbox.submit(phone, outage(), PROACTIVE)
+        assert (await outbox.get(msg))["state"] == "suppressed"
+        reply = await outbox.submit(phone, renderer().text_messages("好的")[0], REPLY)
+        assert (await outbox.get(reply))["state"] == "sent"
+        assert [s["template"] for s in aliyun_fake.sent] == ["SMS_900000001"]
+    finally:
+        await outbox.sender.close()
+
+
+async def test_quiet_hours_queue_non_urgent_until_morning(redis, aliyun_fake, phone):
+    clock = Clock(NIGHT)
+    outbox = make_outbox(redis, aliyun_fake, clock)
+    try:
+        queued = await outbox.submit(phone, outage(), PROACTIVE)
+        urgent = await outbox.submit("13700000000", outage(), PROACTIVE, urgent=True)
+        reply = await outbox.submit("13700000001", renderer().text_messages("收到")[0], REPLY)
+        assert (await outbox.get(queued))["state"] == "queued"
+        assert (await outbox.get(queued))["waiting_for"] == "quiet hours"
+        assert (await outbox.get(urgent))["state"] == "sent"
+        assert (await outbox.get(reply))["state"] == "sent"
+        clock.advance(3600)
+        await outbox.run_due()
+        assert (await outbox.get(queued))["state"] == "queued"
+        clock.now = datetime(2026, 11, 24, 8, 0, 1, tzinfo=SH).timestamp()
+        assert await outbox.run_due() >= 1
+        assert (await outbox.get(queued))["state"] == "sent"
+        assert [s["phone"] for s in aliyun_fake.sent][-1] == phone
+    finally:
+        await outbox.sender.close()
+
+
+async def test_rate_limits_are_shared_by_two_instances(redis_url, aliyun_fake, phone):
+    clock = Clock(NOON)
+    # Two gateway instances: separate Redis connections, separate outboxes, one Redis server.
+    r1 = aioredis.from_url(redis_url, decode_responses=True)
+    r2 = aioredis.from_url(redis_url, decode_responses=True)
+    a, b = make_outbox(r1, aliyun_fake, clock), make_outbox(r2, aliyun_fake, clock)
+    try:
+        first = await a.submit(phone, outage(), PROACTIVE)
+        second = await b.submit(phone, outage(), PROACTIVE)
+        assert (await a.get(first))["state"] == "sent"
+        state = await b.get(second)
+        assert state["state"] == "queued" and "rate limit" in state["waiting_for"]
+        assert float(state["not_before"]) <= clock.now + 60
+        # Both workers poll; only one takes the message, and only once the minute has passed.
+        assert await a.run_due() + await b.run_due() == 0
+        clock.advance(60)
+        assert await a.run_due() + await b.run_due() == 1
+        assert (await a.get(second))["state"] == "sent"
+        # The hourly budget: 5 per hour whichever instance sends.
+        for i in range(4):
+            clock.advance(61)
+            await (a if i % 2 else b).submit(phone, outage(), PROACTIVE)
+        clock.advance(61)
+        sixth = await a.submit(phone, outage(), PROACTIVE)
+        assert (await a.get(sixth))["state"] == "queued"
+        assert len([s for s in aliyun_fake.sent if s["phone"] == phone]) == 5
+    finally:
+        for o in (a, b):
+            await o.sender.close()
+        await r1.aclose()
+        await r2.aclose()
+
+
+async def test_reply_budget_is_separate_and_stops_loops(redis, aliyun_fake, phone):
+    clock = Clock(NOON)
+    limits = {**LIMITS, "reply": (RateLimit(3, 3600),)}
+    outbox = make_outbox(redis, aliyun_fake, clock, limits)
+    try:
+        await outbox.submit(phone, outage(), PROACTIVE)
+        states = []
+        for _ in range(4):
+            msg = await outbox.submit(phone, renderer().text_messages("好的")[0], REPLY)
+            states.append((await outbox.get(msg))["state"])
+        assert states == ["sent", "sent", "sent", "queued"]  # proactive did not use reply budget
+        system = await outbox.submit(phone, renderer().of_kind("optout_confirm"), SYSTEM)
+        assert (await outbox.get(system))["state"] == "sent"  # confirmations are never held back
+    finally:
+        await outbox.sender.close()
+
+
+async def test_throttled_then_retry_then_sent(redis, aliyun_fake, phone):
+    clock = Clock(NOON)
+    outbox = make_outbox(redis, aliyun_fake, clock)
+    try:
+        aliyun_fake.throttle_next()
+        msg = await outbox.submit(phone, renderer().text_messages("好的")[0], REPLY)
+        state = await outbox.get(msg)
+        assert state["state"] == "queued" and "isv.BUSINESS_LIMIT_CONTROL" in state["waiting_for"]
+        aliyun_fake.fail_next("isp.SYSTEM_ERROR")
+        clock.advance(60)
+        await outbox.run_due()
+        state = await outbox.get(msg)
+        assert state["state"] == "queued" and state["attempts"] == "2"
+        clock.advance(60)
+        await outbox.run_due()
+        assert (await outbox.get(msg))["state"] == "sent"
+    finally:
+        await outbox.sender.close()
+
+
+async def test_permanent_error_stops_and_is_recorded(redis, aliyun_fake, phone):
+    outbox = make_outbox(redis, aliyun_fake, Clock(NOON))
+    try:
+        aliyun_fake.fail_next("isv.MOBILE_NUMBER_ILLEGAL")
+        msg = await outbox.submit(phone, renderer().text_messages("好的")[0], REPLY)
+        state = await outbox.get(msg)
+        assert state["state"] == "failed" and state["error_code"] == "isv.MOBILE_NUMBER_ILLEGAL"
+        assert await redis.zscore("pd:sms:outbox", msg) is None
+    finally:
+        await outbox.sender.close()
+
+
+async def test_transient_errors_give_up_after_max_attempts(redis, aliyun_fake, phone):
+    clock = Clock(NOON)
+    outbox = make_outbox(redis, aliyun_fake, clock)
+    try:
+        aliyun_fake.fail_next("isp.SYSTEM_ERROR", times=3)
+        msg = await outbox.submit(phone, renderer().text_messages("好的")[0], REPLY)
+        for _ in range(3):
+            clock.advance(901)
+            await outbox.run_due()
+        state = await outbox.get(msg)
+        assert state["state"] == "failed" and state["attempts"] == "3"
+        assert state["error_code"] == "isp.SYSTEM_ERROR"
+    finally:
+        await outbox.sender.close()
+
+
+async def test_delivery_reports_any_order_duplicates_and_early(redis, aliyun_fake, phone):
+    outbox = make_outbox(redis, aliyun_fake, Clock(NOON))
+    try:
+        msg = await outbox.submit(phone, outage(), PROACTIVE)
+        (item,) = report_items(aliyun_fake.sent[-1:], report_time="2026-11-23 12:01:00")
+        report = DeliveryReport(item["biz_id"], phone, True, item["err_code"], item["report_time"])
+        assert await outbox.record_report(report) == "applied"
+        assert (await outbox.get(msg))["state"] == "delivered"
+        assert await outbox.record_report(report) == "duplicate"
+        older = DeliveryReport(item["biz_id"], phone, False, "MK:0001", "2026-11-23 12:00:40")
+        assert await outbox.record_report(older) == "stale"
+        assert (await outbox.get(msg))["state"] == "delivered"
+        # A report for a message whose send result is not recorded yet is parked, then applied.
+        early = DeliveryReport("no-such-biz", phone, True, "DELIVERED", "2026-11-23 12:02:00")
+        assert await outbox.record_report(early) == "parked"
+    finally:
+        await outbox.sender.close()
+
+
+async def test_report_arriving_before_send_result_is_applied_on_send(redis, tencent_fake, phone):
+    # The provider may push the receipt before our instance has stored the SendSms answer.
+    outbox = make_outbox(redis, tencent_fake, Clock(NOON), provider="tencent")
+    serial = f"2433:{phone}0001"
+    try:
+        early = DeliveryReport(serial, phone, False, "MK:0005", "2026-11-23 12:01:00")
+        assert await outbox.record_report(early) == "parked"
+        tencent_fake.next_serials.append(serial)
+        msg = await outbox.submit(phone, outage("tencent"), PROACTIVE)
+        state = await outbox.get(msg)
+        assert state["provider_id"] == serial
+        assert state["state"] == "undelivered" and state["report_code"] == "MK:0005"
+        assert await redis.get(f"pd:sms:report-pending:tencent:{serial}:{phone}") is None
+    finally:
+        await outbox.sender.close()
+
+
+async def test_segments_are_recorded(redis, aliyun_fake, phone):
+    outbox = make_outbox(redis, aliyun_fake, Clock(NOON))
+    try:
+        key = "pd:sms:segments:" + datetime.fromtimestamp(NOON).strftime("%Y%m%d")
+        before = int(await redis.get(key) or 0)
+        long_notice = renderer().of_kind("outage_notice", {
+            "area": "玄武区孝陵卫街道钟灵街社区、中山门大街沿线及周边小区", "start": "11月25日08:00",
+            "end": "11月25日18:00", "reason": "10千伏线路检修及配电变压器更换"})
+        assert long_notice.segments == 2
+        msg = await outbox.submit(phone, long_notice, PROACTIVE)
+        assert (await outbox.get(msg))["segments"] == "2"
+        assert int(await redis.get(key)) - before == 2
+    finally:
+        await outbox.sender.close()

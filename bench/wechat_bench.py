@@ -50,6 +50,10 @@ def line(name: str, values: list[float]) -> str:
             f"p99={pct(values, 99):8.1f} ms  max={max(values) * 1000 if values else float('nan'):8.1f} ms")
 
 
+async def _root(_request: web.Request) -> web.Response:
+    return web.Response(text="FAKE of the Rasa REST contract")
+
+
 async def fake_rasa(delay_ms: float) -> TestServer:
     """A FAKE of Rasa's REST webhook contract (echo after a fixed delay), not Rasa."""
     async def webhook(request: web.Request) -> web.Response:
@@ -59,7 +63,7 @@ async def fake_rasa(delay_ms: float) -> TestServer:
 
     app = web.Application()
     app.router.add_post("/webhooks/rest/webhook", webhook)
-    app.router.add_get("/", lambda _r: web.Response(text="fake"))
+    app.router.add_get("/", _root)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     return server

@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any, Protocol
 
+from channels.wechat import metrics
 from channels.wechat.api import WeChatApi
 from channels.wechat.config import WeChatConfig
 from channels.wechat.errors import WeChatApiError
@@ -108,12 +109,14 @@ class WeChatResponder:
                 continue
             try:
                 await self._api.send_text(openid, content)
+                metrics.SENDS.labels("ok").inc()
             except WeChatApiError as exc:
                 await self._record_failure(openid, exc)
                 return False
         return True
 
     async def _record_failure(self, openid: str, exc: WeChatApiError) -> None:
+        metrics.SENDS.labels("undeliverable" if exc.is_undeliverable else "failed").inc()
         if exc.is_undeliverable:
             log.warning("wechat message not deliverable (errcode %s); recorded, not retried", exc.errcode)
             await self._redis.hset(undeliverable_key(openid), mapping={

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from channels.wechat import texts
+from channels.wechat import metrics, texts
 from channels.wechat.config import WeChatConfig
 from channels.wechat.crypto import ForgedRequest, WeChatSecurity
 from channels.wechat.dedupe import Deduper
@@ -63,6 +63,7 @@ class WeChatWebhook:
 
     # --- request checks --------------------------------------------------------------------
     def _reject(self, request: web.Request, status: int, reason: str) -> web.Response:
+        metrics.PUSHES.labels("forged" if status == 403 else "malformed").inc()
         log.warning("wechat webhook rejected %s %s from %s: %s", request.method, request.path,
                     request.remote, reason)
         return web.Response(status=status, text="forbidden" if status == 403 else "bad request")
@@ -128,6 +129,10 @@ class WeChatWebhook:
     # --- POST ------------------------------------------------------------------------------
     async def handle_post(self, request: web.Request) -> web.Response:
         """Verify, deduplicate, queue and acknowledge a push."""
+        with metrics.ACK_SECONDS.time():
+            return await self._handle_post(request)
+
+    async def _handle_post(self, request: web.Request) -> web.Response:
         try:
             fields = await self._verified_fields(request)
             openid = fields.get("FromUserName", "")
@@ -143,15 +148,18 @@ class WeChatWebhook:
         try:
             if not await self._dedupe.first_time(fields):
                 log.info("wechat duplicate push ignored (%s)", fields.get("MsgId") or fields.get("Event"))
+                metrics.PUSHES.labels("duplicate").inc()
                 return web.Response(text="success")
             try:
                 await self._accept(openid, fields)
             except BaseException:
                 await self._dedupe.forget(fields)
                 raise
+            metrics.PUSHES.labels("accepted").inc()
         except RedisError as exc:
             # Unacknowledged: WeChat retries, and the retry may find Redis back.
             log.error("wechat push not accepted, Redis unavailable: %s", exc)
+            metrics.PUSHES.labels("unavailable").inc()
             return web.Response(status=503, text="unavailable")
         return web.Response(text="success")
 

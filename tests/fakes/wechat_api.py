@@ -356,7 +356,7 @@ class WeChatPusher:
     aes_key: str = ""
     mode: str = "plain"  # plain | compatible | safe
     account: str = "gh_0123456789ab"
-    _msgid: int = 6054768590064713728
+    _msgid: int = field(default_factory=lambda: secrets.randbits(62) + 2**62)  # unique per pusher
 
     def next_msgid(self) -> int:
         """A fresh 64-bit MsgId."""

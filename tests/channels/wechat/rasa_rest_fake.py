@@ -25,6 +25,10 @@ from aiohttp.test_utils import TestServer
 LONG_SENTENCE = "根据阶梯电价规定，您本月的用电量已进入第二档，超出部分按每千瓦时0.5783元计费。"
 
 
+async def _root(_request: web.Request) -> web.Response:
+    return web.Response(text="Hello from Rasa: 3.6.21 (FAKE of the REST contract)")
+
+
 class FakeRasaRest:
     """Serve the canned REST contract on loopback (``await start()`` returns the base URL)."""
 
@@ -39,7 +43,7 @@ class FakeRasaRest:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/webhooks/rest/webhook", self._webhook)
-        app.router.add_get("/", lambda _r: web.Response(text="Hello from Rasa: 3.6.21 (fake contract)"))
+        app.router.add_get("/", _root)
         self._server = TestServer(app, host="127.0.0.1")
         await self._server.start_server()
         return str(self._server.make_url("")).rstrip("/")

@@ -54,6 +54,13 @@ end
 return 0
 """
 
+_HAND_BACK = """
+if ARGV[3] ~= '' then redis.call('xadd', KEYS[1], '*', 'u', ARGV[3]) end
+redis.call('xack', KEYS[1], ARGV[1], ARGV[2])
+redis.call('xdel', KEYS[1], ARGV[2])
+return 1
+"""
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -116,6 +123,11 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         try:
+            await self._release_pending()
+        except RedisError as exc:
+            log.warning("wechat dispatcher could not hand back its conversations (%s); "
+                        "they will be claimed after %.0fs", exc, self._claim_idle_ms / 1000)
+        try:
             # DELCONSUMER would drop our pending entries: only forget ourselves when none is left.
             pending = await self._redis.xpending_range(self.ready_key, GROUP, min="-", max="+", count=1,
                                                        consumername=self.consumer)
@@ -123,6 +135,20 @@ class Dispatcher:
                 await self._redis.xgroup_delconsumer(self.ready_key, GROUP, self.consumer)
         except RedisError:
             pass
+
+    async def _release_pending(self) -> None:
+        """Re-announce the conversations still pending on this consumer (read but not finished,
+        e.g. a read cut short by shutdown) so other instances pick them up at once."""
+        while True:
+            pending = await self._redis.xpending_range(self.ready_key, GROUP, min="-", max="+", count=100,
+                                                       consumername=self.consumer)
+            if not pending:
+                return
+            for item in pending:
+                entry_id = _text(item["message_id"])
+                entries = await self._redis.xrange(self.ready_key, entry_id, entry_id)
+                user = _text(entries[0][1].get(b"u", entries[0][1].get("u", ""))) if entries else ""
+                await self._redis.eval(_HAND_BACK, 1, self.ready_key, GROUP, entry_id, user)
 
     async def _read_loop(self) -> None:
         backoff = 0.5

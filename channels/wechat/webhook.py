@@ -95,12 +95,17 @@ class WeChatWebhook:
         limit = self.config.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise BadRequest(f"body larger than {limit} bytes")
-        body = await request.content.read(limit + 1)
-        if len(body) > limit:
-            raise BadRequest(f"body larger than {limit} bytes")
+        body = bytearray()
+        while True:
+            chunk = await request.content.read(limit + 1 - len(body))
+            if not chunk:
+                break
+            body.extend(chunk)
+            if len(body) > limit:
+                raise BadRequest(f"body larger than {limit} bytes")
         if not body:
             raise BadRequest("empty body")
-        return body
+        return bytes(body)
 
     async def _verified_fields(self, request: web.Request) -> dict[str, str]:
         timestamp, nonce = self._check_signed(request)

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import secrets
+import sys
+from pathlib import Path
 from collections import defaultdict
 
 import pytest
@@ -97,29 +100,74 @@ async def test_a_failing_job_does_not_block_the_rest_of_the_conversation(redis):
         await d.stop()
 
 
-async def test_conversation_of_a_dead_instance_is_claimed_by_another(redis):
-    ns = "test:dispatch:" + secrets.token_hex(4)
-    started = asyncio.Event()
-    done_by_b: list[int] = []
+CRASHING_INSTANCE = """
+import asyncio, sys
+from redis.asyncio import Redis
+from channels.wechat.dispatcher import Dispatcher
 
-    async def stuck(user: str, job: dict) -> None:
-        started.set()
+async def main():
+    redis = Redis.from_url(sys.argv[1])
+    async def stuck(user, job):
+        print("started", flush=True)
         await asyncio.sleep(3600)
+    d = Dispatcher(redis, stuck, namespace=sys.argv[2], job_timeout_seconds=0.5, claim_idle_seconds=1.0,
+                   block_ms=100)
+    await d.start()
+    for n in range(3):
+        await d.enqueue("o_dead", {"n": n})
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_conversation_of_a_killed_instance_is_claimed_by_another(redis, redis_url):
+    ns = "test:dispatch:" + secrets.token_hex(4)
+    root = Path(__file__).resolve().parents[3]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CRASHING_INSTANCE, redis_url, ns, cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)}, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert (await asyncio.wait_for(proc.stdout.readline(), 20)).strip() == b"started"
+    finally:
+        proc.kill()  # dies with job 0 in hand and jobs 1, 2 queued: no chance to hand anything back
+        await proc.wait()
+    done_by_b: list[int] = []
 
     async def healthy(user: str, job: dict) -> None:
         done_by_b.append(job["n"])
 
-    a = Dispatcher(redis, stuck, namespace=ns, job_timeout_seconds=0.5, claim_idle_seconds=1.0, block_ms=100)
-    await a.start()
-    for n in range(3):
-        await a.enqueue("o_dead", {"n": n})
-    await asyncio.wait_for(started.wait(), 5)
-    await a.stop(grace_seconds=0)  # the instance dies with job 0 in hand, jobs 1 and 2 queued
     b = Dispatcher(redis, healthy, namespace=ns, claim_idle_seconds=1.0, block_ms=100)
     await b.start()
     try:
         await wait_until(lambda: done_by_b == [1, 2], timeout=10)
         await asyncio.sleep(0.3)
         assert await redis.scard(b.active_key) == 0
+    finally:
+        await b.stop()
+
+
+async def test_graceful_stop_hands_conversations_back_at_once(redis):
+    ns = "test:dispatch:" + secrets.token_hex(4)
+    started = asyncio.Event()
+    done_by_b: list[int] = []
+
+    async def slow(user: str, job: dict) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    async def healthy(user: str, job: dict) -> None:
+        done_by_b.append(job["n"])
+
+    a = Dispatcher(redis, slow, namespace=ns, claim_idle_seconds=600, block_ms=100)
+    await a.start()
+    for n in range(3):
+        await a.enqueue("o_rolling", {"n": n})
+    await asyncio.wait_for(started.wait(), 5)
+    await a.stop(grace_seconds=0.1)  # rolling restart: job 0 is cut short
+    b = Dispatcher(redis, healthy, namespace=ns, claim_idle_seconds=600, block_ms=100)
+    await b.start()
+    try:
+        await wait_until(lambda: done_by_b == [1, 2], timeout=5)  # long before the 600 s claim
     finally:
         await b.stop()

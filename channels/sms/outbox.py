@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from channels.sms import metrics
 from channels.sms.optout import OptOutStore
 from channels.sms.phones import mask
 from channels.sms.providers.base import Outcome, SmsRequest, SmsSender
@@ -135,23 +136,30 @@ class Outbox:
             return "failed"
         if send_class == PROACTIVE and await self.optouts.is_opted_out(phone):
             await self._finish(msg, "suppressed", error_code="opted_out")
+            metrics.HELD.labels("suppressed_optout").inc()
             log.info("sms %s to %s suppressed: number opted out", msg_id, mask(phone))
             return "suppressed"
         if send_class == PROACTIVE and msg.get("urgent") != "1" and self.quiet.is_quiet(now):
             await self._defer(msg, self.quiet.next_allowed(now), "quiet hours")
+            metrics.HELD.labels("quiet_hours").inc()
             return "queued"
         if send_class in (REPLY, PROACTIVE):
             decision = await self.limiter.take(send_class, phone, now)
             if not decision.allowed:
                 await self._defer(msg, now + decision.retry_after,
                                   f"{send_class} rate limit for this number reached")
+                metrics.HELD.labels("rate_limit").inc()
                 return "queued"
         attempts = int(msg.get("attempts", 0)) + 1
         result = await self.sender.send(SmsRequest(
             phone, msg["template_id"], json.loads(msg["params"]), out_id=msg_id))
-        await self._update(msg_id, attempts=attempts, last_code=result.code)
+        # Flow control is not a failure: only transient errors use up the retry budget.
+        failures = int(msg.get("failures", 0)) + (result.outcome is Outcome.RETRY)
+        await self._update(msg_id, attempts=attempts, failures=failures, last_code=result.code)
+        metrics.ATTEMPTS.labels(self.provider, result.outcome.value).inc()
         if result.outcome is Outcome.SENT:
             await self._finish(msg, "sent", provider_id=result.provider_id, sent_at=now)
+            metrics.SEGMENTS.labels(self.provider, msg["kind"]).inc(int(msg.get("segments") or 1))
             await self.redis.incrby(
                 f"pd:sms:segments:{time.strftime('%Y%m%d', time.localtime(now))}",
                 int(msg.get("segments") or 1))
@@ -167,8 +175,8 @@ class Outbox:
             await self._defer(msg, now + (result.retry_after or 60),
                               f"provider flow control {result.code}")
             return "queued"
-        if result.outcome is Outcome.RETRY and attempts < self.max_attempts:
-            await self._defer(msg, now + min(5 * 2 ** attempts, 900),
+        if result.outcome is Outcome.RETRY and failures < self.max_attempts:
+            await self._defer(msg, now + min(5 * 2 ** failures, 900),
                               f"transient failure {result.code} (attempt {attempts})")
             return "queued"
         await self._finish(msg, "failed", error_code=result.code,

@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from channels.sms import metrics
 from channels.sms.config import SmsConfig
 from channels.sms.outbox import DeliveryReport, Outbox
 from channels.sms.phones import mask, normalise_phone
@@ -75,18 +76,22 @@ class SmsWebhooks:
             return any(ip in net for net in self.config.callback_allowed_ips)
         return True
 
-    async def _items(self, provider: str, request: web.Request) -> list[dict] | web.Response:
+    async def _items(self, provider: str, kind: str,
+                     request: web.Request) -> list[dict] | web.Response:
         if not self._authorised(request):
+            metrics.CALLBACKS.labels(provider, kind, "forged").inc()
             log.warning("sms %s callback refused from %s: bad token or address", provider,
                         request.remote)
             return _error(provider, 403, "forbidden")
         try:
             body = json.loads(await request.text())
         except (ValueError, UnicodeDecodeError):
+            metrics.CALLBACKS.labels(provider, kind, "malformed").inc()
             return _error(provider, 400, "malformed JSON")
         if isinstance(body, dict):
             body = [body]
         if not isinstance(body, list) or not all(isinstance(i, dict) for i in body):
+            metrics.CALLBACKS.labels(provider, kind, "malformed").inc()
             return _error(provider, 400, "expected a JSON array of objects")
         return body
 
@@ -115,7 +120,7 @@ class SmsWebhooks:
     # -- uplink --------------------------------------------------------------------------------
     async def _uplink(self, provider: str, request: web.Request,
                       parse: Callable[[dict], tuple[str | None, str, str, str]]) -> web.Response:
-        items = await self._items(provider, request)
+        items = await self._items(provider, "up", request)
         if isinstance(items, web.Response):
             return items
         inbound = []
@@ -127,7 +132,9 @@ class SmsWebhooks:
                 continue
             if not await self._first_time(provider, f"up:{phone}:{identity}"):
                 log.info("sms %s uplink from %s is a duplicate push; ignored", provider, mask(phone))
+                metrics.CALLBACKS.labels(provider, "up", "duplicate").inc()
                 continue
+            metrics.CALLBACKS.labels(provider, "up", "accepted").inc()
             inbound.append((phone, text, {"sent_at": sent_at, "provider": provider}))
         inbound.sort(key=lambda m: m[2]["sent_at"])
         if inbound:
@@ -158,7 +165,7 @@ class SmsWebhooks:
     # -- delivery reports ----------------------------------------------------------------------
     async def _reports(self, provider: str, request: web.Request,
                        parse: Callable[[dict], DeliveryReport | None]) -> web.Response:
-        items = await self._items(provider, request)
+        items = await self._items(provider, "report", request)
         if isinstance(items, web.Response):
             return items
         reports = []
@@ -173,6 +180,9 @@ class SmsWebhooks:
             reports.append(report)
         for report in sorted(reports, key=lambda r: r.reported_at):
             outcome = await self.outbox.record_report(report, provider)
+            metrics.CALLBACKS.labels(provider, "report",
+                                     "duplicate" if outcome in ("duplicate", "stale")
+                                     else "accepted").inc()
             log.info("sms %s report for %s: %s (%s)", provider, mask(report.phone), outcome,
                      report.code)
         return web.json_response(ACK[provider])

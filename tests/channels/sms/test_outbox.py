@@ -152,7 +152,7 @@ async def test_throttled_then_retry_then_sent(redis, aliyun_fake, phone):
         clock.advance(60)
         await outbox.run_due()
         state = await outbox.get(msg)
-        assert state["state"] == "queued" and state["attempts"] == "2"
+        assert state["state"] == "queued" and state["attempts"] == "2" and state["failures"] == "1"
         clock.advance(60)
         await outbox.run_due()
         assert (await outbox.get(msg))["state"] == "sent"

@@ -1,0 +1,13 @@
+"""Prometheus metrics of the SMS channel (exposed by the gateway's /metrics)."""
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+CALLBACKS = Counter("powerdesk_sms_callbacks_total", "SMS provider callbacks received",
+                    ["provider", "kind", "outcome"])  # kind: up|report; outcome: accepted|duplicate|forged|malformed
+ATTEMPTS = Counter("powerdesk_sms_send_attempts_total", "SMS send attempts, by provider outcome",
+                   ["provider", "outcome"])  # sent | throttled | retry | permanent
+SEGMENTS = Counter("powerdesk_sms_segments_total", "Billed SMS segments sent (70/67 rule)",
+                   ["provider", "kind"])
+HELD = Counter("powerdesk_sms_held_total", "SMS held back in the outbox, by reason",
+               ["reason"])  # quiet_hours | rate_limit | suppressed_optout

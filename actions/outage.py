@@ -174,6 +174,8 @@ class Place:
     street: Optional[str] = None
     community: Optional[str] = None
     address: Optional[str] = None
+    # what the customer named when it is not a known area (a road, say): the backend matches it
+    named: Optional[str] = None
 
     def names(self) -> list[str]:
         return [n for n in (self.district, self.street, self.community, self.address) if n]
@@ -466,10 +468,10 @@ _GENERIC_REPORT = re.compile(
 
 def description_from_report(text: str) -> Optional[str]:
     """The report itself as description when it says more than "我要报修"."""
-    text = normalize(text)
-    if text.startswith("/"):
+    plain = normalize(text)
+    if plain.startswith("/"):
         return None
-    return text if len(_GENERIC_REPORT.sub("", text)) >= 2 else None
+    return (text or "").strip()[:500] if len(_GENERIC_REPORT.sub("", plain)) >= 2 else None
 
 
 async def _customer_place(
@@ -479,10 +481,14 @@ async def _customer_place(
     if account:
         acct = await services.billing.get_account(account)
         return Place(acct.district, acct.street, acct.community, acct.address)
-    said = " ".join(filter(None, [address_text, *_latest_entity(tracker, "area")]))
+    named = _latest_entity(tracker, "area")
+    said = " ".join(filter(None, [address_text, *named]))
     if not said:
         return Place()
-    return place_from_text(said, await services.outage.list_areas())
+    place = place_from_text(said, await services.outage.list_areas())
+    if named and not place.most_specific():
+        place = Place(address=place.address, named=_area_query(named))
+    return place
 
 
 async def _covering_outages(
@@ -491,8 +497,9 @@ async def _covering_outages(
     """Ongoing outages that reach the place (by 户号 when bound, else by the area named)."""
     if account:
         found = await services.outage.find_outages(account_number=account, status="ongoing")
-    elif place.most_specific():
-        found = await services.outage.find_outages(area=place.most_specific(), status="ongoing")
+    elif place.most_specific() or place.named:
+        area = place.most_specific() or place.named
+        found = await services.outage.find_outages(area=area, status="ongoing")
         found = [o for o in found if outage_covers(o, place)]
     else:
         return []
@@ -518,14 +525,14 @@ class ActionCheckFaultOutage(BackendAction):
         return "action_check_fault_outage"
 
     async def act(self, dispatcher, tracker, domain, services: Services) -> EventList:
-        text = normalize(tracker.latest_message.get("text"))
-        grade = grade_fault(text)
+        said = tracker.latest_message.get("text") or ""
+        grade = grade_fault(said)
         if grade.severity == URGENT:
             dispatcher.utter_message(text=safety_advice())
 
         account = await bound_account(tracker, services)
-        place = await _customer_place(tracker, services, account, None)
-        checked = bool(account or place.most_specific())
+        place = await _customer_place(tracker, services, account, said)
+        checked = bool(account or place.most_specific() or place.named)
         covering = await _covering_outages(services, account, place) if checked else []
 
         events: EventList = [SlotSet(s, None) for s in _FAULT_SLOTS_RESET]
@@ -545,7 +552,7 @@ class ActionCheckFaultOutage(BackendAction):
         events += [
             SlotSet("fault_severity", grade.severity),
             SlotSet("fault_outage_checked", checked),
-            SlotSet("fault_description", description_from_report(text)),
+            SlotSet("fault_description", description_from_report(said)),
             SlotSet("fault_address", place.address if account else None),
             SlotSet("fault_route", "form"),
         ]
@@ -579,8 +586,8 @@ class ValidateReportFaultForm(BackendFormValidationAction):
     async def validate_fault_description(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        text = normalize(str(value or ""))
-        if len(text) < 2 or text.startswith("/"):
+        text = str(value or "").strip()
+        if len(normalize(text)) < 2 or text.startswith("/"):
             dispatcher.utter_message(text="请用一两句话描述一下故障情况，例如“家里全部没电”或“表箱冒烟”。")
             return {"fault_description": None}
         grade = grade_fault(text)
@@ -655,7 +662,7 @@ class ActionSubmitFaultReport(BackendAction):
                 contact_phone=phone,
                 account_number=account,
                 address=address or place.address,
-                area=place.most_specific(),
+                area=place.most_specific() or place.named,
                 conversation_id=conversation_id(tracker),
                 promised_by=promised.isoformat(timespec="seconds"),
             )

@@ -8,8 +8,12 @@ keeps one entity per span and type:
 - for each entity type there is an order of preferred extractors (the regex extractor first for
   the types whose format a regex defines exactly: account_number, phone, ticket_number,
   application_number; DIET first for the others);
-- of entities of the same type whose spans overlap, the one whose extractor is preferred wins,
+- of entities of a strict type whose spans overlap, the one whose extractor is preferred wins,
   then the longer span, then the earlier one;
+- of entities of another type (area, hall, month, business_type) whose spans overlap, the longer
+  span wins, then the preferred extractor (DIET): a lookup table holds complete names
+  ("横溪街道"), and DIET's typical mistake is a piece of one ("街道"), while a longer DIET span
+  ("江宁区东山街道" around the lookup's "东山街道") is the more specific place;
 - an entity of a *strict* type (format defined by a regex) that the regex extractor found also
   wins against overlapping entities of other types from other extractors: a 10-digit run the
   account_number regex matched is not a phone number, whatever DIET guessed.
@@ -89,14 +93,17 @@ def resolve_entities(
     upper = set(uppercase_types)
     compact = set(compact_types)
 
-    def rank(item: Tuple[int, Mapping[str, Any]]) -> Tuple[int, int, int, int, int]:
+    def rank(item: Tuple[int, Mapping[str, Any]]) -> Tuple[int, ...]:
         index, entity = item
         span = _span(entity) or (0, 0)
-        validated = entity.get("entity") in strict and entity.get("extractor") == regex_extractor
+        is_strict = entity.get("entity") in strict
+        validated = is_strict and entity.get("extractor") == regex_extractor
+        preference = _preference(entity, strict, regex_extractor, model_extractor)
         return (
             0 if validated else 1,
-            _preference(entity, strict, regex_extractor, model_extractor),
+            preference if is_strict else 0,
             -(span[1] - span[0]),
+            preference,
             span[0],
             index,
         )

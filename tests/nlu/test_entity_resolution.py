@@ -34,19 +34,22 @@ def test_regex_wins_for_every_strict_type_even_with_a_shorter_span():
     ]
 
 
-def test_diet_wins_for_other_types_and_overlaps_of_one_type_are_dropped():
+def test_for_other_types_the_longer_span_wins_then_diet():
     found = [
-        entity("area", 0, 7, "江宁区东山街道", REGEX),
-        entity("area", 3, 7, "东山街道", DIET),
-        entity("month", 8, 11, "上个月", DIET, processors=["EntitySynonymMapper"]),
-        entity("month", 8, 10, "上月", REGEX),
+        entity("area", 0, 4, "横溪街道", REGEX),
+        entity("area", 2, 4, "街道", DIET),
+        entity("area", 10, 17, "江宁区东山街道", DIET),
+        entity("area", 13, 17, "东山街道", REGEX),
+        entity("month", 20, 23, "上个月", DIET, processors=["EntitySynonymMapper"]),
+        entity("month", 20, 23, "上个月", REGEX),
     ]
     result = resolve_entities(found)
     assert [(e["entity"], e["value"], e["extractor"]) for e in result] == [
-        ("area", "东山街道", DIET),
+        ("area", "横溪街道", REGEX),
+        ("area", "江宁区东山街道", DIET),
         ("month", "上个月", DIET),
     ]
-    assert result[1]["processors"] == ["EntitySynonymMapper"]
+    assert result[2]["processors"] == ["EntitySynonymMapper"]
 
 
 def test_non_overlapping_entities_of_one_type_are_all_kept_in_text_order():

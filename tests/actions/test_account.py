@@ -1,0 +1,252 @@
+"""Account binding with verification, through the real action server, backends and Redis."""
+from __future__ import annotations
+
+from integrations.customer_store import LOCK_SECONDS, MAX_FAILED_VERIFICATIONS
+from tests.actions.account_data import (
+    BUSY_TEXT,
+    backend_get,
+    bind,
+    customer_store,
+    reference_accounts,
+    sender,
+    unknown_account,
+    wrong_last4,
+)
+from tests.support.actions import entity, run_action, slot_events, texts, user_message
+
+FORM = {"name": "bind_account_form", "validate": True, "rejected": False}
+
+
+def form_slots(**slots):
+    return {"requested_slot": "account_number", **slots}
+
+
+async def validate(url: str, conv: str, slots: dict, text: str, intent: str = "inform",
+                   entities: list | None = None) -> dict:
+    return await run_action(
+        url, "validate_bind_account_form", sender_id=conv, slots=slots,
+        latest_message=user_message(text, intent, entities), active_loop=FORM,
+    )
+
+
+async def give_account(url: str, conv: str, account: str) -> dict:
+    return await validate(url, conv, form_slots(account_number=account), account,
+                          entities=[entity("account_number", account, account)])
+
+
+async def give_last4(url: str, conv: str, account: str, text: str) -> dict:
+    return await validate(
+        url, conv,
+        {"requested_slot": "phone_last4", "account_number": account, "phone_last4": text}, text)
+
+
+# --- starting -----------------------------------------------------------------------------------
+
+async def test_start_binding_asks_for_verification(action_server_url):
+    conv = sender("bind")
+    result = await run_action(action_server_url, "action_start_binding", sender_id=conv,
+                              slots={"account_number": "3200000001"},
+                              latest_message=user_message("绑定户号", "bind_account"))
+    events = slot_events(result)
+    assert events["needs_binding"] is True
+    assert events["pending_request"] == "none"
+    # a 户号 left in the slot from earlier must not skip the question
+    assert events["account_number"] is None
+    assert "手机号码后4位" in texts(result)[0]
+
+
+async def test_start_binding_takes_the_number_typed_with_it(action_server_url, stack):
+    account, _ = (await reference_accounts(stack))[0]
+    text = f"绑定户号{account}"
+    result = await run_action(
+        action_server_url, "action_start_binding", sender_id=sender("bind"),
+        latest_message=user_message(text, "bind_account", [entity("account_number", account, text)]))
+    assert slot_events(result)["account_number"] == account
+
+
+# --- verification -------------------------------------------------------------------------------
+
+async def test_right_last4_binds_the_account(action_server_url, stack, redis_url):
+    account, last4 = (await reference_accounts(stack))[0]
+    conv = sender("bind")
+    first = await give_account(action_server_url, conv, account)
+    assert slot_events(first)["account_number"] == account
+    assert texts(first) == []  # nothing about the account before verification
+    result = await give_last4(action_server_url, conv, account, last4)
+    events = slot_events(result)
+    assert events["binding_outcome"] == "verified"
+    assert events["phone_last4"] == "****"
+    async with customer_store(redis_url) as store:
+        assert await store.get_binding(conv) == account
+
+
+async def test_last4_in_full_width_or_chinese_digits_or_the_whole_phone(action_server_url, stack,
+                                                                        redis_url):
+    account, last4 = (await reference_accounts(stack))[1]
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in last4)
+    chinese = "".join("零一二三四五六七八九"[int(c)] for c in last4)
+    for text in (f"手机尾号{full_width}", chinese, f"138{'0' * 4}{last4}"):
+        conv = sender("bind")
+        result = await give_last4(action_server_url, conv, account, text)
+        assert slot_events(result)["binding_outcome"] == "verified", text
+        async with customer_store(redis_url) as store:
+            assert await store.get_binding(conv) == account
+
+
+async def test_wrong_last4_tells_attempts_left_and_binds_nothing(action_server_url, stack, redis_url):
+    account, last4 = (await reference_accounts(stack))[0]
+    conv = sender("bind")
+    result = await give_last4(action_server_url, conv, account, wrong_last4(last4))
+    assert slot_events(result)["phone_last4"] is None
+    reply = texts(result)[0]
+    assert "验证未通过" in reply and f"还可以尝试{MAX_FAILED_VERIFICATIONS - 1}次" in reply
+    async with customer_store(redis_url) as store:
+        assert await store.get_binding(conv) is None
+        assert await store.failed_verifications(conv) == 1
+
+
+async def test_five_failures_lock_binding_for_30_minutes(action_server_url, stack, redis_url):
+    account, last4 = (await reference_accounts(stack))[0]
+    conv = sender("bind")
+    for attempt in range(1, MAX_FAILED_VERIFICATIONS):
+        result = await give_last4(action_server_url, conv, account, wrong_last4(last4))
+        assert f"还可以尝试{MAX_FAILED_VERIFICATIONS - attempt}次" in texts(result)[0]
+    result = await give_last4(action_server_url, conv, account, wrong_last4(last4))
+    events = slot_events(result)
+    assert events["binding_outcome"] == "locked"
+    assert events["requested_slot"] is None  # the form ends at once
+    assert "锁定" in texts(result)[0] and "30分钟" in texts(result)[0]
+    # Even the right answer is refused now.
+    result = await give_last4(action_server_url, conv, account, last4)
+    assert slot_events(result)["binding_outcome"] == "locked"
+    async with customer_store(redis_url) as store:
+        assert await store.get_binding(conv) is None
+        assert 0 < await store.verification_locked(conv) <= LOCK_SECONDS
+    # Starting again, or asking for a bill, says it is locked and starts no form.
+    for action, intent in (("action_start_binding", "bind_account"), ("action_query_bill", "query_bill")):
+        result = await run_action(action_server_url, action, sender_id=conv,
+                                  latest_message=user_message("查电费", intent))
+        assert slot_events(result)["needs_binding"] is False
+        assert "锁定" in texts(result)[0]
+
+
+async def test_unknown_account_reveals_nothing_and_counts(action_server_url, stack, redis_url):
+    conv = sender("bind")
+    account = await unknown_account(stack)
+    result = await give_account(action_server_url, conv, account)
+    assert slot_events(result)["account_number"] is None
+    assert texts(result) == [f"未查询到该户号，请核对后重新输入。您还可以尝试{MAX_FAILED_VERIFICATIONS - 1}次。"]
+    async with customer_store(redis_url) as store:
+        assert await store.failed_verifications(conv) == 1
+
+
+async def test_wrong_length_account_asks_for_ten_digits(action_server_url, redis_url):
+    conv = sender("bind")
+    # No account_number entity (the NLU extracts 10 digits only): the form picks the digits up.
+    result = await validate(action_server_url, conv, form_slots(), "320123456")
+    assert slot_events(result)["account_number"] is None
+    assert "户号为10位数字" in texts(result)[0] and "9位" in texts(result)[0]
+    result = await validate(action_server_url, conv, form_slots(), "户号是３２０１２３４５６７８９")
+    assert "12位" in texts(result)[0]
+    async with customer_store(redis_url) as store:
+        assert await store.failed_verifications(conv) == 0
+
+
+async def test_somebody_elses_account_shows_nothing_before_verification(action_server_url, stack,
+                                                                        backends_url):
+    account, last4 = (await reference_accounts(stack))[2]
+    info = await backend_get(backends_url, f"/billing/accounts/{account}")
+    conv = sender("bind")
+    replies = texts(await give_account(action_server_url, conv, account))
+    replies += texts(await give_last4(action_server_url, conv, account, wrong_last4(last4)))
+    joined = "\n".join(replies)
+    assert info["name"] not in joined and f"{info['name'][0]}*" not in joined
+    assert info["address"] not in joined and account not in joined
+
+
+# --- finishing ----------------------------------------------------------------------------------
+
+async def test_finish_confirms_with_masked_number_and_name(action_server_url, stack, backends_url,
+                                                          redis_url):
+    account, _ = (await reference_accounts(stack))[0]
+    info = await backend_get(backends_url, f"/billing/accounts/{account}")
+    conv = sender("bind")
+    await bind(redis_url, conv, account)
+    result = await run_action(action_server_url, "action_finish_binding", sender_id=conv,
+                              slots={"binding_outcome": "verified", "pending_request": "query_bill"})
+    reply = texts(result)[0]
+    assert f"******{account[-4:]}" in reply and account not in reply
+    masked_name = info["name"][0] + "*" * (len(info["name"]) - 1)
+    assert masked_name in reply and info["name"] not in reply
+    events = slot_events(result)
+    assert events["pending_request"] == "query_bill"
+    assert events["binding_outcome"] is None and events["phone_last4"] is None
+
+
+async def test_finish_after_lock_resumes_nothing(action_server_url):
+    result = await run_action(action_server_url, "action_finish_binding", sender_id=sender("bind"),
+                              slots={"binding_outcome": "locked", "pending_request": "query_bill"})
+    assert slot_events(result)["pending_request"] == "none"
+    assert texts(result) == []
+
+
+# --- switching and unbinding -------------------------------------------------------------------
+
+async def test_switching_account_keeps_the_old_one_until_the_new_one_is_verified(
+        action_server_url, stack, redis_url):
+    (old, _), (new, new_last4) = (await reference_accounts(stack))[:2]
+    conv = sender("bind")
+    await bind(redis_url, conv, old)
+    text = f"换成{new}这个户号"
+    result = await run_action(
+        action_server_url, "action_start_binding", sender_id=conv,
+        latest_message=user_message(text, "bind_account", [entity("account_number", new, text)]))
+    assert f"******{old[-4:]}" in texts(result)[0] and old not in texts(result)[0]
+    assert slot_events(result)["needs_binding"] is True
+    async with customer_store(redis_url) as store:
+        assert await store.get_binding(conv) == old
+    await give_last4(action_server_url, conv, new, new_last4)
+    async with customer_store(redis_url) as store:
+        assert await store.get_binding(conv) == new
+
+
+async def test_binding_the_same_account_again_is_not_needed(action_server_url, stack, redis_url):
+    account, _ = (await reference_accounts(stack))[0]
+    conv = sender("bind")
+    await bind(redis_url, conv, account)
+    text = f"绑定{account}"
+    result = await run_action(
+        action_server_url, "action_start_binding", sender_id=conv,
+        latest_message=user_message(text, "bind_account", [entity("account_number", account, text)]))
+    assert slot_events(result)["needs_binding"] is False
+    assert "无需重复绑定" in texts(result)[0]
+
+
+async def test_unbind(action_server_url, stack, redis_url):
+    account, _ = (await reference_accounts(stack))[0]
+    conv = sender("bind")
+    await bind(redis_url, conv, account)
+    async with customer_store(redis_url) as store:
+        await store.subscribe_reminder(conv, account)
+    result = await run_action(action_server_url, "action_start_binding", sender_id=conv,
+                              latest_message=user_message("解绑户号", "bind_account"))
+    assert slot_events(result)["needs_binding"] is False
+    assert f"已为您解除户号******{account[-4:]}的绑定" in texts(result)[0]
+    async with customer_store(redis_url) as store:
+        assert await store.get_binding(conv) is None
+        assert await store.subscriptions_of(conv) == {}
+    result = await run_action(action_server_url, "action_start_binding", sender_id=conv,
+                              latest_message=user_message("解绑户号", "bind_account"))
+    assert "没有绑定户号" in texts(result)[0]
+
+
+# --- backends down ------------------------------------------------------------------------------
+
+async def test_backend_down_answers_busy(action_server_url_backends_down, redis_url):
+    conv = sender("bind")
+    result = await give_account(action_server_url_backends_down, conv, "3201234567")
+    assert texts(result) == [BUSY_TEXT]
+    result = await give_last4(action_server_url_backends_down, conv, "3201234567", "5678")
+    assert texts(result) == [BUSY_TEXT]
+    async with customer_store(redis_url) as store:
+        assert await store.get_binding(conv) is None

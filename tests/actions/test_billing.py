@@ -1,0 +1,233 @@
+"""Bill queries through the real action server, reference backends and Redis.
+
+Expected figures are read from the billing backend over HTTP first, so the tests follow the
+seed data (bills of the last 12 months, relative to today) instead of repeating it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.actions.account_data import (
+    BUSY_TEXT,
+    backend_get,
+    bind,
+    reference_accounts,
+    sender,
+)
+from tests.support.actions import entity, run_action, slot_events, texts, user_message
+
+TZ = ZoneInfo("Asia/Shanghai")
+CN_DIGITS = "零一二三四五六七八九"
+CN_MONTHS = ["一", "二", "三", "四", "五", "六", "七", "八", "九", "十", "十一", "十二"]
+
+
+def month_shift(months: int) -> tuple[int, int]:
+    today = dt.datetime.now(TZ).date()
+    index = today.year * 12 + today.month - 1 + months
+    return index // 12, index % 12 + 1
+
+
+def money(value) -> str:
+    return f"{Decimal(str(value)).quantize(Decimal('0.01'))}元"
+
+
+def kwh(value) -> str:
+    number = Decimal(str(value))
+    return (f"{number.normalize():f}" if number == number.to_integral() else f"{number:.2f}") + "度"
+
+
+async def ask(url: str, conv: str, text: str, entities: list | None = None,
+              slots: dict | None = None) -> dict:
+    return await run_action(url, "action_query_bill", sender_id=conv, slots=slots,
+                            latest_message=user_message(text, "query_bill", entities))
+
+
+async def bound_conversation(stack, redis_url, index: int = 0) -> tuple[str, str]:
+    account, _ = (await reference_accounts(stack))[index]
+    conv = sender("bill")
+    await bind(redis_url, conv, account)
+    return conv, account
+
+
+async def bills_of(backends_url: str, account: str) -> list[dict]:
+    return (await backend_get(backends_url, f"/billing/accounts/{account}/bills",
+                              limit=12))["bills"]
+
+
+def assert_shows_bill(reply: str, bill: dict) -> None:
+    year, month = bill["month"].split("-")
+    assert f"{int(year)}年{int(month)}月" in reply
+    assert f"用电量：{kwh(bill['kwh_total'])}" in reply
+    assert f"电费金额：{money(bill['amount'])}" in reply
+    assert f"缴费截止日期：{bill['due_date']}" in reply
+    if bill["time_of_use"]:
+        assert f"峰时段{kwh(bill['kwh_peak'])}" in reply
+        assert f"谷时段{kwh(bill['kwh_valley'])}" in reply
+    if len(bill["tiers"]) > 1 or bill["tier_reached"] > 1:
+        assert f"已达第{'一二三'[bill['tier_reached'] - 1]}档" in reply
+        for tier in bill["tiers"]:
+            assert money(tier["amount"]) in reply
+
+
+# --- gating -------------------------------------------------------------------------------------
+
+async def test_unbound_conversation_is_asked_to_bind(action_server_url):
+    result = await ask(action_server_url, sender("bill"), "查电费")
+    events = slot_events(result)
+    assert events["needs_binding"] is True
+    assert events["pending_request"] == "query_bill"
+    assert "需要先验证您的户号" in texts(result)[0]
+
+
+async def test_another_accounts_number_needs_its_own_verification(action_server_url, stack,
+                                                                  redis_url, backends_url):
+    conv, _ = await bound_conversation(stack, redis_url, 0)
+    other, _ = (await reference_accounts(stack))[1]
+    latest = (await bills_of(backends_url, other))[0]
+    text = f"查一下{other}的电费"
+    result = await ask(action_server_url, conv, text, [entity("account_number", other, text)])
+    events = slot_events(result)
+    assert events["needs_binding"] is True and events["account_number"] == other
+    reply = "\n".join(texts(result))
+    assert money(latest["amount"]) not in reply and kwh(latest["kwh_total"]) not in reply
+
+
+# --- content ------------------------------------------------------------------------------------
+
+async def test_latest_bill_matches_the_backend(action_server_url, stack, redis_url, backends_url):
+    conv, account = await bound_conversation(stack, redis_url)
+    bill = (await bills_of(backends_url, account))[0]
+    balance = await backend_get(backends_url, f"/billing/accounts/{account}/balance")
+    result = await ask(action_server_url, conv, "电费账单")
+    reply = texts(result)[0]
+    assert_shows_bill(reply, bill)
+    if balance["arrears"] > 0:
+        assert f"当前欠费：{money(balance['arrears'])}" in reply
+    else:
+        assert f"当前账户余额：{money(balance['balance'])}" in reply
+    assert f"******{account[-4:]}" in reply and account not in reply
+    assert slot_events(result)["bill_month"] == bill["month"]
+    assert slot_events(result)["needs_binding"] is False
+    titles = [b["title"] for b in result["responses"][0]["buttons"]]
+    assert {"缴费方式", "订阅缴费提醒", "为什么这么贵"} <= set(titles)
+
+
+async def test_every_account_kind_renders(action_server_url, stack, redis_url, backends_url):
+    """Residential with and without 峰谷, commercial: whatever the seed has."""
+    accounts = await reference_accounts(stack)
+    for index in range(min(len(accounts), 8)):
+        conv, account = await bound_conversation(stack, redis_url, index)
+        bills = await bills_of(backends_url, account)
+        if not bills:
+            continue
+        assert_shows_bill(texts(await ask(action_server_url, conv, "查电费"))[0], bills[0])
+
+
+@pytest.mark.parametrize("words", ["上个月", "上月"])
+async def test_last_month(action_server_url, stack, redis_url, backends_url, words):
+    conv, account = await bound_conversation(stack, redis_url)
+    year, month = month_shift(-1)
+    bill = await backend_get(backends_url, f"/billing/accounts/{account}/bills/{year:04d}-{month:02d}")
+    text = f"{words}呢"
+    result = await ask(action_server_url, conv, text,
+                       [entity("month", "上个月" if words == "上月" else words, text)],
+                       slots={"month": "上个月"})
+    assert_shows_bill(texts(result)[0], bill)
+    assert slot_events(result)["month"] is None  # used up: the next plain query shows the latest
+
+
+async def test_named_months_in_every_spelling(action_server_url, stack, redis_url, backends_url):
+    conv, account = await bound_conversation(stack, redis_url)
+    year, month = month_shift(-3)
+    bill = await backend_get(backends_url, f"/billing/accounts/{account}/bills/{year:04d}-{month:02d}")
+    spellings = [
+        f"{month}月",
+        f"{CN_MONTHS[month - 1]}月",
+        f"{year}年{month}月",
+        "".join(CN_DIGITS[int(d)] for d in str(year)) + f"年{CN_MONTHS[month - 1]}月",
+        f"{year}-{month:02d}",
+    ]
+    for spelling in spellings:
+        result = await ask(action_server_url, conv, f"{spelling}的呢", slots={"month": spelling})
+        assert_shows_bill(texts(result)[0], bill)
+
+
+async def test_month_without_a_bill(action_server_url, stack, redis_url):
+    conv, account = await bound_conversation(stack, redis_url)
+    year, month = month_shift(-30)
+    result = await ask(action_server_url, conv, "账单", slots={"month": f"{year}年{month}月"})
+    reply = texts(result)[0]
+    assert f"未查询到户号******{account[-4:]} {year}年{month}月的电费账单" in reply
+    result = await ask(action_server_url, conv, "本月电费", slots={"month": "本月"})
+    assert "尚未出账" in texts(result)[0] or "用电量" in texts(result)[0]
+
+
+async def test_month_not_understood(action_server_url, stack, redis_url):
+    conv, _ = await bound_conversation(stack, redis_url)
+    result = await ask(action_server_url, conv, "今年的", slots={"month": "今年"})
+    assert "具体的月份" in texts(result)[0]
+
+
+# --- explanation --------------------------------------------------------------------------------
+
+async def explained_bill_account(stack, backends_url) -> tuple[int, str, dict]:
+    """An account whose latest bill uses more than one tier and 峰谷 if the seed has one."""
+    best = None
+    for index, (account, _) in enumerate(await reference_accounts(stack)):
+        bills = await bills_of(backends_url, account)
+        if not bills:
+            continue
+        score = (bills[0]["tier_reached"] > 1) + bool(bills[0]["time_of_use"])
+        if best is None or score > best[0]:
+            best = (score, index, account, bills[0])
+        if score == 2:
+            break
+    assert best is not None, "no reference account has bills"
+    return best[1], best[2], best[3]
+
+
+async def test_why_so_expensive_explains_from_bill_data(action_server_url, stack, redis_url,
+                                                        backends_url):
+    index, account, bill = await explained_bill_account(stack, backends_url)
+    conv, _ = await bound_conversation(stack, redis_url, index)
+    text = "为什么这么贵"
+    result = await ask(action_server_url, conv, text, [entity("bill_aspect", text, text)])
+    reply = texts(result)[0]
+    assert money(bill["amount"]) in reply
+    if bill["previous_month_kwh"] is not None:
+        assert f"比上月（{kwh(bill['previous_month_kwh'])}）" in reply
+        diff = Decimal(str(bill["kwh_total"])) - Decimal(str(bill["previous_month_kwh"]))
+        if diff:
+            assert kwh(abs(diff)) in reply
+    if bill["tier_reached"] > 1:
+        assert "阶梯电价" in reply
+    if bill["time_of_use"] and bill["kwh_total"]:
+        share = (Decimal(str(bill["kwh_peak"])) * 100 / Decimal(str(bill["kwh_total"]))).quantize(
+            Decimal("1"), rounding=ROUND_HALF_UP)
+        assert f"占{share}%" in reply
+
+
+async def test_explanation_without_entity_and_for_the_bill_shown_last(action_server_url, stack,
+                                                                      redis_url, backends_url):
+    conv, account = await bound_conversation(stack, redis_url)
+    year, month = month_shift(-2)
+    shown = f"{year:04d}-{month:02d}"
+    bill = await backend_get(backends_url, f"/billing/accounts/{account}/bills/{shown}")
+    result = await ask(action_server_url, conv, "怎么这么多钱啊", slots={"bill_month": shown})
+    reply = texts(result)[0]
+    assert f"{year}年{month}月的电费为{money(bill['amount'])}" in reply
+    assert "主要原因" in reply
+
+
+# --- failures -----------------------------------------------------------------------------------
+
+async def test_backend_down_answers_busy(action_server_url_backends_down, redis_url):
+    conv = sender("bill")
+    await bind(redis_url, conv, "3201234567")
+    result = await ask(action_server_url_backends_down, conv, "查电费")
+    assert texts(result) == [BUSY_TEXT]
+    assert result["events"] == []

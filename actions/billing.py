@@ -144,7 +144,7 @@ def describe_bill(account: str, bill, balance) -> str:
         parts = "；".join(
             f"{TIER_NAMES.get(t.tier, f'第{t.tier}档')}{_kwh(t.kwh)}×{t.price}元={_money(t.amount)}"
             for t in bill.tiers)
-        lines.append(f"· 阶梯电价：本月已达{tier}（按年度累计用电量计算）。{parts}")
+        lines.append(f"· 阶梯电价：当期已达{tier}（按年度累计用电量计算）。{parts}")
     elif bill.tiers:
         lines.append(f"· 电价：{bill.tiers[0].price}元/度（{tier}）")
     if bill.time_of_use:
@@ -194,7 +194,7 @@ def explain_bill(account: str, bill) -> str:
                     Decimal("0"))
         detail = "、".join(f"{_kwh(t.kwh)}按{TIER_NAMES.get(t.tier, f'第{t.tier}档')}{t.price}元/度"
                            for t in higher)
-        lines.append(f"{reasons + 1}. 阶梯电价：您今年的累计用电量已超过第一档，本月有{detail}计费，"
+        lines.append(f"{reasons + 1}. 阶梯电价：您今年的累计用电量已超过第一档，当期有{detail}计费，"
                      f"比按第一档电价多约{_money(extra)}。")
         reasons += 1
     if bill.time_of_use and bill.kwh_total:

@@ -223,6 +223,8 @@ class ValidateBindAccountForm(BackendFormValidationAction):
 
     async def validate_account_number(self, value: Any, dispatcher: CollectingDispatcher,
                                       tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+        if value is None:  # cleared by the action that started the form: nothing to check
+            return {"account_number": None}
         conv = conversation_id(tracker)
         locked = await self.services.customers.verification_locked(conv)
         if locked:
@@ -245,6 +247,8 @@ class ValidateBindAccountForm(BackendFormValidationAction):
 
     async def validate_phone_last4(self, value: Any, dispatcher: CollectingDispatcher,
                                    tracker: Tracker, domain: DomainDict) -> dict[str, Any]:
+        if value is None:
+            return {"phone_last4": None}
         conv = conversation_id(tracker)
         customers = self.services.customers
         locked = await customers.verification_locked(conv)

@@ -1,0 +1,58 @@
+"""Masking of 户号, mobile numbers and names for logs and replies (last 4 digits stay visible)."""
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+_DIGIT = "[0-9\uff10-\uff19]"
+_NOT_DIGIT_BEFORE = "(?<![0-9\uff10-\uff19])"
+_NOT_DIGIT_AFTER = "(?![0-9\uff10-\uff19])"
+# An 11-digit mainland mobile (optionally +86/0086 and 3-4-4 separators), or any 10-digit run
+# (a 户号). Longer digit runs (order ids, timestamps in ms) are left alone.
+_SENSITIVE = re.compile(
+    _NOT_DIGIT_BEFORE
+    + "(?:"
+    + f"(?:(?:\\+|00)?86[ -]?)?[1\uff11][3-9\uff13-\uff19]{_DIGIT}(?:[ -]?{_DIGIT}{{4}}){{2}}"
+    + f"|{_DIGIT}{{10}}"
+    + ")"
+    + _NOT_DIGIT_AFTER
+)
+
+
+def _mask_keep_last4(value: Optional[str]) -> str:
+    text = "" if value is None else str(value).strip()
+    if len(text) <= 4:
+        return "*" * len(text)
+    return "*" * (len(text) - 4) + text[-4:]
+
+
+def mask_account(account_number: Optional[str]) -> str:
+    """``"3201234567"`` → ``"******4567"``."""
+    return _mask_keep_last4(account_number)
+
+
+def mask_phone(phone: Optional[str]) -> str:
+    """``"13812345678"`` → ``"*******5678"``."""
+    return _mask_keep_last4(phone)
+
+
+def mask_name(name: Optional[str]) -> str:
+    """``"张三丰"`` → ``"张**"`` (the family name stays)."""
+    text = "" if name is None else str(name).strip()
+    if len(text) <= 1:
+        return "*" * len(text)
+    return text[0] + "*" * (len(text) - 1)
+
+
+def _mask_match(match: re.Match) -> str:
+    raw = match.group(0)
+    digits = [i for i, ch in enumerate(raw) if ch.isdigit()]
+    keep = set(digits[-4:])
+    return "".join(ch if (i in keep or not ch.isdigit()) else "*" for i, ch in enumerate(raw))
+
+
+def mask_text(text: Optional[str]) -> str:
+    """Mask every 10-digit 户号 and 11-digit mobile inside free text (for log lines)."""
+    if not text:
+        return "" if text is None else text
+    return _SENSITIVE.sub(_mask_match, str(text))

@@ -1,0 +1,106 @@
+"""Outage backend client: planned and fault outages by area or 户号, and the known areas."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Optional, Protocol
+
+from integrations.errors import (
+    BackendRejected, BackendUnavailable, BadBackendResponse, ErrorFamily, IntegrationError, NotFound,
+)
+from integrations.http import JsonHttpClient, parse_or_raise, to_datetime, to_datetime_or_none, to_list
+
+
+class OutageError(IntegrationError):
+    """Any failure of the outage backend."""
+
+
+class OutageUnavailable(OutageError, BackendUnavailable):
+    pass
+
+
+class OutageNotFound(OutageError, NotFound):
+    pass
+
+
+class OutageRejected(OutageError, BackendRejected):
+    pass
+
+
+class BadOutageResponse(OutageError, BadBackendResponse):
+    pass
+
+
+ERRORS = ErrorFamily(OutageUnavailable, OutageNotFound, OutageRejected, BadOutageResponse)
+
+STATUSES = ("active", "planned", "ongoing", "all")
+
+
+@dataclass(frozen=True)
+class Outage:
+    outage_id: str
+    kind: str  # planned | fault
+    status: str  # scheduled | ongoing | restored
+    district: str
+    street: str
+    community: str
+    affected_area: str
+    reason: str
+    start_time: datetime
+    end_time: Optional[datetime]  # planned end / expected restoration
+    announced_at: datetime
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Outage":
+        return cls(str(d["outage_id"]), str(d["kind"]), str(d["status"]), str(d["district"]),
+                   str(d["street"]), str(d["community"]), str(d["affected_area"]),
+                   str(d.get("reason") or ""), to_datetime(d["start_time"]),
+                   to_datetime_or_none(d.get("end_time")), to_datetime(d["announced_at"]))
+
+
+@dataclass(frozen=True)
+class Area:
+    district: str
+    street: str
+    community: str
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Area":
+        return cls(str(d["district"]), str(d["street"]), str(d["community"]))
+
+
+class OutageClient(Protocol):
+    async def find_outages(self, area: Optional[str] = None, account_number: Optional[str] = None,
+                           status: str = "active") -> list[Outage]: ...
+    async def list_areas(self) -> list[Area]: ...
+    async def close(self) -> None: ...
+
+
+class HttpOutageClient:
+    """``OutageClient`` over the outage HTTP API."""
+
+    def __init__(self, base_url: str, timeout_s: float = 3.0, retries_for_reads: int = 2) -> None:
+        self.http = JsonHttpClient(base_url, timeout_s, retries_for_reads, errors=ERRORS,
+                                   service="outage")
+
+    async def find_outages(self, area: Optional[str] = None, account_number: Optional[str] = None,
+                           status: str = "active") -> list[Outage]:
+        """Outages matching a free-text area and/or the area of a 户号.
+
+        ``status``: ``active`` (ongoing + planned within 7 days), ``planned``, ``ongoing``, ``all``.
+        """
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}")
+        data = await self.http.get_json(
+            "/outages", {"area": area or None, "account_number": account_number or None,
+                         "status": status})
+        return parse_or_raise(ERRORS, "outage", "outages",
+                              lambda d: [Outage.from_json(o) for o in to_list(d["outages"])], data)
+
+    async def list_areas(self) -> list[Area]:
+        data = await self.http.get_json("/areas")
+        return parse_or_raise(ERRORS, "outage", "areas",
+                              lambda d: [Area.from_json(a) for a in to_list(d["areas"])], data)
+
+    async def close(self) -> None:
+        await self.http.close()

@@ -178,8 +178,8 @@ def describe_ticket(ticket: Any, hall_name: str, business_name: str) -> str:
     """The customer's own ticket: where it stands and how long it should take."""
     head = f"您的{ticket.ticket_number}号（{hall_name}·{business_name}）"
     if ticket.status == "waiting":
-        ahead = max(int(ticket.position or 0) - 1, 0)
-        where = f"前面还有{ahead}位" if ahead else "下一位就是您"
+        ahead = max(int(ticket.position or 0), 0)
+        where = f"前面还有{ahead}位" if ahead else "马上就到您了"
         return f"{head}：{where}，预计等待{_minutes(ticket.estimated_wait_minutes)}。请留意叫号，过号需重新取号。"
     return f"{head}：{STATUS_TEXT.get(ticket.status, '状态：' + str(ticket.status))}"
 
@@ -492,18 +492,25 @@ class ActionTakeNumber(BackendAction):
         try:
             ticket = await services.queue.take_ticket(hall.hall_id, bt.code, conversation_id(tracker))
         except BackendRejected as exc:
-            logger.info("take_ticket rejected at %s: %s", hall.hall_id, exc)
+            logger.info("take_ticket rejected at %s: %s %s", hall.hall_id, exc.code, exc.message)
+            if exc.code != "hall_closed":
+                dispatcher.utter_message(
+                    text=f"抱歉，{hall.name}暂时无法为{bt.name}业务取号，请换一个营业厅或业务再试。",
+                    buttons=buttons(("换个营业厅取号", "/take_number"),),
+                )
+                return reset
             dispatcher.utter_message(
                 text=f"抱歉，{hall.name}现在不能取号（营业时间：{hall.opening_hours}）。"
                 "您可以换一个正在营业的营业厅，或在营业时间内再来取号。",
                 buttons=buttons(("换个营业厅取号", "/take_number"), ("查看排队情况", "/queue_lookup")),
             )
             return reset
-        ahead = max(int(ticket.position or 0) - 1, 0)
+        ahead = max(int(ticket.position or 0), 0)
         lines = [
             f"已为您在{hall.name}取号成功！",
             f"您的号码：{ticket.ticket_number}（{bt.name}）",
-            f"前面还有{ahead}位，预计等待{_minutes(ticket.estimated_wait_minutes)}。",
+            (f"前面还有{ahead}位，" if ahead else "前面没有人排队，")
+            + f"预计等待{_minutes(ticket.estimated_wait_minutes)}。",
             f"营业厅地址：{hall.address}",
             "请留意叫号，过号需重新取号。您可以随时问我“我的号排到哪了”。",
         ]

@@ -40,6 +40,7 @@ from actions.common import (
     conversation_id,
 )
 from integrations.masking import mask_account, mask_phone
+from integrations.tickets import NewTicket
 
 logger = logging.getLogger(__name__)
 
@@ -631,8 +632,6 @@ class ActionSubmitFaultReport(BackendAction):
         return "action_submit_fault_report"
 
     async def act(self, dispatcher, tracker, domain, services: Services) -> EventList:
-        from integrations.tickets import NewTicket
-
         description = tracker.get_slot("fault_description") or ""
         address = tracker.get_slot("fault_address")
         phone = tracker.get_slot("phone")

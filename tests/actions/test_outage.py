@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from actions.settings import Settings
 from integrations.customer_store import CustomerStore
+from tests.actions.account_data import reference_accounts
 from tests.support.actions import entity, run_action, slot_events, texts, user_message
 
 BUSY_TEXT = "系统繁忙，请稍后再试。如有紧急情况，请拨打95598供电服务热线。"
@@ -81,6 +82,14 @@ async def area_without_outage(backends_url: str) -> dict:
     pytest.fail("every reference area has an outage; cannot test the no-outage path")
 
 
+async def account_in_outage_area(backends_url: str, stack) -> str:
+    """A reference 户号 whose area has an active outage."""
+    for account, _ in await reference_accounts(stack):
+        if await active_outages(backends_url, account_number=account):
+            return account
+    pytest.fail("no reference account lives where an outage is active")
+
+
 # --- query_outage ----------------------------------------------------------------------------
 
 async def test_outage_found_by_named_area(action_server_url, backends_url):
@@ -99,8 +108,10 @@ async def test_outage_found_by_named_area(action_server_url, backends_url):
     assert "正在停电" in reply and "预计恢复供电" in reply
 
 
-async def test_outage_for_bound_account_when_no_area_named(action_server_url, backends_url, redis_url):
-    account = await account_in_outage_area(backends_url)
+async def test_outage_for_bound_account_when_no_area_named(
+    action_server_url, backends_url, redis_url, stack
+):
+    account = await account_in_outage_area(backends_url, stack)
     conversation = sender()
     await bind(redis_url, conversation, account)
     expected = await active_outages(backends_url, account_number=account)
@@ -130,7 +141,9 @@ async def test_no_outage_says_so_and_offers_repair(action_server_url, backends_u
     assert "/report_fault" in payloads
 
 
-async def test_form_asks_for_area_only_without_area_or_binding(action_server_url, redis_url, backends_url):
+async def test_form_asks_for_area_only_without_area_or_binding(
+    action_server_url, redis_url, backends_url, stack
+):
     unbound = sender()
     result = await run_action(
         action_server_url, "validate_query_outage_form", sender_id=unbound,
@@ -140,7 +153,7 @@ async def test_form_asks_for_area_only_without_area_or_binding(action_server_url
     assert slot_events(result)["requested_slot"] == "area"
 
     bound = sender()
-    await bind(redis_url, bound, await account_in_outage_area(backends_url))
+    await bind(redis_url, bound, await account_in_outage_area(backends_url, stack))
     result = await run_action(
         action_server_url, "validate_query_outage_form", sender_id=bound,
         latest_message=user_message("停电了吗", "query_outage"),
@@ -185,6 +198,28 @@ async def test_fault_covered_by_known_outage_opens_no_ticket(action_server_url, 
     reply = "\n".join(texts(result))
     assert outage["reason"] in reply and "无需重复报修" in reply
     assert hhmm(outage["end_time"]) in reply
+    assert await tickets_of(backends_url, conversation) == []
+
+
+async def test_fault_at_bound_account_inside_ongoing_outage_is_covered(
+    action_server_url, backends_url, redis_url, stack
+):
+    for account, _ in await reference_accounts(stack):
+        ongoing = [o for o in await active_outages(backends_url, account_number=account)
+                   if o["status"] == "ongoing"]
+        if ongoing:
+            break
+    else:
+        pytest.skip("no reference account is inside an ongoing outage")
+    conversation = sender()
+    await bind(redis_url, conversation, account)
+    result = await run_action(
+        action_server_url, "action_check_fault_outage", sender_id=conversation,
+        latest_message=user_message("家里没电了", "report_fault"),
+    )
+    assert slot_events(result)["fault_route"] == "covered"
+    reply = "\n".join(texts(result))
+    assert all(o["reason"] in reply for o in ongoing[:5])
     assert await tickets_of(backends_url, conversation) == []
 
 

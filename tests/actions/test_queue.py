@@ -48,8 +48,8 @@ def all_buttons(result: dict) -> list[dict]:
 
 
 def ahead_text(position: int) -> str:
-    ahead = max(position - 1, 0)
-    return f"前面还有{ahead}位" if ahead else "下一位就是您"
+    """How a reply states a waiting ticket's position (the backend's position = people ahead)."""
+    return f"前面还有{position}位" if position else "马上就到您了"
 
 
 async def test_hall_queue_figures_equal_the_backend(action_server_url, backends_url):

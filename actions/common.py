@@ -171,6 +171,10 @@ class BackendFormValidationAction(FormValidationAction, metaclass=abc.ABCMeta):
     answers with the busy reply and leaves the form's slots as they were.
     """
 
+    @abc.abstractmethod
+    def name(self) -> str:
+        """``validate_<form name>``; abstract so rasa-sdk does not register this base class."""
+
     @property
     def services(self) -> Services:
         return get_services()

@@ -1,4 +1,8 @@
-"""Payment methods come from the settings file, through the real action server."""
+"""Payment methods come from the settings file, through the real action server.
+
+Listing them calls no backend, so these tests run against action servers whose backends are
+unreachable: the answer must not depend on them.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from actions.settings import Settings
-from scripts.stack import free_port
+from scripts.stack import backends_env, free_port
 from tests.actions.account_data import sender
 from tests.support.actions import run_action, texts, user_message
 
@@ -16,9 +20,9 @@ async def ask(url: str, text: str) -> dict:
                             latest_message=user_message(text, "ask_payment_methods"))
 
 
-async def test_lists_every_configured_method_in_order(action_server_url):
+async def test_lists_every_configured_method_in_order(action_server_url_backends_down):
     methods = Settings.load().payment_methods
-    result = await ask(action_server_url, "怎么交电费")
+    result = await ask(action_server_url_backends_down, "怎么交电费")
     reply = texts(result)[0]
     positions = [reply.index(f"{m.name}：{m.description}") for m in methods]
     assert positions == sorted(positions)
@@ -33,9 +37,9 @@ async def test_lists_every_configured_method_in_order(action_server_url):
     ("能不能银行代扣", "银行代扣"),
     ("网上国网APP怎么缴费", "网上国网App"),
 ])
-async def test_the_method_asked_about_comes_first(action_server_url, question, expected):
+async def test_the_method_asked_about_comes_first(action_server_url_backends_down, question, expected):
     methods = {m.name: m for m in Settings.load().payment_methods}
-    reply = texts(await ask(action_server_url, question))[0]
+    reply = texts(await ask(action_server_url_backends_down, question))[0]
     assert reply.startswith(f"您好，{expected}：{methods[expected].description}")
     assert "此外" in reply
     for name in methods:
@@ -43,7 +47,7 @@ async def test_the_method_asked_about_comes_first(action_server_url, question, e
 
 
 @pytest.fixture(scope="module")
-def action_server_with_other_methods(stack, redis_url, backend_client_env, tmp_path_factory):
+def action_server_with_other_methods(stack, redis_url, dead_backends_url, tmp_path_factory):
     path = Path(tmp_path_factory.mktemp("payments")) / "methods.yml"
     path.write_text(
         "payment_methods:\n"
@@ -51,7 +55,7 @@ def action_server_with_other_methods(stack, redis_url, backend_client_env, tmp_p
         "  - name: 微信缴费\n    description: 关注本公众号后点击“我要缴费”。\n    online: true\n",
         encoding="utf-8",
     )
-    env = {**backend_client_env, "PAYMENT_METHODS_FILE": str(path)}
+    env = {**backends_env(dead_backends_url), "PAYMENT_METHODS_FILE": str(path)}
     return stack.start_action_server(free_port(), redis_url, env)
 
 

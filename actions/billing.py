@@ -11,6 +11,7 @@ tier reached, peak share, and the change against the previous month.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import unicodedata
@@ -25,8 +26,10 @@ from rasa_sdk.types import DomainDict
 
 from actions.account import entity_values, require_binding, requested_account
 from actions.common import BackendAction, EventList, Services, buttons, conversation_id
-from integrations.errors import NotFound
+from integrations.errors import IntegrationError, NotFound
 from integrations.masking import mask_account
+
+logger = logging.getLogger(__name__)
 
 BILLS_KEPT_MONTHS = 12
 STATUS_TEXT = {"paid": "已缴清", "unpaid": "待缴费", "overdue": "已逾期，请尽快缴费"}
@@ -164,8 +167,8 @@ def describe_bill(account: str, bill, balance) -> str:
     return "\n".join(lines)
 
 
-def explain_bill(account: str, bill) -> str:
-    """Why the bill is what it is, from the bill's own figures."""
+def explain_bill(account: str, bill, valley_hours: Optional[str] = None) -> str:
+    """Why the bill is what it is, from the bill's own figures (and the tariff's 谷 hours)."""
     label = month_label(bill.month)
     lines = [f"您好，户号{mask_account(account)} {label}的电费为{_money(bill.amount)}，"
              f"用电{_kwh(bill.kwh_total)}。主要原因如下："]
@@ -204,7 +207,8 @@ def explain_bill(account: str, bill) -> str:
         if "peak" in prices and "valley" in prices:
             text += f"（峰电{prices['peak']}元/度，谷电{prices['valley']}元/度）"
         if share >= 50:
-            text += "，峰时段用电占比较高，把洗衣、烧水、充电等用电尽量安排到谷时段可以节省电费。"
+            when = f"（{valley_hours}）" if valley_hours else ""
+            text += f"，峰时段用电占比较高，把洗衣、烧水、充电等用电尽量安排到谷时段{when}可以节省电费。"
         else:
             text += "。"
         lines.append(text)
@@ -220,6 +224,23 @@ def wants_explanation(tracker: Tracker) -> bool:
         return True
     intent = (tracker.latest_message.get("intent") or {}).get("name")
     return intent == "query_bill" and bool(_EXPLAIN.search(tracker.latest_message.get("text") or ""))
+
+
+async def valley_hours(services: Services, account_number: str) -> Optional[str]:
+    """The 谷 hours of the account's tariff, for saving advice; None when unavailable."""
+    try:
+        account = await services.billing.get_account(account_number)
+        tariffs = await services.billing.list_tariffs()
+    except IntegrationError as exc:  # advice only: the explanation stands without it
+        logger.warning("no tariff hours for %s: %s", mask_account(account_number),
+                       type(exc).__name__)
+        return None
+    for tariff in tariffs:
+        if tariff.tariff_code == account.tariff_code:
+            for period in tariff.time_of_use:
+                if period.period == "valley":
+                    return period.hours
+    return None
 
 
 class ActionQueryBill(BackendAction):
@@ -278,7 +299,8 @@ class ActionQueryBill(BackendAction):
             ("订阅缴费提醒", "/subscribe_reminder"),
         )
         if explain:
-            dispatcher.utter_message(text=explain_bill(bound, bill), buttons=follow_ups)
+            hours = await valley_hours(services, bound) if bill.time_of_use else None
+            dispatcher.utter_message(text=explain_bill(bound, bill, hours), buttons=follow_ups)
         else:
             balance = await services.billing.get_balance(bound)
             dispatcher.utter_message(

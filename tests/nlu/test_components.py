@@ -101,9 +101,9 @@ nlu:
   - intent: inform
     examples: |
       - [3201234567](account_number) [13812345678](phone) [A023](ticket_number)
-      - [YK2026110012](application_number) [9月](month)
+      - [YK2026110012](application_number) [9月](month) [新装](business_type)
 """)
-data = load_data("nlu_data/regex.yml").merge(examples)
+data = load_data("nlu_data/regex.yml").merge(load_data("nlu_data/synonyms.yml"), examples)
 storage = LocalModelStorage(pathlib.Path(tempfile.mkdtemp()))
 context = ExecutionContext(graph_schema=None, model_id="t")
 config = {**RegexEntityExtractor.get_default_config(), "use_word_boundaries": False,
@@ -120,6 +120,8 @@ texts = [
     "32012345678",
     "2026年9月的电费",
     "户号3201234567",
+    "二零二六年十月我家用电多少度，9月3日那天停过电",
+    "我想办分布式光伏，还有扩容",
 ]
 out = []
 for text in texts:
@@ -150,6 +152,8 @@ def test_regexes_and_deduplicator_with_real_extractor():
         [],  # 11 digits starting with 3: neither a 户号 nor a mobile number
         [["month", "2026年9月", regex]],
         [["account_number", "3201234567", regex]],
+        [["month", "二零二六年十月", regex]],  # 9月3日 is a date, not a month
+        [["business_type", "分布式光伏", regex], ["business_type", "扩容", regex]],
     ]
 
 

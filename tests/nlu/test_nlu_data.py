@@ -57,6 +57,8 @@ def synonyms() -> dict[str, str]:
     data = yaml.safe_load((NLU / "synonyms.yml").read_text(encoding="utf-8"))
     mapping = {}
     for block in data["nlu"]:
+        if "synonym" not in block:
+            continue
         for line in block["examples"].splitlines():
             if line.strip().startswith("- "):
                 mapping[line.strip()[2:]] = block["synonym"]
@@ -172,3 +174,17 @@ def test_every_annotation_sits_on_jieba_token_boundaries():
     """A misaligned annotation is silently lost for DIET; fix it with a jieba_dict entry."""
     misaligned = run_in_rasa_env(ALIGNMENT)
     assert misaligned == [], "\n".join(map(str, misaligned))
+
+
+def test_business_type_lookup_is_longest_first_and_maps_to_canonical_names():
+    data = yaml.safe_load((NLU / "synonyms.yml").read_text(encoding="utf-8"))
+    lookups = [b for b in data["nlu"] if b.get("lookup") == "business_type"]
+    assert len(lookups) == 1
+    terms = [line.strip()[2:] for line in lookups[0]["examples"].splitlines() if line.strip()]
+    # one regex alternation: an earlier shorter term would cut "光伏并网" down to "光伏"
+    assert terms == sorted(terms, key=len, reverse=True)
+    canonical = {"缴费", "过户", "新装", "增容", "销户", "光伏并网", "更名", "发票打印", "电价咨询", "故障报修"}
+    mapping = synonyms()
+    assert set(mapping.values()) & canonical
+    unmapped = [t for t in terms if t not in canonical and mapping.get(t) not in canonical]
+    assert unmapped == []

@@ -91,6 +91,7 @@ nlu:
       - 电话[138 1234 5678](phone)
       - 申请号[yk2026110012](application_number)
       - 我的号是[a023](ticket_number)
+      - 我想办[扩容]{"entity": "business_type", "value": "增容"}
   - intent: out_of_scope
     examples: |
       - 燃气费去哪交啊
@@ -120,5 +121,7 @@ def test_model_output_has_one_canonical_entity_per_span(rasa_model: Path, tmp_pa
     assert values["电话138 1234 5678"] == [("phone", "13812345678", regex)]
     assert values["申请号yk2026110012"] == [("application_number", "YK2026110012", regex)]
     assert values["我的号是a023"] == [("ticket_number", "A023", regex)]
+    # found by the lookup table (or DIET), then mapped by the synonyms
+    assert [(kind, value) for kind, value, _ in values["我想办扩容"]] == [("business_type", "增容")]
     assert results["燃气费去哪交啊"]["predicted_intent"] == "out_of_scope"
     assert results["别跟我扯机器人了 叫人来"]["predicted_intent"] == "request_human"

@@ -1,0 +1,574 @@
+"""Complaints and suggestions (投诉建议) and their follow-up.
+
+``action_start_complaint`` answers every ``complain`` message. A follow-up (a TS…/GD… ticket id,
+or words such as 进度 / 处理得怎么样了 / 有结果了吗) gets the ticket's status and history at once.
+Anything else is a new complaint: an angry customer hears an apology first, what the first
+message already says (description, category, a phone number) is kept, and ``complaint_form``
+asks for the rest: what happened, the category (buttons) and a contact. With a bound 户号 the
+contact may be the phone on file, which is never shown (no backend returns it; the ticket
+carries the 户号 and staff look the number up). ``action_submit_complaint`` opens the ticket
+(kind ``complaint``) with the promised contact time from the service commitments
+(``complaint_ack_working_days`` Chinese working days, chinese_calendar).
+
+Severity grading (:func:`grade_complaint`), from the description, the category and the first
+message:
+
+* ``urgent`` - a danger to life right now: fire, smoke, sparks, electric shock, live lines on the
+  ground, or life-support equipment (制氧机, 呼吸机, 透析) without power. The customer is also
+  told to call 95598 / report the fault at once.
+* ``high`` - repeated outages (category 停电频繁 or words like 三天两头/经常停电/又停电/停了五次),
+  a latent safety hazard (安全隐患, 很危险, 出了事谁负责), a threat to go to the media or a regulator
+  (记者, 曝光, 抖音, 12345, 12398, 能源局, 上访, 起诉 …), or very angry language (insults, or two
+  or more anger markers such as 气死/忍无可忍/！！！).
+* ``low`` - a suggestion (建议 / 提个意见) with no complaint in it.
+* ``normal`` - everything else.
+
+Privacy of follow-ups: a ticket's status is shown only to the conversation that opened it or to
+a conversation bound to the ticket's 户号. Anyone else, and an unknown id, hear the same
+未查询到您名下的该工单, so ticket ids cannot be probed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Optional
+from zoneinfo import ZoneInfo
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.common import (
+    BackendAction,
+    BackendFormValidationAction,
+    EventList,
+    Services,
+    bound_account,
+    buttons,
+    conversation_id,
+)
+from actions.settings import add_working_days
+from integrations.errors import NotFound
+from integrations.masking import mask_account, mask_phone
+
+logger = logging.getLogger(__name__)
+
+HOTLINE = "95598"
+FORM = "complaint_form"
+ON_FILE = "on_file"
+NOT_YOURS_TEXT = "未查询到您名下的该工单。请核对工单号；如果工单是用其他渠道或其他户号提交的，请在提交时使用的渠道查询，或拨打95598供电服务热线。"
+APOLOGY_MARK = "非常抱歉"
+MAX_TICKETS_LISTED = 3
+
+CATEGORIES = ("服务态度", "停电频繁", "电费争议", "抢修超时", "业务办理慢", "电压质量", "其他")
+
+STATUS_LABELS = {
+    "received": "已受理，等待处理",
+    "dispatched": "已派发至责任部门",
+    "processing": "正在处理",
+    "resolved": "已处理完毕",
+    "closed": "已办结",
+}
+SEVERITY_LABELS = {"urgent": "紧急", "high": "优先处理", "normal": "一般", "low": "建议"}
+KIND_LABELS = {"complaint": "投诉", "repair": "抢修"}
+
+# --- text helpers ------------------------------------------------------------------------------
+
+
+def normalize(text: Optional[str]) -> str:
+    """NFKC (full-width digits and letters to ASCII) and trimmed."""
+    return unicodedata.normalize("NFKC", text or "").strip()
+
+
+def local_tz() -> ZoneInfo:
+    return ZoneInfo(os.environ.get("POWERDESK_TIMEZONE", "Asia/Shanghai"))
+
+
+def now_local() -> dt.datetime:
+    return dt.datetime.now(local_tz())
+
+
+def describe_moment(moment: dt.datetime, today: dt.date) -> str:
+    """``11月24日（明天）18:30``; the year is added when it is not this year."""
+    moment = moment.astimezone(local_tz())
+    names = {-1: "昨天", 0: "今天", 1: "明天", 2: "后天"}
+    label = f"{moment.month}月{moment.day}日"
+    if moment.year != today.year:
+        label = f"{moment.year}年{label}"
+    relative = names.get((moment.date() - today).days)
+    if relative:
+        label += f"（{relative}）"
+    return f"{label}{moment:%H:%M}"
+
+
+_TICKET_ID = re.compile(r"(?<![A-Za-z0-9])((?:TS|GD)\d{10,16})(?!\d)", re.IGNORECASE)
+
+
+def find_ticket_id(text: Optional[str]) -> Optional[str]:
+    """A complaint (TS…) or repair (GD…) ticket id in the text, upper-cased."""
+    match = _TICKET_ID.search(normalize(text).replace(" ", ""))
+    return match.group(1).upper() if match else None
+
+
+_PHONE = re.compile(r"(?<!\d)(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})(?!\d)")
+
+
+def find_phone(text: Optional[str]) -> Optional[str]:
+    """A mainland mobile or landline number in the text (full-width digits, spaces, +86 ok)."""
+    compact = re.sub(r"(?<=\d)[\s\-](?=\d{4})", "", normalize(text))
+    compact = re.sub(r"(?:\+|00)86[\s\-]?(?=1[3-9])", "", compact)
+    match = _PHONE.search(compact)
+    return match.group(1) if match else None
+
+
+# --- grading -----------------------------------------------------------------------------------
+
+_DANGER = re.compile(
+    r"冒烟|起火|着火|失火|火花|打火|触电|被电(到|了)|电到人|"
+    r"电线.{0,4}(断了|掉(在|到|下)|落地|在地上)|掉在地上|爆炸|"
+    r"(制氧机|呼吸机|透析).{0,12}(停|没电|断电|用不了)|(停电|没电|断电).{0,12}(制氧机|呼吸机|透析)"
+)
+_HAZARD = re.compile(r"安全隐患|很危险|太危险|危险|出了事|出事|漏电(?!保护)|垂得很低|电线.{0,4}(低|垂|裸露)")
+_REPEATED_OUTAGE = re.compile(
+    r"三天两头|经常停电|频繁停电|停电频繁|老是停电|总是停电|天天停电|反复停电|动不动就?停电|"
+    r"又停电|又停了|又断电|停了(好几|[二两三四五六七八九十\d]+)(次|回)|[二两三四五六七八九十\d]+(次|回)停电|"
+    r"断了[二两三四五六七八九十\d]+(次|回)"
+)
+_ESCALATION = re.compile(
+    r"媒体|记者|曝光|电视台|报社|报纸|抖音|快手|微博|朋友圈|发到网上|网上发|发帖|热搜|"
+    r"12345|市长热线|12398|能源局|监管|上访|信访|起诉|告你们|法院|律师|消协|315|总部"
+)
+_INSULT = re.compile(
+    r"垃圾|破服务|废物|无能|混蛋|王八|他妈|妈的|tmd|TMD|傻[逼bB]|干什么吃的|吃干饭|"
+    r"有没有良心|有没有人性|没有人性|不要脸|欺人太甚"
+)
+_ANGER = re.compile(
+    r"气死|生气|愤怒|火大|受够|忍无可忍|太过分|过分|太差|恶劣|差劲|离谱|无语|"
+    r"还让不让人|负不负责|到底管不管|到底有没有人管|说法|没完|凭什么|"
+    r"[!！]{2,}|[?？]{2,}"
+)
+_SUGGESTION = re.compile(r"建议|提(个|点|些)?意见|提个醒|希望你们|能不能(改进|优化)")
+_COMPLAINT_WORDS = re.compile(r"投诉|投述|投訴|投囑|不满|太差|恶劣|态度|超时|多收|乱收")
+
+_CATEGORY_PATTERNS = {
+    "服务态度": re.compile(
+        r"态度|态渡|服物|爱答不理|不理人|不耐烦|没礼貌|不礼貌|吼|骂人|骂我|凶|玩手机|刁难|推诿|推脱|"
+        r"请吃饭|索要|吃拿卡要"
+    ),
+    "停电频繁": _REPEATED_OUTAGE,
+    "电费争议": re.compile(
+        r"电费.{0,8}(不对|错|多|贵|高|翻倍|异议|离谱)|电废|多收|多扣|计费|抄错|估抄|"
+        r"电表.{0,6}(快|不准|有问题)|用了.{0,6}度"
+    ),
+    "抢修超时": re.compile(
+        r"(抢修|报修|修电|维修|电工).{0,16}(慢|没人来|不来|超时|还没|没见|没修好|好几个|几个小时|"
+        r"几个钟头|等了|说好)|(等了|过了).{0,8}(小时|钟头).{0,10}(没人|没来)"
+    ),
+    "业务办理慢": re.compile(
+        r"办理.{0,6}(慢|拖|效率)|跑了.{0,4}趟|拖拖拉拉|材料.{0,10}(还|又|让我)|审核.{0,8}(慢|还|一直)|"
+        r"(新装|增容|过户|光伏|并网|报装|销户|更名).{0,20}(慢|没动静|没人|一直|还没)"
+    ),
+    "电压质量": re.compile(
+        r"电压|忽明忽暗|一闪一闪|闪烁|灯.{0,4}暗|带不动|启动不了|煮不熟"
+    ),
+}
+
+_GENERIC = re.compile(
+    r"你好|您好|请问|麻烦|帮我|我要|我想|想要|需要|要|一下|投诉|投述|投訴|投囑|建议|意见|"
+    r"反映|提个|提|你们|我|的|了|啊|呀|吧|呢|吗|哦|嗯|个|一|给|对|有|问题|[\s\W\d_]"
+)
+_FOLLOW_UP = re.compile(
+    r"进度|进展|处理得?怎么样|处理到哪|处理了没|办到哪|到哪一步|有结果|有回音|有消息|有答复|"
+    r"答复了[吗没]|回复了[吗没]|解决了[吗没]|什么状态|状态|上次投诉|之前投诉|之前反映|"
+    r"投诉了.{0,6}(没人|还没|没有)"
+)
+
+
+@dataclass(frozen=True)
+class ComplaintGrade:
+    """How a complaint is handled: severity, anger (apology first) and whether it is a suggestion."""
+
+    severity: str
+    angry: bool
+    suggestion: bool
+    reasons: tuple[str, ...]
+
+
+_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
+
+
+def max_severity(*severities: Optional[str]) -> str:
+    """The most severe of the given grades (unknown values are ignored; none → normal)."""
+    known = [s for s in severities if s in _RANK]
+    return max(known, key=_RANK.__getitem__, default="normal")
+
+
+def grade_complaint(text: str, category: Optional[str] = None) -> ComplaintGrade:
+    """Grade a complaint (see the module doc for the rules)."""
+    plain = normalize(text)
+    reasons: list[str] = []
+    if _DANGER.search(plain):
+        reasons.append("danger")
+    if category == "停电频繁" or _REPEATED_OUTAGE.search(plain):
+        reasons.append("repeated_outage")
+    if _HAZARD.search(plain):
+        reasons.append("hazard")
+    if _ESCALATION.search(plain):
+        reasons.append("escalation")
+    insults = bool(_INSULT.search(plain))
+    anger_markers = len(_ANGER.findall(plain))
+    if insults or anger_markers >= 2:
+        reasons.append("very_angry")
+    angry = insults or anger_markers >= 1 or "escalation" in reasons
+    suggestion = bool(_SUGGESTION.search(plain)) and not _COMPLAINT_WORDS.search(plain) and not angry
+    if "danger" in reasons:
+        severity = "urgent"
+    elif reasons:
+        severity = "high"
+    elif suggestion:
+        severity = "low"
+    else:
+        severity = "normal"
+    return ComplaintGrade(severity, angry, suggestion, tuple(reasons))
+
+
+def category_from_text(text: Optional[str]) -> Optional[str]:
+    """The one category the text clearly names (a button title, or exactly one keyword match)."""
+    plain = normalize(text)
+    for name in CATEGORIES:
+        if plain == name:
+            return name
+    hits = [name for name, pattern in _CATEGORY_PATTERNS.items() if pattern.search(plain)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def description_from_text(text: Optional[str]) -> Optional[str]:
+    """The message itself as the description when it says more than "我要投诉"."""
+    raw = (text or "").strip()
+    plain = normalize(raw)
+    if not plain or plain.startswith("/") or find_ticket_id(plain):
+        return None
+    return raw[:1000] if len(_GENERIC.sub("", plain)) >= 4 else None
+
+
+def is_follow_up(text: Optional[str]) -> bool:
+    """Whether a complain message asks about an earlier complaint rather than making one."""
+    plain = normalize(text)
+    return bool(find_ticket_id(plain) or _FOLLOW_UP.search(plain))
+
+
+def apology_text(grade: ComplaintGrade) -> str:
+    """The apology an angry customer hears before anything else."""
+    text = (
+        f"{APOLOGY_MARK}给您带来了这么不好的体验，您的心情我完全理解。"
+        "您反映的问题由我负责为您登记并跟踪，一定会有专人给您答复。"
+    )
+    if "danger" in grade.reasons:
+        text += safety_text()
+    return text
+
+
+def safety_text() -> str:
+    return (
+        f"如果现场有冒烟、着火、电线掉落或有人触电，请立即远离、不要触碰，并马上拨打{HOTLINE}"
+        "（发生火灾请同时拨打119），也可以直接对我说“报修”。"
+    )
+
+
+# --- status follow-up ---------------------------------------------------------------------------
+
+
+def _visible_to(ticket: Any, conversation: str, account: Optional[str]) -> bool:
+    if ticket.conversation_id and ticket.conversation_id == conversation:
+        return True
+    return bool(account and ticket.account_number and ticket.account_number == account)
+
+
+def describe_ticket(ticket: Any, now: dt.datetime, with_history: bool = True) -> str:
+    """A ticket's status for the customer who may see it."""
+    today = now.date()
+    kind = KIND_LABELS.get(ticket.kind, "服务")
+    lines = [f"{kind}工单号：{ticket.ticket_id}"]
+    if ticket.category:
+        lines.append(f"问题类别：{ticket.category}")
+    lines.append(f"提交时间：{describe_moment(ticket.created_at, today)}")
+    lines.append(f"当前状态：{STATUS_LABELS.get(ticket.status, ticket.status)}")
+    promised = ticket.promised_by
+    if promised is not None and ticket.status not in ("resolved", "closed"):
+        if promised < now and ticket.status == "received":
+            lines.append(
+                f"承诺联系时间：{describe_moment(promised, today)}前（已超时）。"
+                "非常抱歉让您久等了，您可以点击“转人工”请人工客服为您催办，或拨打95598。"
+            )
+        else:
+            label = "承诺联系时间" if ticket.kind == "complaint" else "承诺到达时间"
+            lines.append(f"{label}：{describe_moment(promised, today)}前")
+    if with_history and ticket.history:
+        lines.append("处理记录：")
+        for event in sorted(ticket.history, key=lambda e: e.at):
+            note = f"，{event.note}" if event.note else ""
+            lines.append(
+                f"· {describe_moment(event.at, today)} {STATUS_LABELS.get(event.status, event.status)}{note}"
+            )
+    return "\n".join(lines)
+
+
+async def answer_ticket_status(
+    dispatcher: CollectingDispatcher, tracker: Tracker, services: Services, ticket_id: Optional[str]
+) -> EventList:
+    """Status of one ticket (when visible), or of this conversation's complaints (no id)."""
+    conversation = conversation_id(tracker)
+    account = await bound_account(tracker, services)
+    now = now_local()
+    if ticket_id:
+        try:
+            ticket = await services.tickets.get_ticket(ticket_id)
+        except NotFound:
+            ticket = None
+        if ticket is None or not _visible_to(ticket, conversation, account):
+            dispatcher.utter_message(
+                text=NOT_YOURS_TEXT,
+                buttons=buttons(("我要投诉", "/complain"), ("转人工", "/request_human")),
+            )
+            return [SlotSet("complaint_ticket", None)]
+        dispatcher.utter_message(
+            text="为您查到工单的处理情况：\n" + describe_ticket(ticket, now),
+            buttons=_status_buttons(ticket, now),
+        )
+        return [SlotSet("complaint_ticket", ticket.ticket_id)]
+
+    tickets = [t for t in await services.tickets.tickets_of(conversation) if t.kind == "complaint"]
+    if not tickets:
+        dispatcher.utter_message(
+            text="没有查到您在当前会话中提交的投诉记录。请告诉我投诉工单号（TS开头），我来为您查询；"
+                 "如需反映新的问题，请直接告诉我发生了什么。",
+            buttons=buttons(("我要投诉", "/complain"), ("转人工", "/request_human")),
+        )
+        return [SlotSet("complaint_ticket", None)]
+    tickets.sort(key=lambda t: t.created_at, reverse=True)
+    latest, older = tickets[0], tickets[1:MAX_TICKETS_LISTED]
+    text = "为您查到最近的投诉处理情况：\n" + describe_ticket(latest, now)
+    if older:
+        text += "\n\n您之前的投诉：\n" + "\n".join(
+            f"· {t.ticket_id}（{t.category}）：{STATUS_LABELS.get(t.status, t.status)}" for t in older
+        )
+    dispatcher.utter_message(text=text, buttons=_status_buttons(latest, now))
+    return [SlotSet("complaint_ticket", latest.ticket_id)]
+
+
+def _status_buttons(ticket: Any, now: dt.datetime) -> list[dict[str, str]]:
+    overdue = ticket.promised_by is not None and ticket.promised_by < now and ticket.status == "received"
+    if overdue or ticket.status not in ("resolved", "closed"):
+        return buttons(("转人工", "/request_human"))
+    return buttons(("还有其他问题", "/complain"))
+
+
+# --- actions -----------------------------------------------------------------------------------
+
+_FORM_SLOTS = ("complaint_description", "complaint_category", "complaint_contact", "complaint_severity")
+
+
+def _latest_entity(tracker: Tracker, name: str) -> Optional[str]:
+    for entity in tracker.latest_message.get("entities") or []:
+        if entity.get("entity") == name and entity.get("value"):
+            return normalize(str(entity["value"]))
+    return None
+
+
+class ActionStartComplaint(BackendAction):
+    """Routes a complain message: follow-up status, or a new complaint (see module doc)."""
+
+    def name(self) -> str:
+        return "action_start_complaint"
+
+    async def act(self, dispatcher, tracker, domain, services: Services) -> EventList:
+        text = tracker.latest_message.get("text") or ""
+        ticket_id = find_ticket_id(_latest_entity(tracker, "complaint_ticket")) or find_ticket_id(text)
+        if ticket_id or is_follow_up(text):
+            events = await answer_ticket_status(dispatcher, tracker, services, ticket_id)
+            return events + [SlotSet("complaint_route", "status")]
+
+        grade = grade_complaint(text)
+        description = description_from_text(text)
+        category = category_from_text(text) if description else None
+        phone = find_phone(_latest_entity(tracker, "phone")) or find_phone(text)
+        if grade.angry or grade.severity == "urgent":
+            dispatcher.utter_message(text=apology_text(grade))
+        elif grade.suggestion:
+            dispatcher.utter_message(text="感谢您提出宝贵建议！我来为您登记，相关部门会认真研究。")
+        elif description:
+            dispatcher.utter_message(text="感谢您的反馈，您反映的问题由我负责为您登记并跟踪处理。")
+        else:
+            dispatcher.utter_message(text="您好，很抱歉给您带来不便。您反映的问题由我负责为您登记并跟踪处理。")
+        return [
+            SlotSet("complaint_description", description),
+            SlotSet("complaint_category", category),
+            SlotSet("complaint_contact", phone),
+            SlotSet("complaint_severity", grade.severity),
+            SlotSet("complaint_route", "form"),
+        ]
+
+
+class ValidateComplaintForm(BackendFormValidationAction):
+    """Checks the description (grading it), maps the category and checks the contact."""
+
+    def name(self) -> str:
+        return "validate_complaint_form"
+
+    async def extract_complaint_contact(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        """A phone number the NLU recognised counts as the answer whatever the intent."""
+        if tracker.get_slot("requested_slot") != "complaint_contact":
+            return {}
+        phone = find_phone(_latest_entity(tracker, "phone"))
+        return {"complaint_contact": phone} if phone else {}
+
+    async def validate_complaint_description(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        text = str(value or "").strip()
+        plain = normalize(text)
+        if len(re.sub(r"[\s\W\d_]", "", plain)) < 2 or plain.startswith("/"):
+            dispatcher.utter_message(
+                text="请用一两句话说说具体情况，例如“营业厅工作人员态度不好”或“这个月已经停电三次了”。"
+            )
+            return {"complaint_description": None}
+        grade = grade_complaint(text)
+        previous = tracker.get_slot("complaint_severity")
+        if (grade.angry or grade.severity == "urgent") and not _apologised(tracker):
+            dispatcher.utter_message(text=apology_text(grade))
+        elif grade.severity == "urgent" and previous != "urgent":
+            dispatcher.utter_message(text=safety_text())
+        result: dict[str, Any] = {
+            "complaint_description": text[:1000],
+            "complaint_severity": max_severity(previous, grade.severity),
+        }
+        if not tracker.get_slot("complaint_category"):
+            category = category_from_text(text)
+            if category:
+                result["complaint_category"] = category
+        return result
+
+    async def validate_complaint_category(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        category = category_from_text(str(value or ""))
+        if category is None:
+            dispatcher.utter_message(text="抱歉，没能对应到具体类别，请点击下面的按钮选择，不确定的话可以选“其他”。")
+            return {"complaint_category": None}
+        return {"complaint_category": category}
+
+    async def validate_complaint_contact(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        if value == ON_FILE:
+            if await bound_account(tracker, self.services):
+                return {"complaint_contact": ON_FILE}
+            dispatcher.utter_message(text="您当前没有绑定户号，请直接输入您的手机号码或带区号的固定电话。")
+            return {"complaint_contact": None}
+        phone = find_phone(str(value or ""))
+        if not phone:
+            dispatcher.utter_message(text="抱歉，这个号码好像不对。请输入11位手机号码，或带区号的固定电话。")
+            return {"complaint_contact": None}
+        return {"complaint_contact": phone}
+
+
+def _apologised(tracker: Tracker) -> bool:
+    """Whether the assistant already apologised in this complaint (since the complain message)."""
+    for event in reversed(tracker.events or []):
+        if event.get("event") == "bot" and APOLOGY_MARK in (event.get("text") or ""):
+            return True
+        if event.get("event") == "user" and (event.get("parse_data") or {}).get(
+            "intent", {}
+        ).get("name") == "complain":
+            return False
+    return False
+
+
+class ActionAskComplaintContact(BackendAction):
+    """Asks for a contact; with a bound 户号 offers its phone on file (never shown)."""
+
+    def name(self) -> str:
+        return "action_ask_complaint_form_complaint_contact"
+
+    async def act(self, dispatcher, tracker, domain, services: Services) -> EventList:
+        account = await bound_account(tracker, services)
+        if account:
+            dispatcher.utter_message(
+                text=f"工作人员可以通过您绑定的户号（{mask_account(account)}）登记的手机号与您联系，"
+                     "需要使用这个号码吗？如需使用其他号码，请直接输入。",
+                buttons=buttons(("使用登记的手机号", "/affirm")),
+            )
+        else:
+            dispatcher.utter_message(response="utter_ask_complaint_form_complaint_contact")
+        return []
+
+
+class ActionSubmitComplaint(BackendAction):
+    """Opens the complaint ticket with its severity and promised contact time."""
+
+    def name(self) -> str:
+        return "action_submit_complaint"
+
+    async def act(self, dispatcher, tracker, domain, services: Services) -> EventList:
+        from integrations.tickets import NewTicket
+
+        description = tracker.get_slot("complaint_description") or ""
+        category = tracker.get_slot("complaint_category") or "其他"
+        contact = tracker.get_slot("complaint_contact")
+        account = await bound_account(tracker, services)
+        grade = grade_complaint(description, category)
+        severity = max_severity(tracker.get_slot("complaint_severity"), grade.severity)
+        if severity == "low" and category != "其他":
+            severity = "normal"  # a "suggestion" filed under a complaint category is a complaint
+        phone = None if contact == ON_FILE else find_phone(contact)
+        ack_days = services.settings.commitments.complaint_ack_working_days
+        now = now_local().replace(microsecond=0)
+        promised = add_working_days(now, ack_days)
+        ticket = await services.tickets.create_ticket(
+            NewTicket(
+                kind="complaint",
+                category=category,
+                description=description[:1000],
+                severity=severity,
+                contact_phone=phone,
+                account_number=account,
+                conversation_id=conversation_id(tracker),
+                promised_by=promised.isoformat(timespec="seconds"),
+            )
+        )
+        promised_by = ticket.promised_by or promised
+        if phone:
+            contact_text = f"联系电话：{mask_phone(phone)}"
+        elif account:
+            contact_text = f"联系电话：户号{mask_account(account)}登记的手机号"
+        else:
+            contact_text = "联系方式：本会话"
+        lines = [
+            f"已为您登记{'建议' if severity == 'low' else '投诉'}，工单号：{ticket.ticket_id}，请您记好。",
+            f"问题类别：{category}",
+            f"处理级别：{SEVERITY_LABELS[severity]}",
+            contact_text,
+            f"按照我们的服务承诺，工作人员会在{ack_days}个工作日内、"
+            f"即{describe_moment(promised_by, now.date())}前与您联系，并跟进处理直至办结。",
+        ]
+        if severity == "urgent":
+            lines.append(safety_text())
+        elif severity == "high":
+            lines.append("您的问题已标记为优先处理。")
+        lines.append("您可以随时发送工单号向我查询处理进度。")
+        dispatcher.utter_message(
+            text="\n".join(lines),
+            buttons=buttons(("查询处理进度", f"/complain{{\"complaint_ticket\":\"{ticket.ticket_id}\"}}")),
+        )
+        return [SlotSet(slot, None) for slot in _FORM_SLOTS] + [
+            SlotSet("complaint_ticket", ticket.ticket_id),
+            SlotSet("complaint_route", None),
+        ]
+

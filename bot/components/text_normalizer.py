@@ -7,6 +7,8 @@ regexes and lookup tables always see the same half-width form. See
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
 import logging
 from typing import Any, Dict, List, Optional, Text
 
@@ -24,6 +26,7 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from bot.components import normalization
 from bot.components.normalization import normalize_text, remap_span
 
 logger = logging.getLogger(__name__)
@@ -49,6 +52,11 @@ class TextNormalizer(GraphComponent):
     def supported_languages() -> Optional[List[Text]]:
         """Written for Chinese; NFKC is harmless for other languages too."""
         return None
+
+    @classmethod
+    def fingerprint_addon(cls, config: Dict[Text, Any]) -> Optional[Text]:
+        """Rasa's training cache keys on this class's source only: add the helper module's."""
+        return hashlib.sha256(inspect.getsource(normalization).encode()).hexdigest()
 
     @classmethod
     def create(

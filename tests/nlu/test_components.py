@@ -168,3 +168,28 @@ def test_deduplicator_rejects_a_bad_configuration():
             print(json.dumps(str(exc)))
     ''')
     assert "strict_entities" in result
+
+
+def test_training_cache_keys_follow_the_dictionary_and_the_normalisation_code(tmp_path):
+    """Rasa reuses cached training steps unless their key changes: edits must change it."""
+    (tmp_path / "userdict.txt").write_text("户号 20000 n\n", encoding="utf-8")
+    keys = run_in_rasa_env(f'''
+        import json, pathlib
+        from bot.components.jieba_tokenizer import JiebaUserDictTokenizer
+        from bot.components.text_normalizer import TextNormalizer
+        from rasa.engine.training.fingerprinting import calculate_fingerprint_key
+        folder = pathlib.Path({str(tmp_path)!r})
+        config = {{**JiebaUserDictTokenizer.get_default_config(), "dictionary_path": str(folder)}}
+        keys = [calculate_fingerprint_key(JiebaUserDictTokenizer, config, {{}})]
+        keys.append(calculate_fingerprint_key(JiebaUserDictTokenizer, config, {{}}))
+        (folder / "userdict.txt").write_text("户号 20000 n\\n跳闸 10000 v\\n", encoding="utf-8")
+        keys.append(calculate_fingerprint_key(JiebaUserDictTokenizer, config, {{}}))
+        (folder / "areas.txt").write_text("横溪街道 3000 ns\\n", encoding="utf-8")
+        keys.append(calculate_fingerprint_key(JiebaUserDictTokenizer, config, {{}}))
+        print(json.dumps({{"tokenizer": keys,
+                          "normalizer": TextNormalizer.fingerprint_addon({{}})}}))
+    ''')
+    tokenizer = keys["tokenizer"]
+    assert tokenizer[0] == tokenizer[1], "same dictionary, same key"
+    assert len(set(tokenizer[1:])) == 3, "an edited or an added dictionary file changes the key"
+    assert isinstance(keys["normalizer"], str) and len(keys["normalizer"]) == 64

@@ -45,11 +45,12 @@ def handoff_reason(tracker: Tracker) -> str:
     # the latest user event is the message being answered; look at the ones before it
     for event in reversed(events[:-1] if events else []):
         intent = _intent(event)
+        text = (event.get("text") or "").strip()
+        if context is None and intent not in _CONTROL_INTENTS and text and not text.startswith("/"):
+            context = f"{intent or 'unknown'}: {text}"
         if intent == "nlu_fallback":
             fallbacks += 1
-        text = (event.get("text") or "").strip()
-        if intent not in _CONTROL_INTENTS and text and not text.startswith("/"):
-            context = f"{intent or 'unknown'}: {text}"
+        elif intent not in _CONTROL_INTENTS:
             break
     parts = []
     if said:

@@ -1,0 +1,27 @@
+"""``python -m backends --host 127.0.0.1 --port 8100 --db .run/backends.sqlite3``"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from aiohttp import web
+
+from backends.app import BackendsAppConfig, create_app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="PowerDesk reference backend services")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("BACKENDS_PORT", "8100")))
+    parser.add_argument("--db", type=Path,
+                        default=Path(os.environ.get("BACKENDS_DB", ".run/backends.sqlite3")))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    web.run_app(create_app(BackendsAppConfig(db_path=args.db)), host=args.host, port=args.port,
+                access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

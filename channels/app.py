@@ -1,0 +1,108 @@
+"""The gateway's aiohttp application factory."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
+
+from channels.config import ConfigError, GatewayConfig
+from channels.rasa_client import RasaClient
+from channels.router import ConversationRouter
+
+log = logging.getLogger(__name__)
+
+CONFIG_KEY = web.AppKey("gateway_config", GatewayConfig)
+REDIS_KEY = web.AppKey("gateway_redis", Redis)
+RASA_KEY = web.AppKey("gateway_rasa", RasaClient)
+ROUTER_KEY = web.AppKey("gateway_router", ConversationRouter)
+
+# Requests other than socket.io carry small JSON/XML bodies; socket.io has its own limit.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+async def _redis_context(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG_KEY]
+    # A blocking pool: under a burst, callers wait briefly for a connection instead of failing.
+    pool = BlockingConnectionPool.from_url(
+        config.redis_url, max_connections=config.redis_max_connections, timeout=5,
+        socket_connect_timeout=2, health_check_interval=30)
+    redis = Redis.from_pool(pool)  # the client owns the pool and closes it
+    app[REDIS_KEY] = redis
+    try:
+        yield
+    finally:
+        await redis.aclose()
+
+
+async def _router_context(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG_KEY]
+    rasa = RasaClient(config.rasa_url, config.rasa_timeout_seconds,
+                      config.rasa_connect_timeout_seconds, config.rasa_max_connections)
+    await rasa.start()
+    app[RASA_KEY] = rasa
+    app[ROUTER_KEY] = ConversationRouter(
+        rasa, app[REDIS_KEY], max_message_chars=config.max_message_chars,
+        lock_wait_seconds=config.lock_wait_seconds, lock_ttl_seconds=config.lock_ttl_seconds)
+    log.info("gateway routing to Rasa at %s", config.rasa_url)
+    try:
+        yield
+    finally:
+        await rasa.close()
+
+
+async def _redis_ok(redis: Redis) -> tuple[bool, str]:
+    try:
+        await asyncio.wait_for(redis.ping(), 2)
+        return True, "ok"
+    except asyncio.TimeoutError:
+        return False, "timeout"
+    except (RedisError, OSError) as exc:
+        return False, type(exc).__name__
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """``{"status", "redis": {ok, detail}, "rasa": {ok, detail}}``; 200 when both are up, else 503."""
+    app = request.app
+    (redis_ok, redis_detail), (rasa_ok, rasa_detail) = await asyncio.gather(
+        _redis_ok(app[REDIS_KEY]), app[RASA_KEY].ping())
+    ok = redis_ok and rasa_ok
+    body = {"status": "ok" if ok else "degraded",
+            "redis": {"ok": redis_ok, "detail": redis_detail},
+            "rasa": {"ok": rasa_ok, "detail": rasa_detail}}
+    return web.json_response(body, status=200 if ok else 503)
+
+
+async def metrics_view(_request: web.Request) -> web.Response:
+    """Prometheus text exposition of the process's metrics."""
+    response = web.Response(body=generate_latest(REGISTRY))
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    response.charset = "utf-8"
+    return response
+
+
+def create_app(config: GatewayConfig) -> web.Application:
+    """Build the gateway: Redis client, Rasa client and router (cleanup contexts), health and
+    metrics endpoints, and every channel's routes (web chat, WeChat, SMS)."""
+    if not config.redis_url:
+        raise ConfigError("REDIS_URL is required by create_app (python -m channels starts an "
+                          "embedded Redis when it is unset)")
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[CONFIG_KEY] = config
+    # Order matters: channels' own cleanup contexts (appended by setup) use the Redis client
+    # and the router, so these two come first.
+    app.cleanup_ctx.append(_redis_context)
+    app.cleanup_ctx.append(_router_context)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_view)
+
+    from channels import sms, webchat, wechat
+
+    webchat.setup(app, config)
+    wechat.setup(app, config)
+    sms.setup(app, config)
+    return app

@@ -1,0 +1,106 @@
+"""The gateway's configuration, read from the environment in one place and validated at start."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the gateway cannot run with."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
+    raw = env.get(name, "").strip() or default
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not (parts.hostname or parts.path):
+        raise ConfigError(f"{name} must be a {'/'.join(schemes)} URL, got {raw!r}")
+    return raw.rstrip("/") if parts.scheme.startswith("http") else raw
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything the gateway core needs; channels read their own ``<CHANNEL>_*`` variables.
+
+    Environment variables (defaults in brackets):
+    GATEWAY_HOST [127.0.0.1], GATEWAY_PORT [8000], REDIS_URL [unset: ``python -m channels``
+    starts an embedded redis-server], REDIS_MAX_CONNECTIONS [512, per process; a caller waits up
+    to 5 s for a free one], RASA_URL [http://127.0.0.1:5005],
+    RASA_TIMEOUT_SECONDS [15: Rasa waits for actions, whose deadline is 8 s],
+    RASA_CONNECT_TIMEOUT_SECONDS [2], RASA_MAX_CONNECTIONS [200],
+    GATEWAY_MAX_MESSAGE_CHARS [1000], GATEWAY_LOCK_WAIT_SECONDS [20],
+    GATEWAY_CORS_ORIGINS [empty = same origin only; ``*`` = any; else comma-separated origins],
+    GATEWAY_LOG_LEVEL [INFO].
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_url: str | None = None
+    redis_max_connections: int = 512
+    rasa_url: str = "http://127.0.0.1:5005"
+    rasa_timeout_seconds: float = 15.0
+    rasa_connect_timeout_seconds: float = 2.0
+    rasa_max_connections: int = 200
+    max_message_chars: int = 1000
+    lock_wait_seconds: float = 20.0
+    cors_origins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+
+    @property
+    def lock_ttl_seconds(self) -> float:
+        """How long a conversation lock lives if its holder dies: longer than any Rasa call."""
+        return self.rasa_timeout_seconds + 5.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "GatewayConfig":
+        """Read and validate the GATEWAY_*, REDIS_URL and RASA_* variables."""
+        env = os.environ if env is None else env
+        origins_raw = env.get("GATEWAY_CORS_ORIGINS", "").strip()
+        origins = tuple(o.strip().rstrip("/") for o in origins_raw.split(",") if o.strip())
+        level = env.get("GATEWAY_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"GATEWAY_LOG_LEVEL must be a logging level name, got {level!r}")
+        host = env.get("GATEWAY_HOST", "").strip() or "127.0.0.1"
+        return cls(
+            host=host,
+            port=_int(env, "GATEWAY_PORT", 8000, 0, 65535),
+            redis_url=_url(env, "REDIS_URL", None, ("redis", "rediss", "unix")),
+            redis_max_connections=_int(env, "REDIS_MAX_CONNECTIONS", 512, 4, 100000),
+            rasa_url=_url(env, "RASA_URL", "http://127.0.0.1:5005", ("http", "https")) or "",
+            rasa_timeout_seconds=_float(env, "RASA_TIMEOUT_SECONDS", 15.0, 0.1, 300.0),
+            rasa_connect_timeout_seconds=_float(env, "RASA_CONNECT_TIMEOUT_SECONDS", 2.0, 0.05, 60.0),
+            rasa_max_connections=_int(env, "RASA_MAX_CONNECTIONS", 200, 1, 10000),
+            max_message_chars=_int(env, "GATEWAY_MAX_MESSAGE_CHARS", 1000, 10, 100000),
+            lock_wait_seconds=_float(env, "GATEWAY_LOCK_WAIT_SECONDS", 20.0, 0.0, 600.0),
+            cors_origins=origins,
+            log_level=level,
+        )

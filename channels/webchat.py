@@ -1,0 +1,217 @@
+"""The web chat channel: Rasa's socket.io protocol on ``/socket.io`` and the chat page.
+
+Speaks what Rasa 3.6's ``SocketIOInput`` speaks (with session persistence), so the stock
+rasa-webchat widget (>= 1.0.1) connects unchanged, and so does our own page at ``/`` and ``/chat``:
+
+- ``session_request`` ``{session_id?}`` → ``session_confirm`` ``"<session id>"`` (a valid id from the
+  client is kept, otherwise a new one is issued); the socket joins the room of that session, so
+  every tab of one session sees the replies;
+- ``user_uttered`` ``{message, session_id, customData?}`` → one ``bot_uttered`` per message part,
+  exactly as Rasa's ``SocketIOOutput``: ``{"text"}``, the last part of a text with buttons as
+  ``{"text", "quick_replies": [{"content_type": "text", "title", "payload"}]}``, images as
+  ``{"attachment": {"type": "image", "payload": {"src"}}}``, custom payloads as they are.
+
+The conversation id (Rasa sender id) is ``web:<session id>``.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from channels import metrics
+from channels.config import GatewayConfig
+from channels.messages import Message, Reply
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "web"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+SOCKET_IO_JS = STATIC_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+# Session ids are bearer secrets (they own the conversation and its bound 户号): only accept
+# ids long and random-looking enough, such as the uuid4 hex we issue.
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+MAX_CUSTOM_DATA_BYTES = 2048
+# socket.io packets: far above any sane chat message, so oversized text still reaches the router
+# and gets its polite answer; beyond it the socket is dropped by engine.io.
+MAX_PACKET_BYTES = 256 * 1024
+
+
+def valid_session_id(value: Any) -> bool:
+    """Is ``value`` a session id we accept from a client?"""
+    return isinstance(value, str) and bool(_SESSION_ID.match(value))
+
+
+def new_session_id() -> str:
+    """A fresh, unguessable session id."""
+    return uuid.uuid4().hex
+
+
+def bot_uttered_events(reply: Reply) -> list[dict[str, Any]]:
+    """The ``bot_uttered`` payloads Rasa's SocketIOOutput would emit for ``reply``."""
+    events: list[dict[str, Any]] = []
+    if reply.text or reply.buttons:
+        parts = [p for p in reply.text.strip().split("\n\n")] if reply.text.strip() else [""]
+        if reply.buttons:
+            events.extend({"text": p, "quick_replies": []} for p in parts)
+            events[-1]["quick_replies"] = [
+                {"content_type": "text", "title": b.title, "payload": b.payload}
+                for b in reply.buttons]
+        else:
+            events.extend({"text": p} for p in parts if p)
+    if reply.image:
+        events.append({"attachment": {"type": "image", "payload": {"src": reply.image}}})
+    if reply.custom:
+        events.append(dict(reply.custom))
+    return events
+
+
+def _custom_data(data: dict[str, Any]) -> dict[str, Any] | None:
+    value = data.get("customData", data.get("metadata"))
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if not isinstance(value, dict):
+        return None
+    if len(json.dumps(value, ensure_ascii=False)) > MAX_CUSTOM_DATA_BYTES:
+        return None
+    return value
+
+
+def _router_key() -> Any:
+    from channels.app import ROUTER_KEY  # channels.app imports this module
+
+    return ROUTER_KEY
+
+
+class WebChat:
+    """The socket.io server of one gateway app and its event handlers."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        origins: Any = None  # None = same origin only (python-engineio's default)
+        if config.cors_origins == ("*",):
+            origins = "*"
+        elif config.cors_origins:
+            origins = list(config.cors_origins)
+        self.sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins=origins,
+                                        max_http_buffer_size=MAX_PACKET_BYTES,
+                                        logger=False, engineio_logger=False)
+        self.app: web.Application | None = None  # set by setup()
+        self._turns: dict[str, list[Any]] = {}  # session id -> [asyncio.Lock, users]
+        self.sio.on("connect", self.on_connect)
+        self.sio.on("disconnect", self.on_disconnect)
+        self.sio.on("session_request", self.on_session_request)
+        self.sio.on("user_uttered", self.on_user_uttered)
+
+    async def on_connect(self, sid: str, environ: dict, auth: Any = None) -> bool:
+        log.debug("web socket %s connected", sid)
+        return True
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        log.debug("web socket %s disconnected", sid)
+
+    async def _bind_session(self, sid: str, session_id: str) -> None:
+        await self.sio.save_session(sid, {"session_id": session_id})
+        await self.sio.enter_room(sid, session_id)
+
+    async def on_session_request(self, sid: str, data: Any = None) -> None:
+        """Confirm the client's session id (or issue one) and join its room."""
+        wanted = data.get("session_id") if isinstance(data, dict) else None
+        session_id = wanted if valid_session_id(wanted) else new_session_id()
+        current = (await self.sio.get_session(sid)).get("session_id")
+        if current and current != session_id:
+            await self.sio.leave_room(sid, current)
+        await self._bind_session(sid, session_id)
+        await self.sio.emit("session_confirm", session_id, to=sid)
+
+    async def on_user_uttered(self, sid: str, data: Any = None) -> None:
+        """Route one customer message and emit the replies to the session's room, in order."""
+        data = data if isinstance(data, dict) else {"message": data if isinstance(data, str) else ""}
+        session_id = (await self.sio.get_session(sid)).get("session_id")
+        if not session_id:
+            # A client that skipped session_request (or a gateway restart in between): adopt
+            # its id if acceptable, else issue one, and tell it which one it has.
+            wanted = data.get("session_id")
+            session_id = wanted if valid_session_id(wanted) else new_session_id()
+            await self._bind_session(sid, session_id)
+            await self.sio.emit("session_confirm", session_id, to=sid)
+        text = data.get("message", "")
+        meta: dict[str, Any] = {}
+        custom = _custom_data(data)
+        if custom is not None:
+            meta["customData"] = custom
+        message = Message(CHANNEL, session_id, text if isinstance(text, str) else str(text), meta=meta)
+        # One message of a session at a time in this process, FIFO, emit included, so the
+        # replies reach the browser in the order the customer typed.
+        entry = self._turns.setdefault(session_id, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                replies = await self.app[_router_key()].handle(message)
+                for reply in replies:
+                    for event in bot_uttered_events(reply):
+                        await self.sio.emit("bot_uttered", event, room=session_id)
+        except Exception:  # noqa: BLE001 - a broken socket must not take the server down
+            log.exception("web chat failed to answer a message")
+            metrics.ERRORS.labels("webchat").inc()
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._turns.pop(session_id, None)
+
+
+WEBCHAT_KEY = web.AppKey("webchat", WebChat)
+
+
+async def chat_page(_request: web.Request) -> web.FileResponse:
+    """The Chinese chat page."""
+    return web.FileResponse(STATIC_DIR / "index.html", headers={
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self'; "
+                                    "img-src 'self' data: https:; connect-src 'self' ws: wss:; "
+                                    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    })
+
+
+async def socket_io_js(_request: web.Request) -> web.StreamResponse:
+    """The socket.io browser client from the npm package (``npm ci --prefix channels/static``)."""
+    if not SOCKET_IO_JS.is_file():
+        raise web.HTTPNotFound(text="socket.io client not installed: npm ci --prefix channels/static")
+    return web.FileResponse(SOCKET_IO_JS, headers={"Cache-Control": "public, max-age=86400",
+                                                   "Content-Type": "text/javascript"})
+
+
+def setup(app: web.Application, config: GatewayConfig) -> WebChat:
+    """Attach socket.io at ``/socket.io`` and serve the chat page at ``/`` and ``/chat``."""
+    webchat = WebChat(config)
+    webchat.app = app
+    app[WEBCHAT_KEY] = webchat
+    webchat.sio.attach(app, socketio_path="socket.io")
+    app.router.add_get("/", chat_page)
+    app.router.add_get("/chat", chat_page)
+    app.router.add_get("/static/socket.io.min.js", socket_io_js)
+    app.router.add_get("/static/chat.js", _static_file("chat.js", "text/javascript"))
+    app.router.add_get("/static/chat.css", _static_file("chat.css", "text/css"))
+    if not SOCKET_IO_JS.is_file():
+        log.warning("web chat page needs the socket.io client: run `npm ci --prefix channels/static`")
+    return webchat
+
+
+def _static_file(name: str, content_type: str):
+    path = STATIC_DIR / name
+
+    async def serve(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache",
+                                               "Content-Type": content_type})
+    return serve

@@ -70,9 +70,19 @@ def _hall_stem(name: str) -> str:
     return name
 
 
+def hall_core(hall: Any) -> str:
+    """The distinctive part of a hall's name: 江宁区东山营业厅 → 东山."""
+    name = normalize(hall.name)
+    district = normalize(getattr(hall, "district", "") or "")
+    if district and name.startswith(district) and len(name) > len(district):
+        name = name[len(district):]
+    return _hall_stem(name)
+
+
 def match_halls(text: str, halls: Iterable[Any]) -> list[Any]:
-    """Halls the text names: exact name first, else halls whose name stem the text contains
-    (or whose name contains the text's stem)."""
+    """Halls the text names: the exact name; else the halls whose distinctive part (东山 of
+    江宁区东山营业厅) the text contains, the longest such part winning; else the halls whose
+    name contains what the text says (its suffix removed)."""
     text = normalize(text)
     if not text:
         return []
@@ -80,9 +90,12 @@ def match_halls(text: str, halls: Iterable[Any]) -> list[Any]:
     exact = [h for h in halls if normalize(h.name) == text]
     if exact:
         return exact
+    by_core = [h for h in halls if len(hall_core(h)) >= 2 and hall_core(h) in text]
+    if by_core:
+        longest = max(len(hall_core(h)) for h in by_core)
+        return [h for h in by_core if len(hall_core(h)) == longest]
     stem = _hall_stem(text)
-    found = [h for h in halls if _hall_stem(h.name) in text or (len(stem) >= 2 and stem in h.name)]
-    return found
+    return [h for h in halls if len(stem) >= 2 and stem in normalize(h.name)]
 
 
 def match_business_type(text: str, types: Iterable[Any]) -> Optional[Any]:
@@ -232,9 +245,9 @@ class ActionQueueLookup(BackendAction):
         catalog = _Catalog(services)
         text = normalize(tracker.latest_message.get("text"))
         numbers = [n for n in map(normalize_ticket_number, _latest_entities(tracker, "ticket_number")) if n]
-        hall_names = _latest_entities(tracker, "hall") or [
-            v for v in [normalize(tracker.get_slot("hall"))] if v
-        ]
+        named = _latest_entities(tracker, "hall")
+        # a hall named earlier still counts for "那边排多少人", not for "我的号排到哪了"
+        hall_names = named or [v for v in [normalize(tracker.get_slot("hall"))] if v]
         halls = []
         for name in hall_names:
             halls += [h for h in match_halls(name, await catalog.halls()) if h not in halls]
@@ -245,7 +258,7 @@ class ActionQueueLookup(BackendAction):
             await self._numbered_tickets(dispatcher, tracker, services, catalog, numbers, halls)
             return []
         holder_tickets = list(await services.queue.tickets_of(conversation_id(tracker)))
-        if _OWN_TICKET.search(text) and not halls:
+        if _OWN_TICKET.search(text) and not named:
             await self._own_tickets(dispatcher, catalog, holder_tickets)
             return []
         if holder_tickets and not halls:

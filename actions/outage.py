@@ -343,8 +343,8 @@ class ValidateQueryOutageForm(BackendFormValidationAction):
         tracker: Tracker,
         domain: DomainDict,
     ) -> list[str]:
-        if tracker.get_slot("area") or _latest_entity(tracker, "area"):
-            return []
+        # Must not depend on the area slot itself: rasa-sdk drops extracted slots that are not
+        # required any more. With ["area"] Rasa asks only when the slot is still empty.
         if await bound_account(tracker, self.services):
             return []
         return ["area"]

@@ -133,26 +133,44 @@ def _pct(part, whole) -> int:
                                                                           rounding=ROUND_HALF_UP))
 
 
+def _tier_name(tier: int) -> str:
+    return TIER_NAMES.get(tier, f"第{tier}档")
+
+
+def _surcharge_tiers(bill) -> bool:
+    """Residential 阶梯 + 峰谷: the energy is charged at 峰/谷 prices and the tier lines carry
+    only the surcharge over tier 1 (price 0 for tier 1), per the billing backend's contract."""
+    return bool(bill.time_of_use) and bool(bill.tiers)
+
+
+def _tier_lines(bill) -> str:
+    used = [t for t in bill.tiers if Decimal(str(t.kwh)) > 0]
+    if _surcharge_tiers(bill):
+        parts = [f"{_kwh(t.kwh)}计入{_tier_name(t.tier)}" + (
+            f"，每度加价{t.price}元，加价{_money(t.amount)}" if Decimal(str(t.price)) > 0 else "")
+            for t in used]
+    else:
+        parts = [f"{_tier_name(t.tier)}{_kwh(t.kwh)}×{t.price}元/度={_money(t.amount)}" for t in used]
+    return "；".join(parts)
+
+
 def describe_bill(account: str, bill, balance) -> str:
     """The bill as the customer reads it (account masked)."""
     lines = [f"您好，户号{mask_account(account)} {month_label(bill.month)}电费账单如下："]
     lines.append(f"· 计费周期：{bill.period_start} 至 {bill.period_end}")
     usage = f"· 用电量：{_kwh(bill.kwh_total)}"
     if bill.time_of_use:
-        usage += f"（峰时段{_kwh(bill.kwh_peak)}，谷时段{_kwh(bill.kwh_valley)}）"
+        usage += f"（峰时段{_kwh(bill.kwh_peak or 0)}，谷时段{_kwh(bill.kwh_valley or 0)}）"
     lines.append(usage)
     lines.append(f"· 电费金额：{_money(bill.amount)}")
-    tier = TIER_NAMES.get(bill.tier_reached, f"第{bill.tier_reached}档")
     if len(bill.tiers) > 1 or bill.tier_reached > 1:
-        parts = "；".join(
-            f"{TIER_NAMES.get(t.tier, f'第{t.tier}档')}{_kwh(t.kwh)}×{t.price}元={_money(t.amount)}"
-            for t in bill.tiers)
-        lines.append(f"· 阶梯电价：当期已达{tier}（按年度累计用电量计算）。{parts}")
+        lines.append(f"· 阶梯电价：当期已达{_tier_name(bill.tier_reached)}（按年度累计用电量计算）。"
+                     f"{_tier_lines(bill)}")
     elif bill.tiers:
-        lines.append(f"· 电价：{bill.tiers[0].price}元/度（{tier}）")
+        lines.append(f"· 电价：{bill.tiers[0].price}元/度")
     if bill.time_of_use:
         parts = "；".join(
-            f"{'峰' if p.period == 'peak' else '谷'}时段{_kwh(p.kwh)}，单价{p.price}元"
+            f"{'峰' if p.period == 'peak' else '谷'}时段{_kwh(p.kwh)}×{p.price}元/度={_money(p.amount)}"
             for p in bill.time_of_use)
         lines.append(f"· 峰谷明细：{parts}")
     status = STATUS_TEXT.get(bill.status, bill.status)
@@ -161,60 +179,69 @@ def describe_bill(account: str, bill, balance) -> str:
         lines.append(f"· 已缴：{_money(bill.paid_amount)}")
     if balance is not None:
         if balance.arrears and Decimal(str(balance.arrears)) > 0:
-            lines.append(f"· 当前欠费：{_money(balance.arrears)}，请在截止日前缴清，以免产生违约金。")
+            lines.append(f"· 当前欠费：{_money(balance.arrears)}，请尽快缴清，以免产生违约金。")
         else:
             lines.append(f"· 当前账户余额：{_money(balance.balance)}，暂无欠费。")
     return "\n".join(lines)
 
 
-def explain_bill(account: str, bill, valley_hours: Optional[str] = None) -> str:
+def _tier_extra(bill) -> Decimal:
+    """What the energy above tier 1 cost more than at the tier-1 price."""
+    higher = [t for t in bill.tiers if t.tier > 1]
+    if _surcharge_tiers(bill):
+        return sum((Decimal(str(t.amount)) for t in higher), Decimal("0"))
+    base = Decimal(str(min(bill.tiers, key=lambda t: t.tier).price))
+    return sum((Decimal(str(t.kwh)) * (Decimal(str(t.price)) - base) for t in higher),
+               Decimal("0")).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def explain_bill(account: str, bill, balance=None, valley_hours: Optional[str] = None,
+                 residential: bool = True) -> str:
     """Why the bill is what it is, from the bill's own figures (and the tariff's 谷 hours)."""
     label = month_label(bill.month)
     lines = [f"您好，户号{mask_account(account)} {label}的电费为{_money(bill.amount)}，"
-             f"用电{_kwh(bill.kwh_total)}。主要原因如下："]
-    reasons = 0
+             f"用电{_kwh(bill.kwh_total)}。具体分析如下："]
+    reasons: list[str] = []
     prev_kwh, prev_amount = bill.previous_month_kwh, bill.previous_month_amount
     if prev_kwh is not None and prev_amount is not None:
         diff_kwh = Decimal(str(bill.kwh_total)) - Decimal(str(prev_kwh))
         diff_amount = Decimal(str(bill.amount)) - Decimal(str(prev_amount))
         if diff_kwh > 0:
             change = f"，增加约{_pct(diff_kwh, prev_kwh)}%" if prev_kwh else ""
-            lines.append(f"{reasons + 1}. 用电量比上月（{_kwh(prev_kwh)}）多了{_kwh(diff_kwh)}{change}，"
-                         f"电费相应多了{_money(diff_amount) if diff_amount > 0 else '一些'}。"
-                         "季节变化时空调、取暖器、热水器等用电通常会明显增加。")
-            reasons += 1
+            more = f"，电费相应多了{_money(diff_amount)}" if diff_amount > 0 else ""
+            reasons.append(f"用电量比上月（{_kwh(prev_kwh)}）多了{_kwh(diff_kwh)}{change}{more}。"
+                           "天气变化时空调、取暖器、热水器等用电通常会明显增加。")
         elif diff_kwh < 0:
-            lines.append(f"{reasons + 1}. 用电量比上月（{_kwh(prev_kwh)}）少了{_kwh(-diff_kwh)}，"
-                         f"上月电费为{_money(prev_amount)}。")
-            reasons += 1
+            reasons.append(f"用电量比上月（{_kwh(prev_kwh)}）少了{_kwh(-diff_kwh)}，"
+                           f"电费也比上月（{_money(prev_amount)}）有所减少。")
         else:
-            lines.append(f"{reasons + 1}. 用电量与上月持平（{_kwh(prev_kwh)}）。")
-            reasons += 1
+            reasons.append(f"用电量与上月持平（{_kwh(prev_kwh)}），上月电费为{_money(prev_amount)}。")
     higher = [t for t in bill.tiers if t.tier > 1 and Decimal(str(t.kwh)) > 0]
-    if higher and bill.tiers:
-        base = Decimal(str(min(bill.tiers, key=lambda t: t.tier).price))
-        extra = sum((Decimal(str(t.kwh)) * (Decimal(str(t.price)) - base) for t in higher),
-                    Decimal("0"))
-        detail = "、".join(f"{_kwh(t.kwh)}按{TIER_NAMES.get(t.tier, f'第{t.tier}档')}{t.price}元/度"
-                           for t in higher)
-        lines.append(f"{reasons + 1}. 阶梯电价：您今年的累计用电量已超过第一档，当期有{detail}计费，"
-                     f"比按第一档电价多约{_money(extra)}。")
-        reasons += 1
+    if higher:
+        detail = "、".join(f"{_kwh(t.kwh)}计入{_tier_name(t.tier)}" for t in higher)
+        reasons.append(f"阶梯电价：您今年的累计用电量已超过第一档，当期{detail}，"
+                       f"比全部按第一档电价计费多约{_money(_tier_extra(bill))}。")
+    elif bill.tiers and not _surcharge_tiers(bill):
+        reasons.append(f"计费方式：{_tier_lines(bill)}。")
     if bill.time_of_use and bill.kwh_total:
-        share = _pct(bill.kwh_peak, bill.kwh_total)
+        share = _pct(bill.kwh_peak or 0, bill.kwh_total)
         prices = {p.period: p.price for p in bill.time_of_use}
-        text = f"{reasons + 1}. 峰谷用电：峰时段用电{_kwh(bill.kwh_peak)}，占{share}%"
+        text = f"峰谷用电：峰时段用电{_kwh(bill.kwh_peak or 0)}，占{share}%"
         if "peak" in prices and "valley" in prices:
             text += f"（峰电{prices['peak']}元/度，谷电{prices['valley']}元/度）"
         if share >= 50:
             when = f"（{valley_hours}）" if valley_hours else ""
-            text += f"，峰时段用电占比较高，把洗衣、烧水、充电等用电尽量安排到谷时段{when}可以节省电费。"
+            habits = "把洗衣、烧水、充电等用电" if residential else "在条件允许时把部分生产经营用电"
+            text += f"，峰时段用电占比较高，{habits}尽量安排到谷时段{when}可以节省电费。"
         else:
             text += "。"
-        lines.append(text)
-        reasons += 1
-    if reasons == 0:
-        lines.append("本期电费按您的实际用电量和现行电价计算，未见异常。")
+        reasons.append(text)
+    if balance is not None and Decimal(str(balance.arrears)) > Decimal(str(bill.amount)):
+        reasons.append(f"您当前欠费{_money(balance.arrears)}，其中包含此前未缴清的账单，"
+                       "并非本期电费全部。")
+    if not reasons:
+        reasons.append("本期电费按您的实际用电量和现行电价计算，未见异常。")
+    lines += [f"{i}. {r}" for i, r in enumerate(reasons, 1)]
     lines.append("如您对电表读数仍有疑问，可申请电能表校验，或拨打95598供电服务热线。")
     return "\n".join(lines)
 
@@ -226,21 +253,25 @@ def wants_explanation(tracker: Tracker) -> bool:
     return intent == "query_bill" and bool(_EXPLAIN.search(tracker.latest_message.get("text") or ""))
 
 
-async def valley_hours(services: Services, account_number: str) -> Optional[str]:
-    """The 谷 hours of the account's tariff, for saving advice; None when unavailable."""
+async def tariff_context(services: Services, account_number: str) -> tuple[Optional[str], bool]:
+    """(谷 hours of the account's tariff, whether residential), for the saving advice.
+
+    Advice only: when the backend cannot say, the explanation goes out without it.
+    """
     try:
         account = await services.billing.get_account(account_number)
         tariffs = await services.billing.list_tariffs()
-    except IntegrationError as exc:  # advice only: the explanation stands without it
+    except IntegrationError as exc:
         logger.warning("no tariff hours for %s: %s", mask_account(account_number),
                        type(exc).__name__)
-        return None
+        return None, True
+    residential = account.customer_type == "residential"
     for tariff in tariffs:
         if tariff.tariff_code == account.tariff_code:
             for period in tariff.time_of_use:
                 if period.period == "valley":
-                    return period.hours
-    return None
+                    return period.hours, residential
+    return None, residential
 
 
 class ActionQueryBill(BackendAction):
@@ -299,8 +330,11 @@ class ActionQueryBill(BackendAction):
             ("订阅缴费提醒", "/subscribe_reminder"),
         )
         if explain:
-            hours = await valley_hours(services, bound) if bill.time_of_use else None
-            dispatcher.utter_message(text=explain_bill(bound, bill, hours), buttons=follow_ups)
+            hours, residential = (await tariff_context(services, bound) if bill.time_of_use
+                                  else (None, True))
+            balance = await services.billing.get_balance(bound)
+            dispatcher.utter_message(text=explain_bill(bound, bill, balance, hours, residential),
+                                     buttons=follow_ups)
         else:
             balance = await services.billing.get_balance(bound)
             dispatcher.utter_message(

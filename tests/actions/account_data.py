@@ -1,25 +1,22 @@
 """Helpers of the account/billing/reminder action tests: reference accounts, Redis, backend reads.
 
-The phone on file is never returned by any backend endpoint (by design), so the tests read the
-reference accounts and their phones from the session's backends SQLite file, the backends' own
-seed data. Everything else is read over HTTP like any client would.
+The phone on file is never returned by any backend endpoint (by design), so the tests take the
+reference accounts and their phones from backends/demo_accounts.py, the accounts the seed always
+creates. Everything else (bills, balances, names) is read over HTTP like any client would.
 """
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import uuid
 from typing import Any, AsyncIterator
 
 import aiohttp
 import redis.asyncio as aioredis
 
+from backends import demo_accounts as demo
 from integrations.customer_store import CustomerStore
 
 BUSY_TEXT = "系统繁忙，请稍后再试。如有紧急情况，请拨打95598供电服务热线。"
-
-_accounts_cache: dict[str, list[tuple[str, str]]] = {}
-
 
 def sender(topic: str) -> str:
     """A fresh web conversation id."""
@@ -49,50 +46,24 @@ async def bind(redis_url: str, conversation: str, account: str) -> None:
         await store.bind(conversation, account)
 
 
-def _accounts_table(db: sqlite3.Connection) -> tuple[str, str, str, bool]:
-    """(table, account column, phone column, has status) of the accounts table."""
-    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-    for table in tables:
-        columns = [r[1] for r in db.execute(f'PRAGMA table_info("{table}")')]
-        phone = next((c for c in columns if "phone" in c.lower()), None)
-        if "account_number" in columns and phone:
-            return table, "account_number", phone, "status" in columns
-    raise AssertionError(f"no accounts table with a phone column in the backends DB: {tables}")
+# (户号, phone last-4) of the documented reference accounts, all active:
+# residential 阶梯+峰谷 (late-year bills reach tier 2), residential with arrears, commercial
+# prepaid, enterprise.
+ACCOUNTS: list[tuple[str, str]] = [
+    (demo.RESIDENTIAL_TOU, demo.RESIDENTIAL_TOU_PHONE[-4:]),
+    (demo.OVERDUE, demo.OVERDUE_PHONE[-4:]),
+    (demo.COMMERCIAL, demo.COMMERCIAL_PHONE[-4:]),
+    (demo.ENTERPRISE, demo.ENTERPRISE_PHONE[-4:]),
+]
 
 
-async def reference_accounts(stack) -> list[tuple[str, str]]:
-    """Active reference accounts as ``(account_number, phone_last4)``, in a fixed order."""
-    path = stack.run_dir / "backends.sqlite3"
-    key = str(path)
-    if key not in _accounts_cache:
-        assert path.exists(), "start the backends (backends_url fixture) first"
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            table, account, phone, has_status = _accounts_table(db)
-            where = " WHERE status = 'active'" if has_status else ""
-            rows = db.execute(
-                f'SELECT "{account}", "{phone}" FROM "{table}"{where} ORDER BY "{account}"'
-            ).fetchall()
-        finally:
-            db.close()
-        _accounts_cache[key] = [(str(a), str(p)[-4:]) for a, p in rows if p]
-        assert len(_accounts_cache[key]) >= 3, "the seed should have several active accounts"
-    return _accounts_cache[key]
-
-
-async def unknown_account(stack) -> str:
-    """A well-formed 户号 that the reference data does not have."""
-    known = {a for a, _ in await reference_accounts(stack)}
-    path = stack.run_dir / "backends.sqlite3"
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        table, account, _, _ = _accounts_table(db)
-        known |= {str(r[0]) for r in db.execute(f'SELECT "{account}" FROM "{table}"')}
-    finally:
-        db.close()
-    for n in range(3999999999, 3000000000, -7919):
-        if str(n) not in known:
-            return str(n)
+async def unknown_account(backends_url: str) -> str:
+    """A well-formed 户号 the billing backend answers 404 for."""
+    async with aiohttp.ClientSession() as session:
+        for n in range(3999999999, 3000000000, -7919):
+            async with session.get(f"{backends_url}/billing/accounts/{n}") as response:
+                if response.status == 404:
+                    return str(n)
     raise AssertionError("no free account number")
 
 

@@ -7,7 +7,7 @@ from tests.actions.account_data import (
     backend_get,
     bind,
     customer_store,
-    reference_accounts,
+    ACCOUNTS,
     sender,
     unknown_account,
     wrong_last4,
@@ -22,22 +22,28 @@ def form_slots(**slots):
 
 
 async def validate(url: str, conv: str, slots: dict, text: str, intent: str = "inform",
-                   entities: list | None = None) -> dict:
+                   entities: list | None = None, candidates: tuple[str, ...] = ()) -> dict:
+    """Run the form validation as Rasa does: the slots just extracted from the customer's
+    message (``candidates``) are the trailing slot events of the tracker."""
+    events = [{"event": "user", "text": text}]
+    events += [{"event": "slot", "name": name, "value": slots[name]} for name in candidates]
     return await run_action(
-        url, "validate_bind_account_form", sender_id=conv, slots=slots,
+        url, "validate_bind_account_form", sender_id=conv, slots=slots, events=events,
         latest_message=user_message(text, intent, entities), active_loop=FORM,
     )
 
 
 async def give_account(url: str, conv: str, account: str) -> dict:
     return await validate(url, conv, form_slots(account_number=account), account,
-                          entities=[entity("account_number", account, account)])
+                          entities=[entity("account_number", account, account)],
+                          candidates=("account_number",))
 
 
 async def give_last4(url: str, conv: str, account: str, text: str) -> dict:
     return await validate(
         url, conv,
-        {"requested_slot": "phone_last4", "account_number": account, "phone_last4": text}, text)
+        {"requested_slot": "phone_last4", "account_number": account, "phone_last4": text}, text,
+        candidates=("phone_last4",))
 
 
 # --- starting -----------------------------------------------------------------------------------
@@ -55,8 +61,8 @@ async def test_start_binding_asks_for_verification(action_server_url):
     assert "手机号码后4位" in texts(result)[0]
 
 
-async def test_start_binding_takes_the_number_typed_with_it(action_server_url, stack):
-    account, _ = (await reference_accounts(stack))[0]
+async def test_start_binding_takes_the_number_typed_with_it(action_server_url):
+    account, _ = ACCOUNTS[0]
     text = f"绑定户号{account}"
     result = await run_action(
         action_server_url, "action_start_binding", sender_id=sender("bind"),
@@ -66,8 +72,8 @@ async def test_start_binding_takes_the_number_typed_with_it(action_server_url, s
 
 # --- verification -------------------------------------------------------------------------------
 
-async def test_right_last4_binds_the_account(action_server_url, stack, redis_url):
-    account, last4 = (await reference_accounts(stack))[0]
+async def test_right_last4_binds_the_account(action_server_url, redis_url):
+    account, last4 = ACCOUNTS[0]
     conv = sender("bind")
     first = await give_account(action_server_url, conv, account)
     assert slot_events(first)["account_number"] == account
@@ -80,9 +86,9 @@ async def test_right_last4_binds_the_account(action_server_url, stack, redis_url
         assert await store.get_binding(conv) == account
 
 
-async def test_last4_in_full_width_or_chinese_digits_or_the_whole_phone(action_server_url, stack,
+async def test_last4_in_full_width_or_chinese_digits_or_the_whole_phone(action_server_url,
                                                                         redis_url):
-    account, last4 = (await reference_accounts(stack))[1]
+    account, last4 = ACCOUNTS[1]
     full_width = "".join(chr(ord(c) + 0xFEE0) for c in last4)
     chinese = "".join("零一二三四五六七八九"[int(c)] for c in last4)
     for text in (f"手机尾号{full_width}", chinese, f"138{'0' * 4}{last4}"):
@@ -93,8 +99,8 @@ async def test_last4_in_full_width_or_chinese_digits_or_the_whole_phone(action_s
             assert await store.get_binding(conv) == account
 
 
-async def test_wrong_last4_tells_attempts_left_and_binds_nothing(action_server_url, stack, redis_url):
-    account, last4 = (await reference_accounts(stack))[0]
+async def test_wrong_last4_tells_attempts_left_and_binds_nothing(action_server_url, redis_url):
+    account, last4 = ACCOUNTS[0]
     conv = sender("bind")
     result = await give_last4(action_server_url, conv, account, wrong_last4(last4))
     assert slot_events(result)["phone_last4"] is None
@@ -105,8 +111,8 @@ async def test_wrong_last4_tells_attempts_left_and_binds_nothing(action_server_u
         assert await store.failed_verifications(conv) == 1
 
 
-async def test_five_failures_lock_binding_for_30_minutes(action_server_url, stack, redis_url):
-    account, last4 = (await reference_accounts(stack))[0]
+async def test_five_failures_lock_binding_for_30_minutes(action_server_url, redis_url):
+    account, last4 = ACCOUNTS[0]
     conv = sender("bind")
     for attempt in range(1, MAX_FAILED_VERIFICATIONS):
         result = await give_last4(action_server_url, conv, account, wrong_last4(last4))
@@ -130,9 +136,9 @@ async def test_five_failures_lock_binding_for_30_minutes(action_server_url, stac
         assert "锁定" in texts(result)[0]
 
 
-async def test_unknown_account_reveals_nothing_and_counts(action_server_url, stack, redis_url):
+async def test_unknown_account_reveals_nothing_and_counts(action_server_url, backends_url, redis_url):
     conv = sender("bind")
-    account = await unknown_account(stack)
+    account = await unknown_account(backends_url)
     result = await give_account(action_server_url, conv, account)
     assert slot_events(result)["account_number"] is None
     assert texts(result) == [f"未查询到该户号，请核对后重新输入。您还可以尝试{MAX_FAILED_VERIFICATIONS - 1}次。"]
@@ -152,9 +158,9 @@ async def test_wrong_length_account_asks_for_ten_digits(action_server_url, redis
         assert await store.failed_verifications(conv) == 0
 
 
-async def test_somebody_elses_account_shows_nothing_before_verification(action_server_url, stack,
+async def test_somebody_elses_account_shows_nothing_before_verification(action_server_url,
                                                                         backends_url):
-    account, last4 = (await reference_accounts(stack))[2]
+    account, last4 = ACCOUNTS[2]
     info = await backend_get(backends_url, f"/billing/accounts/{account}")
     conv = sender("bind")
     replies = texts(await give_account(action_server_url, conv, account))
@@ -166,9 +172,9 @@ async def test_somebody_elses_account_shows_nothing_before_verification(action_s
 
 # --- finishing ----------------------------------------------------------------------------------
 
-async def test_finish_confirms_with_masked_number_and_name(action_server_url, stack, backends_url,
+async def test_finish_confirms_with_masked_number_and_name(action_server_url, backends_url,
                                                           redis_url):
-    account, _ = (await reference_accounts(stack))[0]
+    account, _ = ACCOUNTS[0]
     info = await backend_get(backends_url, f"/billing/accounts/{account}")
     conv = sender("bind")
     await bind(redis_url, conv, account)
@@ -193,8 +199,8 @@ async def test_finish_after_lock_resumes_nothing(action_server_url):
 # --- switching and unbinding -------------------------------------------------------------------
 
 async def test_switching_account_keeps_the_old_one_until_the_new_one_is_verified(
-        action_server_url, stack, redis_url):
-    (old, _), (new, new_last4) = (await reference_accounts(stack))[:2]
+        action_server_url, redis_url):
+    (old, _), (new, new_last4) = ACCOUNTS[:2]
     conv = sender("bind")
     await bind(redis_url, conv, old)
     text = f"换成{new}这个户号"
@@ -210,8 +216,8 @@ async def test_switching_account_keeps_the_old_one_until_the_new_one_is_verified
         assert await store.get_binding(conv) == new
 
 
-async def test_binding_the_same_account_again_is_not_needed(action_server_url, stack, redis_url):
-    account, _ = (await reference_accounts(stack))[0]
+async def test_binding_the_same_account_again_is_not_needed(action_server_url, redis_url):
+    account, _ = ACCOUNTS[0]
     conv = sender("bind")
     await bind(redis_url, conv, account)
     text = f"绑定{account}"
@@ -222,8 +228,8 @@ async def test_binding_the_same_account_again_is_not_needed(action_server_url, s
     assert "无需重复绑定" in texts(result)[0]
 
 
-async def test_unbind(action_server_url, stack, redis_url):
-    account, _ = (await reference_accounts(stack))[0]
+async def test_unbind(action_server_url, redis_url):
+    account, _ = ACCOUNTS[0]
     conv = sender("bind")
     await bind(redis_url, conv, account)
     async with customer_store(redis_url) as store:

@@ -1,0 +1,100 @@
+"""FAKE of Rasa's REST channel contract (``POST /webhooks/rest/webhook``) for gateway unit tests.
+
+This is NOT Rasa and understands nothing. It implements the wire contract the gateway's router
+speaks — ``{"sender", "message", "metadata"}`` in, a JSON list of ``{"recipient_id", "text",
+"buttons", "image", "custom"}`` out — with scripted answers, so the router and the web chat
+channel can be tested without a trained model. Whole-stack tests use the real Rasa through the
+lead's ``rasa_url`` / ``gateway_url`` fixtures (marker ``e2e``).
+
+Scripted behaviour, by incoming message:
+- ``按钮`` → a question with two buttons;
+- ``两段`` → one text with a blank line (Rasa's socket.io output splits it in two) and buttons;
+- ``图片`` → an image message;
+- ``空`` → an empty list (Rasa had nothing to say);
+- ``慢<seconds>`` (e.g. ``慢2``) → answers after that delay;
+- ``坏JSON`` → a 200 response whose body is not JSON;
+- anything else → ``收到：<message>``.
+``fail_status`` (settable) makes every call answer that HTTP status. Every call is recorded, and
+overlapping calls for one sender are noticed (the router must serialise a conversation).
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+
+class FakeRasaRest:
+    """Serve the scripted REST contract on loopback; ``await start()`` returns the base URL."""
+
+    def __init__(self, jitter_seconds: float = 0.0) -> None:
+        self.jitter = jitter_seconds
+        self.fail_status: int | None = None
+        self.calls: list[dict[str, Any]] = []
+        self.received: dict[str, list[str]] = defaultdict(list)
+        self.overlaps: list[str] = []
+        self.max_parallel = 0
+        self._parallel = 0
+        self._busy: set[str] = set()
+        self._server: TestServer | None = None
+        self.url = ""
+
+    async def start(self) -> str:
+        app = web.Application(client_max_size=10 * 1024 * 1024)
+        app.router.add_post("/webhooks/rest/webhook", self._webhook)
+        app.router.add_get("/", self._root)
+        self._server = TestServer(app, host="127.0.0.1")
+        await self._server.start_server()
+        self.url = str(self._server.make_url("")).rstrip("/")
+        return self.url
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self._server.close()
+
+    async def _root(self, _request: web.Request) -> web.Response:
+        if self.fail_status:
+            return web.Response(status=self.fail_status)
+        return web.Response(text="Hello from Rasa: 3.6.21 (FAKE of the REST contract)")
+
+    @staticmethod
+    def answer_for(message: str) -> list[dict[str, Any]]:
+        if message == "按钮":
+            return [{"text": "请问您要查询哪个月的电费？", "buttons": [
+                {"title": "本月", "payload": '/inform{"month":"本月"}'},
+                {"title": "上个月", "payload": '/inform{"month":"上个月"}'}]}]
+        if message == "两段":
+            return [{"text": "第一段。\n\n第二段？", "buttons": [{"title": "是", "payload": "/affirm"}]}]
+        if message == "图片":
+            return [{"image": "https://example.com/bill.png"}]
+        if message == "空":
+            return []
+        return [{"text": f"收到：{message}"}]
+
+    async def _webhook(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        sender, message = body["sender"], body.get("message", "")
+        self.calls.append(body)
+        if self.fail_status:
+            return web.json_response({"error": "fake failure"}, status=self.fail_status)
+        if sender in self._busy:
+            self.overlaps.append(sender)
+        self._busy.add(sender)
+        self._parallel += 1
+        self.max_parallel = max(self.max_parallel, self._parallel)
+        try:
+            if message.startswith("慢"):
+                await asyncio.sleep(float(message[1:]))
+            elif self.jitter:
+                await asyncio.sleep(random.uniform(0, self.jitter))
+            self.received[sender].append(message)
+            if message == "坏JSON":
+                return web.Response(text="<html>oops</html>", content_type="text/html")
+            return web.json_response([{"recipient_id": sender, **a} for a in self.answer_for(message)])
+        finally:
+            self._parallel -= 1
+            self._busy.discard(sender)

@@ -36,7 +36,7 @@ from integrations.errors import BackendRejected, NotFound
 
 logger = logging.getLogger(__name__)
 
-MAX_HALL_BUTTONS = 8
+MAX_HALL_BUTTONS = 10
 
 _HALL_SUFFIXES = ("供电营业厅", "供电服务厅", "营业厅", "服务厅", "供电所", "营业所", "大厅", "厅", "所")
 # Everyday words for the business types, by backend code; the backend's own names always match
@@ -147,11 +147,8 @@ def online_overview(types: Iterable[Any]) -> Optional[str]:
     online = [bt for bt in types if getattr(bt, "online", False)]
     if not online:
         return None
-    channels: list[str] = []
-    for bt in online:
-        for channel in bt.online_channels or ():
-            if channel not in channels:
-                channels.append(channel)
+    # only the channels every one of these types offers, so no type is promised a wrong channel
+    channels = [c for c in online[0].online_channels or () if all(c in bt.online_channels for bt in online)]
     names = "、".join(bt.name for bt in online)
     return f"温馨提示：{names}等业务可以通过{'、'.join(channels) or '网上国网App'}在线办理，无需到厅排队。"
 
@@ -357,6 +354,7 @@ class ActionQueueLookup(BackendAction):
     async def _overview(self, dispatcher, services, catalog, halls, bt, tracker) -> None:
         if bt is not None:
             halls = [h for h in halls if bt.code in h.business_types]
+        halls = sorted(halls, key=lambda h: not h.open_now)  # open halls first
         if not halls:
             dispatcher.utter_message(text="抱歉，没有找到可以办理这项业务的营业厅。")
             return

@@ -272,6 +272,8 @@ def _outage_place(outage: Any) -> str:
     parts = [p for p in (outage.district, outage.street, outage.community) if p]
     place = "".join(parts)
     affected = getattr(outage, "affected_area", None)
+    if affected and outage.community and affected.startswith(outage.community):
+        return "".join(p for p in (outage.district, outage.street) if p) + affected
     if affected and affected not in place:
         place = f"{place}（{affected}）" if place else affected
     return place or "相关区域"
@@ -536,13 +538,12 @@ class ActionCheckFaultOutage(BackendAction):
         checked = bool(account or place.most_specific() or place.named)
         covering = await _covering_outages(services, account, place) if checked else []
 
-        events: EventList = [SlotSet(s, None) for s in _FAULT_SLOTS_RESET]
         if covering and grade.severity != URGENT:
             dispatcher.utter_message(
                 text=_known_outage_text(covering),
                 buttons=buttons(("订阅停电提醒", "/subscribe_reminder"), ("转人工", "/request_human")),
             )
-            return events + [SlotSet("fault_route", "covered")]
+            return [SlotSet(s, None) for s in _FAULT_SLOTS_RESET] + [SlotSet("fault_route", "covered")]
 
         if covering:  # a hazard is reported even inside a known outage: the crew must know
             dispatcher.utter_message(
@@ -550,14 +551,13 @@ class ActionCheckFaultOutage(BackendAction):
             )
         elif grade.tripped:
             dispatcher.utter_message(text=self_help_tripped())
-        events += [
+        return [
             SlotSet("fault_severity", grade.severity),
             SlotSet("fault_outage_checked", checked),
             SlotSet("fault_description", description_from_report(said)),
             SlotSet("fault_address", place.address if account else None),
             SlotSet("fault_route", "form"),
         ]
-        return events
 
 
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})(?!\d)")

@@ -74,8 +74,18 @@ STATUS_LABELS = {
     "resolved": "已处理完毕",
     "closed": "已办结",
 }
+# Short labels for the entries of a ticket's history (the note says the rest).
+HISTORY_LABELS = {
+    "received": "受理", "dispatched": "派单", "processing": "处理中", "resolved": "处理完毕",
+    "closed": "办结",
+}
 SEVERITY_LABELS = {"urgent": "紧急", "high": "优先处理", "normal": "一般", "low": "建议"}
 KIND_LABELS = {"complaint": "投诉", "repair": "抢修"}
+# Repair tickets (actions/outage.py) carry category codes; complaints carry the Chinese name.
+REPAIR_CATEGORY_LABELS = {
+    "safety_hazard": "安全隐患", "area_outage": "区域停电", "tripped_breaker": "跳闸",
+    "voltage": "电压异常", "meter": "电表故障", "household_outage": "户内停电",
+}
 
 # --- text helpers ------------------------------------------------------------------------------
 
@@ -295,7 +305,7 @@ def describe_ticket(ticket: Any, now: dt.datetime, with_history: bool = True) ->
     kind = KIND_LABELS.get(ticket.kind, "服务")
     lines = [f"{kind}工单号：{ticket.ticket_id}"]
     if ticket.category:
-        lines.append(f"问题类别：{ticket.category}")
+        lines.append(f"问题类别：{REPAIR_CATEGORY_LABELS.get(ticket.category, ticket.category)}")
     lines.append(f"提交时间：{describe_moment(ticket.created_at, today)}")
     lines.append(f"当前状态：{STATUS_LABELS.get(ticket.status, ticket.status)}")
     promised = ticket.promised_by
@@ -311,10 +321,9 @@ def describe_ticket(ticket: Any, now: dt.datetime, with_history: bool = True) ->
     if with_history and ticket.history:
         lines.append("处理记录：")
         for event in sorted(ticket.history, key=lambda e: e.at):
-            note = f"，{event.note}" if event.note else ""
-            lines.append(
-                f"· {describe_moment(event.at, today)} {STATUS_LABELS.get(event.status, event.status)}{note}"
-            )
+            note = f"：{event.note}" if event.note else ""
+            label = HISTORY_LABELS.get(event.status, event.status)
+            lines.append(f"· {describe_moment(event.at, today)}【{label}】{note}")
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from actions.settings import Settings, add_working_days
-from tests.actions.account_data import BUSY_TEXT, backend_get, bind, reference_accounts
+from tests.actions.account_data import ACCOUNTS, BUSY_TEXT, backend_get, bind
 from tests.support.actions import entity, run_action, slot_events, texts, user_message
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -120,7 +120,7 @@ async def test_bound_account_without_a_number_lists_its_applications(
 
 async def test_bound_account_without_applications_is_told_so(action_server_url, redis_url, stack):
     with_applications = set(accounts_with_applications(stack))
-    account = next(a for a, _ in await reference_accounts(stack) if a not in with_applications)
+    account = next(a for a, _ in ACCOUNTS if a not in with_applications)
     conversation = sender()
     await bind(redis_url, conversation, account)
     result = await ask(action_server_url, conversation, "查申请进度")

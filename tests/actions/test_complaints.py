@@ -14,13 +14,25 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from actions.settings import Settings, add_working_days
-from tests.actions.account_data import BUSY_TEXT, bind, reference_accounts
+from tests.actions.account_data import ACCOUNTS, BUSY_TEXT, bind
 from tests.support.actions import entity, run_action, slot_events, texts, user_message
 
 TZ = ZoneInfo("Asia/Shanghai")
 COMMITMENTS = Settings.load().commitments
 NOT_YOURS = "未查询到您名下的该工单"
 FORM = {"name": "complaint_form", "validate": True, "rejected": False}
+# What the customer is told for each ticket status (the contract of actions/complaints.py).
+STATUS_LABELS = {
+    "received": "已受理，等待处理",
+    "dispatched": "已派发至责任部门",
+    "processing": "正在处理",
+    "resolved": "已处理完毕",
+    "closed": "已办结",
+}
+HISTORY_LABELS = {
+    "received": "受理", "dispatched": "派单", "processing": "处理中", "resolved": "处理完毕",
+    "closed": "办结",
+}
 
 
 def sender() -> str:
@@ -69,7 +81,7 @@ async def validate(url: str, conversation: str, slots: dict, text: str, intent: 
 
 
 async def file_complaint(url: str, conversation: str, description: str, category: str,
-                         contact: str = "13912345678", severity: str = "normal") -> str:
+                         contact: str = "13912345678", severity: str | None = None) -> str:
     result = await submit(url, conversation, complaint_description=description,
                           complaint_category=category, complaint_contact=contact,
                           complaint_severity=severity)
@@ -159,8 +171,8 @@ async def test_urgent_complaint_repeats_the_safety_advice(action_server_url):
     assert "95598" in reply and "远离" in reply
 
 
-async def test_contact_on_file_for_a_bound_account(action_server_url, backends_url, redis_url, stack):
-    account, _ = (await reference_accounts(stack))[0]
+async def test_contact_on_file_for_a_bound_account(action_server_url, backends_url, redis_url):
+    account, _ = ACCOUNTS[0]
     conversation = sender()
     await bind(redis_url, conversation, account)
 
@@ -252,12 +264,10 @@ async def test_status_by_ticket_number_for_the_conversation_that_opened_it(
     reply = "\n".join(texts(result))
     assert slot_events(result)["complaint_route"] == "status"
     assert ticket_id in reply and "电压质量" in reply
-    from actions.complaints import STATUS_LABELS
-
     assert STATUS_LABELS[ticket["status"]] in reply
     for event in ticket["history"]:
         at = dt.datetime.fromisoformat(event["at"]).astimezone(TZ)
-        assert f"{at:%H:%M} {STATUS_LABELS[event['status']]}" in reply
+        assert f"{at:%H:%M}【{HISTORY_LABELS[event['status']]}】" in reply
         if event.get("note"):
             assert event["note"] in reply
 
@@ -275,7 +285,7 @@ async def test_status_without_a_number_lists_this_conversations_complaints(actio
     assert "没有查到" in texts(nothing)[0]
 
 
-async def test_others_learn_nothing_about_a_ticket(action_server_url, redis_url, stack):
+async def test_others_learn_nothing_about_a_ticket(action_server_url):
     owner = sender()
     ticket_id = await file_complaint(action_server_url, owner, "收费员多收钱还不开票", "电费争议")
     for stranger_text in (f"{ticket_id}这个投诉有结果了吗", f"查一下{ticket_id.lower()}的进度"):
@@ -288,8 +298,8 @@ async def test_others_learn_nothing_about_a_ticket(action_server_url, redis_url,
     assert NOT_YOURS in texts(result)[0]
 
 
-async def test_owner_of_the_bound_account_sees_the_ticket(action_server_url, redis_url, stack):
-    account, _ = (await reference_accounts(stack))[1]
+async def test_owner_of_the_bound_account_sees_the_ticket(action_server_url, redis_url):
+    account, _ = ACCOUNTS[1]
     opener = sender()
     await bind(redis_url, opener, account)
     ticket_id = await file_complaint(action_server_url, opener, "施工队把门口挖坏了没人管", "其他",
@@ -300,7 +310,7 @@ async def test_owner_of_the_bound_account_sees_the_ticket(action_server_url, red
     assert ticket_id in texts(result)[0]
 
     someone_else = sender()
-    await bind(redis_url, someone_else, (await reference_accounts(stack))[2][0])
+    await bind(redis_url, someone_else, ACCOUNTS[2][0])
     result = await start(action_server_url, someone_else, f"投诉单{ticket_id}进度")
     assert NOT_YOURS in texts(result)[0]
 

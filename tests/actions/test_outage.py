@@ -111,6 +111,22 @@ async def test_outage_found_by_named_area(action_server_url, backends_url):
     assert "正在停电" in reply and "预计恢复供电" in reply
 
 
+async def test_planned_outage_shows_its_time_window(action_server_url, backends_url):
+    planned = [o for o in await active_outages(backends_url) if o["status"] == "scheduled"]
+    assert planned, "the reference data announces planned outages"
+    outage = planned[0]
+    text = f"{outage['community']}什么时候停电"
+    result = await run_action(
+        action_server_url, "action_query_outage", sender_id=sender(),
+        latest_message=user_message(text, "query_outage", [entity("area", outage["community"], text)]),
+    )
+    start = dt.datetime.fromisoformat(outage["start_time"]).astimezone(TZ)
+    reply = "\n".join(texts(result))
+    assert "计划检修停电" in reply and outage["reason"] in reply
+    assert f"{start.month}月{start.day}日" in reply
+    assert f"{hhmm(outage['start_time'])}至" in reply and hhmm(outage["end_time"]) in reply
+
+
 async def test_outage_for_bound_account_when_no_area_named(action_server_url, backends_url, redis_url):
     account, expected = await account_in_outage_area(backends_url)
     conversation = sender()

@@ -247,3 +247,56 @@ async def test_backend_down_answers_busy(action_server_url_backends_down, action
     )
     assert texts(result)[-1] == BUSY_TEXT
     assert result["events"] == []
+
+
+async def closed_hall(backends_url: str) -> dict:
+    for hall in (await get(backends_url, "/halls"))["halls"]:
+        if not hall["open_now"]:
+            return hall
+    pytest.skip("every reference hall is open right now (opening hours)")
+
+
+async def test_closed_hall_is_refused_with_its_opening_hours(action_server_url, backends_url):
+    hall = await closed_hall(backends_url)
+    result = await run_action(
+        action_server_url, "validate_take_number_form", sender_id=sender(),
+        slots={"requested_slot": "hall", "hall": hall["name"]},
+        latest_message=user_message(hall["name"], "inform", [entity("hall", hall["name"])]),
+        events=[{"event": "slot", "name": "hall", "value": hall["name"]}],
+        active_loop={"name": "take_number_form"},
+    )
+    assert slot_events(result)["hall"] is None
+    assert hall["opening_hours"] in texts(result)[0]
+
+
+async def test_taking_a_number_at_a_closed_hall_is_answered_politely(action_server_url, backends_url):
+    hall = await closed_hall(backends_url)
+    conversation = sender()
+    types = await business_types(backends_url)
+    result = await run_action(
+        action_server_url, "action_take_number", sender_id=conversation,
+        slots={"hall": hall["name"], "business_type": types[hall["business_types"][0]]["name"]},
+        latest_message=user_message("取号", "take_number"),
+    )
+    reply = texts(result)[0]
+    assert "不能取号" in reply and hall["opening_hours"] in reply
+    assert (await get(backends_url, "/tickets", holder=conversation))["tickets"] == []
+
+
+async def test_own_ticket_by_number_without_naming_the_hall(action_server_url, backends_url):
+    hall = await open_hall(backends_url)
+    conversation = sender()
+    status, taken = await backend(
+        backends_url, "POST", f"/halls/{hall['hall_id']}/tickets",
+        json={"business_type": hall["business_types"][-1], "holder": conversation},
+    )
+    assert status == 201, taken
+    number = taken["ticket_number"]
+    text = f"{number}排到了吗"
+    result = await run_action(
+        action_server_url, "action_queue_lookup", sender_id=conversation,
+        latest_message=user_message(text, "queue_lookup", [entity("ticket_number", number, text)]),
+    )
+    now = await get(backends_url, f"/halls/{hall['hall_id']}/tickets/{number}")
+    reply = "\n".join(texts(result))
+    assert hall["name"] in reply and ahead_text(now["position"]) in reply

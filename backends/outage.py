@@ -34,7 +34,8 @@ def outage_times(row: sqlite3.Row, now: datetime) -> tuple[datetime, datetime, d
         end = datetime.combine(day, _clock(row["end_clock"]), LOCAL_TZ)
         if end <= start:
             end += timedelta(days=1)
-        announced = datetime.combine(day - timedelta(days=7), time(10, 0), LOCAL_TZ)
+        # Announced the working morning 8 days ahead: the 7-day notice rule is kept with margin.
+        announced = datetime.combine(day - timedelta(days=8), time(10, 0), LOCAL_TZ)
         return start, end, announced, end
     anchor = now.replace(minute=0, second=0, microsecond=0)
     start = anchor + timedelta(minutes=row["start_offset_min"])

@@ -22,13 +22,7 @@ from redis.exceptions import LockError, RedisError
 from channels import metrics
 from channels.messages import Button, Message, Reply
 from channels.rasa_client import RasaClient, RasaUnavailable
-try:
-    from integrations.masking import mask_text
-except ImportError:  # TEMPORARY until integrations/masking.py lands; removed before the end
-    _DIGITS = re.compile(r"(?<!\d)(\d{6,7})(\d{4})(?!\d)")
-
-    def mask_text(text: str) -> str:
-        return _DIGITS.sub(lambda m: "*" * len(m.group(1)) + m.group(2), text)
+from integrations.masking import mask_text
 
 log = logging.getLogger(__name__)
 

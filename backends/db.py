@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS queue_lines (
     day TEXT NOT NULL,
     business_type TEXT NOT NULL,
     issued INTEGER NOT NULL,            -- last sequence number handed out today
-    served INTEGER NOT NULL,            -- sequence number being served (0 = none yet)
+    served INTEGER NOT NULL,            -- sequence number at the counter (issued + 1 = free)
     updated_at TEXT NOT NULL,
     PRIMARY KEY (hall_id, day, business_type)
 );

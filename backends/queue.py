@@ -105,7 +105,8 @@ def queue_json(db: Database, hall: sqlite3.Row, now: datetime) -> dict[str, Any]
         waiting = max(0, line["issued"] - line["served"]) if open_now else 0
         lines.append({
             "business_type": code, "business_name": BY_CODE[code].name, "waiting": waiting,
-            "now_serving": _number(code, line["served"]) if open_now and line["served"] else None,
+            "now_serving": (_number(code, line["served"])
+                            if open_now and 0 < line["served"] <= line["issued"] else None),
             "avg_service_minutes": BY_CODE[code].avg_service_minutes,
             "estimated_wait_minutes": _estimate(code, waiting),
         })
@@ -189,7 +190,7 @@ async def take_ticket(request: web.Request) -> web.Response:
         line = conn.execute("SELECT * FROM queue_lines WHERE hall_id = ? AND day = ? AND business_type = ?",
                             (hall["hall_id"], day, code)).fetchone()
         mine = conn.execute("SELECT * FROM queue_tickets WHERE hall_id = ? AND day = ? AND holder = ?"
-                            " AND business_type = ? AND seq > ?",
+                            " AND business_type = ? AND seq >= ?",
                             (hall["hall_id"], day, holder, code, line["served"])).fetchone()
         if mine is not None:  # already waiting in this line: the same number again, not a new one
             return json_response(_issued(mine, line, hall, now), 200)
@@ -261,14 +262,18 @@ async def tickets_of_holder(request: web.Request) -> web.Response:
 
 
 async def advance(request: web.Request) -> web.Response:
-    """Demo/test admin: call the next number of every line of the hall that has someone waiting."""
+    """Demo/test admin: finish the number at each counter and call the next one.
+
+    When a line's last number is finished, ``served`` moves one past ``issued``: the counter is
+    free, and the next number taken is served at once.
+    """
     db, now = request.app[DB], request.app[CLOCK]()
     hall = load_hall(db, request.match_info["hall"])
     day = now.date().isoformat()
     with db.transaction() as conn:
         _ensure_day(conn, hall, now.date(), now)
         conn.execute("UPDATE queue_lines SET served = served + 1, updated_at = ? WHERE hall_id = ?"
-                     " AND day = ? AND served < issued", (iso(now), hall["hall_id"], day))
+                     " AND day = ? AND served <= issued", (iso(now), hall["hall_id"], day))
     return json_response(queue_json(db, hall, now))
 
 

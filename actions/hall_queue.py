@@ -135,9 +135,11 @@ def _latest_entities(tracker: Tracker, name: str) -> list[str]:
 
 
 def online_hint(bt: Any) -> Optional[str]:
-    """One sentence telling the customer the business can be done online, if it can."""
+    """One sentence telling the customer the business can be done online, if it can (or, for
+    hall-only business, why it needs the hall)."""
     if not getattr(bt, "online", False):
-        return None
+        reason = getattr(bt, "hall_only_reason", None)
+        return f"温馨提示：{reason}" if reason else None
     channels = "、".join(bt.online_channels or ()) or "网上国网App"
     return f"温馨提示：{bt.name}业务可以通过{channels}在线办理，足不出户，无需到营业厅排队。"
 
@@ -335,7 +337,7 @@ class ActionQueueLookup(BackendAction):
                 return
         header = _hall_header(hall)
         if not queue.open_now:
-            body = "目前不在营业时间，暂无排队。您可以在营业时间内前往，或在线办理部分业务。"
+            body = "目前不在营业时间，暂无排队，请在营业时间内前往。"
         elif not lines:
             body = "目前没有排队信息。"
         else:

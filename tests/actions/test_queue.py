@@ -95,7 +95,8 @@ async def test_one_business_type_and_online_suggestion(action_server_url, backen
 async def test_hall_only_business_has_no_online_suggestion(action_server_url, backends_url):
     types = await business_types(backends_url)
     offline = next(bt for bt in types.values() if not bt["online"])
-    hall = await open_hall(backends_url, offline["code"])
+    hall = next(h for h in (await get(backends_url, "/halls"))["halls"]
+                if offline["code"] in h["business_types"])
     text = f"{hall['name']}办{offline['name']}人多吗"
     result = await run_action(
         action_server_url, "action_queue_lookup", sender_id=sender(),
@@ -103,7 +104,10 @@ async def test_hall_only_business_has_no_online_suggestion(action_server_url, ba
             entity("hall", hall["name"], text), entity("business_type", offline["name"], text),
         ]),
     )
-    assert "在线办理" not in "\n".join(texts(result))
+    reply = "\n".join(texts(result))
+    assert "在线办理" not in reply
+    if offline["hall_only_reason"]:
+        assert offline["hall_only_reason"] in reply
 
 
 async def test_overview_of_all_halls_without_a_hall(action_server_url, backends_url):

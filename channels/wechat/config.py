@@ -58,7 +58,7 @@ class WeChatConfig:
     options_ttl_seconds: int = 600
     reply_max_bytes: int = 2048
     api_timeout_seconds: float = 5.0
-    job_timeout_seconds: float = 30.0
+    job_timeout_seconds: float = 60.0
     workers: int = 64
     dispatch_namespace: str = "pd:wechat:dispatch"
 
@@ -93,7 +93,7 @@ class WeChatConfig:
             encrypt_mode=mode,
             api_base_url=(env.get("WECHAT_API_BASE_URL", "").strip() or DEFAULT_API_BASE_URL).rstrip("/"),
             workers=int(_positive(env, "WECHAT_WORKERS", 64)),
-            job_timeout_seconds=_positive(env, "WECHAT_JOB_TIMEOUT_SECONDS", 30.0),
+            job_timeout_seconds=_positive(env, "WECHAT_JOB_TIMEOUT_SECONDS", 60.0),
         )
         cfg.validate()
         return cfg

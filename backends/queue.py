@@ -12,19 +12,20 @@ import sqlite3
 from datetime import date, datetime, time
 from typing import Any, Optional
 
+import chinese_calendar
 from aiohttp import web
 
 from backends.catalog import BUSINESS_TYPES, BY_CODE, BY_PREFIX
 from backends.db import Clock, Database, iso
 from backends.places import COMMUNITIES, core_named, match_communities
 from backends.web import (
-    CLOCK, DB, ApiError, error_response, json_response, not_found, read_json_object, required_str,
+    CLOCK, DB, ApiError, json_response, not_found, read_json_object, required_str,
     service_app,
 )
 
 WEEKDAY_LABEL = "周一至周五"
-WEEKEND_LABEL = "周六、周日"
-MAX_TICKETS_PER_HOLDER = 3
+WEEKEND_LABEL = "周六、周日及法定节假日"
+MAX_TICKETS_PER_HOLDER_PER_DAY = 10
 
 
 def _span(hours: Optional[str]) -> Optional[tuple[time, Optional[time]]]:
@@ -45,8 +46,18 @@ def opening_hours_text(hall: sqlite3.Row) -> str:
     return "；".join(parts)
 
 
+def is_working_day(day: date) -> bool:
+    """Statutory working day (holidays and make-up working weekends via chinese_calendar);
+    plain Monday–Friday for years the calendar has no data for yet."""
+    try:
+        return chinese_calendar.is_workday(day)
+    except NotImplementedError:
+        return day.weekday() < 5
+
+
 def is_open(hall: sqlite3.Row, now: datetime) -> bool:
-    span = _span(hall["weekend_hours"] if now.weekday() >= 5 else hall["weekday_hours"])
+    """Halls keep their weekday hours on working days and their weekend hours on rest days."""
+    span = _span(hall["weekday_hours"] if is_working_day(now.date()) else hall["weekend_hours"])
     if span is None:
         return False
     start, end = span
@@ -196,7 +207,7 @@ async def take_ticket(request: web.Request) -> web.Response:
             return json_response(_issued(mine, line, hall, now), 200)
         taken = conn.execute("SELECT COUNT(*) FROM queue_tickets WHERE day = ? AND holder = ?",
                              (day, holder)).fetchone()[0]
-        if taken >= MAX_TICKETS_PER_HOLDER * 3:
+        if taken >= MAX_TICKETS_PER_HOLDER_PER_DAY:
             raise ApiError(429, "too_many_tickets", "too many numbers taken today")
         seq = line["issued"] + 1
         conn.execute("UPDATE queue_lines SET issued = ?, updated_at = ? WHERE hall_id = ? AND day = ?"

@@ -6,7 +6,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from backends import demo_accounts as demo
-from integrations.billing import Bill, BillingNotFound, BillingRejected, Tariff
+from integrations.billing import BillingNotFound, BillingRejected, Tariff
 from integrations.errors import BackendRejected, NotFound
 
 FEN = Decimal("0.01")

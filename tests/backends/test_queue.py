@@ -129,7 +129,24 @@ async def test_weekend_hours(backends):
     backends.clock.now = backends.clock.now + timedelta(days=6)  # Sunday 10:30
     halls = {h.hall_id: h for h in await backends.clients.queue.list_halls()}
     assert halls["H01"].open_now and not halls["H03"].open_now
-    assert "周六、周日休息" in halls["H03"].opening_hours
+    assert "周六、周日及法定节假日休息" in halls["H03"].opening_hours
+
+
+async def test_statutory_holidays_use_rest_day_hours(backends):
+    backends.clock.now = backends.clock.now.replace(month=10, day=1)  # 国庆, a Thursday
+    halls = {h.hall_id: h for h in await backends.clients.queue.list_halls()}
+    assert halls["H01"].open_now and not halls["H03"].open_now
+
+
+async def test_a_holder_cannot_take_numbers_without_limit(backends):
+    queue, me = backends.clients.queue, holder()
+    codes = ["payment", "transfer", "new_connection", "capacity_increase", "account_closure",
+             "pv_grid", "rename", "invoice", "tariff_consult", "fault_repair"]
+    for code in codes:
+        await queue.take_ticket(demo.FULL_SERVICE_HALL, code, me)
+    with pytest.raises(QueueRejected) as caught:
+        await queue.take_ticket("H02", "payment", me)
+    assert (caught.value.status, caught.value.code) == (429, "too_many_tickets")
 
 
 async def test_unsupported_business_type_and_bad_body(backends):

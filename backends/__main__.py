@@ -1,4 +1,4 @@
-"""``python -m backends --host 127.0.0.1 --port 8100 --db .run/backends.sqlite3``"""
+"""``python -m backends --host 127.0.0.1 --port 8100 --db .run/backends.sqlite3 [--simulate-queues]``"""
 from __future__ import annotations
 
 import argparse
@@ -17,10 +17,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("BACKENDS_PORT", "8100")))
     parser.add_argument("--db", type=Path,
                         default=Path(os.environ.get("BACKENDS_DB", ".run/backends.sqlite3")))
+    parser.add_argument("--simulate-queues", action="store_true",
+                        default=os.environ.get("BACKENDS_SIMULATE_QUEUES") == "1",
+                        help="move the hall queues by themselves (demos); also BACKENDS_SIMULATE_QUEUES=1")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    web.run_app(create_app(BackendsAppConfig(db_path=args.db)), host=args.host, port=args.port,
-                access_log=None, print=None)
+    config = BackendsAppConfig(db_path=args.db,
+                               simulate_queues_every_s=20.0 if args.simulate_queues else None)
+    web.run_app(create_app(config), host=args.host, port=args.port, access_log=None, print=None)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from aiohttp import web
 
 from backends import applications, billing, outage, queue, tickets
 from backends.db import Clock, Database, system_clock
 from backends.seed import seed_if_empty
+from backends.simulation import queue_simulation
 from backends.web import json_errors, json_response
 
 logger = logging.getLogger(__name__)
@@ -25,10 +27,12 @@ SERVICES = {"billing": billing, "outage": outage, "queue": queue, "tickets": tic
 
 @dataclass(frozen=True)
 class BackendsAppConfig:
-    """Where the SQLite file is, and the clock (tests pass a fixed one)."""
+    """Where the SQLite file is, the clock (tests pass a fixed one), and whether the hall queues
+    move by themselves (seconds between simulation ticks; None = only on requests)."""
 
     db_path: Path
     clock: Clock = field(default=system_clock)
+    simulate_queues_every_s: Optional[float] = None
 
 
 def create_app(config: BackendsAppConfig) -> web.Application:
@@ -43,6 +47,8 @@ def create_app(config: BackendsAppConfig) -> web.Application:
         db.close()
 
     app.on_cleanup.append(close_db)
+    if config.simulate_queues_every_s:
+        app.cleanup_ctx.append(queue_simulation(db, config.clock, config.simulate_queues_every_s))
 
     async def health(request: web.Request) -> web.Response:
         return json_response({"status": "ok", "services": sorted(SERVICES)})

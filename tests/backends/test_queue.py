@@ -170,3 +170,61 @@ async def test_the_day_is_seeded_deterministically(backends):
     assert [(l.waiting, l.now_serving) for l in first.lines] == [(l.waiting, l.now_serving) for l in again.lines]
     assert [(l.waiting, l.now_serving) for l in first.lines] != [
         (l.waiting, l.now_serving) for l in other_day.lines]
+
+
+async def test_simulated_queues_move_while_open_and_not_while_closed(backends):
+    import random
+
+    from backends.db import Database
+    from backends.simulation import step
+
+    queue = backends.clients.queue
+    db = Database(backends.db_path)
+    try:
+        before = await queue.get_queue("H04")
+        step(db, backends.clock, 30 * 60, random.Random(7))  # half an hour of service
+        after = await queue.get_queue("H04")
+        assert [l.now_serving for l in after.lines] != [l.now_serving for l in before.lines]
+        backends.clock.now = backends.clock.now.replace(hour=21)
+        closed_before = await queue.http.get_json("/halls/H04/queue")
+        step(db, backends.clock, 30 * 60, random.Random(7))
+        assert await queue.http.get_json("/halls/H04/queue") == closed_before
+    finally:
+        db.close()
+
+
+async def test_simulation_runs_in_the_app(tmp_path, seeded_db):
+    import asyncio
+    import shutil
+
+    from aiohttp import web
+
+    from backends.app import BackendsAppConfig, create_app
+    from tests.backends.server import SettableClock
+
+    path = tmp_path / "sim.sqlite3"
+    shutil.copy(seeded_db, path)
+    clock = SettableClock()
+    from backends.db import Database
+    from backends.queue import _lines
+
+    db = Database(path)
+    db.create_schema()
+    for hall in db.query("SELECT * FROM halls"):
+        _lines(db, hall, clock())  # today's lines exist before the simulation starts
+    total = "SELECT SUM(served + issued) FROM queue_lines WHERE day = ?"
+    day = clock().date().isoformat()
+    first = db.query(total, (day,))[0][0]
+    assert first
+    runner = web.AppRunner(create_app(BackendsAppConfig(path, clock, simulate_queues_every_s=0.05)))
+    await runner.setup()
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if db.query(total, (day,))[0][0] != first:
+                break
+        else:
+            raise AssertionError("the queues did not move")
+    finally:
+        await runner.cleanup()
+        db.close()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-import statistics
 import sys
 import tempfile
 import time
@@ -80,7 +79,8 @@ async def run(args: argparse.Namespace) -> None:
     token = "bench" + secrets.token_hex(4)
     env = {"WECHAT_TOKEN": token, "WECHAT_APP_ID": wechat.app_id, "WECHAT_APP_SECRET": wechat.app_secret,
            "WECHAT_AES_KEY": AES_KEY, "WECHAT_ENCRYPT_MODE": args.mode, "WECHAT_API_BASE_URL": api_url}
-    stack = Stack(run_dir=Path(tempfile.mkdtemp(prefix="wechat-bench-")), log_dir=None)
+    run_dir = Path(tempfile.mkdtemp(prefix="wechat-bench-"))
+    stack = Stack(run_dir=run_dir, log_dir=run_dir / "logs")  # access logs to files, not the terminal
     try:
         redis_url = await asyncio.to_thread(stack.start_embedded_redis, free_port())
         gateways = []

@@ -44,14 +44,15 @@ end
 return 1
 """
 
-_FINISH = """
-if redis.call('llen', KEYS[1]) == 0 then
-  redis.call('srem', KEYS[2], ARGV[1])
-  redis.call('xack', KEYS[3], ARGV[2], ARGV[3])
-  redis.call('xdel', KEYS[3], ARGV[3])
-  return 1
-end
-return 0
+# Next job of the user, or (atomically, when there is none) withdraw the announcement: returns
+# false (nil) when the conversation is finished.
+_NEXT_OR_FINISH = """
+local job = redis.call('lpop', KEYS[1])
+if job then return job end
+redis.call('srem', KEYS[2], ARGV[1])
+redis.call('xack', KEYS[3], ARGV[2], ARGV[3])
+redis.call('xdel', KEYS[3], ARGV[3])
+return false
 """
 
 _HAND_BACK = """
@@ -211,14 +212,14 @@ class Dispatcher:
 
     async def _drain(self, entry_id: str, user: str) -> None:
         qkey = self.queue_key(user)
+        loop = asyncio.get_running_loop()
+        refresh_every = self._claim_idle_ms / 4000
+        claimed_at = loop.time()
         failures = 0
         while True:
             try:
-                raw = await self._redis.lpop(qkey)
-                if raw is None:
-                    if await self._redis.eval(_FINISH, 3, qkey, self.active_key, self.ready_key, user, GROUP, entry_id):
-                        return
-                    continue
+                raw = await self._redis.eval(_NEXT_OR_FINISH, 3, qkey, self.active_key, self.ready_key,
+                                             user, GROUP, entry_id)
                 failures = 0
             except RedisError as exc:
                 failures += 1
@@ -228,6 +229,8 @@ class Dispatcher:
                     return
                 await asyncio.sleep(0.2 * failures)
                 continue
+            if raw is None:
+                return
             try:
                 job = json.loads(_text(raw))
                 await asyncio.wait_for(self._handler(user, job), self._job_timeout)
@@ -237,8 +240,10 @@ class Dispatcher:
                 log.error("wechat job exceeded %.0fs and was abandoned", self._job_timeout)
             except Exception:  # noqa: BLE001 - one bad job must not stop the conversation
                 log.exception("wechat job failed")
-            try:
-                # Keep our claim fresh so no other instance takes this conversation over.
-                await self._redis.xclaim(self.ready_key, GROUP, self.consumer, 0, [entry_id], justid=True)
-            except RedisError:
-                pass
+            if loop.time() - claimed_at > refresh_every:
+                try:
+                    # Keep our claim fresh so no other instance takes this conversation over.
+                    await self._redis.xclaim(self.ready_key, GROUP, self.consumer, 0, [entry_id], justid=True)
+                    claimed_at = loop.time()
+                except RedisError:
+                    pass

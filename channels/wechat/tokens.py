@@ -51,19 +51,28 @@ class TokenManager:
         self._failure_key = f"pd:wechat:token_error:{app_id}"
         self._local_lock = asyncio.Lock()
         self.fetches = 0  # how many times this instance called WeChat's token endpoint
+        self._cached: tuple[str, float] | None = None
+        self._local_slack = 60.0  # re-read Redis a minute before the shared refresh margin
 
     async def _load(self) -> tuple[str, float] | None:
         raw = _text(await self._redis.get(self.key))
         if not raw:
+            self._cached = None
             return None
         try:
             data = json.loads(raw)
-            return str(data["token"]), float(data["expires_at"])
+            self._cached = (str(data["token"]), float(data["expires_at"]))
         except (ValueError, KeyError, TypeError):
-            return None
+            self._cached = None
+        return self._cached
 
     async def get(self) -> str:
         """A valid access_token, refreshing it first when it is missing or about to expire."""
+        cached = self._cached
+        if cached and cached[1] - time.time() > self._margin + self._local_slack:
+            # Saves a Redis round trip per call; a token another instance replaced meanwhile
+            # stays valid at WeChat for 5 minutes, and a rejection goes through refresh().
+            return cached[0]
         current = await self._load()
         now = time.time()
         if current and current[1] - now > self._margin:

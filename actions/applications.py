@@ -175,7 +175,7 @@ class ActionQueryApplication(BackendAction):
         text = tracker.latest_message.get("text") or ""
         number = requested_number(tracker)
         ticket_id = find_ticket_id(_latest_entity(tracker, "complaint_ticket")) or find_ticket_id(text)
-        done = [SlotSet("needs_binding", False), SlotSet("pending_request", "none")]
+        done = [SlotSet("needs_binding", False)]
         if ticket_id and not number:
             # "TS… 进度": a ticket follow-up the NLU took for an application query.
             return done + await answer_ticket_status(dispatcher, tracker, services, ticket_id)

@@ -399,6 +399,11 @@ class ActionAskQueryOutageFormArea(BackendAction):
         return []
 
 
+# Each outage query names its own area (or uses the bound 户号); an area left in the slot would
+# silently answer the next "停电吗" for the old place.
+_AREA_CONSUMED: EventList = [SlotSet("area", None)]
+
+
 class ActionQueryOutage(BackendAction):
     """Planned and ongoing outages for the named area, else for the bound 户号's address."""
 
@@ -431,9 +436,9 @@ class ActionQueryOutage(BackendAction):
                     "如果您家里现在没有电，可能是户内开关跳闸或线路故障，建议先检查家中的漏电保护器和空气开关；"
                     "仍无法恢复的话，可以直接向我报修。"
                 ),
-                buttons=buttons(("我要报修", "/report_fault"), ("查询其他区域", "/query_outage")),
+                buttons=buttons(("我要报修", "/report_fault"),),
             )
-            return [SlotSet("area", area)] if area else []
+            return _AREA_CONSUMED
 
         today = now_local().date()
         shown = outages[:MAX_OUTAGES_SHOWN]
@@ -449,15 +454,12 @@ class ActionQueryOutage(BackendAction):
             if ongoing
             else "\n\n请您提前做好准备，停电期间注意关闭大功率电器，来电后再使用。"
         )
+        tail += "\n如需查询其他区域，直接告诉我区域名称即可，例如“秣陵街道停电吗”。"
         dispatcher.utter_message(
             text=f"{head}\n\n{body}{tail}",
-            buttons=buttons(
-                ("订阅停电提醒", "/subscribe_reminder"),
-                ("我要报修", "/report_fault"),
-                ("查询其他区域", "/query_outage"),
-            ),
+            buttons=buttons(("订阅停电提醒", "/subscribe_reminder"), ("我要报修", "/report_fault")),
         )
-        return [SlotSet("area", area)] if area else []
+        return _AREA_CONSUMED
 
 
 # --- report_fault ------------------------------------------------------------------------------

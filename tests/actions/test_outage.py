@@ -109,6 +109,8 @@ async def test_outage_found_by_named_area(action_server_url, backends_url):
         assert outage["reason"] in reply
         assert hhmm(outage["end_time"]) in reply
     assert "正在停电" in reply and "预计恢复供电" in reply
+    # the area is used up: the next "停电吗" must not silently answer for this place again
+    assert slot_events(result) == {"area": None}
 
 
 async def test_planned_outage_shows_its_time_window(action_server_url, backends_url):

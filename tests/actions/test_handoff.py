@@ -4,10 +4,22 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 import redis.asyncio as aioredis
 
 from integrations.customer_store import HANDOFF_STREAM
+from scripts.stack import free_port
 from tests.support.actions import run_action, slot_events, texts, user_message
+
+
+BUSY_TEXT = "系统繁忙，请稍后再试。如有紧急情况，请拨打95598供电服务热线。"
+
+
+@pytest.fixture(scope="module")
+def action_server_url_redis_down(stack, backend_client_env) -> str:
+    """An action server whose Redis is unreachable (nothing listens on its port)."""
+    return stack.start_action_server(free_port(), f"redis://127.0.0.1:{free_port()}/0",
+                                     backend_client_env)
 
 
 def sender() -> str:
@@ -75,3 +87,10 @@ async def test_accepting_the_offer_after_fallbacks_records_why(action_server_url
     assert slot_events(result)["fallback_outcome"] is None
     (recorded,) = await requests_of(redis_url, conversation)
     assert "after 2 misunderstood" in recorded["reason"]
+
+
+async def test_redis_down_is_a_polite_busy_reply(action_server_url_redis_down):
+    result = await run_action(action_server_url_redis_down, "action_request_human",
+                              sender_id=sender(), latest_message=user_message("转人工", "request_human"))
+    assert texts(result) == [BUSY_TEXT]
+    assert result["events"] == []

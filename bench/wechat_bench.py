@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import sys
 import tempfile
@@ -34,6 +35,18 @@ from scripts.stack import Stack, free_port  # noqa: E402
 from tests.fakes.wechat_api import FakeWeChatApi, WeChatPusher  # noqa: E402
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User+system CPU time consumed so far by ``pids`` (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -113,6 +126,8 @@ async def run(args: argparse.Namespace) -> None:
                         failures += 1
                     await asyncio.sleep(args.think_ms / 1000)
 
+            gateway_pids = [p.popen.pid for p in stack.processes if p.name == "gateway"]
+            cpu_before = cpu_seconds(gateway_pids)
             began = time.perf_counter()
             await asyncio.gather(*(talk(i, u) for i, u in enumerate(users)))
             push_seconds = time.perf_counter() - began
@@ -123,6 +138,7 @@ async def run(args: argparse.Namespace) -> None:
             end_to_end = [m.at - posted[(m.openid, m.content)] for m in wechat.sent
                           if (m.openid, m.content) in posted]
             delivered = len(end_to_end)
+            gateway_cpu = cpu_seconds(gateway_pids) - cpu_before
 
             direct: list[float] = []
 
@@ -145,6 +161,9 @@ async def run(args: argparse.Namespace) -> None:
         print(f"pushes: {len(acks)} in {push_seconds:.2f}s ({len(acks) / push_seconds:.0f}/s); "
               f"non-success acks: {failures}; replies delivered: {delivered}/{expected}; "
               f"token fetches: {wechat.token_requests}")
+        print(f"gateway CPU per message (ack + Rasa call + send, all instances): "
+              f"{gateway_cpu / max(delivered, 1) * 1000:.2f} ms; machine load average: "
+              f"{Path('/proc/loadavg').read_text().split()[0]} on {os.cpu_count()} CPUs")
     finally:
         await asyncio.to_thread(stack.stop)
         await wechat.close()

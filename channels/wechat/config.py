@@ -11,11 +11,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from channels.config import ConfigError
+
 ENCRYPT_MODES = ("plain", "compatible", "safe")
 DEFAULT_API_BASE_URL = "https://api.weixin.qq.com"
 
 
-class WeChatConfigError(ValueError):
+class WeChatConfigError(ConfigError):
     """The WeChat environment variables are inconsistent; raised at start, never per request."""
 
 

@@ -258,6 +258,12 @@ class ValidateBindAccountForm(BackendFormValidationAction):
         account = tracker.get_slot("account_number")
         if not account:
             return {"phone_last4": None}
+        if (tracker.latest_message.get("intent") or {}).get("name") == "bind_account":
+            # "换个户号" while asked for the digits: start over with the new (or no) number.
+            other = requested_account(tracker)
+            if other is None:
+                dispatcher.utter_message(text="好的，请重新输入您要绑定的户号。")
+            return {"phone_last4": None, "account_number": other}
         runs = digit_runs(str(value or ""))
         digits = runs[0] if len(runs) == 1 else ""
         if len(digits) == 11 and digits.startswith("1"):

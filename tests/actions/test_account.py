@@ -170,6 +170,26 @@ async def test_somebody_elses_account_shows_nothing_before_verification(action_s
     assert info["address"] not in joined and account not in joined
 
 
+async def test_asking_for_another_account_while_asked_for_the_digits(action_server_url, redis_url):
+    account, _ = ACCOUNTS[0]
+    other, _ = ACCOUNTS[1]
+    conv = sender("bind")
+    slots = {"requested_slot": "phone_last4", "account_number": account, "phone_last4": "换个户号"}
+    result = await validate(action_server_url, conv, slots, "换个户号", intent="bind_account",
+                            candidates=("phone_last4",))
+    events = slot_events(result)
+    assert events["account_number"] is None and events["phone_last4"] is None
+    assert texts(result) == ["好的，请重新输入您要绑定的户号。"]
+    text = f"换成{other}"
+    slots = {"requested_slot": "phone_last4", "account_number": other, "phone_last4": text}
+    result = await validate(action_server_url, conv, slots, text, intent="bind_account",
+                            entities=[entity("account_number", other, text)],
+                            candidates=("account_number", "phone_last4"))
+    assert slot_events(result)["account_number"] == other
+    async with customer_store(redis_url) as store:
+        assert await store.failed_verifications(conv) == 0
+
+
 # --- finishing ----------------------------------------------------------------------------------
 
 async def test_finish_confirms_with_masked_number_and_name(action_server_url, backends_url,

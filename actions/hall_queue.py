@@ -432,6 +432,7 @@ class ValidateTakeNumberForm(BackendFormValidationAction):
         if current:
             bt = match_business_type(current, await self.services.queue.list_business_types())
             if bt is None or bt.code not in hall.business_types:
+                dispatcher.utter_message(text=f"{hall.name}不办理{current}业务，请重新选择要办理的业务。")
                 result["business_type"] = None
         return result
 
@@ -460,9 +461,10 @@ class ActionAskTakeNumberFormHall(BackendAction):
         halls = sorted(await services.queue.list_halls(), key=lambda h: not h.open_now)
         open_halls = [h for h in halls if h.open_now]
         if not open_halls:
+            hint = online_overview(await services.queue.list_business_types())
             dispatcher.utter_message(
-                text="目前所有营业厅都不在营业时间，暂时不能远程取号。您可以在营业时间内再来取号，"
-                "缴费、发票、电价咨询等业务也可以通过网上国网App随时办理。如需取消，请回复“不用了”。",
+                text="目前所有营业厅都不在营业时间，暂时不能远程取号，请在营业时间内再来取号。"
+                + (f"\n{hint}" if hint else "") + "\n如需取消，请回复“不用了”。",
                 buttons=buttons(("不用了", "/deny")),
             )
             return []

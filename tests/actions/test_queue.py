@@ -304,3 +304,23 @@ async def test_own_ticket_by_number_without_naming_the_hall(action_server_url, b
     now = await get(backends_url, f"/halls/{hall['hall_id']}/tickets/{number}")
     reply = "\n".join(texts(result))
     assert hall["name"] in reply and ahead_text(now["position"]) in reply
+
+
+async def test_business_type_the_hall_does_not_handle_is_refused(action_server_url, backends_url):
+    types = await business_types(backends_url)
+    for hall in (await get(backends_url, "/halls"))["halls"]:
+        missing = [code for code in types if code not in hall["business_types"]]
+        if missing:
+            break
+    else:
+        pytest.fail("every reference hall handles every business type")
+    name = types[missing[0]]["name"]
+    result = await run_action(
+        action_server_url, "validate_take_number_form", sender_id=sender(),
+        slots={"requested_slot": "business_type", "hall": hall["name"], "business_type": name},
+        latest_message=user_message(name, "inform", [entity("business_type", name)]),
+        events=[{"event": "slot", "name": "business_type", "value": name}],
+        active_loop={"name": "take_number_form"},
+    )
+    assert slot_events(result)["business_type"] is None
+    assert f"{hall['name']}不办理{name}业务" in texts(result)[0]

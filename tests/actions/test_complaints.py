@@ -326,3 +326,10 @@ async def test_backend_down_is_a_polite_busy_reply(action_server_url_backends_do
 
     result = await start(action_server_url_backends_down, sender(), "TS20261123000045处理得怎么样了")
     assert texts(result) == [BUSY_TEXT]
+
+
+async def test_progress_words_alone_do_not_make_a_follow_up(action_server_url):
+    result = await start(action_server_url, sender(), "申请新装的进度太慢了，一个月都没人来装表，我要投诉")
+    slots = slot_events(result)
+    assert slots["complaint_route"] == "form"
+    assert slots["complaint_category"] == "业务办理慢"

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from integrations.customer_store import LOCK_SECONDS, MAX_FAILED_VERIFICATIONS
 from tests.actions.account_data import (
+    ACCOUNTS,
     BUSY_TEXT,
     backend_get,
     bind,
     customer_store,
-    ACCOUNTS,
     sender,
     unknown_account,
     wrong_last4,

@@ -9,14 +9,17 @@ import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 
 from tests.actions.account_data import (
+    ACCOUNTS,
     BUSY_TEXT,
     backend_get,
     bind,
-    ACCOUNTS,
+    customer_store,
     sender,
+    wrong_last4,
 )
 from tests.support.actions import entity, run_action, slot_events, texts, user_message
 
@@ -237,3 +240,61 @@ async def test_backend_down_answers_busy(action_server_url_backends_down, redis_
     result = await ask(action_server_url_backends_down, conv, "查电费")
     assert texts(result) == [BUSY_TEXT]
     assert result["events"] == []
+
+
+# --- the whole conversation through Rasa (trained model) ----------------------------------------
+
+async def say(rasa_url: str, conv: str, message: str) -> list[dict]:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{rasa_url}/webhooks/rest/webhook",
+                                json={"sender": conv, "message": message}) as response:
+            assert response.status == 200
+            return await response.json()
+
+
+def joined(replies: list[dict]) -> str:
+    return "\n".join(r.get("text") or "" for r in replies)
+
+
+@pytest.mark.e2e
+async def test_conversation_bind_then_bill_then_follow_ups(rasa_url, backends_url, redis_url):
+    account, last4 = ACCOUNTS[0]
+    conv = sender("e2e-bill")
+    replies = joined(await say(rasa_url, conv, "查一下我家电费"))
+    assert "需要先验证您的户号" in replies and "10位户号" in replies
+    replies = joined(await say(rasa_url, conv, "３２０１２３４５６"))  # 9 digits
+    assert "户号为10位数字" in replies
+    replies = joined(await say(rasa_url, conv, account))
+    assert f"请输入户号******{account[-4:]}登记的手机号码后4位" in replies
+    replies = joined(await say(rasa_url, conv, wrong_last4(last4)))
+    assert "还可以尝试4次" in replies
+    replies = joined(await say(rasa_url, conv, f"尾号{last4}"))
+    bill = (await bills_of(backends_url, account))[0]
+    assert f"已为您绑定户号******{account[-4:]}" in replies
+    assert_shows_bill(replies, bill)
+    assert account not in replies
+
+    year, month = month_shift(-1)
+    last_month = await backend_get(
+        backends_url, f"/billing/accounts/{account}/bills/{year:04d}-{month:02d}")
+    assert_shows_bill(joined(await say(rasa_url, conv, "上个月呢")), last_month)
+    replies = joined(await say(rasa_url, conv, "为什么这么贵"))
+    assert f"{year}年{month}月的电费为{money(last_month['amount'])}" in replies
+    replies = joined(await say(rasa_url, conv, "怎么交电费"))
+    assert "网上国网App" in replies and "银行代扣" in replies
+
+
+@pytest.mark.e2e
+async def test_conversation_subscribe_and_unsubscribe(rasa_url, redis_url):
+    account, last4 = ACCOUNTS[1]
+    conv = sender("e2e-remind")
+    await say(rasa_url, conv, "订阅停电通知")
+    await say(rasa_url, conv, account)
+    replies = joined(await say(rasa_url, conv, last4))
+    assert "订阅成功" in replies and "停电通知" in replies
+    async with customer_store(redis_url) as store:
+        assert await store.subscriptions_of(conv) == {account: {"outage"}}
+    replies = joined(await say(rasa_url, conv, "取消所有订阅"))
+    assert "您将不再收到提醒消息" in replies
+    async with customer_store(redis_url) as store:
+        assert await store.subscriptions_of(conv) == {}

@@ -351,7 +351,9 @@ async def test_phone_in_full_width_digits_is_taken(action_server_url):
 
 # --- failures --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("action", ["action_query_outage", "action_check_fault_outage"])
+@pytest.mark.parametrize(
+    "action", ["action_query_outage", "action_check_fault_outage", "action_submit_fault_report"]
+)
 async def test_backend_down_answers_busy(action_server_url_backends_down, action):
     text = "东山街道停电了吗"
     result = await run_action(

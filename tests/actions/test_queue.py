@@ -242,12 +242,16 @@ async def test_questions_list_halls_and_business_types_from_backend(action_serve
     ]
 
 
-@pytest.mark.parametrize("action", ["action_queue_lookup", "action_take_number"])
+@pytest.mark.parametrize(
+    "action", ["action_queue_lookup", "action_take_number", "validate_take_number_form"]
+)
 async def test_backend_down_answers_busy(action_server_url_backends_down, action):
     result = await run_action(
         action_server_url_backends_down, action, sender_id=sender(),
-        slots={"hall": "东山营业厅", "business_type": "缴费"},
+        slots={"hall": "东山营业厅", "business_type": "缴费", "requested_slot": "hall"},
         latest_message=user_message("东山营业厅排队", "queue_lookup"),
+        events=[{"event": "slot", "name": "hall", "value": "东山营业厅"}],
+        active_loop={"name": "take_number_form"},
     )
     assert texts(result)[-1] == BUSY_TEXT
     assert result["events"] == []

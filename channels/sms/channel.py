@@ -64,10 +64,14 @@ class SmsChannel:
                 log.info("sms %s opted back in", mask(phone))
                 await self._system(phone, OPTIN_CONFIRM, conversation_id)
             return
-        payload = await self._selected_option(phone, text)
         from channels.messages import Message
 
-        message = Message("sms", phone, payload or text, payload=payload, meta=dict(meta))
+        option = await self._selected_option(phone, text)
+        if option is not None:
+            title, payload = option
+            message = Message("sms", phone, title, payload=payload or None, meta=dict(meta))
+        else:
+            message = Message("sms", phone, text, meta=dict(meta))
         try:
             replies = await self.router.handle(message)
         except Exception:  # noqa: BLE001 - the router should not raise; the customer still hears back
@@ -80,7 +84,7 @@ class SmsChannel:
         for sms in messages:
             await self.outbox.submit(phone, sms, REPLY, conversation_id=conversation_id)
 
-    async def _selected_option(self, phone: str, text: str) -> str | None:
+    async def _selected_option(self, phone: str, text: str) -> tuple[str, str] | None:
         choice = unicodedata.normalize("NFKC", text or "").strip().rstrip("。.")
         if not choice.isdigit() or len(choice) > 2:
             return None
@@ -92,7 +96,7 @@ class SmsChannel:
         if 0 <= index < len(options):
             await self.redis.delete(_options_key(phone))
             title, payload = options[index]
-            return payload or title
+            return title, payload
         return None
 
     async def _system(self, phone: str, kind: str, conversation_id: str) -> None:

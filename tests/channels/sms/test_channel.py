@@ -1,0 +1,319 @@
+"""The SMS channel inside the real gateway app (create_app), on loopback.
+
+Provider side: the Aliyun / Tencent fakes (signatures verified) receive what we send; tests post
+the providers' callbacks to our four paths. Assistant side: a FAKE of Rasa's REST webhook contract
+(tests/channels/wechat/rasa_rest_fake.py — canned answers, not Rasa); the real assistant is used in
+test_e2e_sms.py (marker e2e). Redis is the session's real server, shared by two gateway instances.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from channels.sms import SMS_RUNTIME
+from tests.channels.sms.conftest import SIGN
+from tests.channels.wechat.rasa_rest_fake import FakeRasaRest
+from tests.fakes.aliyun_sms import report_items, up_item
+from tests.fakes.tencent_sms import reply_item, report_items as tencent_report_items
+
+
+@pytest.fixture
+async def rasa():
+    fake = FakeRasaRest()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@dataclass
+class Gateway:
+    urls: list[str]
+    apps: list[Any]
+    token: str
+    fake: Any
+    rasa: FakeRasaRest
+    session: aiohttp.ClientSession
+    servers: list[TestServer] = field(default_factory=list)
+
+    def runtime(self, index: int = 0):
+        return self.apps[index][SMS_RUNTIME]
+
+    async def post(self, path: str, body: Any, index: int = 0, token: str | None = None,
+                   raw: bytes | None = None) -> tuple[int, Any]:
+        url = f"{self.urls[index]}{path}?token={self.token if token is None else token}"
+        data = raw if raw is not None else json.dumps(body, ensure_ascii=False).encode()
+        async with self.session.post(url, data=data,
+                                     headers={"Content-Type": "application/json"}) as response:
+            text = await response.text()
+            try:
+                return response.status, json.loads(text)
+            except ValueError:
+                return response.status, text
+
+    async def settle(self) -> None:
+        for app in self.apps:
+            runtime = app[SMS_RUNTIME]
+            if runtime.webhooks is not None:
+                await runtime.webhooks.drain()
+
+    def texts(self, phone: str) -> list[str]:
+        """What the provider fake delivered to ``phone``, as the customer reads it."""
+        out = []
+        for sent in self.fake.sent:
+            if sent["phone"] != phone:
+                continue
+            params = sent["params"]
+            out.append("".join(params.values()) if isinstance(params, dict) else "".join(params)
+                       or sent["template"])
+        return out
+
+
+def sms_env(provider: str, fake, templates_file, redis_url, rasa_url, token, **extra) -> dict:
+    env = {"REDIS_URL": redis_url, "RASA_URL": rasa_url, "SMS_PROVIDER": provider,
+           "SMS_SIGN_NAME": SIGN, "SMS_TEMPLATES_FILE": str(templates_file),
+           "SMS_CALLBACK_TOKEN": token, "SMS_QUIET_HOURS": "off"}
+    if provider == "aliyun":
+        env.update(ALIYUN_SMS_ACCESS_KEY_ID=fake.access_key_id,
+                   ALIYUN_SMS_ACCESS_KEY_SECRET=fake.access_key_secret, ALIYUN_SMS_ENDPOINT=fake.url)
+    else:
+        env.update(TENCENT_SMS_SECRET_ID=fake.secret_id, TENCENT_SMS_SECRET_KEY=fake.secret_key,
+                   TENCENT_SMS_SDK_APP_ID=fake.sdk_app_id, TENCENT_SMS_ENDPOINT=fake.url)
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+async def make_gateway(redis_url, rasa, templates_file, aliyun_fake, tencent_fake, monkeypatch):
+    """``await make_gateway("aliyun", count=1, **env)`` → Gateway built by create_app."""
+    from channels.app import create_app
+    from channels.config import GatewayConfig
+
+    created: list[Gateway] = []
+    rasa_url = str(rasa._server.make_url("")).rstrip("/")
+
+    async def make(provider: str = "aliyun", count: int = 1, **extra: str) -> Gateway:
+        fake = aliyun_fake if provider == "aliyun" else tencent_fake
+        token = secrets.token_hex(8)
+        for key in [k for k in os.environ if k.startswith(("SMS_", "ALIYUN_SMS", "TENCENT_SMS"))]:
+            monkeypatch.delenv(key)
+        for key, value in sms_env(provider, fake, templates_file, redis_url, rasa_url, token,
+                                  **extra).items():
+            monkeypatch.setenv(key, value)
+        servers, apps = [], []
+        for _ in range(count):
+            app = create_app(GatewayConfig.from_env())
+            server = TestServer(app, host="127.0.0.1")
+            await server.start_server()
+            servers.append(server)
+            apps.append(app)
+        gateway = Gateway([str(s.make_url("")).rstrip("/") for s in servers], apps, token, fake,
+                          rasa, aiohttp.ClientSession(), servers)
+        created.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in created:
+        await gateway.session.close()
+        for server in gateway.servers:
+            await server.close()  # runs the SMS lifespan's shutdown: worker stopped, tasks drained
+
+
+async def test_aliyun_uplink_becomes_a_conversation_answered_by_sms(make_gateway, phone):
+    gw = await make_gateway("aliyun")
+    status, body = await gw.post("/sms/aliyun/up", [up_item(f"86{phone}", "你好", 1001)])
+    assert (status, body) == (200, {"code": 0, "msg": "成功"})
+    await gw.settle()
+    assert gw.rasa.received[f"sms:{phone}"] == ["你好"]
+    assert gw.texts(phone) == ["收到：你好"]
+    assert gw.fake.sent[-1]["template"] == "SMS_900000001" and gw.fake.sent[-1]["sign_name"] == SIGN
+
+
+async def test_tencent_reply_callback_becomes_a_conversation(make_gateway, phone):
+    gw = await make_gateway("tencent")
+    status, body = await gw.post("/sms/tencent/up", reply_item(phone, "停电了吗"))
+    assert (status, body) == (200, {"result": 0, "errmsg": "OK"})
+    await gw.settle()
+    assert gw.rasa.received[f"sms:{phone}"] == ["停电了吗"]
+    assert gw.texts(phone) == ["收到：停电了吗"]
+
+
+async def test_buttons_become_numbered_options_and_a_digit_selects(make_gateway, phone):
+    gw = await make_gateway("aliyun")
+    await gw.post("/sms/aliyun/up", [up_item(phone, "/query_bill", 2001)])
+    await gw.settle()
+    (question,) = gw.texts(phone)
+    assert "回复1 本月" in question and "回复2 上个月" in question
+    await gw.post("/sms/aliyun/up", [up_item(phone, "２", 2002)])  # full-width digit
+    await gw.settle()
+    assert gw.rasa.received[f"sms:{phone}"][-1] == '/inform{"month":"上个月"}'
+    # The options are used once: a later "1" is just text.
+    await gw.post("/sms/aliyun/up", [up_item(phone, "1", 2003)])
+    await gw.settle()
+    assert gw.rasa.received[f"sms:{phone}"][-1] == "1"
+
+
+async def test_long_answer_is_split_at_the_variable_limit_and_summarised(make_gateway, phone):
+    gw = await make_gateway("aliyun", SMS_MAX_PARTS="3")
+    await gw.post("/sms/aliyun/up", [up_item(phone, "长文本", 3001)])
+    await gw.settle()
+    parts = gw.texts(phone)
+    assert 1 < len(parts) <= 3 and all(len(p) <= 35 for p in parts)
+    assert parts[-1].endswith("详询95598")
+    assert "0.5783" in "".join(parts)
+
+
+@pytest.mark.parametrize("path", ["/sms/aliyun/up", "/sms/aliyun/report", "/sms/tencent/up",
+                                  "/sms/tencent/report"])
+async def test_forged_callbacks_are_refused(make_gateway, phone, path):
+    gw = await make_gateway("aliyun")
+    body = [up_item(phone, "你好", 4001)]
+    assert (await gw.post(path, body, token=""))[0] == 403
+    assert (await gw.post(path, body, token="x" + gw.token))[0] == 403
+    await gw.settle()
+    assert gw.rasa.received.get(f"sms:{phone}") is None and gw.texts(phone) == []
+
+
+async def test_ip_allowlist(make_gateway, phone):
+    gw = await make_gateway("aliyun", SMS_CALLBACK_ALLOWED_IPS="10.1.2.0/24")
+    assert (await gw.post("/sms/aliyun/up", [up_item(phone, "你好", 4101)]))[0] == 403
+    gw2 = await make_gateway("aliyun", SMS_CALLBACK_ALLOWED_IPS="10.1.2.0/24,127.0.0.1")
+    assert (await gw2.post("/sms/aliyun/up", [up_item(phone, "你好", 4102)]))[0] == 200
+
+
+async def test_malformed_callbacks(make_gateway, phone):
+    gw = await make_gateway("aliyun")
+    assert await gw.post("/sms/aliyun/up", None, raw=b"{not json") == \
+        (400, {"code": 1, "msg": "malformed JSON"})
+    assert (await gw.post("/sms/tencent/report", None, raw=b"[1, 2]"))[0] == 400
+    assert (await gw.post("/sms/tencent/report", None, raw=b"[1, 2]"))[1]["result"] == 1
+    # A batch with one broken item: the good one is handled, the push is acknowledged.
+    status, _ = await gw.post("/sms/aliyun/up", [{"phone_number": "abc", "content": "x"},
+                                                 up_item(phone, "你好", 5001)])
+    await gw.settle()
+    assert status == 200 and gw.rasa.received[f"sms:{phone}"] == ["你好"]
+
+
+async def test_duplicated_pushes_are_handled_once(make_gateway, phone):
+    gw = await make_gateway("aliyun", count=2)
+    item = up_item(phone, "你好", 6001)
+    for index in (0, 1, 0):  # Aliyun retries, possibly to another instance
+        assert (await gw.post("/sms/aliyun/up", [item], index=index))[0] == 200
+    await gw.settle()
+    assert gw.rasa.received[f"sms:{phone}"] == ["你好"]
+    assert len(gw.texts(phone)) == 1
+
+
+async def test_out_of_order_uplinks_in_one_push_are_handled_in_send_order(make_gateway, phone):
+    gw = await make_gateway("aliyun")
+    await gw.post("/sms/aliyun/up", [
+        up_item(phone, "第二条", 7002, send_time="2026-11-23 10:00:02"),
+        up_item(phone, "第一条", 7001, send_time="2026-11-23 10:00:01")])
+    await gw.settle()
+    assert gw.rasa.received[f"sms:{phone}"] == ["第一条", "第二条"]
+
+
+@pytest.mark.parametrize("word", ["TD", "td", "退订", "Ｔ", "r", "ＴＤ"])
+async def test_opt_out_confirmed_once_then_proactive_suppressed_until_opt_in(make_gateway, phone, word):
+    gw = await make_gateway("aliyun")
+    await gw.post("/sms/aliyun/up", [up_item(phone, word, 8001)])
+    await gw.post("/sms/aliyun/up", [up_item(phone, "TD", 8002)])
+    await gw.settle()
+    assert [s["template"] for s in gw.fake.sent if s["phone"] == phone] == ["SMS_900000003"]
+    assert gw.rasa.received.get(f"sms:{phone}") is None  # keywords never reach the assistant
+    channel = gw.runtime().channel
+    notice = {"area": "钟灵街社区", "start": "9:00", "end": "17:00", "reason": "检修"}
+    suppressed = await channel.notify(phone, "outage_notice", notice)
+    assert (await channel.outbox.get(suppressed))["state"] == "suppressed"
+    await gw.post("/sms/aliyun/up", [up_item(phone, "订阅", 8003)])
+    await gw.settle()
+    assert gw.fake.sent[-1]["template"] == "SMS_900000004"
+    sent = await channel.notify(phone, "outage_notice", notice)
+    assert (await channel.outbox.get(sent))["state"] == "sent"
+
+
+async def test_delivery_reports_update_message_state(make_gateway, phone):
+    gw = await make_gateway("aliyun")
+    await gw.post("/sms/aliyun/up", [up_item(phone, "你好", 9001)])
+    await gw.settle()
+    outbox = gw.runtime().outbox
+    msg_id = gw.fake.sent[-1]["out_id"]
+    assert (await outbox.get(msg_id))["state"] == "sent"
+    late = report_items(gw.fake.sent[-1:], report_time="2026-11-23 10:00:09")
+    early = report_items(gw.fake.sent[-1:], success=False, err_code="MK:0001",
+                         report_time="2026-11-23 10:00:05")
+    assert await gw.post("/sms/aliyun/report", late) == (200, {"code": 0, "msg": "成功"})
+    assert (await gw.post("/sms/aliyun/report", early))[0] == 200   # older: ignored
+    assert (await gw.post("/sms/aliyun/report", late))[0] == 200    # duplicate: harmless
+    state = await outbox.get(msg_id)
+    assert state["state"] == "delivered" and state["report_code"] == "DELIVERED"
+
+
+async def test_tencent_delivery_report(make_gateway, phone):
+    gw = await make_gateway("tencent")
+    await gw.post("/sms/tencent/up", reply_item(phone, "你好"))
+    await gw.settle()
+    serial = gw.fake.sent[-1]["serial"]
+    status, body = await gw.post("/sms/tencent/report",
+                                 tencent_report_items(gw.fake.sent[-1:], ok=False, errmsg="MK:0005"))
+    assert (status, body) == (200, {"result": 0, "errmsg": "OK"})
+    outbox = gw.runtime().outbox
+    msg_id = await outbox.redis.get(f"pd:sms:pid:tencent:{serial}:{phone}")
+    state = await outbox.get(msg_id)
+    assert state["state"] == "undelivered" and state["report_code"] == "MK:0005"
+
+
+async def test_reply_rate_limit_across_two_instances_queues_with_a_log_line(make_gateway, phone, caplog):
+    caplog.set_level(logging.INFO, logger="channels.sms")
+    gw = await make_gateway("aliyun", count=2, SMS_REPLY_LIMITS="2/h")
+    for i, index in enumerate((0, 1, 0)):
+        await gw.post("/sms/aliyun/up", [up_item(phone, f"问题{i}", 10001 + i)], index=index)
+        await gw.settle()
+    assert len(gw.texts(phone)) == 2
+    assert "reply rate limit for this number reached" in caplog.text
+    assert "*******" + phone[-4:] in caplog.text and phone not in caplog.text
+    outbox = gw.runtime(0).outbox
+    queued = [m for m in await outbox.redis.zrange("pd:sms:outbox", 0, -1)
+              if (await outbox.get(m)).get("phone") == phone]
+    assert len(queued) == 1
+
+
+async def test_provider_throttling_is_retried_not_dropped(make_gateway, phone):
+    gw = await make_gateway("aliyun")
+    gw.fake.throttle_next()
+    await gw.post("/sms/aliyun/up", [up_item(phone, "你好", 11001)])
+    await gw.settle()
+    assert gw.texts(phone) == []
+    outbox = gw.runtime().outbox
+    (msg_id,) = [m for m in await outbox.redis.zrange("pd:sms:outbox", 0, -1)
+                 if (await outbox.get(m)).get("phone") == phone]
+    await outbox.redis.zadd("pd:sms:outbox", {msg_id: 0})  # its time has come
+    await outbox.run_due()
+    assert gw.texts(phone) == ["收到：你好"]
+
+
+async def test_disabled_channel_answers_503_and_gateway_runs(redis_url, rasa, monkeypatch):
+    from channels.app import create_app
+    from channels.config import GatewayConfig
+
+    for key in [k for k in os.environ if k.startswith(("SMS_", "ALIYUN_SMS", "TENCENT_SMS"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("RASA_URL", str(rasa._server.make_url("")).rstrip("/"))
+    server = TestServer(create_app(GatewayConfig.from_env()), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(str(server.make_url("/sms/aliyun/up")), json=[]) as r:
+                assert r.status == 503
+            async with session.get(str(server.make_url("/healthz"))) as r:
+                assert r.status == 200
+    finally:
+        await server.close()

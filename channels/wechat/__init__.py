@@ -40,6 +40,17 @@ class WeChatChannel:
             return web.Response(status=503, text="wechat channel disabled")
         return await self.webhook.handle_post(request)
 
+    async def deliver(self, openid: str, replies: list[Any]) -> None:
+        """Queue bot or agent ``replies`` (channels.messages.Reply) for ``openid``: they go out in
+        order with the conversation's other answers, buttons rendered as numbered options.
+        For hand-off agents and other in-conversation senders; broadcasts must check the
+        opt-out key (``channels.wechat.webhook.optout_key``) and use template messages instead."""
+        if self.dispatcher is None:
+            raise RuntimeError("wechat channel is not running")
+        await self.dispatcher.enqueue(openid, {"kind": "outbound", "replies": [
+            {"text": r.text, "buttons": [[b.title, b.payload] for b in r.buttons], "image": r.image}
+            for r in replies]})
+
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: start the API client and dispatcher, stop them at shutdown."""
         from channels.wechat.api import WeChatApi

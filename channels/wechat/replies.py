@@ -62,6 +62,13 @@ class WeChatResponder:
         if kind == "notice":
             await self.send(openid, [str(job.get("text", ""))])
             return
+        if kind == "outbound":
+            from channels.messages import Button, Reply
+
+            replies = [Reply(str(r.get("text", "")), tuple(Button(str(t), str(p)) for t, p in r.get("buttons", ())),
+                             r.get("image")) for r in job.get("replies", ())]
+            await self._deliver(openid, replies)
+            return
         if kind not in ("text", "payload"):
             log.warning("wechat job of unknown kind %r dropped", kind)
             return
@@ -77,6 +84,9 @@ class WeChatResponder:
                 text, payload = picked.title, picked.payload
         message = Message(CHANNEL, openid, text, payload=payload, meta=meta)
         replies = await self._router.handle(message)
+        await self._deliver(openid, replies)
+
+    async def _deliver(self, openid: str, replies: list[Any]) -> None:
         rendered = render_replies(replies, self._config.reply_max_bytes)
         await self._remember_options(openid, rendered.options)
         await self.send(openid, list(rendered.texts))

@@ -298,3 +298,23 @@ async def test_channel_disabled_without_token(make_gateways):
     async with gw.session.get(f"{gw.urls[0]}/wechat", params={"echostr": "x"}) as resp:
         assert resp.status == 503
     assert wechat_signature("a", "b") == wechat_signature("b", "a")
+
+
+# --- outbound from other parts of the gateway (hand-off agents) ------------------------------------
+
+async def test_deliver_queues_agent_replies_in_order_with_numbered_options(make_gateways, redis):
+    from channels.messages import Button, Reply
+    from channels.wechat import WECHAT_CHANNEL
+
+    gw = await make_gateways()
+    user = openid()
+    channel = gw.apps[0][WECHAT_CHANNEL]
+    await channel.deliver(user, [Reply("您好，我是人工客服小王。"),
+                                 Reply("请问问题解决了吗？", (Button("已解决", "/affirm"), Button("未解决", "/deny")))])
+    await until(lambda: len(gw.wechat_api.texts_to(user)) == 2)
+    assert gw.wechat_api.texts_to(user) == ["您好，我是人工客服小王。",
+                                           "请问问题解决了吗？\n1. 已解决\n2. 未解决\n请回复序号进行选择。"]
+    p = gw.pusher()
+    await p.post(gw.session, p.text_fields(user, "1"))
+    await until(lambda: gw.rasa.received.get(f"wechat:{user}"))
+    assert gw.rasa.received[f"wechat:{user}"] == ["/affirm"]

@@ -4,7 +4,9 @@ A 户号 is bound to a conversation only after the customer proves it with the l
 the phone on file (billing backend ``verify``). Until then nothing about that account (name,
 address, bills) reaches the conversation. Wrong answers and unknown 户号 are counted per
 conversation in the CustomerStore; the fifth failure locks binding for 30 minutes, so a
-conversation can neither guess the phone digits nor probe which 户号 exist.
+conversation can neither guess the phone digits nor probe which 户号 exist. Wrong answers are
+also counted per 户号 across conversations (new web sessions cost nothing), and too many lock
+that account's verification for 30 minutes.
 
 Flow (rules in bot/data/account_billing.yml):
 ``action_start_binding`` (bind_account intent) or :func:`require_binding` (called by actions
@@ -271,6 +273,14 @@ class ValidateBindAccountForm(BackendFormValidationAction):
         if len(digits) != 4:
             dispatcher.utter_message(text="请输入手机号码的后4位数字，例如：5678。")
             return {"phone_last4": None}
+        account_locked = await customers.account_verification_locked(account)
+        if account_locked:
+            # Too many wrong answers for this 户号 from any conversation (see CustomerStore).
+            minutes = max(1, -(-account_locked // 60))
+            dispatcher.utter_message(
+                text=f"为保护账户安全，该户号的验证已暂时锁定，请{minutes}分钟后再试。"
+                     "如需帮助，请携带身份证件到供电营业厅办理，或拨打95598供电服务热线。")
+            return {"phone_last4": None, "binding_outcome": LOCKED}
         try:
             verified = await self.services.billing.verify_phone(account, digits)
         except NotFound:
@@ -280,6 +290,7 @@ class ValidateBindAccountForm(BackendFormValidationAction):
             dispatcher.utter_message(text="请输入手机号码的后4位数字，例如：5678。")
             return {"phone_last4": None}
         if not verified:
+            await customers.record_failed_account_verification(account)
             result = await self._failed(
                 dispatcher, conv, "验证未通过：您输入的手机号码后4位与该户号登记的信息不一致。")
             return {"phone_last4": None, **result}

@@ -5,7 +5,10 @@
 * Verification failures: wrong phone last-4 answers are counted per conversation; the
   ``MAX_FAILED_VERIFICATIONS``-th failure locks binding for ``LOCK_SECONDS``. The counter itself
   expires ``LOCK_SECONDS`` after the last failure, so a slow trickle of guesses cannot
-  accumulate forever but a burst always locks.
+  accumulate forever but a burst always locks. A web conversation id costs nothing to make, so
+  failures are also counted per 户号 across all conversations: ``ACCOUNT_MAX_FAILED_VERIFICATIONS``
+  wrong answers for one account lock that account's verification for ``LOCK_SECONDS`` (4 digits
+  are 10,000 guesses; this keeps guessing them to years).
 * Reminder subscriptions: forward index per conversation (set of ``<account>|<kind>``) and a
   reverse index per account and kind (set of conversation ids) for the broadcast workers.
 * Hand-off requests: appended to the Redis stream ``pd:handoff:requests``.
@@ -20,6 +23,7 @@ from typing import Iterable, Optional
 
 PREFIX = "pd:"
 MAX_FAILED_VERIFICATIONS = 5
+ACCOUNT_MAX_FAILED_VERIFICATIONS = 10
 LOCK_SECONDS = 30 * 60
 REMINDER_KINDS: tuple[str, ...] = ("bill_due", "outage")
 HANDOFF_STREAM = PREFIX + "handoff:requests"
@@ -92,6 +96,14 @@ class CustomerStore:
         return f"{PREFIX}verify:{{{conversation_id}}}:lock"
 
     @staticmethod
+    def _account_fail_key(account_number: str) -> str:
+        return f"{PREFIX}verify:account:{{{account_number}}}:failures"
+
+    @staticmethod
+    def _account_lock_key(account_number: str) -> str:
+        return f"{PREFIX}verify:account:{{{account_number}}}:lock"
+
+    @staticmethod
     def _subs_key(conversation_id: str) -> str:
         return f"{PREFIX}reminders:conversation:{conversation_id}"
 
@@ -132,13 +144,15 @@ class CustomerStore:
 
     # ---- verification lock-out -------------------------------------------------------------
 
-    async def verification_locked(self, conversation_id: str) -> int:
-        """Seconds left of the conversation's verification lock (0 = not locked)."""
-        ttl = await self._redis.ttl(self._lock_key(_check_id("conversation_id", conversation_id)))
-        ttl = int(ttl)
+    async def _lock_left(self, key: str) -> int:
+        ttl = int(await self._redis.ttl(key))
         if ttl == -1:  # a lock without expiry should never exist; treat it as a full lock
             return LOCK_SECONDS
         return max(ttl, 0)
+
+    async def verification_locked(self, conversation_id: str) -> int:
+        """Seconds left of the conversation's verification lock (0 = not locked)."""
+        return await self._lock_left(self._lock_key(_check_id("conversation_id", conversation_id)))
 
     async def record_failed_verification(self, conversation_id: str) -> int:
         """Count a failed verification; returns attempts left (0 = now locked for 30 min)."""
@@ -149,6 +163,25 @@ class CustomerStore:
             self._fail_key(conversation_id),
             self._lock_key(conversation_id),
             MAX_FAILED_VERIFICATIONS,
+            LOCK_SECONDS,
+        )
+        return int(left)
+
+    async def account_verification_locked(self, account_number: str) -> int:
+        """Seconds left of the 户号's verification lock, whoever tries (0 = not locked)."""
+        return await self._lock_left(
+            self._account_lock_key(_check_id("account_number", account_number)))
+
+    async def record_failed_account_verification(self, account_number: str) -> int:
+        """Count a wrong answer for the 户号 from any conversation; returns attempts left for
+        that account (0 = its verification is now locked for 30 min)."""
+        _check_id("account_number", account_number)
+        left = await self._redis.eval(
+            _RECORD_FAILURE_LUA,
+            2,
+            self._account_fail_key(account_number),
+            self._account_lock_key(account_number),
+            ACCOUNT_MAX_FAILED_VERIFICATIONS,
             LOCK_SECONDS,
         )
         return int(left)

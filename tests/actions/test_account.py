@@ -1,7 +1,13 @@
 """Account binding with verification, through the real action server, backends and Redis."""
 from __future__ import annotations
 
-from integrations.customer_store import LOCK_SECONDS, MAX_FAILED_VERIFICATIONS
+import redis.asyncio as aioredis
+
+from integrations.customer_store import (
+    ACCOUNT_MAX_FAILED_VERIFICATIONS,
+    LOCK_SECONDS,
+    MAX_FAILED_VERIFICATIONS,
+)
 from tests.actions.account_data import (
     ACCOUNTS,
     BUSY_TEXT,
@@ -134,6 +140,25 @@ async def test_five_failures_lock_binding_for_30_minutes(action_server_url, redi
                                   latest_message=user_message("查电费", intent))
         assert slot_events(result)["needs_binding"] is False
         assert "锁定" in texts(result)[0]
+
+
+async def test_guessing_one_account_from_many_conversations_locks_that_account(
+        action_server_url, redis_url):
+    account, last4 = ACCOUNTS[3]
+    for _ in range(ACCOUNT_MAX_FAILED_VERIFICATIONS):  # each guess from a fresh web session
+        await give_last4(action_server_url, sender("guess"), account, wrong_last4(last4))
+    conv = sender("owner")
+    result = await give_last4(action_server_url, conv, account, last4)
+    assert slot_events(result)["binding_outcome"] == "locked"
+    assert "该户号的验证已暂时锁定" in texts(result)[0]
+    async with customer_store(redis_url) as store:
+        assert await store.get_binding(conv) is None
+        assert await store.account_verification_locked(account) > 0
+    client = aioredis.Redis.from_url(redis_url)
+    try:  # other tests verify this account
+        await client.delete(f"pd:verify:account:{{{account}}}:lock")
+    finally:
+        await client.aclose()
 
 
 async def test_unknown_account_reveals_nothing_and_counts(action_server_url, backends_url, redis_url):

@@ -7,6 +7,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from integrations.customer_store import (
+    ACCOUNT_MAX_FAILED_VERIFICATIONS,
     HANDOFF_STREAM,
     LOCK_SECONDS,
     MAX_FAILED_VERIFICATIONS,
@@ -113,6 +114,18 @@ async def test_failure_counter_expires_with_the_window(store: CustomerStore, con
     finally:
         await _close(raw)
     assert 0 < ttl <= LOCK_SECONDS
+
+
+async def test_failures_per_account_across_conversations(store: CustomerStore, conv: str):
+    account = _account()
+    assert await store.account_verification_locked(account) == 0
+    lefts = [await store.record_failed_account_verification(account)
+             for _ in range(ACCOUNT_MAX_FAILED_VERIFICATIONS)]
+    assert lefts == list(range(ACCOUNT_MAX_FAILED_VERIFICATIONS - 1, -1, -1))
+    assert 0 < await store.account_verification_locked(account) <= LOCK_SECONDS
+    assert await store.account_verification_locked(_account()) == 0
+    # the account lock does not lock the conversation, nor the other way round
+    assert await store.verification_locked(conv) == 0
 
 
 async def test_subscribe_and_reverse_index(store: CustomerStore, conv: str):

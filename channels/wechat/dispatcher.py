@@ -107,6 +107,9 @@ class Dispatcher:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        except RedisError as exc:
+            # Redis down at start: the gateway still starts; the read loop creates the group later.
+            log.error("wechat dispatcher starting without Redis (%s); will retry", exc)
         self._stopping = False
         self._reader = asyncio.create_task(self._read_loop(), name="wechat-dispatcher")
 

@@ -171,3 +171,32 @@ async def test_graceful_stop_hands_conversations_back_at_once(redis):
         await wait_until(lambda: done_by_b == [1, 2], timeout=5)  # long before the 600 s claim
     finally:
         await b.stop()
+
+
+async def test_starts_without_redis_and_recovers_when_it_appears(stack):
+    from tests.support.ports import free_port
+
+    port = free_port()
+    client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5)
+    seen: list[int] = []
+
+    async def handler(user: str, job: dict) -> None:
+        seen.append(job["n"])
+
+    d = Dispatcher(client, handler, namespace="test:dispatch:" + secrets.token_hex(4), block_ms=100)
+    await d.start()  # no Redis yet: must not raise
+    try:
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(stack.start_embedded_redis, port)
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:
+            try:
+                await d.enqueue("o_late", {"n": 1})
+                break
+            except Exception:  # noqa: BLE001 - Redis still starting
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.2)
+        await wait_until(lambda: seen == [1], timeout=20)
+    finally:
+        await d.stop()
+        await client.aclose()

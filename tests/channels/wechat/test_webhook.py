@@ -318,3 +318,13 @@ async def test_deliver_queues_agent_replies_in_order_with_numbered_options(make_
     await p.post(gw.session, p.text_fields(user, "1"))
     await until(lambda: gw.rasa.received.get(f"wechat:{user}"))
     assert gw.rasa.received[f"wechat:{user}"] == ["/affirm"]
+
+
+async def test_redis_down_leaves_pushes_unacknowledged_for_wechat_to_retry(make_gateways):
+    from tests.support.ports import free_port
+
+    gw = await make_gateways(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    user = openid()
+    status, _ = await gw.pusher().post(gw.session, gw.pusher().text_fields(user, "Redis 挂了"))
+    assert status == 503
+    assert not gw.rasa.received.get(f"wechat:{user}")

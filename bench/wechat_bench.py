@@ -81,16 +81,29 @@ async def fake_rasa(delay_ms: float) -> TestServer:
     return server
 
 
-async def run(args: argparse.Namespace) -> None:
+async def serve_fakes(args: argparse.Namespace) -> None:
+    """Child-process mode: serve the WeChat API fake and the Rasa contract fake, print their URLs
+    and the app credentials on one line, and run until stdin closes."""
     wechat = FakeWeChatApi(app_id="wx" + secrets.token_hex(8))
     api_url = await wechat.start()
-    rasa_server = None
-    rasa_url = args.rasa_url
-    if not rasa_url:
-        rasa_server = await fake_rasa(args.rasa_delay_ms)
-        rasa_url = str(rasa_server.make_url("")).rstrip("/")
+    rasa_server = await fake_rasa(args.rasa_delay_ms)
+    print(api_url, str(rasa_server.make_url("")).rstrip("/"), wechat.app_id, wechat.app_secret, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await rasa_server.close()
+    await wechat.close()
+
+
+async def run(args: argparse.Namespace) -> None:
+    # The fakes run in their own process so that the load generator measures the gateway, not
+    # a loop it shares with the servers it is waiting for.
+    fakes = await asyncio.create_subprocess_exec(
+        sys.executable, str(Path(__file__).resolve()), "--serve-fakes", "--rasa-delay-ms", str(args.rasa_delay_ms),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    api_url, fake_rasa_url, app_id, app_secret = (await fakes.stdout.readline()).decode().split()
+    rasa_url = args.rasa_url or fake_rasa_url
     token = "bench" + secrets.token_hex(4)
-    env = {"WECHAT_TOKEN": token, "WECHAT_APP_ID": wechat.app_id, "WECHAT_APP_SECRET": wechat.app_secret,
+    env = {"WECHAT_TOKEN": token, "WECHAT_APP_ID": app_id, "WECHAT_APP_SECRET": app_secret,
            "WECHAT_AES_KEY": AES_KEY, "WECHAT_ENCRYPT_MODE": args.mode, "WECHAT_API_BASE_URL": api_url}
     run_dir = Path(tempfile.mkdtemp(prefix="wechat-bench-"))
     stack = Stack(run_dir=run_dir, log_dir=run_dir / "logs")  # access logs to files, not the terminal
@@ -100,29 +113,35 @@ async def run(args: argparse.Namespace) -> None:
         for _ in range(args.instances):
             gateways.append(await asyncio.to_thread(
                 stack.start_gateway, "127.0.0.1", free_port(), redis_url, rasa_url, env))
-        pushers = [WeChatPusher(url, token, wechat.app_id, AES_KEY, args.mode) for url in gateways]
+        pushers = [WeChatPusher(url, token, app_id, AES_KEY, args.mode) for url in gateways]
         users = ["o" + secrets.token_hex(13) for _ in range(args.users)]
         posted: dict[tuple[str, str], float] = {}
         acks: list[float] = []
         failures = 0
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
-            # Warm-up: token fetch, connections, JIT-ish caches.
-            await pushers[0].post(session, pushers[0].text_fields("owarmup000", "预热"))
-            await asyncio.sleep(0.5)
+
+            async def state() -> dict:
+                async with session.get(f"{api_url}/_fake/state") as resp:
+                    return await resp.json()
+
+            # Warm-up: token fetch, connections.
+            for pusher in pushers:
+                await pusher.post(session, pusher.text_fields("owarmup000", "预热"))
+            await asyncio.sleep(1.0)
 
             async def talk(i: int, user: str) -> None:
                 nonlocal failures
                 for n in range(args.messages):
                     pusher = pushers[(i + n) % len(pushers)]
                     content = f"第{n}条 查询电费"
-                    fields = pusher.text_fields(user, content)
-                    started = time.perf_counter()
+                    query, body = pusher.build(pusher.text_fields(user, content))
                     wall = time.time()
-                    status, body = await pusher.post(session, fields)
+                    started = time.perf_counter()
+                    status, text = await pusher.post_raw(session, query, body)
                     acks.append(time.perf_counter() - started)
                     posted[(user, f"收到：{content}")] = wall
-                    if (status, body) != (200, "success"):
+                    if (status, text) != (200, "success"):
                         failures += 1
                     await asyncio.sleep(args.think_ms / 1000)
 
@@ -132,13 +151,18 @@ async def run(args: argparse.Namespace) -> None:
             await asyncio.gather(*(talk(i, u) for i, u in enumerate(users)))
             push_seconds = time.perf_counter() - began
             expected = args.users * args.messages
+            wanted = set(users)
             deadline = time.monotonic() + 120
-            while sum(1 for m in wechat.sent if m.openid in set(users)) < expected and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            end_to_end = [m.at - posted[(m.openid, m.content)] for m in wechat.sent
-                          if (m.openid, m.content) in posted]
-            delivered = len(end_to_end)
+            while True:
+                current = await state()
+                done = [s for s in current["sent"] if s[0] in wanted]
+                if len(done) >= expected or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
             gateway_cpu = cpu_seconds(gateway_pids) - cpu_before
+            end_to_end = [at - posted[(openid, content)] for openid, content, at in done
+                          if (openid, content) in posted]
+            delivered = len(end_to_end)
 
             direct: list[float] = []
 
@@ -149,26 +173,31 @@ async def run(args: argparse.Namespace) -> None:
                                             json={"sender": f"bench:{user}", "message": f"第{n}条 查询电费"}) as r:
                         await r.read()
                     direct.append(time.perf_counter() - started)
+                    await asyncio.sleep(args.think_ms / 1000)
 
             await asyncio.gather(*(direct_rasa(u) for u in users))
 
-        print(f"WeChat channel benchmark: {args.users} concurrent users x {args.messages} messages, "
-              f"{args.instances} gateway instance(s), {args.mode} mode")
-        print(f"Rasa: {'real server at ' + args.rasa_url if args.rasa_url else f'FAKE REST contract, {args.rasa_delay_ms:.0f} ms delay'}")
-        print(line("webhook acknowledgement", acks) + ("   (target p99 < 50 ms)"))
+        rasa_label = ("real server at " + args.rasa_url if args.rasa_url
+                      else f"FAKE of the REST contract answering after {args.rasa_delay_ms:.0f} ms")
+        print(f"WeChat channel benchmark: {args.users} concurrent users x {args.messages} messages "
+              f"(think {args.think_ms:.0f} ms), {args.instances} gateway instance(s), {args.mode} mode")
+        print(f"Rasa: {rasa_label}")
+        print(line("webhook acknowledgement", acks) + "   (target p99 < 50 ms)")
         print(line("inbound push -> customer-service send", end_to_end))
-        print(line("direct Rasa REST call (same load)", direct))
+        print(line("direct Rasa REST call (same users/pacing)", direct))
         print(f"pushes: {len(acks)} in {push_seconds:.2f}s ({len(acks) / push_seconds:.0f}/s); "
               f"non-success acks: {failures}; replies delivered: {delivered}/{expected}; "
-              f"token fetches: {wechat.token_requests}")
+              f"token fetches: {current['token_requests']}")
         print(f"gateway CPU per message (ack + Rasa call + send, all instances): "
               f"{gateway_cpu / max(delivered, 1) * 1000:.2f} ms; machine load average: "
               f"{Path('/proc/loadavg').read_text().split()[0]} on {os.cpu_count()} CPUs")
     finally:
         await asyncio.to_thread(stack.stop)
-        await wechat.close()
-        if rasa_server is not None:
-            await rasa_server.close()
+        fakes.stdin.close()
+        try:
+            await asyncio.wait_for(fakes.wait(), 10)
+        except asyncio.TimeoutError:
+            fakes.kill()
 
 
 def main() -> None:
@@ -180,7 +209,9 @@ def main() -> None:
     parser.add_argument("--think-ms", type=float, default=50, help="pause between one user's messages")
     parser.add_argument("--rasa-url", default="", help="a real Rasa server (default: loopback fake)")
     parser.add_argument("--rasa-delay-ms", type=float, default=150, help="fake Rasa's answer delay")
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--serve-fakes", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    asyncio.run(serve_fakes(args) if args.serve_fakes else run(args))
 
 
 if __name__ == "__main__":

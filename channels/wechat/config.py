@@ -30,7 +30,7 @@ def _aes_key_ok(key: str) -> bool:
         return False
 
 
-def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+def _positive(env: Mapping[str, str], name: str, default: float, allow_zero: bool = False) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -38,8 +38,8 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError as exc:
         raise WeChatConfigError(f"{name} must be a number, got {raw!r}") from exc
-    if value <= 0:
-        raise WeChatConfigError(f"{name} must be positive, got {raw!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise WeChatConfigError(f"{name} must be {'≥ 0' if allow_zero else 'positive'}, got {raw!r}")
     return value
 
 
@@ -78,7 +78,9 @@ class WeChatConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "WeChatConfig":
         """Read WECHAT_TOKEN, WECHAT_APP_ID, WECHAT_APP_SECRET, WECHAT_AES_KEY,
         WECHAT_AES_KEY_PREVIOUS, WECHAT_ENCRYPT_MODE (plain|compatible|safe),
-        WECHAT_API_BASE_URL, WECHAT_WORKERS and WECHAT_JOB_TIMEOUT_SECONDS; validate them.
+        WECHAT_API_BASE_URL, WECHAT_WORKERS (conversations answered at once by this instance;
+        0 = acknowledge and queue only, other instances answer) and WECHAT_JOB_TIMEOUT_SECONDS;
+        validate them.
 
         Raises :class:`WeChatConfigError` when the channel is enabled but misconfigured.
         """
@@ -94,7 +96,7 @@ class WeChatConfig:
             aes_key_previous=env.get("WECHAT_AES_KEY_PREVIOUS", "").strip(),
             encrypt_mode=mode,
             api_base_url=(env.get("WECHAT_API_BASE_URL", "").strip() or DEFAULT_API_BASE_URL).rstrip("/"),
-            workers=int(_positive(env, "WECHAT_WORKERS", 64)),
+            workers=int(_positive(env, "WECHAT_WORKERS", 64, allow_zero=True)),
             job_timeout_seconds=_positive(env, "WECHAT_JOB_TIMEOUT_SECONDS", 60.0),
         )
         cfg.validate()

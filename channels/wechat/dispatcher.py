@@ -111,7 +111,8 @@ class Dispatcher:
             # Redis down at start: the gateway still starts; the read loop creates the group later.
             log.error("wechat dispatcher starting without Redis (%s); will retry", exc)
         self._stopping = False
-        self._reader = asyncio.create_task(self._read_loop(), name="wechat-dispatcher")
+        if self._concurrency > 0:  # 0: this instance only queues; others answer
+            self._reader = asyncio.create_task(self._read_loop(), name="wechat-dispatcher")
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
         """Stop reading; let running jobs finish for up to ``grace_seconds``, then cancel them.

@@ -154,7 +154,12 @@ class FakeWeChatApi:
         app.router.add_post("/cgi-bin/menu/create", self._menu_create)
         app.router.add_get("/cgi-bin/menu/get", self._menu_get)
         app.router.add_get("/cgi-bin/menu/delete", self._menu_delete)
+        app.router.add_get("/_fake/state", self._state)  # for a fake running in another process
         return app
+
+    async def _state(self, _request: web.Request) -> web.Response:
+        return web.json_response({"sent": [[m.openid, m.content, m.at] for m in self.sent],
+                                  "token_requests": self.token_requests})
 
     async def _latency(self) -> None:
         if self.latency_seconds:

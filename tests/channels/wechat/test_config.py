@@ -31,7 +31,7 @@ def test_full_safe_mode_configuration():
     {"WECHAT_TOKEN": "t", "WECHAT_APP_ID": "wx1", "WECHAT_APP_SECRET": "s", "WECHAT_ENCRYPT_MODE": "safe",
      "WECHAT_AES_KEY": "short"},
     {"WECHAT_ENCRYPT_MODE": "rot13"},
-    {"WECHAT_TOKEN": "t", "WECHAT_APP_ID": "wx1", "WECHAT_APP_SECRET": "s", "WECHAT_WORKERS": "0"},
+    {"WECHAT_TOKEN": "t", "WECHAT_APP_ID": "wx1", "WECHAT_APP_SECRET": "s", "WECHAT_WORKERS": "-1"},
 ])
 def test_inconsistent_configuration_fails_at_start(env):
     with pytest.raises(WeChatConfigError):

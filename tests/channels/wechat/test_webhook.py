@@ -328,3 +328,16 @@ async def test_redis_down_leaves_pushes_unacknowledged_for_wechat_to_retry(make_
     status, _ = await gw.pusher().post(gw.session, gw.pusher().text_fields(user, "Redis 挂了"))
     assert status == 503
     assert not gw.rasa.received.get(f"wechat:{user}")
+
+
+async def test_acknowledge_only_instance_with_a_separate_answering_instance(make_gateways):
+    front = await make_gateways(WECHAT_WORKERS="0")
+    user = openid()
+    p = front.pusher()
+    for n in range(3):
+        assert await p.post(front.session, p.text_fields(user, f"分离{n}")) == (200, "success")
+    await asyncio.sleep(0.5)
+    assert not front.wechat_api.texts_to(user)  # nobody answers yet: the front instance only queues
+    await make_gateways()                        # an answering instance joins
+    await until(lambda: len(front.wechat_api.texts_to(user)) == 3)
+    assert front.wechat_api.texts_to(user) == ["收到：分离0", "收到：分离1", "收到：分离2"]

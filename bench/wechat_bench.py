@@ -110,9 +110,12 @@ async def run(args: argparse.Namespace) -> None:
     try:
         redis_url = await asyncio.to_thread(stack.start_embedded_redis, free_port())
         gateways = []
+        front_env = dict(env, WECHAT_WORKERS="0") if args.answering_instances else env
         for _ in range(args.instances):
             gateways.append(await asyncio.to_thread(
-                stack.start_gateway, "127.0.0.1", free_port(), redis_url, rasa_url, env))
+                stack.start_gateway, "127.0.0.1", free_port(), redis_url, rasa_url, front_env))
+        for _ in range(args.answering_instances):  # not given pushes: they only answer
+            await asyncio.to_thread(stack.start_gateway, "127.0.0.1", free_port(), redis_url, rasa_url, env)
         pushers = [WeChatPusher(url, token, app_id, AES_KEY, args.mode) for url in gateways]
         users = ["o" + secrets.token_hex(13) for _ in range(args.users)]
         posted: dict[tuple[str, str], float] = {}
@@ -125,10 +128,11 @@ async def run(args: argparse.Namespace) -> None:
                 async with session.get(f"{api_url}/_fake/state") as resp:
                     return await resp.json()
 
-            # Warm-up: token fetch, connections.
-            for pusher in pushers:
-                await pusher.post(session, pusher.text_fields("owarmup000", "预热"))
-            await asyncio.sleep(1.0)
+            # Warm-up: token fetch, and connection pools (HTTP and Redis) grown to burst size, as
+            # they are in a gateway that has been running for a while.
+            await asyncio.gather(*(pushers[i % len(pushers)].post(session, pushers[0].text_fields(
+                f"owarmup{i:05d}", "预热")) for i in range(args.users)))
+            await asyncio.sleep(3.0)
 
             async def talk(i: int, user: str) -> None:
                 nonlocal failures
@@ -145,11 +149,16 @@ async def run(args: argparse.Namespace) -> None:
                         failures += 1
                     await asyncio.sleep(args.think_ms / 1000)
 
-            gateway_pids = [p.popen.pid for p in stack.processes if p.name == "gateway"]
+            gateway_pids = [p.popen.pid for p in stack.processes if p.name == "gateway"]  # all of them
+            front_pids = gateway_pids[:args.instances]
             cpu_before = cpu_seconds(gateway_pids)
+            front_before = cpu_seconds(front_pids)
+            client_before = time.process_time()
             began = time.perf_counter()
             await asyncio.gather(*(talk(i, u) for i, u in enumerate(users)))
             push_seconds = time.perf_counter() - began
+            front_cpu = cpu_seconds(front_pids) - front_before
+            client_cpu = time.process_time() - client_before
             expected = args.users * args.messages
             wanted = set(users)
             deadline = time.monotonic() + 120
@@ -179,8 +188,10 @@ async def run(args: argparse.Namespace) -> None:
 
         rasa_label = ("real server at " + args.rasa_url if args.rasa_url
                       else f"FAKE of the REST contract answering after {args.rasa_delay_ms:.0f} ms")
+        layout = (f"{args.instances} acknowledging + {args.answering_instances} answering gateway processes"
+                  if args.answering_instances else f"{args.instances} gateway process(es) doing both")
         print(f"WeChat channel benchmark: {args.users} concurrent users x {args.messages} messages "
-              f"(think {args.think_ms:.0f} ms), {args.instances} gateway instance(s), {args.mode} mode")
+              f"(think {args.think_ms:.0f} ms), {layout}, {args.mode} mode")
         print(f"Rasa: {rasa_label}")
         print(line("webhook acknowledgement", acks) + "   (target p99 < 50 ms)")
         print(line("inbound push -> customer-service send", end_to_end))
@@ -191,6 +202,10 @@ async def run(args: argparse.Namespace) -> None:
         print(f"gateway CPU per message (ack + Rasa call + send, all instances): "
               f"{gateway_cpu / max(delivered, 1) * 1000:.2f} ms; machine load average: "
               f"{Path('/proc/loadavg').read_text().split()[0]} on {os.cpu_count()} CPUs")
+        print(f"during the pushes: acknowledging processes used {front_cpu:.2f}s CPU "
+              f"({front_cpu / max(len(acks), 1) * 1000:.2f} ms per push"
+              f"{', answering included' if not args.answering_instances else ''}), "
+              f"the load generator {client_cpu:.2f}s, over {push_seconds:.2f}s of wall time")
     finally:
         await asyncio.to_thread(stack.stop)
         fakes.stdin.close()
@@ -205,6 +220,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--messages", type=int, default=5, help="messages per user")
     parser.add_argument("--instances", type=int, default=2, help="gateway processes sharing Redis")
+    parser.add_argument("--answering-instances", type=int, default=0,
+                        help="extra gateway processes that answer while the --instances ones only "
+                             "acknowledge and queue (WECHAT_WORKERS=0); 0 = every instance does both")
     parser.add_argument("--mode", choices=("plain", "compatible", "safe"), default="safe")
     parser.add_argument("--think-ms", type=float, default=50, help="pause between one user's messages")
     parser.add_argument("--rasa-url", default="", help="a real Rasa server (default: loopback fake)")

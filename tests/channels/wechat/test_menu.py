@@ -75,3 +75,28 @@ async def test_cli_creates_shows_and_deletes_the_menu_through_the_api():
         assert code == 1 and "40125" in err
     finally:
         await fake.close()
+
+
+async def test_cli_uses_the_gateways_shared_token_when_redis_is_configured(redis_url):
+    from redis.asyncio import Redis
+
+    from channels.wechat.api import WeChatApi
+
+    fake = FakeWeChatApi(app_id="wxmenucli00000002")
+    base = await fake.start()
+    redis = Redis.from_url(redis_url)
+    gateway_side = WeChatApi(base, fake.app_id, fake.app_secret, redis)
+    try:
+        await gateway_side.tokens.get()
+        assert fake.token_requests == 1
+        env = {"WECHAT_APP_ID": fake.app_id, "WECHAT_APP_SECRET": fake.app_secret,
+               "WECHAT_API_BASE_URL": base, "REDIS_URL": redis_url}
+        code, out, err = await _cli("create", "--file", str(MENU_FILE), env=env)
+        assert code == 0, err
+        assert fake.token_requests == 1  # no second token: the gateway's keeps working
+        await gateway_side.send_text("ouser0001", "菜单已更新")
+        assert fake.texts_to("ouser0001") == ["菜单已更新"]
+    finally:
+        await gateway_side.close()
+        await redis.aclose()
+        await fake.close()

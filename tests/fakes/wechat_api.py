@@ -99,13 +99,15 @@ class FakeWeChatApi:
         self._cs_count: dict[str, int] = defaultdict(int)
         self._next_msgid = 1000
         self._server: TestServer | None = None
+        self.base_url = ""
 
     # --- control -------------------------------------------------------------------------
     async def start(self) -> str:
         """Serve on a free loopback port; returns the base URL (for WECHAT_API_BASE_URL)."""
         self._server = TestServer(self._make_app(), host="127.0.0.1")
         await self._server.start_server()
-        return str(self._server.make_url("")).rstrip("/")
+        self.base_url = str(self._server.make_url("")).rstrip("/")
+        return self.base_url
 
     async def close(self) -> None:
         """Stop serving."""

@@ -65,7 +65,7 @@ def gateway_env(redis_url: str, rasa_url: str, api: FakeWeChatApi, **overrides: 
         "REDIS_URL": redis_url, "RASA_URL": rasa_url,
         "WECHAT_TOKEN": "tok" + secrets.token_hex(6), "WECHAT_APP_ID": api.app_id,
         "WECHAT_APP_SECRET": api.app_secret, "WECHAT_AES_KEY": AES_KEY, "WECHAT_ENCRYPT_MODE": "safe",
-        "WECHAT_API_BASE_URL": str(api._server.make_url("")).rstrip("/"),
+        "WECHAT_API_BASE_URL": api.base_url,
     }
     env.update(overrides)
     return {k: v for k, v in env.items() if v is not None}
@@ -94,7 +94,7 @@ async def start_gateways(env: dict[str, str], count: int, monkeypatch) -> tuple[
 async def make_gateways(redis_url, wechat_api, rasa, monkeypatch):
     """``await make_gateways(count=2, **env_overrides)`` → Gateways (stopped at teardown)."""
     created: list[Gateways] = []
-    rasa_url = str(rasa._server.make_url("")).rstrip("/")
+    rasa_url = rasa.base_url
 
     async def make(count: int = 1, **overrides: str) -> Gateways:
         env = gateway_env(redis_url, rasa_url, wechat_api, **overrides)

@@ -39,6 +39,7 @@ class FakeRasaRest:
         self.overlaps: list[str] = []
         self._busy: set[str] = set()
         self._server: TestServer | None = None
+        self.base_url = ""
 
     async def start(self) -> str:
         app = web.Application()
@@ -46,7 +47,8 @@ class FakeRasaRest:
         app.router.add_get("/", _root)
         self._server = TestServer(app, host="127.0.0.1")
         await self._server.start_server()
-        return str(self._server.make_url("")).rstrip("/")
+        self.base_url = str(self._server.make_url("")).rstrip("/")
+        return self.base_url
 
     async def close(self) -> None:
         if self._server is not None:

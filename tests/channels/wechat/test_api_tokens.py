@@ -38,7 +38,7 @@ def client(fake: FakeWeChatApi, redis, base: str, **kwargs) -> WeChatApi:
 
 @pytest.fixture
 async def base(fake):
-    return str(fake._server.make_url("")).rstrip("/")
+    return fake.base_url
 
 
 async def test_one_token_shared_by_many_instances_fetched_once(fake, redis, base):

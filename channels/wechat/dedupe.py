@@ -2,7 +2,7 @@
 
 WeChat retries a push three times when it gets no answer within 5 seconds, and a retry may land on
 another instance.  Messages are identified by MsgId, events by FromUserName + CreateTime (+ the
-event type), as WeChat's documentation recommends.
+event type and key), as WeChat's documentation recommends.
 """
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ def dedupe_key(fields: Mapping[str, str]) -> str:
     msg_id = fields.get("MsgId")
     if msg_id:
         return f"pd:wechat:seen:msg:{msg_id}"
+    # EventKey too: two different menu clicks within the same second are two events, while a
+    # retry repeats every field.
     return ("pd:wechat:seen:evt:"
-            f"{fields.get('FromUserName', '')}:{fields.get('CreateTime', '')}:{fields.get('Event', '')}")
+            f"{fields.get('FromUserName', '')}:{fields.get('CreateTime', '')}:{fields.get('Event', '')}:"
+            f"{fields.get('EventKey', '')[:128]}")
 
 
 class Deduper:

@@ -341,3 +341,16 @@ async def test_acknowledge_only_instance_with_a_separate_answering_instance(make
     await make_gateways()                        # an answering instance joins
     await until(lambda: len(front.wechat_api.texts_to(user)) == 3)
     assert front.wechat_api.texts_to(user) == ["收到：分离0", "收到：分离1", "收到：分离2"]
+
+
+async def test_two_menu_clicks_in_the_same_second_are_both_answered(make_gateways):
+    gw = await make_gateways()
+    p = gw.pusher()
+    user = openid()
+    now = int(time.time())
+    for key in ("intent:query_outage", "intent:take_number"):
+        for _retry in range(2):
+            assert await p.post(gw.session, p.event_fields(user, "CLICK", key, create_time=now)) == (200, "success")
+    await until(lambda: len(gw.wechat_api.texts_to(user)) == 2)
+    await asyncio.sleep(0.3)
+    assert gw.rasa.received[f"wechat:{user}"] == ["/query_outage", "/take_number"]

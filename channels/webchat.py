@@ -107,6 +107,7 @@ class WebChat:
                                         logger=False, engineio_logger=False)
         self.app: web.Application | None = None  # set by setup()
         self._turns: dict[str, list[Any]] = {}  # session id -> [asyncio.Lock, users]
+        self._transport_tasks: set[asyncio.Task] = set()
         self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", self.on_disconnect)
         self.sio.on("session_request", self.on_session_request)
@@ -169,6 +170,32 @@ class WebChat:
                 self._turns.pop(session_id, None)
 
 
+    async def on_shutdown(self, _app: web.Application) -> None:
+        """Close every socket at the transport level: browsers reconnect (to another instance
+        or to this one restarted) and keep their session, and the server need not wait for
+        long-lived websockets to end."""
+        if self.sio.eio.sockets:
+            await self.sio.eio.disconnect()
+        await self.sio.shutdown()
+        # engine.io keeps a closed websocket's handler waiting for the browser's next ping
+        # (up to 45 s), which would hold up the server's shutdown: end those handlers now.
+        await asyncio.sleep(0.1)
+        for task in list(self._transport_tasks):
+            task.cancel()
+
+    @web.middleware
+    async def track_transports(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Remember the handler tasks of socket.io requests so shutdown can end them."""
+        if not request.path.startswith("/socket.io"):
+            return await handler(request)
+        task = asyncio.current_task()
+        self._transport_tasks.add(task)
+        try:
+            return await handler(request)
+        finally:
+            self._transport_tasks.discard(task)
+
+
 WEBCHAT_KEY = web.AppKey("webchat", WebChat)
 
 
@@ -198,6 +225,8 @@ def setup(app: web.Application, config: GatewayConfig) -> WebChat:
     webchat.app = app
     app[WEBCHAT_KEY] = webchat
     webchat.sio.attach(app, socketio_path="socket.io")
+    app.on_shutdown.append(webchat.on_shutdown)
+    app.middlewares.append(webchat.track_transports)
     app.router.add_get("/", chat_page)
     app.router.add_get("/chat", chat_page)
     app.router.add_get("/static/socket.io.min.js", socket_io_js)

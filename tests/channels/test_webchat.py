@@ -7,42 +7,13 @@ import re
 
 import aiohttp
 import pytest
-import socketio
-
 from channels.router import BUSY_TEXT
 from channels.webchat import bot_uttered_events
 from channels.messages import Button, Reply
+from tests.channels.webclient import WebClient
 from tests.support.ports import free_port
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
-
-
-class WebClient:
-    """A socket.io client speaking the rasa-webchat protocol; collects what it receives."""
-
-    def __init__(self) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False)
-        self.confirms: asyncio.Queue = asyncio.Queue()
-        self.uttered: asyncio.Queue = asyncio.Queue()
-        self.sio.on("session_confirm", self.confirms.put)
-        self.sio.on("bot_uttered", self.uttered.put)
-
-    async def connect(self, url: str) -> "WebClient":
-        await self.sio.connect(url, socketio_path="socket.io", transports=["websocket"])
-        return self
-
-    async def session(self, session_id=None, payload=None) -> str:
-        await self.sio.emit("session_request", payload if payload is not None else {"session_id": session_id})
-        return await asyncio.wait_for(self.confirms.get(), 5)
-
-    async def say(self, message, session_id: str | None = None, **extra) -> None:
-        await self.sio.emit("user_uttered", {"message": message, "session_id": session_id, **extra})
-
-    async def next(self, timeout: float = 5):
-        return await asyncio.wait_for(self.uttered.get(), timeout)
-
-    async def close(self) -> None:
-        await self.sio.disconnect()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import secrets
 import sys
 import tempfile
@@ -136,6 +137,8 @@ async def run(args: argparse.Namespace) -> None:
 
             async def talk(i: int, user: str) -> None:
                 nonlocal failures
+                if not args.lockstep:  # real users are not synchronised: spread the first message
+                    await asyncio.sleep(random.uniform(0, args.think_ms / 1000))
                 for n in range(args.messages):
                     pusher = pushers[(i + n) % len(pushers)]
                     content = f"第{n}条 查询电费"
@@ -147,7 +150,8 @@ async def run(args: argparse.Namespace) -> None:
                     posted[(user, f"收到：{content}")] = wall
                     if (status, text) != (200, "success"):
                         failures += 1
-                    await asyncio.sleep(args.think_ms / 1000)
+                    think = args.think_ms / 1000
+                    await asyncio.sleep(think if args.lockstep else random.uniform(0.5 * think, 1.5 * think))
 
             gateway_pids = [p.popen.pid for p in stack.processes if p.name == "gateway"]  # all of them
             front_pids = gateway_pids[:args.instances]
@@ -190,8 +194,9 @@ async def run(args: argparse.Namespace) -> None:
                       else f"FAKE of the REST contract answering after {args.rasa_delay_ms:.0f} ms")
         layout = (f"{args.instances} acknowledging + {args.answering_instances} answering gateway processes"
                   if args.answering_instances else f"{args.instances} gateway process(es) doing both")
+        pacing = "lockstep bursts" if args.lockstep else "jittered"
         print(f"WeChat channel benchmark: {args.users} concurrent users x {args.messages} messages "
-              f"(think {args.think_ms:.0f} ms), {layout}, {args.mode} mode")
+              f"(think {args.think_ms:.0f} ms, {pacing}), {layout}, {args.mode} mode")
         print(f"Rasa: {rasa_label}")
         print(line("webhook acknowledgement", acks) + "   (target p99 < 50 ms)")
         print(line("inbound push -> customer-service send", end_to_end))
@@ -224,7 +229,10 @@ def main() -> None:
                         help="extra gateway processes that answer while the --instances ones only "
                              "acknowledge and queue (WECHAT_WORKERS=0); 0 = every instance does both")
     parser.add_argument("--mode", choices=("plain", "compatible", "safe"), default="safe")
-    parser.add_argument("--think-ms", type=float, default=50, help="pause between one user's messages")
+    parser.add_argument("--think-ms", type=float, default=1000,
+                        help="mean pause between one user's messages (jittered ±50%%)")
+    parser.add_argument("--lockstep", action="store_true",
+                        help="worst case: all users send at the same instant, every round")
     parser.add_argument("--rasa-url", default="", help="a real Rasa server (default: loopback fake)")
     parser.add_argument("--rasa-delay-ms", type=float, default=150, help="fake Rasa's answer delay")
     parser.add_argument("--serve-fakes", action="store_true", help=argparse.SUPPRESS)

@@ -10,16 +10,21 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def dedupe_key(fields: Mapping[str, str]) -> str:
-    """The Redis key identifying this push."""
+def push_identity(fields: Mapping[str, str]) -> str:
+    """What identifies this push across WeChat's retries."""
     msg_id = fields.get("MsgId")
     if msg_id:
-        return f"pd:wechat:seen:msg:{msg_id}"
+        return f"msg:{msg_id}"
     # EventKey too: two different menu clicks within the same second are two events, while a
     # retry repeats every field.
-    return ("pd:wechat:seen:evt:"
-            f"{fields.get('FromUserName', '')}:{fields.get('CreateTime', '')}:{fields.get('Event', '')}:"
+    return (f"evt:{fields.get('FromUserName', '')}:{fields.get('CreateTime', '')}:{fields.get('Event', '')}:"
             f"{fields.get('EventKey', '')[:128]}")
+
+
+def dedupe_key(fields: Mapping[str, str]) -> str:
+    """The Redis key of a push handled without a queued job (pushes that queue a job are
+    deduplicated atomically with the queueing, see Dispatcher.enqueue)."""
+    return f"pd:wechat:seen:{push_identity(fields)}"
 
 
 class Deduper:

@@ -35,7 +35,12 @@ GROUP = "workers"
 DEFAULT_NAMESPACE = "pd:wechat:dispatch"
 
 
+# With a 4th key: accept the job only if that key (the push's identity) was not seen yet, so
+# deduplication and queueing are one atomic step.
 _ENQUEUE = """
+if #KEYS == 4 and not redis.call('set', KEYS[4], '1', 'NX', 'EX', ARGV[4]) then
+  return 0
+end
 redis.call('rpush', KEYS[1], ARGV[1])
 redis.call('pexpire', KEYS[1], ARGV[3])
 if redis.call('sadd', KEYS[2], ARGV[2]) == 1 then
@@ -75,6 +80,7 @@ class Dispatcher:
                  queue_ttl_seconds: int = 86400, block_ms: int = 1000,
                  namespace: str = DEFAULT_NAMESPACE) -> None:
         tag = "{" + namespace + "}"
+        self._tag = tag
         self.ready_key = f"{tag}:ready"
         self.active_key = f"{tag}:active"
         self._queue_prefix = f"{tag}:q:"
@@ -95,10 +101,20 @@ class Dispatcher:
         """The Redis list of pending jobs of ``user``."""
         return self._queue_prefix + user
 
-    async def enqueue(self, user: str, job: dict[str, Any]) -> None:
-        """Append ``job`` to ``user``'s queue (raises RedisError when Redis is unavailable)."""
-        await self._redis.eval(_ENQUEUE, 3, self.queue_key(user), self.active_key, self.ready_key,
-                               json.dumps(job, ensure_ascii=False), user, self._queue_ttl_ms)
+    def once_key(self, identity: str) -> str:
+        """The dedupe key of a push identity (same hash slot as the queues)."""
+        return f"{self._tag}:seen:{identity}"
+
+    async def enqueue(self, user: str, job: dict[str, Any], once: str | None = None,
+                      once_ttl_seconds: int = 3600) -> bool:
+        """Append ``job`` to ``user``'s queue; with ``once`` (a push identity), only if that
+        identity was not accepted in the last ``once_ttl_seconds``. True when queued.
+        Raises RedisError when Redis is unavailable."""
+        keys = [self.queue_key(user), self.active_key, self.ready_key]
+        if once:
+            keys.append(self.once_key(once))
+        return bool(await self._redis.eval(_ENQUEUE, len(keys), *keys, json.dumps(job, ensure_ascii=False),
+                                           user, self._queue_ttl_ms, once_ttl_seconds))
 
     async def start(self) -> None:
         """Create the consumer group if needed and start reading announcements."""

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from channels.wechat import metrics, texts
 from channels.wechat.config import WeChatConfig
 from channels.wechat.crypto import ForgedRequest, WeChatSecurity
-from channels.wechat.dedupe import Deduper
+from channels.wechat.dedupe import Deduper, push_identity
 from channels.wechat.menu import intent_of_key
 from channels.wechat.xmlmsg import MalformedXml, parse_xml
 
@@ -43,7 +43,8 @@ def template_status_key(msg_id: str) -> str:
 class JobQueue(Protocol):
     """Where accepted pushes go (the dispatcher)."""
 
-    async def enqueue(self, user: str, job: dict[str, Any]) -> None: ...
+    async def enqueue(self, user: str, job: dict[str, Any], once: str | None = None,
+                      once_ttl_seconds: int = 3600) -> bool: ...
 
 
 class BadRequest(Exception):
@@ -151,15 +152,10 @@ class WeChatWebhook:
             return self._reject(request, 403, str(exc))
 
         try:
-            if not await self._dedupe.first_time(fields):
+            if not await self._accept(openid, fields):
                 log.info("wechat duplicate push ignored (%s)", fields.get("MsgId") or fields.get("Event"))
                 metrics.PUSHES.labels("duplicate").inc()
                 return web.Response(text="success")
-            try:
-                await self._accept(openid, fields)
-            except BaseException:
-                await self._dedupe.forget(fields)
-                raise
             metrics.PUSHES.labels("accepted").inc()
         except RedisError as exc:
             # Unacknowledged: WeChat retries, and the retry may find Redis back.
@@ -168,69 +164,97 @@ class WeChatWebhook:
             return web.Response(status=503, text="unavailable")
         return web.Response(text="success")
 
-    async def _accept(self, openid: str, f: dict[str, str]) -> None:
+    async def _accept(self, openid: str, f: dict[str, str]) -> bool:
+        """Queue the push's job or record its effect; False when it is a retry already handled."""
         msg_type = f["MsgType"].lower()
-        meta = {"msg_type": msg_type, "create_time": int(f["CreateTime"])}
+        meta: dict[str, Any] = {"msg_type": msg_type, "create_time": int(f["CreateTime"])}
         if f.get("MsgId"):
             meta["msg_id"] = f["MsgId"]
+        if msg_type == "event":
+            return await self._event(openid, f, meta)
         if msg_type == "text":
-            await self._queue.enqueue(openid, {"kind": "text", "text": f.get("Content", ""), "meta": meta})
+            job = {"kind": "text", "text": f.get("Content", ""), "meta": meta}
+        elif msg_type == "voice" and f.get("Recognition", "").strip():
+            meta["voice"] = True
+            job = {"kind": "text", "text": f["Recognition"].strip(), "meta": meta}
         elif msg_type == "voice":
-            recognition = f.get("Recognition", "").strip()
-            if recognition:
-                meta["voice"] = True
-                await self._queue.enqueue(openid, {"kind": "text", "text": recognition, "meta": meta})
-            else:
-                await self._notice(openid, texts.VOICE_UNRECOGNISED)
+            job = _notice(texts.VOICE_UNRECOGNISED)
         elif msg_type == "image":
-            await self._notice(openid, texts.IMAGE)
+            job = _notice(texts.IMAGE)
         elif msg_type == "location":
             label = f.get("Label", "").strip() or f"{f.get('Location_X', '')},{f.get('Location_Y', '')}"
-            await self._notice(openid, texts.LOCATION.format(label=label[:100]))
+            job = _notice(texts.LOCATION.format(label=label[:100]))
         elif msg_type == "link":
-            await self._notice(openid, texts.LINK.format(title=f.get("Title", "").strip()[:60] or "链接"))
-        elif msg_type == "event":
-            await self._event(openid, f, meta)
+            job = _notice(texts.LINK.format(title=f.get("Title", "").strip()[:60] or "链接"))
         else:  # video, shortvideo, file, ...
-            await self._notice(openid, texts.UNSUPPORTED)
+            job = _notice(texts.UNSUPPORTED)
+        return await self._enqueue_once(openid, job, f)
 
-    async def _notice(self, openid: str, text: str) -> None:
-        await self._queue.enqueue(openid, {"kind": "notice", "text": text})
+    async def _enqueue_once(self, openid: str, job: dict[str, Any], f: dict[str, str]) -> bool:
+        return await self._queue.enqueue(openid, job, once=push_identity(f),
+                                         once_ttl_seconds=self.config.dedupe_ttl_seconds)
 
-    async def _event(self, openid: str, f: dict[str, str], meta: dict[str, Any]) -> None:
+    async def _record_once(self, f: dict[str, str], *writes: Any) -> bool:
+        """For pushes without a job: run ``writes`` (coroutine factories) unless already done."""
+        if not await self._dedupe.first_time(f):
+            return False
+        try:
+            for write in writes:
+                await write()
+        except BaseException:
+            await self._dedupe.forget(f)
+            raise
+        return True
+
+    async def _event(self, openid: str, f: dict[str, str], meta: dict[str, Any]) -> bool:
         event = f.get("Event", "").lower()
         key = f.get("EventKey", "").strip()
         meta["event"] = event
         if event == "subscribe":
-            await self._redis.delete(optout_key(openid))
-            text = texts.WELCOME
+            text, scene = texts.WELCOME, ""
             if key.startswith("qrscene_"):
                 scene = key[len("qrscene_"):][:64]
-                await self._redis.set(f"pd:wechat:scene:{openid}", scene, ex=30 * 86400)
                 text += "\n" + texts.WELCOME_SCENE.format(scene=scene)
-            await self._notice(openid, text)
-        elif event == "unsubscribe":
-            await self._redis.set(optout_key(openid), str(int(time.time())))
-            log.info("wechat user unsubscribed; proactive messages stopped")
-        elif event == "scan":
+            if not await self._enqueue_once(openid, _notice(text), f):
+                return False
+            # After queueing, so a late retry of an old subscribe cannot undo a newer unsubscribe.
+            await self._redis.delete(optout_key(openid))
+            if scene:
+                await self._redis.set(f"pd:wechat:scene:{openid}", scene, ex=30 * 86400)
+            return True
+        if event == "unsubscribe":
+            recorded = await self._record_once(
+                f, lambda: self._redis.set(optout_key(openid), str(int(time.time()))))
+            if recorded:
+                log.info("wechat user unsubscribed; proactive messages stopped")
+            return recorded
+        if event == "scan":
+            if not await self._enqueue_once(openid, _notice(texts.WELCOME_BACK), f):
+                return False
             if key:
                 await self._redis.set(f"pd:wechat:scene:{openid}", key[:64], ex=30 * 86400)
-            await self._notice(openid, texts.WELCOME_BACK)
-        elif event == "click":
+            return True
+        if event == "click":
             intent = intent_of_key(key)
             if intent is None:
                 log.warning("wechat menu key %r is not an intent key", key[:128])
-                await self._notice(openid, texts.MENU_UNAVAILABLE)
-            else:
-                meta["menu_key"] = key
-                await self._queue.enqueue(openid, {"kind": "payload", "payload": f"/{intent}",
-                                                   "text": f"/{intent}", "meta": meta})
-        elif event == "templatesendjobfinish":
+                return await self._enqueue_once(openid, _notice(texts.MENU_UNAVAILABLE), f)
+            meta["menu_key"] = key
+            return await self._enqueue_once(openid, {"kind": "payload", "payload": f"/{intent}",
+                                                     "text": f"/{intent}", "meta": meta}, f)
+        if event == "templatesendjobfinish":
             msg_id = f.get("MsgID") or f.get("MsgId") or ""
-            if msg_id.isdigit():
-                key_ = template_status_key(msg_id)
-                await self._redis.hset(key_, mapping={"status": f.get("Status", "")[:100], "openid": openid,
-                                                      "at": str(int(time.time()))})
-                await self._redis.expire(key_, _TEMPLATE_REPORT_TTL)
-        else:
-            log.debug("wechat event %s ignored", event)
+            if not msg_id.isdigit():
+                return True
+            status_key = template_status_key(msg_id)
+            return await self._record_once(
+                f,
+                lambda: self._redis.hset(status_key, mapping={
+                    "status": f.get("Status", "")[:100], "openid": openid, "at": str(int(time.time()))}),
+                lambda: self._redis.expire(status_key, _TEMPLATE_REPORT_TTL))
+        log.debug("wechat event %s ignored", event)
+        return True
+
+
+def _notice(text: str) -> dict[str, Any]:
+    return {"kind": "notice", "text": text}

@@ -117,7 +117,12 @@ async def test_forged_and_malformed_requests_are_refused_and_leave_no_trace(make
     await asyncio.sleep(0.3)
     assert not gw.rasa.received.get(f"wechat:{user}")
     assert not gw.wechat_api.texts_to(user)
-    assert await redis.exists(f"pd:wechat:seen:msg:{fields['MsgId']}") == 0
+    from channels.wechat import WECHAT_CHANNEL
+
+    dispatcher = gw.apps[0][WECHAT_CHANNEL].dispatcher
+    assert await redis.exists(dispatcher.once_key(f"msg:{fields['MsgId']}"),
+                              f"pd:wechat:seen:msg:{fields['MsgId']}") == 0
+    assert await redis.exists(dispatcher.queue_key(user)) == 0
 
 
 # --- retries / dedupe across instances ------------------------------------------------------------

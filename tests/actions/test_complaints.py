@@ -333,3 +333,25 @@ async def test_progress_words_alone_do_not_make_a_follow_up(action_server_url):
     slots = slot_events(result)
     assert slots["complaint_route"] == "form"
     assert slots["complaint_category"] == "业务办理慢"
+
+
+async def test_status_past_the_promised_time_says_so_and_offers_a_person(action_server_url, backends_url):
+    conversation = sender()
+    promised = (now() - dt.timedelta(days=3)).isoformat(timespec="seconds")
+    body = {"kind": "complaint", "category": "服务态度", "description": "抄表员态度差",
+            "severity": "normal", "contact_phone": "13912345678", "account_number": None,
+            "address": None, "area": None, "conversation_id": conversation,
+            "promised_by": promised}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{backends_url}/tickets/tickets", json=body) as response:
+            assert response.status == 201, await response.text()
+            ticket = await response.json()
+    result = await start(action_server_url, conversation, f"{ticket['ticket_id']}进度怎么样")
+    reply = texts(result)[0]
+    assert ticket["status"] == "received"  # a new ticket waits for its first contact
+    assert "已超时" in reply and "95598" in reply
+    assert [b["payload"] for b in result["responses"][0]["buttons"]] == ["/request_human"]
+
+    fresh = await file_complaint(action_server_url, conversation, "营业厅空调坏了没人修", "其他")
+    result = await start(action_server_url, conversation, f"{fresh}进度怎么样")
+    assert "已超时" not in texts(result)[0]

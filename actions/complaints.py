@@ -253,9 +253,9 @@ def grade_complaint(text: str, category: Optional[str] = None) -> ComplaintGrade
 def category_from_text(text: Optional[str]) -> Optional[str]:
     """The one category the text clearly names (a button title, or exactly one keyword match)."""
     plain = normalize(text)
-    for name in CATEGORIES:
-        if plain == name:
-            return name
+    named = [name for name in CATEGORIES if name in plain]
+    if len(named) == 1 and len(plain) <= len(named[0]) + 6:  # a button, or "选服务态度吧"
+        return named[0]
     hits = [name for name, pattern in _CATEGORY_PATTERNS.items() if pattern.search(plain)]
     return hits[0] if len(hits) == 1 else None
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from integrations.masking import mask_phone
+
 _MOBILE = re.compile(r"1[3-9]\d{9}")
 
 
@@ -29,9 +31,5 @@ def normalise_phone(raw: object) -> str | None:
 
 
 def mask(phone: str) -> str:
-    """The phone number masked to its last 4 digits, for logs (``integrations.masking``)."""
-    try:
-        from integrations.masking import mask_phone
-    except ImportError:  # the shared module is being written in parallel; same rule meanwhile
-        return "*" * max(len(phone) - 4, 0) + phone[-4:]
+    """The phone number masked to its last 4 digits, for logs."""
     return mask_phone(phone)

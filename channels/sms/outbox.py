@@ -44,7 +44,8 @@ FINAL = {"delivered", "undelivered", "failed", "suppressed"}
 
 # Send classes: replies answer the customer's own message (no quiet hours, opt-out does not
 # apply, "reply" budget); proactive are notifications; system are the opt-out/opt-in
-# confirmations, which must reach the customer exactly once whatever the state.
+# confirmations, which go whatever the opt-out state (they share the "reply" budget, so toggling
+# TD/订阅 in a loop cannot make us send without limit; a held confirmation waits, it is not lost).
 REPLY, PROACTIVE, SYSTEM = "reply", "proactive", "system"
 
 
@@ -76,7 +77,7 @@ class Outbox:
 
     def __init__(self, redis, sender: SmsSender, quiet: QuietHours, limiter: RateLimiter,
                  optouts: OptOutStore, max_attempts: int = 5,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, queue_key: str = QUEUE_KEY) -> None:
         self.redis = redis
         self.sender = sender
         self.quiet = quiet
@@ -84,6 +85,7 @@ class Outbox:
         self.optouts = optouts
         self.max_attempts = max_attempts
         self.clock = clock
+        self.queue_key = queue_key
 
     @property
     def provider(self) -> str:
@@ -115,13 +117,13 @@ class Outbox:
 
     async def _defer(self, msg: dict[str, str], when: float, reason: str) -> None:
         await self._update(msg["id"], state="queued", not_before=when, waiting_for=reason)
-        await self.redis.zadd(QUEUE_KEY, {msg["id"]: when})
+        await self.redis.zadd(self.queue_key, {msg["id"]: when})
         log.info("sms %s to %s queued until %s: %s", msg["id"], mask(msg["phone"]),
                  time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)), reason)
 
     async def _finish(self, msg: dict[str, str], state: str, **fields: Any) -> None:
         await self._update(msg["id"], state=state, **fields)
-        await self.redis.zrem(QUEUE_KEY, msg["id"])
+        await self.redis.zrem(self.queue_key, msg["id"])
 
     async def process(self, msg_id: str) -> str:
         """Apply the rules to one queued message and attempt it; returns its new state."""
@@ -143,13 +145,13 @@ class Outbox:
             await self._defer(msg, self.quiet.next_allowed(now), "quiet hours")
             metrics.HELD.labels("quiet_hours").inc()
             return "queued"
-        if send_class in (REPLY, PROACTIVE):
-            decision = await self.limiter.take(send_class, phone, now)
-            if not decision.allowed:
-                await self._defer(msg, now + decision.retry_after,
-                                  f"{send_class} rate limit for this number reached")
-                metrics.HELD.labels("rate_limit").inc()
-                return "queued"
+        budget = "proactive" if send_class == PROACTIVE else "reply"
+        decision = await self.limiter.take(budget, phone, now)
+        if not decision.allowed:
+            await self._defer(msg, now + decision.retry_after,
+                              f"{budget} rate limit for this number reached")
+            metrics.HELD.labels("rate_limit").inc()
+            return "queued"
         attempts = int(msg.get("attempts", 0)) + 1
         result = await self.sender.send(SmsRequest(
             phone, msg["template_id"], json.loads(msg["params"]), out_id=msg_id))
@@ -188,16 +190,16 @@ class Outbox:
     async def run_due(self, limit: int = 100) -> int:
         """Attempt the messages whose time has come; returns how many this instance took."""
         now = self.clock()
-        ids = await self.redis.zrangebyscore(QUEUE_KEY, "-inf", now, start=0, num=limit)
+        ids = await self.redis.zrangebyscore(self.queue_key, "-inf", now, start=0, num=limit)
         taken = 0
         for msg_id in ids:
-            if await self.redis.zrem(QUEUE_KEY, msg_id):  # only one instance wins each message
+            if await self.redis.zrem(self.queue_key, msg_id):  # only one instance wins each message
                 taken += 1
                 try:
                     await self.process(msg_id)
                 except Exception:  # noqa: BLE001 - one bad message must not stop the queue
                     log.exception("sms %s: processing failed; retried in a minute", msg_id)
-                    await self.redis.zadd(QUEUE_KEY, {msg_id: now + 60})
+                    await self.redis.zadd(self.queue_key, {msg_id: now + 60})
         return taken
 
     async def run_forever(self, interval: float = 1.0) -> None:

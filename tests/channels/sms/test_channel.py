@@ -7,6 +7,7 @@ test_e2e_sms.py (marker e2e). Redis is the session's real server, shared by two 
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -295,8 +296,13 @@ async def test_provider_throttling_is_retried_not_dropped(make_gateway, phone):
     (msg_id,) = [m for m in await outbox.redis.zrange("pd:sms:outbox", 0, -1)
                  if (await outbox.get(m)).get("phone") == phone]
     await outbox.redis.zadd("pd:sms:outbox", {msg_id: 0})  # its time has come
-    await outbox.run_due()
+    await outbox.run_due()  # this pass or the instance's own worker (every second) sends it
+    for _ in range(50):
+        if (await outbox.get(msg_id))["state"] == "sent":
+            break
+        await asyncio.sleep(0.1)
     assert gw.texts(phone) == ["收到：你好"]
+    assert (await outbox.get(msg_id))["attempts"] == "2"
 
 
 async def test_disabled_channel_answers_503_and_gateway_runs(redis_url, rasa, monkeypatch):

@@ -504,10 +504,25 @@ class ActionTakeNumber(BackendAction):
             dispatcher.utter_message(text="抱歉，营业厅或业务类型没有确认成功，请重新告诉我“取号”。")
             return reset
         hall = halls[0]
+        holder = conversation_id(tracker)
+        waiting = [
+            t for t in await services.queue.tickets_of(holder)
+            if t.hall_id == hall.hall_id and t.business_type == bt.code and t.status in ("waiting", "serving")
+        ]
+        if waiting:
+            text = describe_ticket(waiting[0], hall.name, bt.name)
+            dispatcher.utter_message(text=f"您已经在{hall.name}取过{bt.name}的号了，无需重复取号。\n{text}")
+            return reset
         try:
-            ticket = await services.queue.take_ticket(hall.hall_id, bt.code, conversation_id(tracker))
+            ticket = await services.queue.take_ticket(hall.hall_id, bt.code, holder)
         except BackendRejected as exc:
             logger.info("take_ticket rejected at %s: %s %s", hall.hall_id, exc.code, exc.message)
+            if exc.code == "too_many_tickets":
+                dispatcher.utter_message(
+                    text="抱歉，您今天在线取号的次数已达上限。如需继续办理，请到营业厅现场取号，"
+                    "或通过网上国网App在线办理。"
+                )
+                return reset
             if exc.code != "hall_closed":
                 dispatcher.utter_message(
                     text=f"抱歉，{hall.name}暂时无法为{bt.name}业务取号，请换一个营业厅或业务再试。",

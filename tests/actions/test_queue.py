@@ -328,3 +328,18 @@ async def test_business_type_the_hall_does_not_handle_is_refused(action_server_u
     )
     assert slot_events(result)["business_type"] is None
     assert f"{hall['name']}不办理{name}业务" in texts(result)[0]
+
+
+async def test_taking_the_same_number_twice_keeps_one_ticket(action_server_url, backends_url):
+    hall = await open_hall(backends_url)
+    types = await business_types(backends_url)
+    name = types[hall["business_types"][0]]["name"]
+    conversation = sender()
+    slots = {"hall": hall["name"], "business_type": name}
+    first = await run_action(action_server_url, "action_take_number", sender_id=conversation,
+                             slots=slots, latest_message=user_message("取号", "take_number"))
+    second = await run_action(action_server_url, "action_take_number", sender_id=conversation,
+                              slots=slots, latest_message=user_message("再取一个", "take_number"))
+    (ticket,) = (await get(backends_url, "/tickets", holder=conversation))["tickets"]
+    assert ticket["ticket_number"] in texts(first)[0]
+    assert "无需重复取号" in texts(second)[0] and ticket["ticket_number"] in texts(second)[0]

@@ -40,6 +40,7 @@ QUEUE_KEY = "pd:sms:outbox"
 MSG_TTL = 7 * 86400
 REPORT_TTL = 3 * 86400
 MAX_AGE = 86400          # a message still not sent after a day is given up (recorded)
+STALE_REPLY = 600        # a reply still waiting after 10 minutes respects quiet hours
 FINAL = {"delivered", "undelivered", "failed", "suppressed"}
 
 # Send classes: replies answer the customer's own message (no quiet hours, opt-out does not
@@ -141,7 +142,11 @@ class Outbox:
             metrics.HELD.labels("suppressed_optout").inc()
             log.info("sms %s to %s suppressed: number opted out", msg_id, mask(phone))
             return "suppressed"
-        if send_class == PROACTIVE and msg.get("urgent") != "1" and self.quiet.is_quiet(now):
+        # A reply held back for a while (rate limit, provider trouble) is no longer part of a
+        # live exchange: at night it waits for the morning like a notification.
+        stale_reply = send_class != PROACTIVE and now - float(msg["created_at"]) > STALE_REPLY
+        if (send_class == PROACTIVE or stale_reply) and msg.get("urgent") != "1" \
+                and self.quiet.is_quiet(now):
             await self._defer(msg, self.quiet.next_allowed(now), "quiet hours")
             metrics.HELD.labels("quiet_hours").inc()
             return "queued"

@@ -250,3 +250,22 @@ async def test_segments_are_recorded(redis, aliyun_fake, phone):
         assert int(await redis.get(key)) - before == 2
     finally:
         await outbox.sender.close()
+
+
+async def test_reply_held_into_the_night_waits_for_morning(redis, aliyun_fake, phone):
+    evening = datetime(2026, 11, 23, 20, 50, 30, tzinfo=SH).timestamp()
+    clock = Clock(evening)
+    outbox = make_outbox(redis, aliyun_fake, clock, {**LIMITS, "reply": (RateLimit(1, 3600),)})
+    try:
+        await outbox.submit(phone, renderer().text_messages("好的")[0], REPLY)
+        held = await outbox.submit(phone, renderer().text_messages("还有")[0], REPLY)
+        assert (await outbox.get(held))["state"] == "queued"  # reply budget
+        clock.now = datetime(2026, 11, 23, 21, 1, 0, tzinfo=SH).timestamp()
+        await outbox.run_due()
+        state = await outbox.get(held)
+        assert state["state"] == "queued" and state["waiting_for"] == "quiet hours"
+        clock.now = datetime(2026, 11, 24, 8, 0, 1, tzinfo=SH).timestamp()
+        await outbox.run_due()
+        assert (await outbox.get(held))["state"] == "sent"
+    finally:
+        await outbox.sender.close()

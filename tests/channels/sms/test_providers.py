@@ -176,3 +176,48 @@ async def test_invalid_number_never_reaches_the_provider(aliyun_fake):
         await sender.close()
     assert (result.outcome, result.code) == (Outcome.PERMANENT, "invalid_phone")
     assert aliyun_fake.requests == []
+
+
+async def test_aliyun_fake_refuses_a_replayed_request(aliyun_fake, phone):
+    sender = aliyun(aliyun_fake)
+    body = sender.signed_params("SendSms", {"PhoneNumbers": phone, "SignName": SIGN,
+                                            "TemplateCode": "SMS_900000002", "TemplateParam": "{}"})
+    try:
+        statuses = []
+        for _ in range(2):
+            async with sender.session().post(f"{aliyun_fake.url}/", data=body) as response:
+                statuses.append((response.status, (await response.json())["Code"]))
+    finally:
+        await sender.close()
+    assert statuses == [(200, "OK"), (400, "SignatureNonceUsed")]
+    assert len(aliyun_fake.sent) == 1
+
+
+async def test_aliyun_tampered_parameter_breaks_the_signature(aliyun_fake, phone):
+    sender = aliyun(aliyun_fake)
+    body = sender.signed_params("SendSms", {"PhoneNumbers": phone, "SignName": SIGN,
+                                            "TemplateCode": "SMS_900000002", "TemplateParam": "{}"})
+    body["PhoneNumbers"] = "13900000000"
+    try:
+        async with sender.session().post(f"{aliyun_fake.url}/", data=body) as response:
+            answer = (response.status, (await response.json())["Code"])
+    finally:
+        await sender.close()
+    assert answer == (400, "SignatureDoesNotMatch") and aliyun_fake.sent == []
+
+
+async def test_tencent_stale_timestamp_is_refused(tencent_fake, phone):
+    import json
+    import time
+
+    sender = tencent(tencent_fake)
+    payload = json.dumps({"PhoneNumberSet": [f"+86{phone}"], "SmsSdkAppId": tencent_fake.sdk_app_id,
+                          "SignName": SIGN, "TemplateId": "900002", "TemplateParamSet": []})
+    try:
+        headers = sender.signed_headers(payload, timestamp=int(time.time()) - 3600)
+        async with sender.session().post(f"{tencent_fake.url}/", data=payload.encode(),
+                                         headers=headers) as response:
+            error = (await response.json())["Response"]["Error"]["Code"]
+    finally:
+        await sender.close()
+    assert error == "AuthFailure.SignatureExpire" and tencent_fake.sent == []

@@ -45,13 +45,15 @@ async def _router_context(app: web.Application) -> AsyncIterator[None]:
                       config.rasa_connect_timeout_seconds, config.rasa_max_connections)
     await rasa.start()
     app[RASA_KEY] = rasa
-    app[ROUTER_KEY] = ConversationRouter(
+    router = ConversationRouter(
         rasa, app[REDIS_KEY], max_message_chars=config.max_message_chars,
         lock_wait_seconds=config.lock_wait_seconds, lock_ttl_seconds=config.lock_ttl_seconds)
+    app[ROUTER_KEY] = router
     log.info("gateway routing to Rasa at %s", config.rasa_url)
     try:
         yield
     finally:
+        await router.close()
         await rasa.close()
 
 

@@ -84,6 +84,12 @@ class ConversationRouter:
         self._lock_wait = lock_wait_seconds
         self._lock_ttl = lock_ttl_seconds
         self._local: dict[str, list[Any]] = {}  # conversation id -> [asyncio.Lock, users]
+        self._releasing: set[asyncio.Task] = set()
+
+    async def close(self) -> None:
+        """Wait for conversation locks still being released (call before closing Redis)."""
+        if self._releasing:
+            await asyncio.gather(*list(self._releasing), return_exceptions=True)
 
     async def handle(self, message: Message) -> list[Reply]:
         """Answer one customer message; never raises (except cancellation)."""
@@ -136,10 +142,15 @@ class ConversationRouter:
 
     @contextlib.asynccontextmanager
     async def _turn(self, conversation_id: str) -> AsyncIterator[None]:
-        """Hold the conversation's turn: FIFO inside this process, exclusive across processes."""
+        """Hold the conversation's turn: FIFO inside this process, exclusive across processes.
+
+        The Redis lock is released off the reply's critical path (a background task); the local
+        lock is only freed after that, so the conversation's next message still waits for it.
+        """
         started = time.perf_counter()
         entry = self._local.setdefault(conversation_id, [asyncio.Lock(), 0])
         entry[1] += 1
+        handed_off = False
         try:
             try:
                 await asyncio.wait_for(entry[0].acquire(), self._lock_wait)
@@ -148,19 +159,38 @@ class ConversationRouter:
             try:
                 remaining = max(0.0, self._lock_wait - (time.perf_counter() - started))
                 lock = await self._acquire_shared(conversation_id, remaining)
-                metrics.LOCK_WAIT.observe(time.perf_counter() - started)
-                try:
-                    yield
-                finally:
-                    if lock is not None:
-                        with contextlib.suppress(LockError, RedisError):
-                            await lock.release()
-            finally:
+            except BaseException:
                 entry[0].release()
+                raise
+            metrics.LOCK_WAIT.observe(time.perf_counter() - started)
+            try:
+                yield
+            finally:
+                if lock is None:
+                    entry[0].release()
+                else:
+                    handed_off = True
+                    task = asyncio.create_task(self._release(lock, entry, conversation_id))
+                    self._releasing.add(task)
+                    task.add_done_callback(self._releasing.discard)
         finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                self._local.pop(conversation_id, None)
+            if not handed_off:
+                self._forget(entry, conversation_id)
+
+    async def _release(self, lock: Any, entry: list[Any], conversation_id: str) -> None:
+        try:
+            await lock.release()
+        except (LockError, RedisError) as exc:
+            # Expired (held longer than its TTL) or Redis gone: the lock frees itself anyway.
+            log.warning("conversation lock release failed (%s)", type(exc).__name__)
+        finally:
+            entry[0].release()
+            self._forget(entry, conversation_id)
+
+    def _forget(self, entry: list[Any], conversation_id: str) -> None:
+        entry[1] -= 1
+        if entry[1] == 0 and self._local.get(conversation_id) is entry:
+            del self._local[conversation_id]
 
     async def _acquire_shared(self, conversation_id: str, wait: float) -> Any:
         """The Redis lock of the conversation, or None when Redis itself failed (degraded)."""

@@ -98,3 +98,33 @@ class FakeRasaRest:
         finally:
             self._parallel -= 1
             self._busy.discard(sender)
+
+
+def main() -> None:
+    """``python -m tests.channels.rasa_fake --port N``: serve the fake until interrupted
+    (the web-chat benchmark's ``--fake-rasa`` mode runs it as its own process)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="FAKE of Rasa's REST channel contract")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="fixed answer delay")
+    args = parser.parse_args()
+
+    fake = FakeRasaRest()
+
+    async def answer(request: web.Request) -> web.Response:
+        body = await request.json()
+        if args.delay_ms:
+            await asyncio.sleep(args.delay_ms / 1000)
+        sender = body["sender"]
+        return web.json_response([{"recipient_id": sender, **a}
+                                  for a in fake.answer_for(body.get("message", ""))])
+
+    app = web.Application()
+    app.router.add_post("/webhooks/rest/webhook", answer)
+    app.router.add_get("/", fake._root)
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -23,6 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,7 +121,7 @@ class Outbox:
         await self._update(msg["id"], state="queued", not_before=when, waiting_for=reason)
         await self.redis.zadd(self.queue_key, {msg["id"]: when})
         log.info("sms %s to %s queued until %s: %s", msg["id"], mask(msg["phone"]),
-                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)), reason)
+                 datetime.fromtimestamp(when, self.quiet.tz).strftime("%Y-%m-%d %H:%M:%S"), reason)
 
     async def _finish(self, msg: dict[str, str], state: str, **fields: Any) -> None:
         await self._update(msg["id"], state=state, **fields)
@@ -168,7 +169,7 @@ class Outbox:
             await self._finish(msg, "sent", provider_id=result.provider_id, sent_at=now)
             metrics.SEGMENTS.labels(self.provider, msg["kind"]).inc(int(msg.get("segments") or 1))
             await self.redis.incrby(
-                f"pd:sms:segments:{time.strftime('%Y%m%d', time.localtime(now))}",
+                f"pd:sms:segments:{datetime.fromtimestamp(now, self.quiet.tz):%Y%m%d}",
                 int(msg.get("segments") or 1))
             if result.provider_id:
                 pid = _pid_key(self.provider, result.provider_id, phone)

@@ -239,7 +239,7 @@ async def test_report_arriving_before_send_result_is_applied_on_send(redis, tenc
 async def test_segments_are_recorded(redis, aliyun_fake, phone):
     outbox = make_outbox(redis, aliyun_fake, Clock(NOON))
     try:
-        key = "pd:sms:segments:" + datetime.fromtimestamp(NOON).strftime("%Y%m%d")
+        key = "pd:sms:segments:20261123"  # the local (Asia/Shanghai) day of NOON
         before = int(await redis.get(key) or 0)
         long_notice = renderer().of_kind("outage_notice", {
             "area": "玄武区孝陵卫街道钟灵街社区、中山门大街沿线及周边小区", "start": "11月25日08:00",

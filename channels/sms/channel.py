@@ -115,3 +115,12 @@ class SmsChannel:
             return None
         return await self.outbox.submit(phone, sms, PROACTIVE, urgent=urgent,
                                         conversation_id=f"sms:{phone}")
+
+    async def notify_many(self, phones: list[str], kind: str, params: dict[str, Any],
+                          urgent: bool = False) -> list[str]:
+        """The same notification to many numbers (outage notices): opt-out, quiet hours and the
+        proactive budget per number; those allowed now go out in provider batches."""
+        sms = self.renderer.of_kind(kind, params)
+        if sms is None:
+            return []
+        return await self.outbox.submit_many(phones, sms, PROACTIVE, urgent=urgent)

@@ -30,7 +30,7 @@ from typing import Any
 from channels.sms import metrics
 from channels.sms.optout import OptOutStore
 from channels.sms.phones import mask
-from channels.sms.providers.base import Outcome, SmsRequest, SmsSender
+from channels.sms.providers.base import Outcome, SendResult, SmsRequest, SmsSender
 from channels.sms.quiet_hours import QuietHours
 from channels.sms.ratelimit import RateLimiter
 from channels.sms.templates import OutgoingSms
@@ -132,8 +132,46 @@ class Outbox:
         msg = await self.get(msg_id)
         if not msg or msg.get("state") != "queued":
             return msg.get("state", "")
+        held = await self._gate(msg)
+        if held:
+            return held
+        (result,) = await self.sender.send_many([self._request(msg)])
+        return await self._record(msg, result)
+
+    async def submit_many(self, phones: list[str], sms: OutgoingSms,
+                          send_class: str = PROACTIVE, urgent: bool = False) -> list[str]:
+        """One SMS to many numbers (a broadcast): every number gets its own message and rules;
+        those allowed now go out together (Aliyun SendBatchSms, Tencent one SendSms for up to
+        200 numbers). Returns the message ids in the order of ``phones``."""
         now = self.clock()
-        phone, send_class = msg["phone"], msg["class"]
+        ids, ready = [], []
+        for phone in phones:
+            msg_id = uuid.uuid4().hex
+            msg = {"id": msg_id, "phone": phone, "kind": sms.kind, "template_id": sms.template_id,
+                   "params": json.dumps(sms.params, ensure_ascii=False), "text": sms.text,
+                   "segments": str(sms.segments), "class": send_class, "urgent": str(int(urgent)),
+                   "conversation_id": f"sms:{phone}", "state": "queued", "attempts": "0",
+                   "created_at": str(now), "updated_at": str(now)}
+            await self.redis.hset(_msg_key(msg_id), mapping=msg)
+            await self.redis.expire(_msg_key(msg_id), MSG_TTL)
+            ids.append(msg_id)
+            if not await self._gate(msg):
+                ready.append(msg)
+        if ready:
+            results = await self.sender.send_many([self._request(m) for m in ready])
+            for msg, result in zip(ready, results):
+                await self._record(msg, result)
+        return ids
+
+    @staticmethod
+    def _request(msg: dict[str, str]) -> SmsRequest:
+        return SmsRequest(msg["phone"], msg["template_id"], json.loads(msg["params"]),
+                          out_id=msg["id"])
+
+    async def _gate(self, msg: dict[str, str]) -> str | None:
+        """The rules before an attempt: None when the message may go now, else its new state."""
+        msg_id, phone, send_class = msg["id"], msg["phone"], msg["class"]
+        now = self.clock()
         if now - float(msg["created_at"]) > MAX_AGE:
             await self._finish(msg, "failed", error_code="expired")
             log.warning("sms %s to %s given up after a day in the queue", msg_id, mask(phone))
@@ -158,9 +196,13 @@ class Outbox:
                               f"{budget} rate limit for this number reached")
             metrics.HELD.labels("rate_limit").inc()
             return "queued"
+        return None
+
+    async def _record(self, msg: dict[str, str], result: SendResult) -> str:
+        """Apply the provider's answer to one attempt; returns the message's new state."""
+        msg_id, phone = msg["id"], msg["phone"]
+        now = self.clock()
         attempts = int(msg.get("attempts", 0)) + 1
-        result = await self.sender.send(SmsRequest(
-            phone, msg["template_id"], json.loads(msg["params"]), out_id=msg_id))
         # Flow control is not a failure: only transient errors use up the retry budget.
         failures = int(msg.get("failures", 0)) + (result.outcome is Outcome.RETRY)
         await self._update(msg_id, attempts=attempts, failures=failures, last_code=result.code)

@@ -65,6 +65,7 @@ class FakeTencentSms:
         self._request_errors: deque[str] = deque()
         self._number_codes: deque[str] = deque()
         self.next_serials: deque[str] = deque()  # tests may fix the SerialNo of the next sends
+        self.calls = 0
         self._server: TestServer | None = None
 
     def fail_next(self, code: str, times: int = 1) -> None:
@@ -101,6 +102,7 @@ class FakeTencentSms:
                                                "RequestId": str(uuid.uuid4())}})
 
     async def _handle(self, request: web.Request) -> web.Response:
+        self.calls += 1
         body = await request.read()
         match = AUTH.fullmatch(request.headers.get("Authorization", ""))
         if not match:

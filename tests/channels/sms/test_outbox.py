@@ -2,6 +2,7 @@
 by two instances, retries by error code, delivery reports in any order."""
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
@@ -267,5 +268,47 @@ async def test_reply_held_into_the_night_waits_for_morning(redis, aliyun_fake, p
         clock.now = datetime(2026, 11, 24, 8, 0, 1, tzinfo=SH).timestamp()
         await outbox.run_due()
         assert (await outbox.get(held))["state"] == "sent"
+    finally:
+        await outbox.sender.close()
+
+
+async def test_broadcast_applies_rules_per_number_and_batches_the_rest(redis, aliyun_fake):
+    outbox = make_outbox(redis, aliyun_fake, Clock(NOON))
+    base = random.randrange(10**8)
+    opted, limited, c, d = (f"135{base + i:08d}" for i in range(4))
+    try:
+        await OptOutStore(redis).opt_out(opted)
+        await outbox.submit(limited, outage(), PROACTIVE)  # used its 1/min budget
+        before = len(aliyun_fake.sent)
+        ids = await outbox.submit_many([opted, limited, c, d], outage(), PROACTIVE)
+        states = [(await outbox.get(i))["state"] for i in ids]
+        assert states == ["suppressed", "queued", "sent", "sent"]
+        batch = aliyun_fake.sent[before:]
+        assert [s["phone"] for s in batch] == [c, d]
+        assert {s["action"] for s in batch} == {"SendBatchSms"} and len({s["biz_id"] for s in batch}) == 1
+        # The batch's delivery reports (one BizId, one report per number) land on each message.
+        for item in report_items(batch, report_time="2026-11-23 12:01:00"):
+            report = DeliveryReport(item["biz_id"], item["phone_number"], True, "DELIVERED",
+                                    item["report_time"])
+            assert await outbox.record_report(report) == "applied"
+        assert [(await outbox.get(i))["state"] for i in ids[2:]] == ["delivered", "delivered"]
+    finally:
+        await OptOutStore(redis).opt_in(opted)
+        await outbox.sender.close()
+
+
+async def test_broadcast_by_tencent_is_one_request_for_shared_parameters(redis, tencent_fake):
+    outbox = make_outbox(redis, tencent_fake, Clock(NOON), provider="tencent")
+    base = random.randrange(10**8)
+    phones = [f"136{base + i:08d}" for i in range(3)]
+    tencent_fake.number_code_next("Ok")
+    tencent_fake.number_code_next("FailedOperation.PhoneNumberInBlacklist")
+    try:
+        ids = await outbox.submit_many(phones, outage("tencent"), PROACTIVE)
+        states = [await outbox.get(i) for i in ids]
+        assert [s["state"] for s in states] == ["sent", "failed", "sent"]
+        assert states[1]["error_code"] == "FailedOperation.PhoneNumberInBlacklist"
+        assert len({s["provider_id"] for s in states if s["state"] == "sent"}) == 2
+        assert tencent_fake.calls == 1
     finally:
         await outbox.sender.close()

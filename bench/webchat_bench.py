@@ -56,6 +56,8 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
     errors: int = 0
+    cpu_ms_per_message: float | None = None          # gateway process
+    client_cpu_ms_per_message: float | None = None   # this benchmark's own clients
 
     @property
     def rate(self) -> float:
@@ -106,7 +108,7 @@ async def gateway_conversation(gateway_url: str, script: list[str], counts: list
 
 
 async def measure(rasa_url: str, gateway_url: str, conversations: int, script: list[str],
-                  rounds: int) -> tuple[Run, Run]:
+                  rounds: int, gateway_pid: int | None = None) -> tuple[Run, Run]:
     """Direct then gateway, ``rounds`` times (fresh conversations each time); the last round of
     each is reported, earlier ones warm up both paths."""
     counts = [0] * len(script)
@@ -123,11 +125,26 @@ async def measure(rasa_url: str, gateway_url: str, conversations: int, script: l
             direct.seconds = time.perf_counter() - started
 
             gateway = Run("through the gateway (socket.io)")
+            cpu_before = (cpu_seconds(gateway_pid) if gateway_pid else 0.0, time.process_time())
             started = time.perf_counter()
             await asyncio.gather(*(gateway_conversation(gateway_url, script, counts, gateway)
                                    for _ in range(conversations)))
             gateway.seconds = time.perf_counter() - started
+            if gateway_pid:
+                gateway.cpu_ms_per_message = (1000 * (cpu_seconds(gateway_pid) - cpu_before[0])
+                                              / max(1, len(gateway.latencies)))
+            gateway.client_cpu_ms_per_message = (1000 * (time.process_time() - cpu_before[1])
+                                                 / max(1, len(gateway.latencies)))
     return direct, gateway
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def rss_mb(pid: int) -> float:
@@ -164,13 +181,14 @@ def report(direct: Run, gateway: Run, conversations: int, messages: int, notes: 
               f"   (target >= 90 %)")
     print(f"{'added latency p50 / p99':34}{gateway.pct(0.5) - direct.pct(0.5):+10.1f} ms"
           f"{gateway.pct(0.99) - direct.pct(0.99):+10.1f} ms   (target p99 <= +10 ms)")
+    if gateway.cpu_ms_per_message is not None:
+        print(f"gateway CPU per message: {gateway.cpu_ms_per_message:.2f} ms; benchmark clients' "
+              f"CPU per message: {gateway.client_cpu_ms_per_message:.2f} ms")
     for note in notes:
         print(note)
 
 
 async def run_fake(args) -> None:
-    import subprocess
-
     from channels.embedded_redis import EmbeddedRedis
 
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as redis:
@@ -183,16 +201,15 @@ async def run_fake(args) -> None:
         try:
             stack.wait_http(fake, rasa_url + "/", timeout=30)
             gateway_url = stack.start_gateway("127.0.0.1", free_port(), redis.url, rasa_url)
-            direct, gateway = await measure(rasa_url, gateway_url, args.conversations,
-                                            SCRIPT[: args.messages], args.rounds)
             gateway_pid = next(p.popen.pid for p in stack.processes if p.name == "gateway")
+            direct, gateway = await measure(rasa_url, gateway_url, args.conversations,
+                                            SCRIPT[: args.messages], args.rounds, gateway_pid)
             report(direct, gateway, args.conversations, args.messages, [
                 "Rasa here is a loopback FAKE of its REST contract (tests/channels/rasa_fake.py), "
                 f"answering after {args.fake_delay_ms} ms: these figures isolate the gateway's own cost.",
                 f"gateway RSS: {rss_mb(gateway_pid):.0f} MiB"])
         finally:
             stack.stop()
-            del subprocess
 
 
 async def run_stack(args) -> None:
@@ -214,9 +231,9 @@ async def run_stack(args) -> None:
             rasa_url = stack.start_rasa(free_port(), model, redis_url, actions_url)
             rasa_start = time.monotonic() - started
             gateway_url = stack.start_gateway("127.0.0.1", free_port(), redis_url, rasa_url)
-            direct, gateway = await measure(rasa_url, gateway_url, args.conversations,
-                                            SCRIPT[: args.messages], args.rounds)
             pids = {p.name: p.popen.pid for p in stack.processes}
+            direct, gateway = await measure(rasa_url, gateway_url, args.conversations,
+                                            SCRIPT[: args.messages], args.rounds, pids["gateway"])
             report(direct, gateway, args.conversations, args.messages, [
                 f"model: {model.name}; train time: {train_seconds(model)}",
                 f"Rasa start-up incl. model load: {rasa_start:.1f} s",

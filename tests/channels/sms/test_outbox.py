@@ -19,7 +19,6 @@ from channels.sms.ratelimit import RateLimiter
 from channels.sms.templates import SmsRenderer, TemplateBook
 from tests.channels.sms.conftest import SIGN, TEMPLATES, Clock
 from tests.fakes.aliyun_sms import report_items
-from tests.fakes.tencent_sms import report_items as tencent_report_items
 
 SH = ZoneInfo("Asia/Shanghai")
 NOON = datetime(2026, 11, 23, 12, 0, 30, tzinfo=SH).timestamp()

@@ -81,6 +81,8 @@ class SmsChannel:
         if options:
             await self.redis.set(_options_key(phone), json.dumps(options, ensure_ascii=False),
                                  ex=self.config.options_ttl_seconds)
+        else:  # "1" must never pick an option of an older question
+            await self.redis.delete(_options_key(phone))
         for sms in messages:
             await self.outbox.submit(phone, sms, REPLY, conversation_id=conversation_id)
 

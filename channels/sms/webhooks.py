@@ -60,6 +60,7 @@ class SmsWebhooks:
         self.outbox = outbox
         self.on_message = on_message
         self.tasks: set[asyncio.Task] = set()
+        self._tails: dict[str, asyncio.Task] = {}
         self._tz = ZoneInfo(config.timezone)
 
     # -- shared checks -------------------------------------------------------------------------
@@ -101,16 +102,33 @@ class SmsWebhooks:
                                          ex=DEDUPE_TTL))
 
     def _spawn(self, inbound: list[tuple[str, str, dict[str, Any]]]) -> None:
-        async def run() -> None:
-            for phone, text, meta in inbound:  # in the provider's order, one after the other
-                try:
-                    await self.on_message(phone, text, meta)
-                except Exception:  # noqa: BLE001 - one message must not stop the others
-                    log.exception("sms inbound from %s failed", mask(phone))
+        """Handle the messages in the background, in order per number: a number's messages
+        wait for its earlier ones still running on this instance (the router's Redis lock then
+        serialises the turns across instances)."""
+        by_phone: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+        for item in inbound:
+            by_phone.setdefault(item[0], []).append(item)
+        for phone, items in by_phone.items():
+            previous = self._tails.get(phone)
 
-        task = asyncio.create_task(run())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+            async def run(items=items, previous=previous) -> None:
+                if previous is not None:
+                    await asyncio.gather(previous, return_exceptions=True)
+                for number, text, meta in items:
+                    try:
+                        await self.on_message(number, text, meta)
+                    except Exception:  # noqa: BLE001 - one message must not stop the others
+                        log.exception("sms inbound from %s failed", mask(number))
+
+            task = asyncio.create_task(run())
+            self._tails[phone] = task
+            self.tasks.add(task)
+            task.add_done_callback(lambda t, phone=phone: self._done(phone, t))
+
+    def _done(self, phone: str, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if self._tails.get(phone) is task:
+            del self._tails[phone]
 
     async def drain(self) -> None:
         """Wait for the background conversations (shutdown, tests)."""

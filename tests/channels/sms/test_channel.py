@@ -159,6 +159,12 @@ async def test_buttons_become_numbered_options_and_a_digit_selects(make_gateway,
     await gw.post("/sms/aliyun/up", [up_item(phone, "1", 2003)])
     await gw.settle()
     assert gw.rasa.received[f"sms:{phone}"][-1] == "1"
+    # A newer answer without options forgets the older question's options.
+    await gw.post("/sms/aliyun/up", [up_item(phone, "/query_bill", 2004)])
+    await gw.post("/sms/aliyun/up", [up_item(phone, "谢谢", 2005)])
+    await gw.post("/sms/aliyun/up", [up_item(phone, "1", 2006)])
+    await gw.settle()
+    assert gw.rasa.received[f"sms:{phone}"][-3:] == ["/query_bill", "谢谢", "1"]
 
 
 async def test_long_answer_is_split_at_the_variable_limit_and_summarised(make_gateway, phone):

@@ -57,6 +57,12 @@ class SmsRuntime:
 
         cfg = self.config
         book = TemplateBook.load(cfg.templates_file)
+        unmapped = [kind for kind in ("generic_reply", "fallback", "optout_confirm",
+                                      "optin_confirm") if book.get(kind, cfg.provider) is None]
+        if unmapped:
+            log.warning("sms: no %s template id in %s for %s: those SMS cannot be sent until "
+                        "their approved ids are filled in", ", ".join(unmapped),
+                        cfg.templates_file, cfg.provider)
         redis, own_redis = _text_redis(_gateway_redis(app))
         sender = sender_from_config(cfg)
         self.outbox = Outbox(

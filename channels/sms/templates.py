@@ -235,7 +235,11 @@ class SmsRenderer:
             fallback = self.book.get(FALLBACK, self.provider)
             log.warning("sms: no approved generic_reply template at %s; text reply replaced by "
                         "the fallback template (%d characters not sent)", self.provider, len(body))
-            return [self.make(fallback, {})] if fallback else []
+            if fallback is None:
+                log.error("sms: no approved fallback template at %s either; the answer is "
+                          "not sent", self.provider)
+                return []
+            return [self.make(fallback, {})]
         (name,) = generic.params
         return [self.make(generic, {name: part})
                 for part in summarise(body, generic.max_param_length, self.max_parts)]

@@ -390,13 +390,18 @@ class ValidateTakeNumberForm(BackendFormValidationAction):
         return "validate_take_number_form"
 
     async def extract_hall(self, dispatcher, tracker, domain) -> dict[str, Any]:
-        """Accept a hall typed without the NLU finding an entity (e.g. "东山那个")."""
-        if tracker.get_slot("requested_slot") != "hall" or _latest_entities(tracker, "hall"):
+        """Accept a hall typed without the NLU finding an entity (e.g. "东山那个"), also as a
+        change of hall while the business type is being asked."""
+        if tracker.get_slot("requested_slot") not in ("hall", "business_type") or _latest_entities(tracker, "hall"):
             return {}
         text = normalize(tracker.latest_message.get("text"))
         if not text or text.startswith("/"):
             return {}
         found = match_halls(text, await self.services.queue.list_halls())
+        if tracker.get_slot("requested_slot") == "business_type" and (
+            not found or match_business_type(text, await self.services.queue.list_business_types())
+        ):
+            return {}
         return {"hall": found[0].name} if len(found) == 1 else {}
 
     async def extract_business_type(self, dispatcher, tracker, domain) -> dict[str, Any]:
@@ -481,11 +486,17 @@ class ActionAskTakeNumberFormBusinessType(BackendAction):
     async def act(self, dispatcher, tracker, domain, services: Services) -> EventList:
         types = list(await services.queue.list_business_types())
         found = match_halls(tracker.get_slot("hall") or "", await services.queue.list_halls())
-        if len(found) == 1:
-            types = [t for t in types if t.code in found[0].business_types]
+
+        def type_buttons(offered: Iterable[Any]) -> list[dict[str, str]]:
+            return buttons(*((t.name, f'/inform{{"business_type":"{t.name}"}}') for t in offered))
+
+        if len(found) != 1:
+            dispatcher.utter_message(response="utter_ask_take_number_form_business_type", buttons=type_buttons(types))
+            return []
+        hall = found[0]
         dispatcher.utter_message(
-            response="utter_ask_take_number_form_business_type",
-            buttons=buttons(*((t.name, f'/inform{{"business_type":"{t.name}"}}') for t in types)),
+            text=f"请问您要在{hall.name}办理什么业务？如需换营业厅，直接告诉我营业厅名称即可。",
+            buttons=type_buttons([t for t in types if t.code in hall.business_types]),
         )
         return []
 

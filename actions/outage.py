@@ -589,7 +589,9 @@ class ValidateReportFaultForm(BackendFormValidationAction):
     async def validate_fault_description(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        text = str(value or "").strip()
+        if value is None:  # a reset by action_check_fault_outage, not an answer
+            return {"fault_description": None}
+        text = str(value).strip()
         if len(normalize(text)) < 2 or text.startswith("/"):
             dispatcher.utter_message(text="请用一两句话描述一下故障情况，例如“家里全部没电”或“表箱冒烟”。")
             return {"fault_description": None}
@@ -607,7 +609,9 @@ class ValidateReportFaultForm(BackendFormValidationAction):
     async def validate_fault_address(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        text = normalize(str(value or ""))
+        if value is None:
+            return {"fault_address": None}
+        text = normalize(str(value))
         if len(re.sub(r"[\W\d_a-zA-Z]", "", text)) < 2:
             dispatcher.utter_message(
                 text="抱歉，这个地址不够具体。请告诉我所在的区、街道或乡镇、小区或村，以及楼栋门牌。"
@@ -618,7 +622,9 @@ class ValidateReportFaultForm(BackendFormValidationAction):
     async def validate_phone(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        phone = find_phone(str(value or ""))
+        if value is None:
+            return {"phone": None}
+        phone = find_phone(str(value))
         if not phone:
             dispatcher.utter_message(
                 text="抱歉，这个号码好像不对。请输入11位手机号码，或带区号的固定电话。"

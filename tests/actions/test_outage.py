@@ -362,3 +362,16 @@ async def test_backend_down_answers_busy(action_server_url_backends_down, action
     )
     assert texts(result)[-1] == BUSY_TEXT
     assert result["events"] == []
+
+
+async def test_form_start_after_the_check_does_not_complain_about_reset_slots(action_server_url):
+    # action_check_fault_outage resets the form's slots; those trailing SlotSet(None) events
+    # reach the validation action as "candidates" and must not produce error messages.
+    result = await run_action(
+        action_server_url, "validate_report_fault_form", sender_id=sender(),
+        latest_message=user_message("我要报修", "report_fault"),
+        events=[{"event": "slot", "name": n, "value": None}
+                for n in ("fault_description", "fault_address", "phone")],
+        active_loop={"name": "report_fault_form"},
+    )
+    assert texts(result) == []

@@ -343,3 +343,25 @@ async def test_taking_the_same_number_twice_keeps_one_ticket(action_server_url, 
     (ticket,) = (await get(backends_url, "/tickets", holder=conversation))["tickets"]
     assert ticket["ticket_number"] in texts(first)[0]
     assert "无需重复取号" in texts(second)[0] and ticket["ticket_number"] in texts(second)[0]
+
+
+async def test_hall_can_be_changed_while_the_business_type_is_asked(action_server_url, backends_url):
+    halls = (await get(backends_url, "/halls"))["halls"]
+    other = await open_hall(backends_url)
+    first = next(h for h in halls if h["hall_id"] != other["hall_id"])
+    result = await run_action(
+        action_server_url, "validate_take_number_form", sender_id=sender(),
+        slots={"requested_slot": "business_type", "hall": first["name"]},
+        latest_message=user_message(f"换成{other['name']}吧", "inform"),
+        active_loop={"name": "take_number_form"},
+    )
+    assert slot_events(result)["hall"] == other["name"]
+
+
+async def test_business_type_question_names_the_chosen_hall(action_server_url, backends_url):
+    hall = (await get(backends_url, "/halls"))["halls"][-1]
+    result = await run_action(
+        action_server_url, "action_ask_take_number_form_business_type", sender_id=sender(),
+        slots={"hall": hall["name"]},
+    )
+    assert f"在{hall['name']}办理什么业务" in texts(result)[0]

@@ -69,6 +69,14 @@ def replies_from_rasa(answer: list[dict[str, Any]]) -> list[Reply]:
     return replies
 
 
+def log_id(conversation_id: str) -> str:
+    """``conversation_id`` as it may appear in logs: phones/户号 masked, and web session ids
+    (bearer secrets: whoever knows one can continue that conversation) shortened."""
+    if conversation_id.startswith("web:"):
+        return conversation_id[:12] + "…"
+    return mask_text(conversation_id)
+
+
 class TurnTimeout(Exception):
     """The conversation's previous message was still being answered after the bounded wait."""
 
@@ -98,7 +106,7 @@ class ConversationRouter:
         try:
             replies = await self._handle(message)
         except Exception:  # noqa: BLE001 - the customer must hear back whatever broke
-            log.exception("router failed for %s", mask_text(message.conversation_id))
+            log.exception("router failed for %s", log_id(message.conversation_id))
             metrics.ERRORS.labels("router").inc()
             metrics.BUSY_REPLIES.labels(channel, "error").inc()
             replies = [Reply(BUSY_TEXT)]
@@ -117,7 +125,7 @@ class ConversationRouter:
         if len(text) > limit:
             metrics.REJECTED.labels(channel, "too_long").inc()
             log.info("%s sent %d characters (limit %d); asked to shorten it",
-                     mask_text(conversation_id), len(text), limit)
+                     log_id(conversation_id), len(text), limit)
             return [Reply(TOO_LONG_TEXT.format(length=len(text), limit=limit))]
         metadata = dict(message.meta)
         metadata.setdefault("channel", channel)
@@ -126,16 +134,16 @@ class ConversationRouter:
                 answer = await self._rasa.send(conversation_id, text, metadata)
         except TurnTimeout:
             log.warning("%s: previous message still in progress after %.1fs; busy reply",
-                        mask_text(conversation_id), self._lock_wait)
+                        log_id(conversation_id), self._lock_wait)
             metrics.BUSY_REPLIES.labels(channel, "turn_timeout").inc()
             return [Reply(BUSY_TEXT)]
         except RasaUnavailable as exc:
-            log.warning("Rasa unavailable for %s (%s); busy reply", mask_text(conversation_id), exc)
+            log.warning("Rasa unavailable for %s (%s); busy reply", log_id(conversation_id), exc)
             metrics.BUSY_REPLIES.labels(channel, exc.reason).inc()
             return [Reply(BUSY_TEXT)]
         replies = replies_from_rasa(answer)
         if not replies:
-            log.info("Rasa answered nothing to %s", mask_text(conversation_id))
+            log.info("Rasa answered nothing to %s", log_id(conversation_id))
             metrics.EMPTY_ANSWERS.labels(channel).inc()
             return [Reply(NO_ANSWER_TEXT)]
         return replies

@@ -150,7 +150,11 @@ class WebChat:
         custom = _custom_data(data)
         if custom is not None:
             meta["customData"] = custom
-        message = Message(CHANNEL, session_id, text if isinstance(text, str) else str(text), meta=meta)
+        if isinstance(text, (int, float)) and not isinstance(text, bool):
+            text = str(text)  # a 户号 typed into a numeric field by a custom client
+        elif not isinstance(text, str):
+            text = ""         # None, lists, objects: treated as empty input
+        message = Message(CHANNEL, session_id, text, meta=meta)
         # One message of a session at a time in this process, FIFO, emit included, so the
         # replies reach the browser in the order the customer typed.
         entry = self._turns.setdefault(session_id, [asyncio.Lock(), 0])

@@ -232,3 +232,11 @@ async def test_a_conversation_stuck_elsewhere_gets_the_busy_reply_after_the_boun
     assert rasa_fake.calls == []
     await redis.delete("pd:gateway:turn:web:u-stuck")
     assert await router.handle(msg("查电费", user="u-stuck")) == [Reply("收到：查电费")]
+
+
+async def test_logs_do_not_carry_whole_web_session_ids(make_router, caplog):
+    router = await make_router(f"http://127.0.0.1:{free_port()}")
+    session_id = "0123456789abcdef0123456789abcdef"
+    with caplog.at_level(logging.INFO, logger="channels.router"):
+        await router.handle(Message("web", session_id, "查电费"))
+    assert "web:01234567" in caplog.text and session_id not in caplog.text

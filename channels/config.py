@@ -37,6 +37,15 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     return value
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be on/off (1/0, true/false, yes/no), got {raw!r}")
+
+
 def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
     raw = env.get(name, "").strip() or default
     if raw is None:
@@ -59,6 +68,8 @@ class GatewayConfig:
     RASA_CONNECT_TIMEOUT_SECONDS [2], RASA_MAX_CONNECTIONS [200],
     GATEWAY_MAX_MESSAGE_CHARS [1000], GATEWAY_LOCK_WAIT_SECONDS [20],
     GATEWAY_CORS_ORIGINS [empty = same origin only; ``*`` = any; else comma-separated origins],
+    GATEWAY_SOCKETIO_FANOUT [off; on = replies reach every tab of a session even when the tabs
+    are connected to different gateway instances, through Redis pub/sub, at ~1 ms per reply],
     GATEWAY_LOG_LEVEL [INFO].
     """
 
@@ -73,6 +84,7 @@ class GatewayConfig:
     max_message_chars: int = 1000
     lock_wait_seconds: float = 20.0
     cors_origins: tuple[str, ...] = ()
+    socketio_fanout: bool = False
     log_level: str = "INFO"
 
     @property
@@ -102,5 +114,6 @@ class GatewayConfig:
             max_message_chars=_int(env, "GATEWAY_MAX_MESSAGE_CHARS", 1000, 10, 100000),
             lock_wait_seconds=_float(env, "GATEWAY_LOCK_WAIT_SECONDS", 20.0, 0.0, 600.0),
             cors_origins=origins,
+            socketio_fanout=_flag(env, "GATEWAY_SOCKETIO_FANOUT"),
             log_level=level,
         )

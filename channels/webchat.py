@@ -102,7 +102,12 @@ class WebChat:
             origins = "*"
         elif config.cors_origins:
             origins = list(config.cors_origins)
+        manager = None
+        if config.socketio_fanout and config.redis_url:
+            # Emits travel through Redis pub/sub to every instance, so a session's room spans them.
+            manager = socketio.AsyncRedisManager(config.redis_url, channel="pd:gateway:socketio")
         self.sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins=origins,
+                                        client_manager=manager,
                                         max_http_buffer_size=MAX_PACKET_BYTES,
                                         logger=False, engineio_logger=False)
         self.app: web.Application | None = None  # set by setup()

@@ -23,12 +23,14 @@ def test_values_are_read_and_normalised():
     assert config.rasa_url == "http://rasa:5005" and config.rasa_timeout_seconds == 7.5
     assert config.max_message_chars == 500 and config.log_level == "DEBUG"
     assert config.cors_origins == ("https://www.example.com", "https://m.example.com")
+    assert config.socketio_fanout is False
+    assert GatewayConfig.from_env({"GATEWAY_SOCKETIO_FANOUT": "on"}).socketio_fanout is True
 
 
 @pytest.mark.parametrize("env", [
     {"GATEWAY_PORT": "eighty"}, {"GATEWAY_PORT": "70000"}, {"RASA_URL": "rasa:5005"},
     {"RASA_URL": "ftp://rasa"}, {"REDIS_URL": "http://127.0.0.1:6379"}, {"RASA_TIMEOUT_SECONDS": "0"},
-    {"RASA_TIMEOUT_SECONDS": "soon"}, {"GATEWAY_MAX_MESSAGE_CHARS": "1"}, {"GATEWAY_LOG_LEVEL": "LOUD"},
+    {"RASA_TIMEOUT_SECONDS": "soon"}, {"GATEWAY_SOCKETIO_FANOUT": "maybe"}, {"GATEWAY_MAX_MESSAGE_CHARS": "1"}, {"GATEWAY_LOG_LEVEL": "LOUD"},
 ])
 def test_invalid_values_are_refused_with_the_variable_named(env):
     with pytest.raises(ConfigError, match=next(iter(env))):

@@ -223,3 +223,26 @@ async def test_metrics_count_web_messages_and_rasa_latency(make_web_gateway, cli
     assert re.search(r'powerdesk_gateway_messages_in_total\{channel="web"\} [1-9]', text)
     assert re.search(r'powerdesk_gateway_messages_out_total\{channel="web"\} [1-9]', text)
     assert 'powerdesk_gateway_rasa_latency_seconds_bucket{le="0.05",outcome="ok"}' in text
+
+
+async def test_fanout_reaches_tabs_of_one_session_on_two_instances(make_web_gateway, client_factory):
+    first = await make_web_gateway(GATEWAY_SOCKETIO_FANOUT="on")
+    second = await make_web_gateway(GATEWAY_SOCKETIO_FANOUT="on")
+    tab1, tab2 = await client_factory(first.url), await client_factory(second.url)
+    session_id = await tab1.session(None)
+    assert await tab2.session(session_id) == session_id
+    await asyncio.sleep(0.3)  # the pub/sub listeners start with the first emit
+    await tab1.say("你好", session_id)
+    assert await tab1.next() == {"text": "收到：你好"}
+    assert await tab2.next() == {"text": "收到：你好"}
+
+
+async def test_without_fanout_a_tab_on_another_instance_hears_nothing(make_web_gateway, client_factory):
+    first, second = await make_web_gateway(), await make_web_gateway()
+    tab1, tab2 = await client_factory(first.url), await client_factory(second.url)
+    session_id = await tab1.session(None)
+    await tab2.session(session_id)
+    await tab1.say("你好", session_id)
+    assert await tab1.next() == {"text": "收到：你好"}
+    with pytest.raises(asyncio.TimeoutError):
+        await tab2.next(timeout=0.5)

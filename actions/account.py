@@ -80,12 +80,31 @@ def entity_values(tracker: Tracker, name: str) -> list[str]:
             if e.get("entity") == name and e.get("value") is not None]
 
 
-def requested_account(tracker: Tracker) -> Optional[str]:
-    """The 户号 the customer typed in the latest message, if any (digits only)."""
+def requested_account(tracker: Tracker, any_length: bool = False) -> Optional[str]:
+    """The 户号 the customer typed in the latest message, if any (digits only).
+
+    Only well-formed (10-digit) numbers count unless ``any_length``: the NLU sometimes tags
+    other digits (the phone's last 4) as a 户号, and those must not switch accounts.
+    """
     for value in entity_values(tracker, "account_number"):
         runs = digit_runs(value)
-        if runs:
+        if runs and (any_length or _is_account_number(runs[0])):
             return runs[0]
+    return None
+
+
+def _is_account_number(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == ACCOUNT_DIGITS and value.isdigit()
+
+
+def slot_before_latest_message(tracker: Tracker, name: str) -> Any:
+    """The slot's value as it was before the customer's latest message."""
+    seen_user = False
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            seen_user = True
+        elif seen_user and event.get("event") == "slot" and event.get("name") == name:
+            return event.get("value")
     return None
 
 
@@ -132,7 +151,8 @@ class ActionStartBinding(BackendAction):
                   domain: DomainDict, services: Services) -> EventList:
         conv = conversation_id(tracker)
         bound = await services.customers.get_binding(conv)
-        wanted = requested_account(tracker)
+        # Any length: a mistyped number reaches the form, which says what is wrong with it.
+        wanted = requested_account(tracker, any_length=True)
         text = tracker.latest_message.get("text") or ""
         done = [SlotSet("needs_binding", False), SlotSet("pending_request", PENDING_NONE)]
 
@@ -234,6 +254,9 @@ class ValidateBindAccountForm(BackendFormValidationAction):
             return {"account_number": None, "binding_outcome": LOCKED}
         runs = digit_runs(str(value or ""))
         number = runs[0] if len(runs) == 1 else ""
+        if len(number) != ACCOUNT_DIGITS and tracker.get_slot("requested_slot") == "phone_last4":
+            # The NLU read the phone digits as a 户号 too: keep the 户号 being verified.
+            return {"account_number": slot_before_latest_message(tracker, "account_number")}
         if len(number) != ACCOUNT_DIGITS:
             typed = f"您输入的是{len(number)}位，" if number else ""
             dispatcher.utter_message(
@@ -258,8 +281,11 @@ class ValidateBindAccountForm(BackendFormValidationAction):
             dispatcher.utter_message(text=lock_text(locked))
             return {"phone_last4": None, "binding_outcome": LOCKED}
         account = tracker.get_slot("account_number")
-        if not account:
-            return {"phone_last4": None}
+        if not _is_account_number(account):
+            # e.g. "尾号5678" also tagged as a (too short) 户号: verify the one asked about.
+            account = slot_before_latest_message(tracker, "account_number")
+        if not _is_account_number(account):
+            return {"phone_last4": None, "account_number": None}
         if (tracker.latest_message.get("intent") or {}).get("name") == "bind_account":
             # "换个户号" while asked for the digits: start over with the new (or no) number.
             other = requested_account(tracker)
@@ -293,11 +319,11 @@ class ValidateBindAccountForm(BackendFormValidationAction):
             await customers.record_failed_account_verification(account)
             result = await self._failed(
                 dispatcher, conv, "验证未通过：您输入的手机号码后4位与该户号登记的信息不一致。")
-            return {"phone_last4": None, **result}
+            return {"phone_last4": None, "account_number": account, **result}
         await customers.bind(conv, account)
         await customers.clear_failed_verifications(conv)
         logger.info("conversation %s bound account %s", conv, mask_account(account))
-        return {"phone_last4": PHONE_CHECKED, "binding_outcome": VERIFIED}
+        return {"phone_last4": PHONE_CHECKED, "binding_outcome": VERIFIED, "account_number": account}
 
 
 class ActionFinishBinding(BackendAction):

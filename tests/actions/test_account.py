@@ -1,6 +1,7 @@
 """Account binding with verification, through the real action server, backends and Redis."""
 from __future__ import annotations
 
+import pytest
 import redis.asyncio as aioredis
 
 from integrations.customer_store import (
@@ -103,6 +104,31 @@ async def test_last4_in_full_width_or_chinese_digits_or_the_whole_phone(action_s
         assert slot_events(result)["binding_outcome"] == "verified", text
         async with customer_store(redis_url) as store:
             assert await store.get_binding(conv) == account
+
+
+@pytest.mark.parametrize("order", [("account_number", "phone_last4"),
+                                   ("phone_last4", "account_number")])
+async def test_phone_digits_misread_as_a_short_account_keep_the_account(action_server_url, redis_url,
+                                                                        order):
+    """The NLU may tag "尾号5678" as an account_number entity; the 户号 being verified stays."""
+    account, last4 = ACCOUNTS[0]
+    conv = sender("bind")
+    text = f"尾号{last4}"
+    candidates = {"account_number": last4, "phone_last4": text}
+    events = [{"event": "slot", "name": "account_number", "value": account},
+              {"event": "user", "text": text}]
+    events += [{"event": "slot", "name": name, "value": candidates[name]} for name in order]
+    result = await run_action(
+        action_server_url, "validate_bind_account_form", sender_id=conv,
+        slots={"requested_slot": "phone_last4", "account_number": last4, "phone_last4": text},
+        latest_message=user_message(text, "inform", [entity("account_number", last4, text)]),
+        events=events, active_loop=FORM)
+    result_slots = slot_events(result)
+    assert result_slots["account_number"] == account
+    assert result_slots["binding_outcome"] == "verified"
+    assert texts(result) == []
+    async with customer_store(redis_url) as store:
+        assert await store.get_binding(conv) == account
 
 
 async def test_wrong_last4_tells_attempts_left_and_binds_nothing(action_server_url, redis_url):

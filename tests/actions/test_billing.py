@@ -102,6 +102,19 @@ async def test_another_accounts_number_needs_its_own_verification(action_server_
     assert money(latest["amount"]) not in reply and kwh(latest["kwh_total"]) not in reply
 
 
+async def test_resumed_after_binding_ignores_digits_that_are_no_account(action_server_url, redis_url,
+                                                                       backends_url):
+    """Right after verification the latest message is "尾号5678", which the NLU may tag as a
+    (too short) 户号: the bill of the bound account is shown."""
+    conv, account = await bound_conversation(redis_url)
+    text = "尾号5678"
+    result = await run_action(action_server_url, "action_query_bill", sender_id=conv,
+                              latest_message=user_message(text, "inform",
+                                                          [entity("account_number", "5678", text)]))
+    assert slot_events(result)["needs_binding"] is False
+    assert_shows_bill(texts(result)[0], (await bills_of(backends_url, account))[0])
+
+
 # --- content ------------------------------------------------------------------------------------
 
 async def test_latest_bill_matches_the_backend(action_server_url, redis_url, backends_url):

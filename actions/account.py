@@ -68,6 +68,13 @@ def digit_runs(text: str) -> list[str]:
     return re.findall(r"\d+", compact)
 
 
+def short_masked_name(name: str) -> str:
+    """张三丰 → 张**; a long (company) name keeps only its first character and three stars,
+    so a reply neither grows a row of stars nor tells the name's length."""
+    masked = mask_name(name)
+    return masked if len(masked) <= 4 else masked[0] + "***"
+
+
 def lock_text(seconds_left: int) -> str:
     minutes = max(1, -(-seconds_left // 60))
     return (f"为保护您的账户安全，验证失败次数过多，户号绑定功能已暂时锁定，请{minutes}分钟后再试。"
@@ -346,7 +353,7 @@ class ActionFinishBinding(BackendAction):
         holder = ""
         try:
             account = await services.billing.get_account(bound)
-            holder = f"（户名：{mask_name(account.name)}）" if account.name else ""
+            holder = f"（户名：{short_masked_name(account.name)}）" if account.name else ""
         except IntegrationError as exc:  # the binding stands; the name is only a courtesy
             logger.warning("no account name for %s: %s", mask_account(bound), type(exc).__name__)
         text = f"验证成功，感谢您的耐心！已为您绑定户号{mask_account(bound)}{holder}。"

@@ -260,6 +260,22 @@ async def test_finish_confirms_with_masked_number_and_name(action_server_url, ba
     assert events["binding_outcome"] is None and events["phone_last4"] is None
 
 
+async def test_finish_masks_a_company_name_without_its_length(action_server_url, backends_url,
+                                                             redis_url):
+    account, _ = ACCOUNTS[3]  # enterprise
+    info = await backend_get(backends_url, f"/billing/accounts/{account}")
+    assert len(info["name"]) > 4
+    conv = sender("bind")
+    await bind(redis_url, conv, account)
+    result = await run_action(action_server_url, "action_finish_binding", sender_id=conv,
+                              slots={"binding_outcome": "verified", "pending_request": "none"})
+    reply = texts(result)[0]
+    assert f"（户名：{info['name'][0]}***）" in reply and info["name"][1:3] not in reply
+    titles = [b["title"] for b in result["responses"][0]["buttons"]]
+    assert titles == ["查电费", "缴费方式", "订阅缴费提醒"]
+    assert slot_events(result)["pending_request"] == "none"
+
+
 async def test_finish_after_lock_resumes_nothing(action_server_url):
     result = await run_action(action_server_url, "action_finish_binding", sender_id=sender("bind"),
                               slots={"binding_outcome": "locked", "pending_request": "query_bill"})

@@ -311,3 +311,46 @@ async def test_conversation_subscribe_and_unsubscribe(rasa_url, redis_url):
     assert "您将不再收到提醒消息" in replies
     async with customer_store(redis_url) as store:
         assert await store.subscriptions_of(conv) == {}
+
+
+# --- month words, against fixed dates (the parser runs in the Rasa environment) ------------------
+
+MONTH_CASES = [
+    ("2026-11-23", "上个月", "2026-10"), ("2026-11-23", "上月", "2026-10"),
+    ("2026-11-23", "本月", "2026-11"), ("2026-11-23", "这个月", "2026-11"),
+    ("2026-11-23", "上上个月", "2026-09"), ("2026-11-23", "九月", "2026-09"),
+    ("2026-11-23", "9月份的", "2026-09"), ("2026-11-23", "２０２６年９月", "2026-09"),
+    ("2026-11-23", "二零二六年九月", "2026-09"), ("2026-11-23", "二〇二五年十二月", "2025-12"),
+    ("2026-11-23", "12月", "2025-12"), ("2026-11-23", "十一月", "2026-11"),
+    ("2026-11-23", "去年9月", "2025-09"), ("2026-11-23", "2026-09", "2026-09"),
+    ("2026-01-05", "上个月", "2025-12"), ("2026-01-05", "12月", "2025-12"),
+    ("2026-01-05", "上上个月", "2025-11"), ("2026-03-31", "2月", "2026-02"),
+]
+
+
+def test_month_words_relative_to_a_fixed_day():
+    import json
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = (
+        "import datetime as dt, json, sys\n"
+        "from actions.billing import parse_month, MonthNotUnderstood\n"
+        "out = []\n"
+        "for day, words in json.load(sys.stdin):\n"
+        "    try:\n"
+        "        out.append(parse_month(words, dt.date.fromisoformat(day)))\n"
+        "    except MonthNotUnderstood:\n"
+        "        out.append(None)\n"
+        "print(json.dumps(out))\n"
+    )
+    cases = MONTH_CASES + [("2026-11-23", w, None) for w in ("今年", "13月", "昨天", "十三月")]
+    result = subprocess.run(
+        [str(root / ".venv" / "rasa" / "bin" / "python"), "-c", script],
+        input=json.dumps([[d, w] for d, w, _ in cases]), capture_output=True, text=True,
+        cwd=root, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got == [expected for _, _, expected in cases]

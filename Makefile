@@ -32,10 +32,12 @@ $(RASA_VENV)/.installed: requirements/rasa.lock
 	$(RASA_PY) -m pip check
 	@touch $@
 
-$(APP_VENV)/.installed: requirements/app.lock
+$(APP_VENV)/.installed: requirements/app.lock channels/static/package-lock.json
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 is required (python3.10 on PATH or under pyenv)"; exit 1; }
 	@test -x $(APP_PY) || $(PYTHON310) -m venv $(APP_VENV)
 	$(APP_PY) -m pip install --quiet --disable-pip-version-check -r requirements/app.lock
+	@command -v npm >/dev/null || { echo "npm is required for the web chat's socket.io client (Debian: apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix channels/static --no-audit --no-fund --ignore-scripts --loglevel=error
 	@touch $@
 
 env: $(RASA_VENV)/.installed $(APP_VENV)/.installed

@@ -1,9 +1,12 @@
 """The training data is consistent and the trained model passes every test story."""
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.support.actions import load_domain
 
 ROOT = Path(__file__).resolve().parents[2]
 RASA = ROOT / ".venv" / "rasa" / "bin" / "rasa"
@@ -17,13 +20,39 @@ def rasa(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     )
 
 
+def known_false_positive(warning: str, forms: dict) -> bool:
+    """Rasa 3.6's validator does not know two ways a response is used without a story.
+
+    ``utter_ask_<form>_<slot>`` is uttered by the form itself, and ``utter_default`` by
+    ``action_default_fallback``; it reports both as "not used in any story or rule".
+    """
+    match = re.search(r"The utterance '(\w+)' is not used in any story or rule", warning)
+    if not match:
+        return False
+    name = match.group(1)
+    if name == "utter_default":
+        return True
+    return any(
+        name == f"utter_ask_{form}_{slot}"
+        for form, spec in forms.items()
+        for slot in (spec or {}).get("required_slots", [])
+    )
+
+
 def test_rasa_data_validate_is_clean():
     result = rasa(
         "data", "validate", "--domain", "bot/domain", "--config", "config.yml",
         "--data", "nlu_data/train", "nlu_data/synonyms.yml", "nlu_data/regex.yml",
-        "nlu_data/lookups", "bot/data", "--fail-on-warnings",
+        "nlu_data/lookups", "bot/data",
     )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    warnings = [
+        line for line in re.sub(r"\x1b\[[0-9;]*m", "", output).splitlines()
+        if "UserWarning" in line or " WARNING " in line
+    ]
+    real = [w for w in warnings if not known_false_positive(w, load_domain().get("forms", {}))]
+    assert not real, "\n".join(real)
 
 
 @pytest.mark.e2e

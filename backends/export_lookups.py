@@ -35,8 +35,15 @@ def hall_terms() -> list[str]:
     return _ordered(names)
 
 
+# Names customers also use as ordinary words in other requests ("缴费提醒", "网上国网app缴费步骤"):
+# as lookup entries they would tag a business_type where there is none. DIET still learns them
+# from annotated examples.
+GENERIC_BUSINESS_WORDS = frozenset({"缴费", "故障报修", "电价咨询"})
+
+
 def business_type_terms() -> list[str]:
-    return _ordered(b.name for b in BUSINESS_TYPES)
+    """Business type names that name a business unambiguously."""
+    return _ordered(b.name for b in BUSINESS_TYPES if b.name not in GENERIC_BUSINESS_WORDS)
 
 
 def lookup_yaml(name: str, terms: list[str]) -> str:

@@ -64,5 +64,6 @@ def test_committed_lookup_tables_match_the_seed_data(tmp_path: Path):
     assert "江宁区东山营业厅" in hall_terms() and "东山营业厅" in hall_terms()
     assert {"江宁区", "东山街道", "百家湖社区", "胜太路"} <= set(area_terms())
     assert business_type_terms()[0] == "光伏并网"  # longest first
+    assert "缴费" not in business_type_terms() and "过户" in business_type_terms()
     for terms in (area_terms(), hall_terms(), business_type_terms()):
         assert [len(t) for t in terms] == sorted((len(t) for t in terms), reverse=True)

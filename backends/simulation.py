@@ -60,10 +60,17 @@ def queue_simulation(db: Database, clock: Clock, interval_s: float):
         rng = random.Random()
 
         async def loop() -> None:
+            # Elapsed time is read from the backends' clock, not from the tick interval, so a
+            # test (or a demo) that moves the clock moves the queues with it.
+            last = clock()
             while True:
                 await asyncio.sleep(interval_s)
+                now = clock()
+                elapsed_s, last = (now - last).total_seconds(), now
+                if elapsed_s <= 0:
+                    continue
                 try:
-                    step(db, clock, interval_s, rng)
+                    step(db, clock, elapsed_s, rng)
                 except Exception:  # noqa: BLE001 - a failed tick must not stop the simulation
                     logger.exception("queue simulation step failed")
 

@@ -220,6 +220,7 @@ async def test_simulation_runs_in_the_app(tmp_path, seeded_db):
     await runner.setup()
     try:
         for _ in range(100):
+            clock.now += timedelta(minutes=2)  # two minutes of service and arrivals per tick
             await asyncio.sleep(0.05)
             if db.query(total, (day,))[0][0] != first:
                 break

@@ -41,7 +41,12 @@ def main() -> int:
     try:
         from channels.app import create_app
 
-        web.run_app(create_app(config), host=config.host, port=config.port,
+        try:
+            app = create_app(config)  # channels validate their own settings in setup()
+        except ConfigError as exc:
+            print(f"gateway configuration error: {exc}", file=sys.stderr)
+            return 2
+        web.run_app(app, host=config.host, port=config.port,
                     access_log=None, print=None, shutdown_timeout=10)
     finally:
         if embedded is not None:

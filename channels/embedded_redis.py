@@ -39,7 +39,8 @@ def redis_executable() -> str:
     return path
 
 
-def _ping(port: int, timeout: float = 0.5) -> bool:
+def ping(port: int, timeout: float = 0.5) -> bool:
+    """Whether a Redis server on loopback ``port`` answers PING."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(b"PING\r\n")
@@ -88,7 +89,7 @@ class EmbeddedRedis:
             while time.monotonic() < deadline:
                 if self._process.poll() is not None:
                     break
-                if _ping(port):
+                if ping(port):
                     self.port = port
                     return self.url
                 time.sleep(0.05)

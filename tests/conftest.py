@@ -38,6 +38,28 @@ def backends_url(stack: Stack) -> str:
 
 
 @pytest.fixture(scope="session")
+def seeded_db(tmp_path_factory) -> Path:
+    """One seeded reference-backends database file for the session (seeding is the slow part)."""
+    from backends.db import Database
+    from backends.seed import seed_if_empty
+
+    path = tmp_path_factory.mktemp("backends") / "backends.sqlite3"
+    db = Database(path)
+    seed_if_empty(db)
+    db.close()
+    return path
+
+
+@pytest.fixture
+async def backends(seeded_db: Path):
+    """The reference backends served in-process over real HTTP, with a settable clock, per test."""
+    from tests.backends.server import running_backends
+
+    async with running_backends(seeded_db) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
 def backend_client_env(backends_url: str) -> dict[str, str]:
     """BILLING_API_URL and friends pointing at the session's reference backends."""
     return backends_env(backends_url)

@@ -7,7 +7,8 @@ channel can be tested without a trained model. Whole-stack tests use the real Ra
 lead's ``rasa_url`` / ``gateway_url`` fixtures (marker ``e2e``).
 
 Scripted behaviour, by incoming message:
-- ``按钮`` → a question with two buttons;
+- ``按钮`` or ``/query_bill`` → a question with two buttons;
+- ``长文本`` → one very long text (``LONG_SENTENCE`` × 40), for channels that split replies;
 - ``两段`` → one text with a blank line (Rasa's socket.io output splits it in two) and buttons;
 - ``图片`` → an image message;
 - ``空`` → an empty list (Rasa had nothing to say);
@@ -26,6 +27,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+LONG_SENTENCE = "根据阶梯电价规定，您本月的用电量已进入第二档，超出部分按每千瓦时0.5783元计费。"
 
 
 class FakeRasaRest:
@@ -63,10 +66,12 @@ class FakeRasaRest:
 
     @staticmethod
     def answer_for(message: str) -> list[dict[str, Any]]:
-        if message == "按钮":
+        if message in ("按钮", "/query_bill"):
             return [{"text": "请问您要查询哪个月的电费？", "buttons": [
                 {"title": "本月", "payload": '/inform{"month":"本月"}'},
                 {"title": "上个月", "payload": '/inform{"month":"上个月"}'}]}]
+        if message == "长文本":
+            return [{"text": LONG_SENTENCE * 40}]
         if message == "两段":
             return [{"text": "第一段。\n\n第二段？", "buttons": [{"title": "是", "payload": "/affirm"}]}]
         if message == "图片":

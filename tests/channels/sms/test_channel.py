@@ -2,7 +2,7 @@
 
 Provider side: the Aliyun / Tencent fakes (signatures verified) receive what we send; tests post
 the providers' callbacks to our four paths. Assistant side: a FAKE of Rasa's REST webhook contract
-(tests/channels/wechat/rasa_rest_fake.py — canned answers, not Rasa); the real assistant is used in
+(tests/channels/rasa_fake.py — canned answers, not Rasa); the real assistant is used in
 test_e2e_sms.py (marker e2e). Redis is the session's real server, shared by two gateway instances.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestServer
 
 from channels.sms import SMS_RUNTIME
 from tests.channels.sms.conftest import SIGN
-from tests.channels.wechat.rasa_rest_fake import FakeRasaRest
+from tests.channels.rasa_fake import FakeRasaRest
 from tests.fakes.aliyun_sms import report_items, up_item
 from tests.fakes.tencent_sms import reply_item, report_items as tencent_report_items
 
@@ -98,7 +98,7 @@ async def make_gateway(redis_url, rasa, templates_file, aliyun_fake, tencent_fak
     from channels.config import GatewayConfig
 
     created: list[Gateway] = []
-    rasa_url = str(rasa._server.make_url("")).rstrip("/")
+    rasa_url = rasa.url
 
     async def make(provider: str = "aliyun", count: int = 1, **extra: str) -> Gateway:
         fake = aliyun_fake if provider == "aliyun" else tencent_fake
@@ -321,7 +321,7 @@ async def test_disabled_channel_answers_503_and_gateway_runs(redis_url, rasa, mo
     for key in [k for k in os.environ if k.startswith(("SMS_", "ALIYUN_SMS", "TENCENT_SMS"))]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("RASA_URL", str(rasa._server.make_url("")).rstrip("/"))
+    monkeypatch.setenv("RASA_URL", rasa.url)
     server = TestServer(create_app(GatewayConfig.from_env()), host="127.0.0.1")
     await server.start_server()
     try:

@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
-from tests.channels.wechat.rasa_rest_fake import FakeRasaRest
+from tests.channels.rasa_fake import FakeRasaRest
 from tests.fakes.wechat_api import FakeWeChatApi, WeChatPusher
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -36,7 +36,7 @@ async def wechat_api() -> AsyncIterator[FakeWeChatApi]:
 
 @pytest.fixture
 async def rasa() -> AsyncIterator[FakeRasaRest]:
-    fake = FakeRasaRest(max_delay_seconds=0.02)
+    fake = FakeRasaRest(jitter_seconds=0.02)
     await fake.start()
     yield fake
     await fake.close()
@@ -94,7 +94,7 @@ async def start_gateways(env: dict[str, str], count: int, monkeypatch) -> tuple[
 async def make_gateways(redis_url, wechat_api, rasa, monkeypatch):
     """``await make_gateways(count=2, **env_overrides)`` → Gateways (stopped at teardown)."""
     created: list[Gateways] = []
-    rasa_url = rasa.base_url
+    rasa_url = rasa.url
 
     async def make(count: int = 1, **overrides: str) -> Gateways:
         env = gateway_env(redis_url, rasa_url, wechat_api, **overrides)

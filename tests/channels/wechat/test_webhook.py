@@ -12,7 +12,7 @@ from channels.wechat.replies import options_key, undeliverable_key
 from channels.wechat.webhook import optout_key, template_status_key
 from channels.wechat import texts
 from tests.channels.wechat.conftest import AES_KEY, NEW_AES_KEY
-from tests.channels.wechat.rasa_rest_fake import LONG_SENTENCE
+from tests.channels.rasa_fake import LONG_SENTENCE
 from tests.fakes.wechat_api import WeChatPusher, message_xml, wechat_signature
 
 

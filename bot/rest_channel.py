@@ -1,0 +1,51 @@
+"""Rasa's REST input channel, with the loaded model moved out of the garbage collector's way.
+
+The gateway reaches Rasa through the REST channel only (``POST /webhooks/rest/webhook``), so
+``bot/credentials.yml`` names this subclass instead of ``rest``: same name, same routes, same
+behaviour. Its blueprint adds one ``after_server_start`` listener, which Sanic runs after Rasa's
+``before_server_start`` listener has loaded the model.
+
+Why: a loaded model is a few million Python objects (TensorFlow graphs, featurizer vocabularies,
+the domain), and every full collection of CPython's cyclic garbage collector walks all of them.
+Measured on this project's model: a 0.5–0.9 s pause of Rasa's event loop about every 40 s under
+load, stalling every conversation in flight. ``gc.freeze()`` moves the objects alive at that
+moment into a permanent generation that collections skip; they are still freed by reference
+counting when no longer used (a model replaced through the HTTP API), only cycles among them
+are no longer collected.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from typing import Any, Awaitable, Callable
+
+from rasa.core.channels.channel import UserMessage
+from rasa.core.channels.rest import RestInput as RasaRestInput
+from sanic import Blueprint
+
+logger = logging.getLogger(__name__)
+
+
+def freeze_loaded_objects() -> int:
+    """Collect garbage once, then exempt every object still alive from later collections;
+    returns how many objects are now frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+class RestInput(RasaRestInput):
+    """Rasa's REST channel (name ``rest``); freezes the loaded model once the server started."""
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        webhook = super().blueprint(on_new_message)
+
+        async def freeze_after_model_load(_app: Any, _loop: Any) -> None:
+            started = time.perf_counter()
+            frozen = freeze_loaded_objects()
+            logger.info("froze %d objects of the loaded model out of garbage collection (%.0f ms)",
+                        frozen, 1000 * (time.perf_counter() - started))
+
+        webhook.listener("after_server_start")(freeze_after_model_load)
+        return webhook

@@ -1,0 +1,31 @@
+"""Rasa's REST channel as bot/credentials.yml configures it (bot.rest_channel.RestInput)."""
+import asyncio
+import re
+
+import aiohttp
+import pytest
+
+from scripts.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+FROZE = re.compile(r"froze (\d+) objects of the loaded model out of garbage collection")
+
+
+async def test_rest_channel_keeps_rasas_routes(rasa_url: str):
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{rasa_url}/webhooks/rest/") as response:
+            assert response.status == 200
+            assert await response.json() == {"status": "ok"}
+
+
+async def test_loaded_model_is_frozen_out_of_garbage_collection(stack: Stack, rasa_url: str):
+    rasa = next(p for p in stack.processes if p.name == "rasa")
+    frozen: list[int] = []
+    for _ in range(60):  # the listener runs just after the server started answering
+        frozen = [int(n) for n in FROZE.findall(rasa.log_path.read_text(errors="replace"))]
+        if frozen:
+            break
+        await asyncio.sleep(0.5)
+    assert frozen, "Rasa did not log the freeze after loading the model"
+    assert min(frozen) > 100_000  # the model's objects, not just a handful

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import aiohttp
-import pytest
 from aiohttp.test_utils import TestServer
 
 from bench.rasa_timing_proxy import create_app

@@ -1,7 +1,9 @@
 """Fixtures of the gateway-core tests: a Rasa REST contract fake and gateways on loopback.
 
 Fixture names are specific (``rasa_fake``, ``make_web_gateway``) so the WeChat and SMS test
-folders below keep their own ``rasa`` / ``make_gateway`` fixtures.
+folders below keep their own ``rasa`` / ``make_gateway`` fixtures. ``redis`` is a plain client
+of the session's Redis; the SMS and WeChat dispatcher tests override it with the client shape
+their code uses (decoded strings, a blocking pool).
 """
 from __future__ import annotations
 
@@ -12,8 +14,16 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
+from redis.asyncio import Redis
 
 from tests.channels.rasa_fake import FakeRasaRest
+
+
+@pytest.fixture
+async def redis(redis_url) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

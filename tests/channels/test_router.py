@@ -7,20 +7,12 @@ import time
 
 import pytest
 from prometheus_client import REGISTRY
-from redis.asyncio import Redis
 
 from channels.messages import Button, Message, Reply
 from channels.rasa_client import RasaClient
 from channels.router import (BUSY_TEXT, EMPTY_TEXT, NO_ANSWER_TEXT, ConversationRouter,
                              clean_text, replies_from_rasa)
 from tests.support.ports import free_port
-
-
-@pytest.fixture
-async def redis(redis_url):
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

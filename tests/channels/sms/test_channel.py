@@ -26,14 +26,6 @@ from tests.fakes.aliyun_sms import report_items, up_item
 from tests.fakes.tencent_sms import reply_item, report_items as tencent_report_items
 
 
-@pytest.fixture
-async def rasa():
-    fake = FakeRasaRest()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
 @dataclass
 class Gateway:
     urls: list[str]
@@ -92,13 +84,13 @@ def sms_env(provider: str, fake, templates_file, redis_url, rasa_url, token, **e
 
 
 @pytest.fixture
-async def make_gateway(redis_url, rasa, templates_file, aliyun_fake, tencent_fake, monkeypatch):
+async def make_gateway(redis_url, rasa_fake, templates_file, aliyun_fake, tencent_fake, monkeypatch):
     """``await make_gateway("aliyun", count=1, **env)`` → Gateway built by create_app."""
     from channels.app import create_app
     from channels.config import GatewayConfig
 
     created: list[Gateway] = []
-    rasa_url = rasa.url
+    rasa_url = rasa_fake.url
 
     async def make(provider: str = "aliyun", count: int = 1, **extra: str) -> Gateway:
         fake = aliyun_fake if provider == "aliyun" else tencent_fake
@@ -116,7 +108,7 @@ async def make_gateway(redis_url, rasa, templates_file, aliyun_fake, tencent_fak
             servers.append(server)
             apps.append(app)
         gateway = Gateway([str(s.make_url("")).rstrip("/") for s in servers], apps, token, fake,
-                          rasa, aiohttp.ClientSession(), servers)
+                          rasa_fake, aiohttp.ClientSession(), servers)
         created.append(gateway)
         return gateway
 
@@ -314,14 +306,14 @@ async def test_provider_throttling_is_retried_not_dropped(make_gateway, phone):
     assert (await outbox.get(msg_id))["attempts"] == "2"
 
 
-async def test_disabled_channel_answers_503_and_gateway_runs(redis_url, rasa, monkeypatch):
+async def test_disabled_channel_answers_503_and_gateway_runs(redis_url, rasa_fake, monkeypatch):
     from channels.app import create_app
     from channels.config import GatewayConfig
 
     for key in [k for k in os.environ if k.startswith(("SMS_", "ALIYUN_SMS", "TENCENT_SMS"))]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("RASA_URL", rasa.url)
+    monkeypatch.setenv("RASA_URL", rasa_fake.url)
     server = TestServer(create_app(GatewayConfig.from_env()), host="127.0.0.1")
     await server.start_server()
     try:

@@ -10,20 +10,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from redis.asyncio import Redis
 
 from tests.channels.rasa_fake import FakeRasaRest
 from tests.fakes.wechat_api import FakeWeChatApi, WeChatPusher
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 NEW_AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
-
-
-@pytest.fixture
-async def redis(redis_url) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import secrets
 import time
 
 import pytest
-from redis.asyncio import Redis
 
 from channels.wechat.api import WeChatApi
 from channels.wechat.errors import WeChatApiError
@@ -14,13 +13,6 @@ from tests.fakes.wechat_api import FakeWeChatApi
 from tests.support.ports import free_port
 
 SEND = "/cgi-bin/message/custom/send"
-
-
-@pytest.fixture
-async def redis(redis_url):
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

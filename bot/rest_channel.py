@@ -5,9 +5,9 @@ The gateway reaches Rasa through the REST channel only (``POST /webhooks/rest/we
 behaviour. Its blueprint adds one ``after_server_start`` listener, which Sanic runs after Rasa's
 ``before_server_start`` listener has loaded the model.
 
-Why: a loaded model is a few million Python objects (TensorFlow graphs, featurizer vocabularies,
-the domain), and every full collection of CPython's cyclic garbage collector walks all of them.
-Measured on this project's model: a 0.5–0.9 s pause of Rasa's event loop about every 40 s under
+Why: a loaded model is about 900,000 Python objects tracked by the collector (TensorFlow graphs,
+featurizer vocabularies, the domain), and every full collection walks all of them.
+Measured on this project's model: a 0.5–1.2 s pause of Rasa's event loop about every 40 s under
 load, stalling every conversation in flight. ``gc.freeze()`` moves the objects alive at that
 moment into a permanent generation that collections skip; they are still freed by reference
 counting when no longer used (a model replaced through the HTTP API), only cycles among them

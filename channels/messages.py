@@ -1,8 +1,9 @@
 """Channel-neutral message types exchanged between the channels and the router."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -42,3 +43,52 @@ class Reply:
     buttons: tuple[Button, ...] = ()
     image: str | None = None
     custom: dict[str, Any] | None = None
+
+
+Purpose = Literal["reply", "agent", "notice"]
+PURPOSES: tuple[Purpose, ...] = ("reply", "agent", "notice")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A proactive message of a known ``kind`` (e.g. ``outage_notice`` with area, start, end
+    and reason); each channel renders it its own way (SMS template, WeChat template message,
+    web chat card). ``urgent`` notices are exempt from quiet hours."""
+
+    kind: str
+    params: dict[str, str] = field(default_factory=dict)
+    urgent: bool = False
+
+
+DeliveryStatus = Literal["sent", "queued", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What became of one delivery.
+
+    ``sent``: handed to the channel's transport; ``queued``: stored, goes out at ``when`` (unix
+    time; None = as soon as the customer is reachable); ``skipped``: deliberately not sent
+    (``reason``: e.g. ``opted_out``, ``not_following``, ``no_channel``); ``failed``: could not be
+    sent (``reason``), and ``retry`` says whether trying again later may help.
+    """
+
+    status: DeliveryStatus
+    reason: str = ""
+    when: float | None = None
+    retry: bool = False
+
+
+class ChannelAdapter(Protocol):
+    """What a channel implements to be sent to: render and transport only.
+
+    ``name`` is the channel's conversation-id prefix (``web``, ``wechat``, ``sms``). ``send``
+    gets the user id on that channel and either ordinary replies (purpose ``reply`` or
+    ``agent``) or a :class:`Notice` (purpose ``notice``). Opt-out, quiet hours, rate limits,
+    ordering, metrics and logging are done once, before it, by the delivery facade.
+    """
+
+    name: str
+
+    async def send(self, user_id: str, content: Sequence[Reply] | Notice,
+                   purpose: Purpose) -> DeliveryResult: ...

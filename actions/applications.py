@@ -29,19 +29,15 @@ from typing import Any, Optional
 
 from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
-from rasa_sdk.executor import CollectingDispatcher
 
 from actions.account import require_binding
+from actions.clock import describe_moment, local_tz, now_local
 from actions.common import BackendAction, EventList, Services, bound_account, buttons
-from actions.complaints import (
-    answer_ticket_status,
-    describe_moment,
-    find_ticket_id,
-    local_tz,
-    normalize,
-    now_local,
-)
+from actions.constants import HOTLINE
+from actions.entities import first_entity_value
 from actions.settings import add_working_days, working_days_between
+from actions.text import normalize
+from actions.tickets import answer_ticket_status, find_ticket_id
 from integrations.errors import NotFound
 from integrations.masking import mask_account
 
@@ -54,7 +50,7 @@ STATUS_LABELS = {"in_progress": "办理中", "completed": "已办结", "cancelle
 MAX_LISTED = 5
 NOT_YOURS_TEXT = (
     "未查询到您名下的该申请。请核对申请编号（YK开头）；如果申请是用其他户号办理的，"
-    "请绑定该户号后再查询，或拨打95598供电服务热线。"
+    f"请绑定该户号后再查询，或拨打{HOTLINE}供电服务热线。"
 )
 
 _APPLICATION_NUMBER = re.compile(r"(?<![A-Za-z0-9])(YK\d{10})(?!\d)", re.IGNORECASE)
@@ -125,7 +121,7 @@ def describe_application(application: Any, services: Services, now: dt.datetime)
             lines.append(
                 f"办理时限：{promise}应于{describe_moment(deadline, today)}前完成，"
                 f"目前已超期{late}个工作日。非常抱歉！建议您联系下面的客户经理催办，"
-                "也可以点击“转人工”或拨打95598。"
+                f"也可以点击“转人工”或拨打{HOTLINE}。"
             )
         else:
             left = working_days_between(today, deadline.date())
@@ -143,18 +139,11 @@ def is_overdue(application: Any, services: Services, now: dt.datetime) -> bool:
     return bool(limit and application.status == "in_progress" and now > limit[1])
 
 
-def _latest_entity(tracker: Tracker, name: str) -> Optional[str]:
-    for entity in tracker.latest_message.get("entities") or []:
-        if entity.get("entity") == name and entity.get("value"):
-            return str(entity["value"])
-    return None
-
-
 def requested_number(tracker: Tracker) -> Optional[str]:
     """The application number asked about: in the latest message, or (when the query is resumed
     after verification) the one remembered in the slot."""
     text = tracker.latest_message.get("text") or ""
-    number = find_application_number(_latest_entity(tracker, "application_number")) or (
+    number = find_application_number(first_entity_value(tracker, "application_number")) or (
         find_application_number(text)
     )
     if number:
@@ -174,7 +163,7 @@ class ActionQueryApplication(BackendAction):
     async def act(self, dispatcher, tracker, domain, services: Services) -> EventList:
         text = tracker.latest_message.get("text") or ""
         number = requested_number(tracker)
-        ticket_id = find_ticket_id(_latest_entity(tracker, "complaint_ticket")) or find_ticket_id(text)
+        ticket_id = find_ticket_id(first_entity_value(tracker, "complaint_ticket")) or find_ticket_id(text)
         done = [SlotSet("needs_binding", False)]
         if ticket_id and not number:
             # "TS… 进度": a ticket follow-up the NLU took for an application query.

@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
-import unicodedata
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Optional
-from zoneinfo import ZoneInfo
 
 from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.account import entity_values, require_binding, requested_account
+from actions.account import require_binding, requested_account
+from actions.clock import today
 from actions.common import BackendAction, EventList, Services, buttons, conversation_id
+from actions.constants import HOTLINE
+from actions.entities import entity_values
+from actions.text import normalize
 from integrations.errors import IntegrationError, NotFound
 from integrations.masking import mask_account
 
@@ -44,12 +45,6 @@ _CN_NUM = {"零": 0, "〇": 0, "○": 0, "一": 1, "二": 2, "两": 2, "三": 3,
 
 class MonthNotUnderstood(ValueError):
     """The month the customer named cannot be read as one calendar month."""
-
-
-def today(timezone: Optional[str] = None) -> dt.date:
-    """Today's date in the utility's time zone (POWERDESK_TIMEZONE, default Asia/Shanghai)."""
-    zone = ZoneInfo(timezone or os.environ.get("POWERDESK_TIMEZONE", "Asia/Shanghai"))
-    return dt.datetime.now(zone).date()
 
 
 def _shift(year: int, month: int, delta: int) -> tuple[int, int]:
@@ -105,8 +100,7 @@ def parse_month(text: str, reference: dt.date) -> str:
 
 def normalize_month_text(text: str) -> str:
     """Half-width, no spaces, trailing filler (的/呢/账单/电费) removed."""
-    s = unicodedata.normalize("NFKC", text or "")
-    s = re.sub(r"\s+", "", s)
+    s = re.sub(r"\s+", "", normalize(text))
     s = re.sub(r"(的|呢|账单|电费|用电)+$", "", s)
     return s
 
@@ -242,7 +236,7 @@ def explain_bill(account: str, bill, balance=None, valley_hours: Optional[str] =
     if not reasons:
         reasons.append("本期电费按您的实际用电量和现行电价计算，未见异常。")
     lines += [f"{i}. {r}" for i, r in enumerate(reasons, 1)]
-    lines.append("如您对电表读数仍有疑问，可申请电能表校验，或拨打95598供电服务热线。")
+    lines.append(f"如您对电表读数仍有疑问，可申请电能表校验，或拨打{HOTLINE}供电服务热线。")
     return "\n".join(lines)
 
 

@@ -23,20 +23,14 @@ message:
 * ``low`` - a suggestion (建议 / 提个意见) with no complaint in it.
 * ``normal`` - everything else.
 
-Privacy of follow-ups: a ticket's status is shown only to the conversation that opened it or to
-a conversation bound to the ticket's 户号. Anyone else, and an unknown id, hear the same
-未查询到您名下的该工单, so ticket ids cannot be probed.
+Follow-ups are answered by actions/tickets.py (only to the ticket's owner).
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import os
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, Optional
-from zoneinfo import ZoneInfo
 
 from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
@@ -52,89 +46,25 @@ from actions.common import (
     buttons,
     conversation_id,
 )
+from actions.clock import describe_moment, now_local
+from actions.constants import HOTLINE
+from actions.entities import first_entity_value
+from actions.phones import find_phone
 from actions.settings import add_working_days
-from integrations.errors import NotFound
+from actions.severity import max_severity
+from actions.text import normalize
+from actions.tickets import answer_ticket_status, find_ticket_id
 from integrations.masking import mask_account, mask_phone
 
 logger = logging.getLogger(__name__)
 
-HOTLINE = "95598"
 FORM = "complaint_form"
 ON_FILE = "on_file"
-NOT_YOURS_TEXT = "未查询到您名下的该工单。请核对工单号；如果工单是用其他渠道或其他户号提交的，请在提交时使用的渠道查询，或拨打95598供电服务热线。"
 APOLOGY_MARK = "非常抱歉"
-MAX_TICKETS_LISTED = 3
 
 CATEGORIES = ("服务态度", "停电频繁", "电费争议", "抢修超时", "业务办理慢", "电压质量", "其他")
 
-STATUS_LABELS = {
-    "received": "已受理，等待处理",
-    "dispatched": "已派发至责任部门",
-    "processing": "正在处理",
-    "resolved": "已处理完毕",
-    "closed": "已办结",
-}
-# Short labels for the entries of a ticket's history (the note says the rest).
-HISTORY_LABELS = {
-    "received": "受理", "dispatched": "派单", "processing": "处理中", "resolved": "处理完毕",
-    "closed": "办结",
-}
 SEVERITY_LABELS = {"urgent": "紧急", "high": "优先处理", "normal": "一般", "low": "建议"}
-KIND_LABELS = {"complaint": "投诉", "repair": "抢修"}
-# Repair tickets (actions/outage.py) carry category codes; complaints carry the Chinese name.
-REPAIR_CATEGORY_LABELS = {
-    "safety_hazard": "安全隐患", "area_outage": "区域停电", "tripped_breaker": "跳闸",
-    "voltage": "电压异常", "meter": "电表故障", "household_outage": "户内停电",
-}
-
-# --- text helpers ------------------------------------------------------------------------------
-
-
-def normalize(text: Optional[str]) -> str:
-    """NFKC (full-width digits and letters to ASCII) and trimmed."""
-    return unicodedata.normalize("NFKC", text or "").strip()
-
-
-def local_tz() -> ZoneInfo:
-    return ZoneInfo(os.environ.get("POWERDESK_TIMEZONE", "Asia/Shanghai"))
-
-
-def now_local() -> dt.datetime:
-    return dt.datetime.now(local_tz())
-
-
-def describe_moment(moment: dt.datetime, today: dt.date) -> str:
-    """``11月24日（明天）18:30``; the year is added when it is not this year."""
-    moment = moment.astimezone(local_tz())
-    names = {-1: "昨天", 0: "今天", 1: "明天", 2: "后天"}
-    label = f"{moment.month}月{moment.day}日"
-    if moment.year != today.year:
-        label = f"{moment.year}年{label}"
-    relative = names.get((moment.date() - today).days)
-    if relative:
-        label += f"（{relative}）"
-    return f"{label}{moment:%H:%M}"
-
-
-_TICKET_ID = re.compile(r"(?<![A-Za-z0-9])((?:TS|GD)\d{10,16})(?!\d)", re.IGNORECASE)
-
-
-def find_ticket_id(text: Optional[str]) -> Optional[str]:
-    """A complaint (TS…) or repair (GD…) ticket id in the text, upper-cased."""
-    match = _TICKET_ID.search(normalize(text).replace(" ", ""))
-    return match.group(1).upper() if match else None
-
-
-_PHONE = re.compile(r"(?<!\d)(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})(?!\d)")
-
-
-def find_phone(text: Optional[str]) -> Optional[str]:
-    """A mainland mobile or landline number in the text (full-width digits, spaces, +86 ok)."""
-    compact = re.sub(r"(?<=\d)[\s\-](?=\d{4})", "", normalize(text))
-    compact = re.sub(r"(?:\+|00)86[\s\-]?(?=1[3-9])", "", compact)
-    match = _PHONE.search(compact)
-    return match.group(1) if match else None
-
 
 # --- grading -----------------------------------------------------------------------------------
 
@@ -212,15 +142,6 @@ class ComplaintGrade:
     reasons: tuple[str, ...]
 
 
-_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
-
-
-def max_severity(*severities: Optional[str]) -> str:
-    """The most severe of the given grades (unknown values are ignored; none → normal)."""
-    known = [s for s in severities if s in _RANK]
-    return max(known, key=_RANK.__getitem__, default="normal")
-
-
 def grade_complaint(text: str, category: Optional[str] = None) -> ComplaintGrade:
     """Grade a complaint (see the module doc for the rules)."""
     plain = normalize(text)
@@ -293,103 +214,9 @@ def safety_text() -> str:
     )
 
 
-# --- status follow-up ---------------------------------------------------------------------------
-
-
-def _visible_to(ticket: Any, conversation: str, account: Optional[str]) -> bool:
-    if ticket.conversation_id and ticket.conversation_id == conversation:
-        return True
-    return bool(account and ticket.account_number and ticket.account_number == account)
-
-
-def describe_ticket(ticket: Any, now: dt.datetime, with_history: bool = True) -> str:
-    """A ticket's status for the customer who may see it."""
-    today = now.date()
-    kind = KIND_LABELS.get(ticket.kind, "服务")
-    lines = [f"{kind}工单号：{ticket.ticket_id}"]
-    if ticket.category:
-        lines.append(f"问题类别：{REPAIR_CATEGORY_LABELS.get(ticket.category, ticket.category)}")
-    lines.append(f"提交时间：{describe_moment(ticket.created_at, today)}")
-    lines.append(f"当前状态：{STATUS_LABELS.get(ticket.status, ticket.status)}")
-    promised = ticket.promised_by
-    if promised is not None and ticket.status not in ("resolved", "closed"):
-        if promised < now and ticket.status == "received":
-            lines.append(
-                f"承诺联系时间：{describe_moment(promised, today)}前（已超时）。"
-                "非常抱歉让您久等了，您可以点击“转人工”请人工客服为您催办，或拨打95598。"
-            )
-        else:
-            label = "承诺联系时间" if ticket.kind == "complaint" else "承诺到达时间"
-            lines.append(f"{label}：{describe_moment(promised, today)}前")
-    if with_history and ticket.history:
-        lines.append("处理记录：")
-        for event in sorted(ticket.history, key=lambda e: e.at):
-            note = f"：{event.note}" if event.note else ""
-            label = HISTORY_LABELS.get(event.status, event.status)
-            lines.append(f"· {describe_moment(event.at, today)}【{label}】{note}")
-    return "\n".join(lines)
-
-
-async def answer_ticket_status(
-    dispatcher: CollectingDispatcher, tracker: Tracker, services: Services, ticket_id: Optional[str]
-) -> EventList:
-    """Status of one ticket (when visible), or of this conversation's complaints (no id)."""
-    conversation = conversation_id(tracker)
-    account = await bound_account(tracker, services)
-    now = now_local()
-    if ticket_id:
-        try:
-            ticket = await services.tickets.get_ticket(ticket_id)
-        except NotFound:
-            ticket = None
-        if ticket is None or not _visible_to(ticket, conversation, account):
-            dispatcher.utter_message(
-                text=NOT_YOURS_TEXT,
-                buttons=buttons(("我要投诉", "/complain"), ("转人工", "/request_human")),
-            )
-            return [SlotSet("complaint_ticket", None)]
-        dispatcher.utter_message(
-            text="为您查到工单的处理情况：\n" + describe_ticket(ticket, now),
-            buttons=_status_buttons(ticket, now),
-        )
-        return [SlotSet("complaint_ticket", ticket.ticket_id)]
-
-    tickets = [t for t in await services.tickets.tickets_of(conversation) if t.kind == "complaint"]
-    if not tickets:
-        dispatcher.utter_message(
-            text="没有查到您在当前会话中提交的投诉记录。请告诉我投诉工单号（TS开头），我来为您查询；"
-                 "如需反映新的问题，请直接告诉我发生了什么。",
-            buttons=buttons(("我要投诉", "/complain"), ("转人工", "/request_human")),
-        )
-        return [SlotSet("complaint_ticket", None)]
-    tickets.sort(key=lambda t: t.created_at, reverse=True)
-    latest, older = tickets[0], tickets[1:MAX_TICKETS_LISTED]
-    text = "为您查到最近的投诉处理情况：\n" + describe_ticket(latest, now)
-    if older:
-        text += "\n\n您之前的投诉：\n" + "\n".join(
-            f"· {t.ticket_id}（{t.category}）：{STATUS_LABELS.get(t.status, t.status)}" for t in older
-        )
-    dispatcher.utter_message(text=text, buttons=_status_buttons(latest, now))
-    return [SlotSet("complaint_ticket", latest.ticket_id)]
-
-
-def _status_buttons(ticket: Any, now: dt.datetime) -> list[dict[str, str]]:
-    overdue = ticket.promised_by is not None and ticket.promised_by < now and ticket.status == "received"
-    if overdue or ticket.status not in ("resolved", "closed"):
-        return buttons(("转人工", "/request_human"))
-    return buttons(("还有其他问题", "/complain"))
-
-
 # --- actions -----------------------------------------------------------------------------------
 
 _FORM_SLOTS = ("complaint_description", "complaint_category", "complaint_contact", "complaint_severity")
-
-
-def _latest_entity(tracker: Tracker, name: str) -> Optional[str]:
-    for entity in tracker.latest_message.get("entities") or []:
-        if entity.get("entity") == name and entity.get("value"):
-            return normalize(str(entity["value"]))
-    return None
 
 
 class ActionStartComplaint(BackendAction):
@@ -400,7 +227,7 @@ class ActionStartComplaint(BackendAction):
 
     async def act(self, dispatcher, tracker, domain, services: Services) -> EventList:
         text = tracker.latest_message.get("text") or ""
-        ticket_id = find_ticket_id(_latest_entity(tracker, "complaint_ticket")) or find_ticket_id(text)
+        ticket_id = find_ticket_id(first_entity_value(tracker, "complaint_ticket")) or find_ticket_id(text)
         if ticket_id or is_follow_up(text):
             events = await answer_ticket_status(dispatcher, tracker, services, ticket_id)
             return events + [SlotSet("complaint_route", "status")]
@@ -408,7 +235,7 @@ class ActionStartComplaint(BackendAction):
         grade = grade_complaint(text)
         description = description_from_text(text)
         category = category_from_text(text) if description else None
-        phone = find_phone(_latest_entity(tracker, "phone")) or find_phone(text)
+        phone = find_phone(first_entity_value(tracker, "phone")) or find_phone(text)
         if grade.angry or grade.severity == "urgent":
             dispatcher.utter_message(text=apology_text(grade))
         elif grade.suggestion:
@@ -438,7 +265,7 @@ class ValidateComplaintForm(BackendFormValidationAction):
         """A phone number the NLU recognised counts as the answer whatever the intent."""
         if tracker.get_slot("requested_slot") != "complaint_contact":
             return {}
-        phone = find_phone(_latest_entity(tracker, "phone"))
+        phone = find_phone(first_entity_value(tracker, "phone"))
         return {"complaint_contact": phone} if phone else {}
 
     async def validate_complaint_description(

@@ -17,6 +17,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import EventList, buttons
+from actions.constants import HOTLINE
 
 FALLBACK_INTENT = "nlu_fallback"
 OFFER_HUMAN_AFTER = 2
@@ -59,7 +60,7 @@ class ActionHandleFallback(Action):
         if count >= OFFER_HUMAN_AFTER:
             dispatcher.utter_message(
                 text="非常抱歉，我还是没能理解您的问题，给您添麻烦了。需要为您转接人工客服吗？"
-                     "您也可以选择下面的常用服务，或拨打95598供电服务热线。",
+                     f"您也可以选择下面的常用服务，或拨打{HOTLINE}供电服务热线。",
                 buttons=buttons(("好的，转人工", "/request_human"), ("不用了", "/deny"), *SUGGESTIONS[:4]),
             )
             return [SlotSet("fallback_outcome", "offer_human")]

@@ -15,9 +15,9 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
 
 from actions.common import BackendAction, EventList, Services, conversation_id
+from actions.constants import HOTLINE
 from integrations.masking import mask_text
 
-HOTLINE = "95598"
 REPEAT_WINDOW_SECONDS = 30 * 60
 MAX_REASON_CHARS = 300
 

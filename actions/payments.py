@@ -7,7 +7,6 @@ answered first.
 """
 from __future__ import annotations
 
-import unicodedata
 from typing import Optional
 
 from rasa_sdk import Tracker
@@ -16,6 +15,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.common import BackendAction, EventList, Services, buttons
 from actions.settings import PaymentMethod
+from actions.text import normalize
 
 _SUFFIXES = ("缴费", "app", "App", "APP")
 
@@ -34,7 +34,7 @@ def method_keys(method: PaymentMethod) -> set[str]:
 
 def named_method(text: str, methods: tuple[PaymentMethod, ...]) -> Optional[PaymentMethod]:
     """The one configured method the text names, if exactly one is named."""
-    text = unicodedata.normalize("NFKC", text or "").lower()
+    text = normalize(text).lower()
     named = [m for m in methods if any(k in text for k in method_keys(m))]
     return named[0] if len(named) == 1 else None
 

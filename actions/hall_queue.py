@@ -16,13 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import unicodedata
 from typing import Any, Iterable, Optional
 
-from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
-from rasa_sdk.executor import CollectingDispatcher
-from rasa_sdk.types import DomainDict
 
 from actions.common import (
     BackendAction,
@@ -32,6 +28,8 @@ from actions.common import (
     buttons,
     conversation_id,
 )
+from actions.entities import entity_values
+from actions.text import normalize
 from integrations.errors import BackendRejected, NotFound
 
 logger = logging.getLogger(__name__)
@@ -57,11 +55,6 @@ _BUSINESS_ALIASES = {
 _OWN_TICKET = re.compile(r"我的号|我的票|我拿的号|我取的号|取的号|拿的号|我的排队|排到哪|到我|轮到我|叫到我|我排第|排第几|我前面")
 
 
-def normalize(text: Optional[str]) -> str:
-    """NFKC (full-width to half-width), trimmed."""
-    return unicodedata.normalize("NFKC", text or "").strip()
-
-
 def _hall_stem(name: str) -> str:
     name = normalize(name)
     for suffix in _HALL_SUFFIXES:
@@ -79,21 +72,42 @@ def hall_core(hall: Any) -> str:
     return _hall_stem(name)
 
 
+def _longest(halls: list[Any], part) -> list[Any]:
+    """The halls whose ``part`` is longest (the most specific match)."""
+    if not halls:
+        return []
+    longest = max(len(part(h)) for h in halls)
+    return [h for h in halls if len(part(h)) == longest]
+
+
 def match_halls(text: str, halls: Iterable[Any]) -> list[Any]:
-    """Halls the text names: the exact name; else the halls whose distinctive part (东山 of
-    江宁区东山营业厅) the text contains, the longest such part winning; else the halls whose
-    name contains what the text says (its suffix removed)."""
+    """Halls the text names: the exact name, or a full name inside the text (换成江宁区东山营业厅吧);
+    else the halls whose distinctive part (东山 of 江宁区东山营业厅) the text contains, the
+    longest such part winning; else the halls whose name contains what the text says (its
+    suffix removed).
+
+    District names are left out when looking for distinctive parts, so the 江宁 of a
+    "江宁区…" the customer typed does not also name 江宁区江宁营业厅.
+    """
     text = normalize(text)
     if not text:
         return []
     halls = list(halls)
-    exact = [h for h in halls if normalize(h.name) == text]
-    if exact:
-        return exact
-    by_core = [h for h in halls if len(hall_core(h)) >= 2 and hall_core(h) in text]
-    if by_core:
-        longest = max(len(hall_core(h)) for h in by_core)
-        return [h for h in by_core if len(hall_core(h)) == longest]
+    named = [h for h in halls if normalize(h.name) in text]
+    if named:
+        return _longest(named, lambda h: normalize(h.name))
+    districts = sorted({normalize(h.district) for h in halls if getattr(h, "district", None)},
+                       key=len, reverse=True)
+    without_districts = text
+    for district in districts:
+        without_districts = without_districts.replace(district, " ")
+
+    def by_core(said: str) -> list[Any]:
+        return [h for h in halls if len(hall_core(h)) >= 2 and hall_core(h) in said]
+
+    found = by_core(without_districts) or by_core(text)
+    if found:
+        return _longest(found, hall_core)
     stem = _hall_stem(text)
     return [h for h in halls if len(stem) >= 2 and stem in normalize(h.name)]
 
@@ -122,16 +136,6 @@ def normalize_ticket_number(value: str) -> Optional[str]:
     if not match:
         return None
     return f"{match.group(1).upper()}{int(match.group(2)):03d}"
-
-
-def _latest_entities(tracker: Tracker, name: str) -> list[str]:
-    values = []
-    for entity in tracker.latest_message.get("entities") or []:
-        if entity.get("entity") == name and entity.get("value"):
-            value = normalize(str(entity["value"]))
-            if value not in values:
-                values.append(value)
-    return values
 
 
 def online_hint(bt: Any) -> Optional[str]:
@@ -243,14 +247,14 @@ class ActionQueueLookup(BackendAction):
     async def act(self, dispatcher, tracker, domain, services: Services) -> EventList:
         catalog = _Catalog(services)
         text = normalize(tracker.latest_message.get("text"))
-        numbers = [n for n in map(normalize_ticket_number, _latest_entities(tracker, "ticket_number")) if n]
-        named = _latest_entities(tracker, "hall")
+        numbers = [n for n in map(normalize_ticket_number, entity_values(tracker, "ticket_number")) if n]
+        named = entity_values(tracker, "hall")
         # a hall named earlier still counts for "那边排多少人", not for "我的号排到哪了"
         hall_names = named or [v for v in [normalize(tracker.get_slot("hall"))] if v]
         halls = []
         for name in hall_names:
             halls += [h for h in match_halls(name, await catalog.halls()) if h not in halls]
-        bt_names = _latest_entities(tracker, "business_type")
+        bt_names = entity_values(tracker, "business_type")
         bt = match_business_type(bt_names[0], await catalog.types()) if bt_names else None
 
         if numbers:
@@ -392,7 +396,7 @@ class ValidateTakeNumberForm(BackendFormValidationAction):
     async def extract_hall(self, dispatcher, tracker, domain) -> dict[str, Any]:
         """Accept a hall typed without the NLU finding an entity (e.g. "东山那个"), also as a
         change of hall while the business type is being asked."""
-        if tracker.get_slot("requested_slot") not in ("hall", "business_type") or _latest_entities(tracker, "hall"):
+        if tracker.get_slot("requested_slot") not in ("hall", "business_type") or entity_values(tracker, "hall"):
             return {}
         text = normalize(tracker.latest_message.get("text"))
         if not text or text.startswith("/"):
@@ -405,7 +409,7 @@ class ValidateTakeNumberForm(BackendFormValidationAction):
         return {"hall": found[0].name} if len(found) == 1 else {}
 
     async def extract_business_type(self, dispatcher, tracker, domain) -> dict[str, Any]:
-        if tracker.get_slot("requested_slot") != "business_type" or _latest_entities(tracker, "business_type"):
+        if tracker.get_slot("requested_slot") != "business_type" or entity_values(tracker, "business_type"):
             return {}
         text = normalize(tracker.latest_message.get("text"))
         if not text or text.startswith("/"):

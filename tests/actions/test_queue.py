@@ -1,7 +1,9 @@
 """Hall queues and remote ticket taking, through the real action server and reference backends.
 
 The queue figures a reply states are compared with what the backend's queue API says at the
-same moment; tickets taken by the action are read back from the backend by holder.
+same moment; tickets taken by the action are read back from the backend by holder. Which halls
+are open depends on the day and hour, so these tests run against backends whose clock stands
+at a Saturday afternoon (tests/actions/conftest.py): some halls open, some closed, any day.
 """
 from __future__ import annotations
 
@@ -14,6 +16,16 @@ import pytest
 from tests.support.actions import entity, run_action, slot_events, texts, user_message
 
 BUSY_TEXT = "系统繁忙，请稍后再试。如有紧急情况，请拨打95598供电服务热线。"
+
+
+@pytest.fixture
+def backends_url(saturday_backends_url: str) -> str:
+    return saturday_backends_url
+
+
+@pytest.fixture
+def action_server_url(saturday_action_server_url: str) -> str:
+    return saturday_action_server_url
 
 
 def sender() -> str:
@@ -36,7 +48,7 @@ async def open_hall(backends_url: str, business_code: str | None = None) -> dict
     for hall in (await get(backends_url, "/halls"))["halls"]:
         if hall["open_now"] and (business_code is None or business_code in hall["business_types"]):
             return hall
-    pytest.skip("no reference hall is open right now (opening hours)")
+    pytest.fail("no reference hall is open at the pinned time")
 
 
 async def business_types(backends_url: str) -> dict[str, dict]:
@@ -261,7 +273,7 @@ async def closed_hall(backends_url: str) -> dict:
     for hall in (await get(backends_url, "/halls"))["halls"]:
         if not hall["open_now"]:
             return hall
-    pytest.skip("every reference hall is open right now (opening hours)")
+    pytest.fail("every reference hall is open at the pinned time")
 
 
 async def test_closed_hall_is_refused_with_its_opening_hours(action_server_url, backends_url):
@@ -356,6 +368,18 @@ async def test_hall_can_be_changed_while_the_business_type_is_asked(action_serve
         active_loop={"name": "take_number_form"},
     )
     assert slot_events(result)["hall"] == other["name"]
+
+
+@pytest.mark.parametrize("text", ["换成江宁区东山营业厅吧", "江宁区东山那个吧"])
+async def test_a_hall_named_with_its_district_is_not_taken_for_another(action_server_url, text):
+    # 江宁区江宁营业厅's distinctive part 江宁 is also in the district name the customer typed.
+    result = await run_action(
+        action_server_url, "validate_take_number_form", sender_id=sender(),
+        slots={"requested_slot": "business_type", "hall": "鼓楼区中央门营业厅"},
+        latest_message=user_message(text, "inform"),
+        active_loop={"name": "take_number_form"},
+    )
+    assert slot_events(result)["hall"] == "江宁区东山营业厅"
 
 
 async def test_business_type_question_names_the_chosen_hall(action_server_url, backends_url):

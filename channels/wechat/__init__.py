@@ -24,7 +24,7 @@ class WeChatChannel:
     def __init__(self, config: WeChatConfig) -> None:
         self.config = config
         self.api: Any = None          # channels.wechat.api.WeChatApi once started
-        self.dispatcher: Any = None   # channels.wechat.dispatcher.Dispatcher once started
+        self.dispatcher: Any = None   # channels.dispatcher.Dispatcher once started
         self.webhook: Any = None      # channels.wechat.webhook.WeChatWebhook once started
         self.responder: Any = None    # channels.wechat.replies.WeChatResponder once started
 
@@ -53,8 +53,9 @@ class WeChatChannel:
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: start the API client and dispatcher, stop them at shutdown."""
+        from channels.dispatcher import Dispatcher
         from channels.wechat.api import WeChatApi
-        from channels.wechat.dispatcher import Dispatcher
+        from channels.wechat.interrupted import InterruptedJobs
         from channels.wechat.replies import WeChatResponder
         from channels.wechat.webhook import WeChatWebhook
 
@@ -63,9 +64,9 @@ class WeChatChannel:
         self.api = WeChatApi(cfg.api_base_url, cfg.app_id, cfg.app_secret, redis,
                              timeout_seconds=cfg.api_timeout_seconds)
         self.responder = WeChatResponder(cfg, redis, self.api, router)
-        self.dispatcher = Dispatcher(redis, self.responder, concurrency=cfg.workers,
-                                     job_timeout_seconds=cfg.job_timeout_seconds,
-                                     namespace=cfg.dispatch_namespace)
+        self.dispatcher = Dispatcher(redis, self.responder, namespace=cfg.dispatch_namespace,
+                                     on_interrupted=InterruptedJobs(self.responder), concurrency=cfg.workers,
+                                     job_timeout_seconds=cfg.job_timeout_seconds)
         await self.dispatcher.start()
         self.webhook = WeChatWebhook(cfg, redis, self.dispatcher)
         log.info("wechat channel enabled (%s mode, API %s)", cfg.encrypt_mode, cfg.api_base_url)
@@ -73,7 +74,7 @@ class WeChatChannel:
             yield
         finally:
             self.webhook = None
-            await self.dispatcher.stop()
+            await self.dispatcher.stop()  # answers in progress may finish (grace ≥ the job timeout)
             await self.api.close()
 
 

@@ -1,4 +1,4 @@
-"""Per-user in-order processing across two dispatcher instances sharing a real Redis."""
+"""Per-user in-order processing across dispatcher instances sharing a real Redis."""
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +12,7 @@ from collections import defaultdict
 import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from channels.wechat.dispatcher import Dispatcher
+from channels.dispatcher import Dispatcher
 
 
 @pytest.fixture
@@ -103,14 +103,14 @@ async def test_a_failing_job_does_not_block_the_rest_of_the_conversation(redis):
 CRASHING_INSTANCE = """
 import asyncio, sys
 from redis.asyncio import Redis
-from channels.wechat.dispatcher import Dispatcher
+from channels.dispatcher import Dispatcher
 
 async def main():
     redis = Redis.from_url(sys.argv[1])
     async def stuck(user, job):
         print("started", flush=True)
         await asyncio.sleep(3600)
-    d = Dispatcher(redis, stuck, namespace=sys.argv[2], job_timeout_seconds=0.5, claim_idle_seconds=1.0,
+    d = Dispatcher(redis, stuck, namespace=sys.argv[2], job_timeout_seconds=30, claim_idle_seconds=60,
                    block_ms=100)
     await d.start()
     for n in range(3):
@@ -121,9 +121,9 @@ asyncio.run(main())
 """
 
 
-async def test_conversation_of_a_killed_instance_is_claimed_by_another(redis, redis_url):
+async def test_conversation_of_a_killed_instance_is_claimed_by_another_and_its_job_recovered(redis, redis_url):
     ns = "test:dispatch:" + secrets.token_hex(4)
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[2]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", CRASHING_INSTANCE, redis_url, ns, cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)}, stdout=asyncio.subprocess.PIPE)
@@ -133,16 +133,23 @@ async def test_conversation_of_a_killed_instance_is_claimed_by_another(redis, re
         proc.kill()  # dies with job 0 in hand and jobs 1, 2 queued: no chance to hand anything back
         await proc.wait()
     done_by_b: list[int] = []
+    interrupted: list[int] = []
 
     async def healthy(user: str, job: dict) -> None:
         done_by_b.append(job["n"])
 
-    b = Dispatcher(redis, healthy, namespace=ns, claim_idle_seconds=1.0, block_ms=100)
+    async def answer_interrupted(user: str, job: dict) -> None:
+        interrupted.append(job["n"])
+
+    b = Dispatcher(redis, healthy, namespace=ns, on_interrupted=answer_interrupted, claim_idle_seconds=1.0,
+                   block_ms=100)
     await b.start()
     try:
         await wait_until(lambda: done_by_b == [1, 2], timeout=10)
         await asyncio.sleep(0.3)
+        assert interrupted == [0]  # the job in hand at the kill is answered, not lost nor re-run
         assert await redis.scard(b.active_key) == 0
+        assert await redis.exists(b.processing_key("o_dead")) == 0
     finally:
         await b.stop()
 
@@ -159,18 +166,111 @@ async def test_graceful_stop_hands_conversations_back_at_once(redis):
     async def healthy(user: str, job: dict) -> None:
         done_by_b.append(job["n"])
 
+    async def answer_interrupted(user: str, job: dict) -> None:
+        done_by_b.append(-job["n"] - 1)
+
     a = Dispatcher(redis, slow, namespace=ns, claim_idle_seconds=600, block_ms=100)
     await a.start()
     for n in range(3):
         await a.enqueue("o_rolling", {"n": n})
     await asyncio.wait_for(started.wait(), 5)
     await a.stop(grace_seconds=0.1)  # rolling restart: job 0 is cut short
-    b = Dispatcher(redis, healthy, namespace=ns, claim_idle_seconds=600, block_ms=100)
+    b = Dispatcher(redis, healthy, namespace=ns, on_interrupted=answer_interrupted, claim_idle_seconds=600,
+                   block_ms=100)
     await b.start()
     try:
-        await wait_until(lambda: done_by_b == [1, 2], timeout=5)  # long before the 600 s claim
+        # Long before the 600 s claim; job 0 (cut short) first, answered as interrupted.
+        await wait_until(lambda: done_by_b == [-1, 1, 2], timeout=5)
     finally:
         await b.stop()
+
+
+async def test_stop_waits_for_a_job_as_long_as_the_job_timeout_by_default(redis):
+    ns = "test:dispatch:" + secrets.token_hex(4)
+    started = asyncio.Event()
+    finished: list[int] = []
+    interrupted: list[int] = []
+
+    async def slow(user: str, job: dict) -> None:
+        started.set()
+        await asyncio.sleep(5.5)  # longer than the old fixed 5 s grace, shorter than the job timeout
+        finished.append(job["n"])
+
+    async def answer_interrupted(user: str, job: dict) -> None:
+        interrupted.append(job["n"])
+
+    d = Dispatcher(redis, slow, namespace=ns, on_interrupted=answer_interrupted, job_timeout_seconds=6.0,
+                   block_ms=100)
+    assert d.stop_grace_seconds >= 6.0
+    await d.start()
+    await d.enqueue("o_deploy", {"n": 0})
+    await asyncio.wait_for(started.wait(), 5)
+    await d.stop()
+    assert finished == [0] and interrupted == []
+    assert await redis.exists(d.processing_key("o_deploy")) == 0
+
+
+async def test_a_stopping_instance_finishes_its_job_and_leaves_the_rest_to_another(redis):
+    ns = "test:dispatch:" + secrets.token_hex(4)
+    started = asyncio.Event()
+    release = asyncio.Event()
+    done: list[tuple[str, int]] = []
+
+    async def slow(user: str, job: dict) -> None:
+        started.set()
+        await release.wait()
+        done.append(("a", job["n"]))
+
+    async def healthy(user: str, job: dict) -> None:
+        done.append(("b", job["n"]))
+
+    async def answer_interrupted(user: str, job: dict) -> None:
+        done.append(("interrupted", job["n"]))
+
+    a = Dispatcher(redis, slow, namespace=ns, claim_idle_seconds=600, block_ms=100)
+    await a.start()
+    for n in range(3):
+        await a.enqueue("o_leaving", {"n": n})
+    await asyncio.wait_for(started.wait(), 5)
+    stopping = asyncio.create_task(a.stop())
+    await asyncio.sleep(0.2)
+    release.set()  # job 0 completes inside the grace period
+    await asyncio.wait_for(stopping, 5)
+    b = Dispatcher(redis, healthy, namespace=ns, on_interrupted=answer_interrupted, claim_idle_seconds=600,
+                   block_ms=100)
+    await b.start()
+    try:
+        await wait_until(lambda: len(done) == 3, timeout=5)
+        assert done == [("a", 0), ("b", 1), ("b", 2)]
+    finally:
+        await b.stop()
+
+
+async def test_failed_and_timed_out_jobs_go_to_on_interrupted_and_the_queue_goes_on(redis):
+    ns = "test:dispatch:" + secrets.token_hex(4)
+    events: list[str] = []
+
+    async def handler(user: str, job: dict) -> None:
+        if job["n"] == 1:
+            raise RuntimeError("boom")
+        if job["n"] == 2:
+            await asyncio.sleep(10)
+        events.append(f"done {job['n']}")
+
+    async def answer_interrupted(user: str, job: dict) -> None:
+        events.append(f"interrupted {job['n']}")
+
+    d = Dispatcher(redis, handler, namespace=ns, on_interrupted=answer_interrupted, job_timeout_seconds=0.3,
+                   block_ms=100)
+    await d.start()
+    try:
+        for n in range(4):
+            await d.enqueue("o_user", {"n": n})
+        await wait_until(lambda: len(events) == 4, timeout=5)
+        assert events == ["done 0", "interrupted 1", "interrupted 2", "done 3"]
+        assert await redis.exists(d.processing_key("o_user")) == 0
+    finally:
+        await d.stop()
 
 
 async def test_starts_without_redis_and_recovers_when_it_appears(stack):

@@ -218,9 +218,8 @@ class SmsRenderer:
             text = (getattr(reply, "text", None) or "").strip()
             if text:
                 texts.append(text)
-            buttons = list(getattr(reply, "buttons", None) or ())
-            if buttons:
-                options = [(b.title, b.payload) for b in buttons]
+            # Numbered across every reply of the turn (channels.options remembers them all).
+            options.extend((b.title, b.payload) for b in getattr(reply, "buttons", None) or ())
         body = "\n".join(texts)
         if options:
             body = (body + "\n" if body else "") + options_text([t for t, _ in options])

@@ -9,9 +9,10 @@ import base64
 import binascii
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from channels.config import ConfigError
+from channels.wechat.templates import DEFAULT_TEMPLATES_FILE, WeChatTemplates
 
 ENCRYPT_MODES = ("plain", "compatible", "safe")
 DEFAULT_API_BASE_URL = "https://api.weixin.qq.com"
@@ -63,6 +64,7 @@ class WeChatConfig:
     job_timeout_seconds: float = 60.0
     workers: int = 64
     dispatch_namespace: str = "pd:wechat:dispatch"
+    templates: WeChatTemplates = field(default_factory=WeChatTemplates)
 
     @property
     def enabled(self) -> bool:
@@ -79,8 +81,9 @@ class WeChatConfig:
         """Read WECHAT_TOKEN, WECHAT_APP_ID, WECHAT_APP_SECRET, WECHAT_AES_KEY,
         WECHAT_AES_KEY_PREVIOUS, WECHAT_ENCRYPT_MODE (plain|compatible|safe),
         WECHAT_API_BASE_URL, WECHAT_WORKERS (conversations answered at once by this instance;
-        0 = acknowledge and queue only, other instances answer) and WECHAT_JOB_TIMEOUT_SECONDS;
-        validate them.
+        0 = acknowledge and queue only, other instances answer), WECHAT_JOB_TIMEOUT_SECONDS,
+        WECHAT_OPTIONS_TTL_SECONDS [600] and WECHAT_TEMPLATES_FILE [bot/wechat_templates.yml:
+        template messages per kind, read when the channel is enabled]; validate them.
 
         Raises :class:`WeChatConfigError` when the channel is enabled but misconfigured.
         """
@@ -98,7 +101,12 @@ class WeChatConfig:
             api_base_url=(env.get("WECHAT_API_BASE_URL", "").strip() or DEFAULT_API_BASE_URL).rstrip("/"),
             workers=int(_positive(env, "WECHAT_WORKERS", 64, allow_zero=True)),
             job_timeout_seconds=_positive(env, "WECHAT_JOB_TIMEOUT_SECONDS", 60.0),
+            options_ttl_seconds=int(_positive(env, "WECHAT_OPTIONS_TTL_SECONDS", 600)),
         )
+        if cfg.enabled:
+            templates_file = env.get("WECHAT_TEMPLATES_FILE", "").strip()
+            cfg = replace(cfg, templates=WeChatTemplates.load(
+                templates_file or DEFAULT_TEMPLATES_FILE, required=bool(templates_file)))
         cfg.validate()
         return cfg
 

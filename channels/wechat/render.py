@@ -2,30 +2,23 @@
 
 WeChat text messages have no buttons: a button whose payload is a URL becomes a link
 (``<a href>``, which WeChat renders in text messages); any other button becomes a numbered option
-the customer answers with the number (the options are remembered per user in Redis for a while
-by the dispatcher).  Texts longer than WeChat's limit are split at sentence boundaries.
+the customer answers with the number (remembered per conversation by
+:class:`channels.options.OptionMemory`, which also reads the customer's number).  Texts longer
+than WeChat's limit are split at sentence boundaries.
 """
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from channels.options import Option
+
 OPTIONS_HINT = "请回复序号进行选择。"
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；;…\n])")
 _CLAUSE_END = re.compile(r"(?<=[，,、：:）)])")
-_CN_NUMBERS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
-
-
-@dataclass(frozen=True)
-class Option:
-    """A numbered option: what the customer saw and the payload the number stands for."""
-
-    title: str
-    payload: str
 
 
 @dataclass(frozen=True)
@@ -96,7 +89,7 @@ def render_replies(replies: Sequence[Any], limit_bytes: int = 2048) -> Rendered:
     """Render ``replies`` (objects with ``text``, ``buttons``, ``image``) for WeChat.
 
     Options are numbered across the whole batch so that every number the customer sees is
-    unique; the last batch sent is the one the numbers refer to.
+    unique; the last batch sent is the one the numbers refer to (see channels.options).
     """
     texts: list[str] = []
     options: list[Option] = []
@@ -124,13 +117,3 @@ def render_replies(replies: Sequence[Any], limit_bytes: int = 2048) -> Rendered:
             texts.extend(split_text("\n".join(lines), limit_bytes))
     return Rendered(tuple(texts), tuple(options))
 
-
-def option_number(text: str) -> int | None:
-    """The option number a customer's message picks ("2", "２", "2.", "第2个", "二"), else None."""
-    cleaned = unicodedata.normalize("NFKC", text).strip().rstrip("。.、．！!")
-    match = re.fullmatch(r"(?:第|选|选择)?\s*(\d{1,2}|[一二三四五六七八九十])\s*(?:个|项|号)?", cleaned)
-    if not match:
-        return None
-    token = match.group(1)
-    number = int(token) if token.isdigit() else _CN_NUMBERS[token]
-    return number if number >= 1 else None

@@ -8,6 +8,7 @@ lead's ``rasa_url`` / ``gateway_url`` fixtures (marker ``e2e``).
 
 Scripted behaviour, by incoming message:
 - ``按钮`` or ``/query_bill`` → a question with two buttons;
+- ``两组按钮`` → two messages with buttons (two, then one): options numbered across an answer;
 - ``长文本`` → one very long text (``LONG_SENTENCE`` × 40), for channels that split replies;
 - ``两段`` → one text with a blank line (Rasa's socket.io output splits it in two) and buttons;
 - ``图片`` → an image message;
@@ -70,6 +71,11 @@ class FakeRasaRest:
             return [{"text": "请问您要查询哪个月的电费？", "buttons": [
                 {"title": "本月", "payload": '/inform{"month":"本月"}'},
                 {"title": "上个月", "payload": '/inform{"month":"上个月"}'}]}]
+        if message == "两组按钮":
+            return [{"text": "请选择要办理的业务：", "buttons": [
+                {"title": "查电费", "payload": "/query_bill"},
+                {"title": "查停电", "payload": "/query_outage"}]},
+                {"text": "也可以：", "buttons": [{"title": "转人工", "payload": "/request_human"}]}]
         if message == "长文本":
             return [{"text": LONG_SENTENCE * 40}]
         if message == "两段":

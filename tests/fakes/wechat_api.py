@@ -57,6 +57,7 @@ ERRMSG = {
     45047: "out of response count limit",
     46003: "menu no exist",
     47001: "data format error",
+    47003: "argument invalid!",
     48002: "api forbidden for user refuse message",
 }
 
@@ -85,6 +86,7 @@ class FakeWeChatApi:
     app_secret: str = "fake-app-secret-0123456789abcdef"
     token_lifetime: int = 7200
     cs_quota: int | None = None  # customer-service messages per user between two user messages
+    template_ids: set[str] | None = None  # templates added to the account (我的模板); None = any
     latency_seconds: float = 0.0
     sent: list[SentMessage] = field(default_factory=list)
     templates: list[dict[str, Any]] = field(default_factory=list)
@@ -140,6 +142,10 @@ class FakeWeChatApi:
     def texts_to(self, openid: str) -> list[str]:
         """Contents of the text messages sent to ``openid``, in order."""
         return [m.content for m in self.sent if m.openid == openid and m.msgtype == "text"]
+
+    def templates_to(self, openid: str) -> list[dict[str, Any]]:
+        """The template messages accepted for ``openid`` (request bodies plus msgid), in order."""
+        return [t for t in self.templates if t["touser"] == openid]
 
     @property
     def valid_tokens(self) -> list[str]:
@@ -257,12 +263,21 @@ class FakeWeChatApi:
         code, body = await self._pre(request)
         if code:
             return self._answer(request, code)
-        if not body.get("template_id"):
+        template_id = body.get("template_id")
+        if not template_id or (self.template_ids is not None and template_id not in self.template_ids):
             return self._answer(request, 40037)
-        if not isinstance(body.get("touser"), str) or not body["touser"]:
+        openid = body.get("touser")
+        if not isinstance(openid, str) or not re.fullmatch(r"[A-Za-z0-9_\-]{6,64}", openid):
             return self._answer(request, 40003)
-        if body["touser"] in self._refusing and self._refusing[body["touser"]] in (43004, 48002):
-            return self._answer(request, self._refusing[body["touser"]])
+        if self._refusing.get(openid) in (43004, 48002, 40003):  # not the 48-hour window's 45015
+            return self._answer(request, self._refusing[openid])
+        data = body.get("data")
+        if not isinstance(data, dict) or not all(
+                isinstance(v, dict) and isinstance(v.get("value"), str) for v in data.values()):
+            return self._answer(request, 47001)
+        too_long = [k for k, v in data.items() if _template_value_too_long(k, v["value"])]
+        if too_long:
+            return self._answer(request, 47003)
         self._next_msgid += 1
         self.templates.append({**body, "msgid": self._next_msgid})
         self.calls.append((request.path, 0))
@@ -294,6 +309,17 @@ class FakeWeChatApi:
             return self._answer(request, code)
         self.menu = None
         return self._answer(request, 0)
+
+
+# 类目模板 field types with a length limit (WeChat's template-message documentation).
+TEMPLATE_FIELD_LIMITS = {"thing": 20, "short_thing": 5, "character_string": 32, "number": 32,
+                         "letter": 32, "symbol": 5, "phrase": 5, "name": 10, "phone_number": 17,
+                         "car_number": 8}
+
+
+def _template_value_too_long(field_name: str, value: str) -> bool:
+    kind = re.sub(r"\d+$", "", field_name)
+    return len(value) > TEMPLATE_FIELD_LIMITS.get(kind, 10_000)
 
 
 def _blen(value: Any) -> int:

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from channels.messages import Notice
 from channels.sms import SMS_RUNTIME
 from tests.channels.sms.conftest import SIGN
 from tests.channels.rasa_fake import FakeRasaRest
@@ -227,15 +228,16 @@ async def test_opt_out_confirmed_once_then_proactive_suppressed_until_opt_in(mak
     await gw.settle()
     assert [s["template"] for s in gw.fake.sent if s["phone"] == phone] == ["SMS_900000003"]
     assert gw.rasa.received.get(f"sms:{phone}") is None  # keywords never reach the assistant
-    channel = gw.runtime().channel
-    notice = {"area": "钟灵街社区", "start": "9:00", "end": "17:00", "reason": "检修"}
-    suppressed = await channel.notify(phone, "outage_notice", notice)
-    assert (await channel.outbox.get(suppressed))["state"] == "suppressed"
+    adapter = gw.runtime().channel.adapter
+    notice = Notice("outage_notice", {"area": "钟灵街社区", "start": "9:00", "end": "17:00",
+                                      "reason": "检修"})
+    suppressed = await adapter.send(phone, notice, "notice")
+    assert (suppressed.status, suppressed.reason) == ("skipped", "opted_out")
     await gw.post("/sms/aliyun/up", [up_item(phone, "订阅", 8003)])
     await gw.settle()
     assert gw.fake.sent[-1]["template"] == "SMS_900000004"
-    sent = await channel.notify(phone, "outage_notice", notice)
-    assert (await channel.outbox.get(sent))["state"] == "sent"
+    assert (await adapter.send(phone, notice, "notice")).status == "sent"
+    assert gw.fake.sent[-1]["template"] == "SMS_900000006"
 
 
 async def test_delivery_reports_update_message_state(make_gateway, phone):

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pytest
-
-from channels.wechat.render import OPTIONS_HINT, Option, option_number, render_replies, split_text
+from channels.wechat.render import OPTIONS_HINT, Option, render_replies, split_text
 
 
 @dataclass
@@ -58,10 +56,3 @@ def test_a_single_overlong_sentence_falls_back_to_clauses_then_characters():
     chunks = split_text(blob, 100)
     assert all(len(c.encode()) <= 100 for c in chunks) and "".join(chunks) == blob
 
-
-@pytest.mark.parametrize("text,number", [
-    ("1", 1), ("２", 2), (" 3。", 3), ("第2个", 2), ("选1", 1), ("二", 2), ("10", 10),
-    ("0", None), ("12345", None), ("1号楼停电", None), ("查电费", None), ("", None),
-])
-def test_option_numbers(text, number):
-    assert option_number(text) == number

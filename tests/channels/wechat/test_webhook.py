@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from channels.wechat.replies import options_key, undeliverable_key
+from channels.options import options_key
+from channels.wechat.adapter import record_interaction, undeliverable_key
 from channels.wechat.webhook import optout_key, template_status_key
 from channels.wechat import texts
 from tests.channels.wechat.conftest import AES_KEY, NEW_AES_KEY
@@ -208,11 +209,11 @@ async def test_menu_click_sends_intent_payload_and_numbers_pick_options(make_gat
     assert await p.post(gw.session, p.event_fields(user, "CLICK", "intent:query_bill")) == (200, "success")
     await until(lambda: gw.wechat_api.texts_to(user))
     assert gw.wechat_api.texts_to(user)[0] == "请问您要查询哪个月的电费？\n1. 本月\n2. 上个月\n请回复序号进行选择。"
-    assert await redis.exists(options_key(user))
+    assert await redis.exists(options_key(f"wechat:{user}"))
     assert await p.post(gw.session, p.text_fields(user, "２")) == (200, "success")
     await until(lambda: len(gw.wechat_api.texts_to(user)) == 2)
     assert gw.rasa.received[f"wechat:{user}"] == ["/query_bill", '/inform{"month":"上个月"}']
-    assert await redis.exists(options_key(user)) == 0  # the answer offered no options
+    assert await redis.exists(options_key(f"wechat:{user}")) == 0  # the answer offered no options
     # Without options on offer a number is just text.
     assert await p.post(gw.session, p.text_fields(user, "1")) == (200, "success")
     await until(lambda: len(gw.wechat_api.texts_to(user)) == 3)
@@ -314,6 +315,7 @@ async def test_deliver_queues_agent_replies_in_order_with_numbered_options(make_
     gw = await make_gateways()
     user = openid()
     channel = gw.apps[0][WECHAT_CHANNEL]
+    await record_interaction(redis, user)  # the customer wrote earlier: inside the 48-hour window
     await channel.deliver(user, [Reply("您好，我是人工客服小王。"),
                                  Reply("请问问题解决了吗？", (Button("已解决", "/affirm"), Button("未解决", "/deny")))])
     await until(lambda: len(gw.wechat_api.texts_to(user)) == 2)

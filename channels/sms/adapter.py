@@ -1,0 +1,104 @@
+"""SMS as a channel adapter: render into approved templates and hand to the outbox.
+
+- ``reply`` / ``agent``: the replies rendered by :class:`~channels.sms.templates.SmsRenderer`
+  (buttons as "回复1 …" options numbered across the whole answer, remembered per conversation
+  by :class:`~channels.options.OptionMemory`), submitted with the reply budget;
+- ``notice``: the approved template of the notice's kind with its parameters, or the
+  ``fallback`` template (pointing to 网上国网, the WeChat account and 95598) when that kind is not
+  approved or a parameter is missing, submitted as a proactive SMS (``urgent`` passed on);
+  one-time codes (``verification_code``) go as system messages, never replaced by the fallback.
+
+The outbox's state right after submitting becomes the result: sent; queued (with the time it
+may go); suppressed → skipped; failed → failed (the outbox already retried what could be).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from channels.messages import DeliveryResult, Notice, Purpose, Reply
+from channels.options import OptionMemory
+from channels.sms.outbox import PROACTIVE, REPLY, SYSTEM, Outbox
+from channels.sms.phones import mask
+from channels.sms.templates import FALLBACK, OutgoingSms, SmsRenderer
+
+log = logging.getLogger("channels.sms")
+
+CHANNEL = "sms"
+SYSTEM_KINDS = frozenset({"verification_code"})
+_RANK = {"sent": 0, "queued": 1, "skipped": 2, "failed": 3}
+
+
+def _result(msg: dict[str, str]) -> DeliveryResult:
+    """The DeliveryResult of one outbox message, from its stored state."""
+    state = msg.get("state", "")
+    if state in ("sent", "delivered"):
+        return DeliveryResult("sent")
+    if state == "suppressed":
+        return DeliveryResult("skipped", msg.get("error_code") or "suppressed")
+    if state in ("failed", "undelivered"):
+        return DeliveryResult("failed", msg.get("error_code") or msg.get("report_code") or state)
+    when = msg.get("not_before")
+    return DeliveryResult("queued", msg.get("waiting_for", ""), float(when) if when else None)
+
+
+def _worst(results: list[DeliveryResult]) -> DeliveryResult:
+    """One result for an answer sent as several SMS: the least successful one."""
+    return max(results, key=lambda r: (_RANK[r.status], r.when or 0.0))
+
+
+class SmsAdapter:
+    """Sends replies and notices to mobile numbers through the outbox (see the module doc)."""
+
+    name = CHANNEL
+
+    def __init__(self, outbox: Outbox, renderer: SmsRenderer, options: OptionMemory) -> None:
+        self.outbox = outbox
+        self.renderer = renderer
+        self.options = options
+
+    async def send(self, user_id: str, content: Sequence[Reply] | Notice,
+                   purpose: Purpose) -> DeliveryResult:
+        """Send replies (``reply``/``agent``) or a :class:`Notice` to the number ``user_id``."""
+        if isinstance(content, Notice):
+            return await self._notice(user_id, content)
+        replies = list(content)
+        messages, options = self.renderer.render(replies)
+        await self.options.remember(f"{CHANNEL}:{user_id}", options)
+        if not messages:
+            if any(r.text.strip() or r.buttons for r in replies):
+                return DeliveryResult("failed", "no_template")  # logged by the renderer
+            return DeliveryResult("skipped", "empty")
+        return _worst([await self._submit(user_id, sms, REPLY) for sms in messages])
+
+    async def _notice(self, phone: str, notice: Notice) -> DeliveryResult:
+        sms = self._notice_sms(notice)
+        if notice.kind in SYSTEM_KINDS:
+            if sms is None:
+                log.error("sms: no approved %r template; %s gets no code", notice.kind, mask(phone))
+                return DeliveryResult("failed", "no_template")
+            return await self._submit(phone, sms, SYSTEM)
+        if sms is None:
+            log.warning("sms: notice %r to %s sent as the fallback template", notice.kind,
+                        mask(phone))
+            sms = self.renderer.of_kind(FALLBACK)
+        if sms is None:
+            return DeliveryResult("failed", "no_template")
+        return await self._submit(phone, sms, PROACTIVE, notice.urgent)
+
+    def _notice_sms(self, notice: Notice) -> OutgoingSms | None:
+        """The notice in its own approved template, None when not approved or incomplete."""
+        template = self.renderer.book.get(notice.kind, self.renderer.provider)
+        if template is None:
+            return None
+        missing = [p for p in template.params if not str(notice.params.get(p) or "").strip()]
+        if missing:
+            log.warning("sms: notice %r lacks %s", notice.kind, ", ".join(missing))
+            return None
+        return self.renderer.make(template, notice.params)
+
+    async def _submit(self, phone: str, sms: OutgoingSms, send_class: str,
+                      urgent: bool = False) -> DeliveryResult:
+        msg_id = await self.outbox.submit(phone, sms, send_class, urgent=urgent,
+                                          conversation_id=f"{CHANNEL}:{phone}")
+        return _result(await self.outbox.get(msg_id))

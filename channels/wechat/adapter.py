@@ -1,0 +1,183 @@
+"""The WeChat official account as a channel adapter: render and transport only.
+
+WeChat lets an official account send customer-service messages (客服消息) to a customer only
+within 48 hours of the customer's last interaction (a message, a menu click, following,
+scanning); outside that window only template messages (模板消息) go out. The responder records
+every interaction (:func:`record_interaction`, ``pd:wechat:last_seen:<openid>``).
+
+- ``reply`` / ``agent``: rendered as texts with numbered options (remembered per conversation by
+  :class:`~channels.options.OptionMemory`), sent as customer-service messages inside the window;
+  outside it as the ``generic_reply`` template when one is configured and the text fits its
+  field, else skipped (``outside_window``).
+- ``notice``: the template message of the notice's kind (``bot/wechat_templates.yml``); without a
+  template id, the kind's customer-service text inside the window; else skipped.
+
+WeChat's refusals by meaning: 43004 (not following) → skipped ``not_following``; 45015 (outside
+the window) and 45047 (customer-service quota for this customer used up) → the template
+instead; 40003 (bad openid) → failed ``invalid_openid``; 48002 (the customer refuses the
+account's messages) → skipped ``refuses_messages``; anything else → failed, ``retry`` when the
+error is transient (the API client already retried what was worth retrying at once).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from channels.messages import DeliveryResult, Notice, Purpose, Reply
+from channels.options import OptionMemory
+from channels.wechat import metrics
+from channels.wechat.api import WeChatApi
+from channels.wechat.config import WeChatConfig
+from channels.wechat.errors import WeChatApiError
+from channels.wechat.render import render_replies
+from channels.wechat.templates import REPLY_KIND, REPLY_PARAM
+from channels.wechat.webhook import optout_key
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "wechat"
+WINDOW_SECONDS = 48 * 3600
+_UNDELIVERABLE_TTL = 48 * 3600
+NOT_FOLLOWING, OUTSIDE_WINDOW, OVER_LIMIT, INVALID_OPENID = 43004, 45015, 45047, 40003
+REFUSES_MESSAGES = 48002
+
+
+def last_seen_key(openid: str) -> str:
+    """Redis key of the unix time of ``openid``'s last interaction with the account."""
+    return f"pd:wechat:last_seen:{openid}"
+
+
+def undeliverable_key(openid: str) -> str:
+    """Redis hash recording why WeChat last refused a message to ``openid``."""
+    return f"pd:wechat:undeliverable:{openid}"
+
+
+async def record_interaction(redis: Any, openid: str, at: float | None = None) -> None:
+    """The customer interacted at ``at`` (unix time, default now): the 48-hour window opens."""
+    at = time.time() if at is None else at
+    await redis.set(last_seen_key(openid), str(int(at)), ex=WINDOW_SECONDS)
+
+
+class WeChatAdapter:
+    """Sends replies and notices to one official account's followers (see the module doc)."""
+
+    name = CHANNEL
+
+    def __init__(self, config: WeChatConfig, redis: Any, api: WeChatApi,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._config = config
+        self._redis = redis
+        self._api = api
+        self._clock = clock
+        self.options = OptionMemory(redis, config.options_ttl_seconds)
+
+    async def in_window(self, openid: str) -> bool:
+        """True while ``openid`` may get customer-service messages (48 h after interacting)."""
+        raw = await self._redis.get(last_seen_key(openid))
+        try:
+            return raw is not None and self._clock() - float(raw) < WINDOW_SECONDS
+        except ValueError:
+            return False
+
+    async def send(self, user_id: str, content: Sequence[Reply] | Notice,
+                   purpose: Purpose) -> DeliveryResult:
+        """Send replies (``reply``/``agent``) or a :class:`Notice` to the openid ``user_id``."""
+        if isinstance(content, Notice):
+            return await self._notice(user_id, content)
+        return await self._replies(user_id, list(content))
+
+    async def _replies(self, openid: str, replies: list[Reply]) -> DeliveryResult:
+        rendered = render_replies(replies, self._config.reply_max_bytes)
+        conversation_id = f"{CHANNEL}:{openid}"
+        # Stored before sending: the customer's next message must find this answer's options.
+        await self.options.remember(conversation_id, rendered.options)
+        if not rendered.texts:
+            return DeliveryResult("skipped", "empty")
+        if await self.in_window(openid):
+            result = await self._customer_service(openid, list(rendered.texts), self._reply_template)
+        else:
+            result = await self._reply_template(openid, list(rendered.texts))
+        if result.status in ("skipped", "failed"):
+            # Nothing reached the customer: neither this answer's options nor older ones apply.
+            await self.options.remember(conversation_id, ())
+        return result
+
+    async def _reply_template(self, openid: str, texts: list[str]) -> DeliveryResult:
+        template = self._config.templates.get(REPLY_KIND)
+        data = template.data({REPLY_PARAM: "\n".join(texts)}, shorten=False) \
+            if template and template.template_id else None
+        if data is None:
+            return DeliveryResult("skipped", "outside_window")
+        return await self._template(openid, template.template_id, data, template.url)
+
+    async def _notice(self, openid: str, notice: Notice) -> DeliveryResult:
+        template = self._config.templates.get(notice.kind)
+        if template is None:
+            log.warning("wechat: no template configured for notice kind %r", notice.kind)
+            return DeliveryResult("skipped", "no_template")
+        if template.template_id:
+            return await self._template(openid, template.template_id,
+                                        template.data(notice.params), template.url)
+        text = template.customer_service_text(notice.params)
+        if not text:
+            return DeliveryResult("skipped", "no_template")
+        if not await self.in_window(openid):
+            return DeliveryResult("skipped", "outside_window")
+        return await self._customer_service(openid, [text], None)
+
+    async def _customer_service(self, openid: str, texts: list[str],
+                                fallback: Callable[[str, list[str]], Any] | None) -> DeliveryResult:
+        """Send ``texts`` in order; on 45015/45047 the rest goes through ``fallback``."""
+        for index, text in enumerate(texts):
+            try:
+                await self._api.send_text(openid, text)
+            except WeChatApiError as exc:
+                await self._record_refusal(openid, exc)
+                if exc.errcode in (OUTSIDE_WINDOW, OVER_LIMIT):
+                    if exc.errcode == OUTSIDE_WINDOW:
+                        await self._redis.delete(last_seen_key(openid))
+                    if fallback is not None:
+                        result = await fallback(openid, texts[index:])
+                        if result.status != "skipped":
+                            return result
+                    return DeliveryResult(
+                        "skipped", "outside_window" if exc.errcode == OUTSIDE_WINDOW else "over_limit")
+                return self._refused(exc)
+            metrics.SENDS.labels("ok").inc()
+        return DeliveryResult("sent")
+
+    async def _template(self, openid: str, template_id: str, data: dict[str, Any],
+                        url: str) -> DeliveryResult:
+        try:
+            await self._api.send_template(openid, template_id, data, url or None)
+        except WeChatApiError as exc:
+            await self._record_refusal(openid, exc)
+            return self._refused(exc)
+        metrics.SENDS.labels("ok").inc()
+        return DeliveryResult("sent")
+
+    @staticmethod
+    def _refused(exc: WeChatApiError) -> DeliveryResult:
+        if exc.errcode == NOT_FOLLOWING:
+            return DeliveryResult("skipped", "not_following")
+        if exc.errcode == REFUSES_MESSAGES:
+            return DeliveryResult("skipped", "refuses_messages")
+        if exc.errcode == INVALID_OPENID:
+            return DeliveryResult("failed", "invalid_openid", retry=False)
+        reason = "unavailable" if exc.errcode is None else f"errcode_{exc.errcode}"
+        return DeliveryResult("failed", reason, retry=exc.is_transient)
+
+    async def _record_refusal(self, openid: str, exc: WeChatApiError) -> None:
+        metrics.SENDS.labels("undeliverable" if exc.is_undeliverable else "failed").inc()
+        if not exc.is_undeliverable:
+            log.error("wechat send failed: %s", exc)
+            return
+        log.warning("wechat message not deliverable (errcode %s)", exc.errcode)
+        await self._redis.hset(undeliverable_key(openid), mapping={
+            "errcode": str(exc.errcode), "errmsg": exc.errmsg[:200], "at": str(int(self._clock()))})
+        await self._redis.expire(undeliverable_key(openid), _UNDELIVERABLE_TTL)
+        if exc.errcode in (NOT_FOLLOWING, REFUSES_MESSAGES):
+            # Not following / refusing messages: proactive messages must stop as well.
+            await self._redis.set(optout_key(openid), str(int(self._clock())))

@@ -24,3 +24,9 @@ RASA_LATENCY = Histogram("powerdesk_gateway_rasa_latency_seconds",
 LOCK_WAIT = Histogram("powerdesk_gateway_conversation_lock_wait_seconds",
                       "Time spent waiting for a conversation's turn",
                       buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 20))
+DELIVERIES = Counter("powerdesk_gateway_deliveries_total",
+                     "Outbound deliveries (channels.delivery), by channel, purpose, status "
+                     "(sent, queued, skipped, failed) and reason", ["channel", "purpose", "status", "reason"])
+OUTBOUND_REQUESTS = Counter("powerdesk_gateway_outbound_requests_total",
+                            "Entries of the pd:outbound:requests stream handled, by outcome "
+                            "(a delivery status, or malformed)", ["outcome"])

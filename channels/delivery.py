@@ -1,0 +1,356 @@
+"""The one outbound path: ``Deliverer.deliver(conversation_id, content, purpose)``.
+
+Everything that sends to a customer (hand-off agents, broadcast notices, verification codes,
+replies that leave outside a live turn) calls :meth:`Deliverer.deliver`. Channel adapters
+(:class:`channels.messages.ChannelAdapter`) only render and transport; the bookkeeping is done
+here, once, in this order:
+
+1. the conversation id's prefix picks the adapter; none → ``skipped`` ``no_channel``;
+2. a notice to a conversation that opted out → ``skipped`` ``opted_out`` (replies and agent
+   messages are never blocked by opt-out: the customer is talking to us);
+3. a non-urgent notice during quiet hours → stored in the scheduled set and ``queued`` with
+   ``when`` = the end of quiet hours;
+4. the channel's rate limit for that purpose (token buckets per conversation, see
+   ``DELIVERY_RATE_LIMITS``): a reply or agent message over it is ``queued`` until the budget
+   allows (never dropped: the customer waits for it); a notice over it is ``skipped``
+   ``rate_limited`` with ``when`` = when the budget would allow one, because a notice's value
+   decays (an outage notice, a one-time code) and the sender is better placed to decide;
+5. per-conversation ordering: a lock per conversation in Redis (and a FIFO lock in this
+   process), with a bounded wait, held around the adapter's send, so two gateway instances
+   delivering to one conversation never interleave; still busy after the wait → ``failed``
+   ``conversation_busy`` (retry helps);
+6. the adapter's ``send``, bounded by a timeout.
+
+It never raises for a channel or Redis failure: the result is ``failed`` with a reason and
+whether a retry may help, plus a log line and a metric. Every call ends in one masked log line
+and one count of ``powerdesk_gateway_deliveries_total{channel, purpose, status, reason}``.
+
+Scheduled deliveries live in one sorted set (``pd:delivery:scheduled``), scored by the unix
+time they are due; the member is the delivery itself (JSON after a sortable creation stamp, so
+deliveries due at the same moment go in the order they were made). :meth:`run_due` leases due
+members with one Lua script (it moves their score a lease ahead instead of removing them) and
+removes each only after its outcome is known, so an instance that crashes mid-way loses
+nothing: the lease runs out and another instance takes the delivery (at least once).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+import uuid
+from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+from redis.exceptions import LockError, RedisError
+
+from channels import metrics
+from channels.messages import PURPOSES, Button, ChannelAdapter, DeliveryResult, Notice, Purpose, Reply
+from channels.optout import OptOutStore
+from channels.quiet_hours import QuietHours
+from channels.router import log_id
+from integrations.rate_limit import Bucket, Rate, TokenBuckets
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_KEY = "pd:delivery:scheduled"
+LEASE_SECONDS = 120.0        # longer than a lock wait plus a send
+MAX_AGE_SECONDS = 86400.0    # a scheduled delivery still not out after a day is given up
+MAX_ATTEMPTS = 5             # transient failures of a scheduled delivery before giving up
+
+# Members are "<created, µs, 20 digits>:<id>:<json>"; ties in score sort by member.
+_LEASE_LUA = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[2], member)
+end
+return due
+"""
+
+Content = Sequence[Reply] | Notice
+# Rate limits by (channel, purpose); channel "*" applies to every channel without its own entry.
+RateLimits = Mapping[tuple[str, str], Sequence[Rate]]
+
+
+def encode_content(content: Content) -> dict[str, Any]:
+    """``content`` as JSON-ready data: ``{"notice": {kind, params, urgent}}`` or
+    ``{"replies": [{text, buttons: [[title, payload]], image, custom}]}``."""
+    if isinstance(content, Notice):
+        return {"notice": {"kind": content.kind, "params": dict(content.params),
+                           "urgent": content.urgent}}
+    return {"replies": [{"text": r.text, "buttons": [[b.title, b.payload] for b in r.buttons],
+                         "image": r.image, "custom": r.custom} for r in content]}
+
+
+def decode_content(data: Mapping[str, Any]) -> Content:
+    """The inverse of :func:`encode_content`; raises ValueError/TypeError/KeyError if malformed."""
+    if "notice" in data:
+        notice = data["notice"]
+        return Notice(str(notice["kind"]), {str(k): str(v) for k, v in notice["params"].items()},
+                      bool(notice.get("urgent", False)))
+    return [Reply(str(r["text"]), tuple(Button(str(t), str(p)) for t, p in r.get("buttons") or ()),
+                  r.get("image"), r.get("custom")) for r in data["replies"]]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _valid(content: Any, purpose: str) -> bool:
+    if purpose not in PURPOSES:
+        return False
+    if purpose == "notice":
+        return isinstance(content, Notice)
+    return (not isinstance(content, (Notice, str, bytes)) and isinstance(content, Sequence)
+            and all(isinstance(r, Reply) for r in content))
+
+
+class _Busy(Exception):
+    """The conversation's previous delivery still held its lock after the bounded wait."""
+
+
+class Deliverer:
+    """The delivery facade of one gateway instance (see the module docstring)."""
+
+    def __init__(self, redis: Any, optouts: OptOutStore, quiet: QuietHours,
+                 rate_limits: RateLimits | None = None, *,
+                 clock: Callable[[], float] = time.time, lock_wait_seconds: float = 10.0,
+                 send_timeout_seconds: float = 30.0, schedule_key: str = SCHEDULE_KEY) -> None:
+        self._redis = redis
+        self._optouts = optouts
+        self._quiet = quiet
+        self._rate_limits = dict(rate_limits or {})
+        self._clock = clock
+        self._lock_wait = lock_wait_seconds
+        self._send_timeout = send_timeout_seconds
+        self._schedule_key = schedule_key
+        self._adapters: dict[str, ChannelAdapter] = {}
+        self._local: dict[str, list[Any]] = {}  # conversation id -> [asyncio.Lock, users]
+        self._lease = redis.register_script(_LEASE_LUA)
+
+    def register(self, adapter: ChannelAdapter) -> None:
+        """Send conversations ``<adapter.name>:…`` through ``adapter`` (replaces an earlier one)."""
+        self._adapters[adapter.name] = adapter
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The registered channel prefixes."""
+        return tuple(self._adapters)
+
+    def _limits(self, channel: str, purpose: str) -> Sequence[Rate]:
+        return self._rate_limits.get((channel, purpose), self._rate_limits.get(("*", purpose), ()))
+
+    async def deliver(self, conversation_id: str, content: Content,
+                      purpose: Purpose) -> DeliveryResult:
+        """Send ``content`` to ``conversation_id`` for ``purpose`` through its channel, applying
+        opt-out, quiet hours, rate limits and ordering; never raises (except cancellation)."""
+        return await self._deliver(conversation_id, content, purpose, attempt=0)
+
+    async def _deliver(self, conversation_id: str, content: Content, purpose: Purpose,
+                       attempt: int) -> DeliveryResult:
+        channel, _, user_id = conversation_id.partition(":")
+        adapter = self._adapters.get(channel) if user_id else None
+        try:
+            if adapter is None:
+                result = DeliveryResult("skipped", "no_channel")
+            elif not _valid(content, purpose):
+                result = DeliveryResult("failed", "invalid_content")
+            else:
+                result = await self._gate_and_send(adapter, conversation_id, user_id, content,
+                                                   purpose, attempt)
+        except (RedisError, OSError) as exc:
+            log.warning("delivery to %s: Redis failed (%s)", log_id(conversation_id),
+                        type(exc).__name__)
+            result = DeliveryResult("failed", "redis_unavailable", retry=True)
+        except Exception:  # noqa: BLE001 - a delivery must end in a result, not a traceback
+            log.exception("delivery to %s failed unexpectedly", log_id(conversation_id))
+            metrics.ERRORS.labels("delivery").inc()
+            result = DeliveryResult("failed", "error", retry=True)
+        self._record(channel if adapter else "unknown", conversation_id, content, purpose, result)
+        return result
+
+    async def _gate_and_send(self, adapter: ChannelAdapter, conversation_id: str, user_id: str,
+                             content: Content, purpose: Purpose, attempt: int) -> DeliveryResult:
+        now = self._clock()
+        if purpose == "notice":
+            if await self._optouts.is_opted_out(conversation_id):
+                return DeliveryResult("skipped", "opted_out")
+            if not content.urgent and self._quiet.is_quiet(now):
+                return await self._schedule(conversation_id, content, purpose,
+                                            self._quiet.next_allowed(now), "quiet_hours", attempt)
+        limits = self._limits(adapter.name, purpose)
+        if limits:
+            verdict = await TokenBuckets(self._redis, f"delivery:{conversation_id}").take(
+                [Bucket(f"{purpose}:{rate}", rate) for rate in limits], now=now)
+            if not verdict.allowed:
+                when = now + verdict.retry_after
+                if purpose == "notice":
+                    return DeliveryResult("skipped", "rate_limited", when=when)
+                return await self._schedule(conversation_id, content, purpose, when,
+                                            "rate_limited", attempt)
+        try:
+            async with self._turn(conversation_id):
+                try:
+                    result = await asyncio.wait_for(adapter.send(user_id, content, purpose),
+                                                    self._send_timeout)
+                except asyncio.TimeoutError:
+                    return DeliveryResult("failed", "timeout", retry=True)
+                except RedisError:
+                    raise
+                except Exception:  # noqa: BLE001 - an adapter bug or transport error
+                    log.exception("channel %s failed to send to %s", adapter.name,
+                                  log_id(conversation_id))
+                    metrics.ERRORS.labels("delivery").inc()
+                    return DeliveryResult("failed", "error", retry=True)
+        except _Busy:
+            return DeliveryResult("failed", "conversation_busy", retry=True)
+        if not isinstance(result, DeliveryResult):
+            log.error("channel %s returned %r instead of a DeliveryResult", adapter.name, result)
+            return DeliveryResult("failed", "error", retry=True)
+        return result
+
+    async def schedule(self, conversation_id: str, content: Content, purpose: Purpose,
+                       when: float, reason: str = "retry", attempt: int = 0) -> DeliveryResult:
+        """Deliver later, at ``when`` (unix time), through :meth:`run_due`; ``queued``."""
+        return await self._schedule(conversation_id, content, purpose, when, reason, attempt)
+
+    async def _schedule(self, conversation_id: str, content: Content, purpose: Purpose,
+                        when: float, reason: str, attempt: int) -> DeliveryResult:
+        created = self._clock()
+        body = json.dumps({"conversation_id": conversation_id, "purpose": purpose,
+                           "content": encode_content(content), "attempt": attempt,
+                           "created": created}, ensure_ascii=False, separators=(",", ":"))
+        member = f"{int(created * 1e6):020d}:{uuid.uuid4().hex}:{body}"
+        await self._redis.zadd(self._schedule_key, {member: when})
+        return DeliveryResult("queued", reason, when=when)
+
+    async def run_due(self, limit: int = 100) -> int:
+        """Deliver the scheduled deliveries that are due; returns how many this instance took."""
+        now = self._clock()
+        members = await self._lease(keys=[self._schedule_key],
+                                    args=[repr(now), repr(now + LEASE_SECONDS), limit])
+        for raw in members:
+            member = _text(raw)
+            try:
+                await self._run_scheduled(member, now)
+            except Exception:  # noqa: BLE001 - one bad entry must not stop the others
+                log.exception("scheduled delivery failed; retried when its lease runs out")
+                metrics.ERRORS.labels("delivery_schedule").inc()
+                continue
+            await self._redis.zrem(self._schedule_key, member)
+        return len(members)
+
+    async def _run_scheduled(self, member: str, now: float) -> None:
+        try:
+            entry = json.loads(member.split(":", 2)[2])
+            conversation_id, purpose = str(entry["conversation_id"]), entry["purpose"]
+            content, attempt = decode_content(entry["content"]), int(entry["attempt"])
+            created = float(entry["created"])
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            log.error("malformed scheduled delivery dropped")
+            metrics.ERRORS.labels("delivery_schedule").inc()
+            return
+        if now - created > MAX_AGE_SECONDS:
+            channel = conversation_id.partition(":")[0]
+            self._record(channel if channel in self._adapters else "unknown", conversation_id,
+                         content, purpose, DeliveryResult("failed", "expired"))
+            return
+        result = await self._deliver(conversation_id, content, purpose, attempt)
+        if result.status == "failed" and result.retry and attempt + 1 < MAX_ATTEMPTS:
+            await self._schedule(conversation_id, content, purpose,
+                                 now + min(30 * 2 ** attempt, 1800), "retry", attempt + 1)
+
+    async def run_forever(self, interval: float = 1.0) -> None:
+        """The scheduled-delivery worker of one gateway instance."""
+        while True:
+            try:
+                while await self.run_due() > 0:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a Redis blip must not end the worker
+                log.exception("scheduled delivery worker: pass failed")
+            await asyncio.sleep(interval)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, conversation_id: str) -> AsyncIterator[None]:
+        """The conversation's delivery turn: FIFO in this process, exclusive across instances.
+        Its own lock, not the router's: a delivery must not wait for Rasa's answer."""
+        started = time.monotonic()
+        entry = self._local.setdefault(conversation_id, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            try:
+                await asyncio.wait_for(entry[0].acquire(), self._lock_wait)
+            except asyncio.TimeoutError:
+                raise _Busy() from None
+            try:
+                remaining = max(0.0, self._lock_wait - (time.monotonic() - started))
+                lock = self._redis.lock(f"pd:delivery:turn:{conversation_id}",
+                                        timeout=self._send_timeout + 5, sleep=0.01,
+                                        blocking=True, blocking_timeout=remaining)
+                if not await lock.acquire():
+                    raise _Busy()
+                try:
+                    yield
+                finally:
+                    try:
+                        await lock.release()
+                    except (LockError, RedisError) as exc:
+                        log.warning("delivery lock release failed (%s)", type(exc).__name__)
+            finally:
+                entry[0].release()
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0 and self._local.get(conversation_id) is entry:
+                del self._local[conversation_id]
+
+    def _record(self, channel: str, conversation_id: str, content: Content, purpose: str,
+                result: DeliveryResult) -> None:
+        label = purpose if purpose in PURPOSES else "invalid"
+        metrics.DELIVERIES.labels(channel, label, result.status, result.reason or "").inc()
+        what = f"notice {content.kind}" if isinstance(content, Notice) else label
+        detail = f" ({result.reason})" if result.reason else ""
+        if result.when is not None:
+            detail += f" until {datetime.fromtimestamp(result.when, self._quiet.tz):%Y-%m-%d %H:%M:%S}"
+        level = logging.WARNING if result.status == "failed" else logging.INFO
+        log.log(level, "delivery %s to %s: %s%s", what, log_id(conversation_id), result.status,
+                detail)
+
+
+DELIVERER_KEY = web.AppKey("deliverer", Deliverer)
+
+
+def setup_delivery(app: web.Application, config: Any) -> None:
+    """Give ``app`` its :class:`Deliverer` (``app[DELIVERER_KEY]``) once it starts: the opt-out
+    store, quiet hours and rate limits from ``config``
+    (GatewayConfig), the web chat adapter, the scheduled-delivery worker and the consumer of
+    the outbound requests stream. Call after every channel's ``setup``."""
+
+    async def lifespan(app: web.Application) -> AsyncIterator[None]:
+        from channels.app import REDIS_KEY
+        from channels.outbound_requests import OutboundRequests
+        from channels.webchat_outbox import WebChatAdapter
+
+        redis = app[REDIS_KEY]
+        deliverer = Deliverer(redis, OptOutStore(redis),
+                              QuietHours(config.delivery_quiet_hours, config.timezone),
+                              config.delivery_rate_limits)
+        deliverer.register(WebChatAdapter(redis, config.webchat_outbox_ttl_seconds))
+        app[DELIVERER_KEY] = deliverer
+        consumer = OutboundRequests(redis, deliverer, consumer=f"{os.uname().nodename}-"
+                                                              f"{os.getpid()}-{uuid.uuid4().hex[:6]}")
+        tasks = [asyncio.create_task(deliverer.run_forever()),
+                 asyncio.create_task(consumer.run_forever())]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    app.cleanup_ctx.append(lifespan)

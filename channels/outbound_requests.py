@@ -1,0 +1,172 @@
+"""The consumer of ``pd:outbound:requests``: notices requested by other processes.
+
+The action server (and any other producer) asks the gateway to send a notice by appending an
+entry to the Redis stream ``pd:outbound:requests`` with string fields:
+
+- ``conversation_id``: ``<channel>:<user id>`` (e.g. ``sms:13812345678``);
+- ``purpose``: ``notice`` (the only purpose a producer may ask for);
+- ``kind``: the notice's kind (``verification_code``, ``outage_notice`` …);
+- ``params``: a JSON object of the notice's parameters (values become strings);
+- ``urgent``: ``1`` or ``0`` (urgent notices are exempt from quiet hours);
+- ``requested_by``: who asked, for the logs (e.g. ``action_send_verification_code``).
+
+Every gateway instance reads the stream in the consumer group ``gateway``, passes each request to
+:meth:`channels.delivery.Deliverer.deliver`, records the result in the hash
+``pd:outbound:result:<entry id>`` (``status``, ``reason``, ``when``, ``retry``; kept a day, for
+the producer to look up) and only then acknowledges and deletes the entry (``XACK`` + ``XDEL``).
+A failure that a retry may fix is handed to the deliverer's schedule (recorded as ``queued``
+``retry``). Entries left pending by an instance that died are claimed by another after
+``claim_idle_seconds`` (``XAUTOCLAIM``): at least once. Malformed entries are logged, counted
+and dropped.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from redis.exceptions import RedisError, ResponseError
+
+from channels import metrics
+from channels.delivery import Deliverer
+from channels.messages import DeliveryResult, Notice
+from channels.router import log_id
+
+log = logging.getLogger(__name__)
+
+STREAM = "pd:outbound:requests"
+GROUP = "gateway"
+RESULT_PREFIX = "pd:outbound:result:"
+RESULT_TTL_SECONDS = 86400
+RETRY_DELAY_SECONDS = 30.0
+MAX_PARAMS_BYTES = 4096
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class MalformedRequest(ValueError):
+    """A stream entry that is not a valid outbound request."""
+
+
+def parse_request(fields: Mapping[Any, Any]) -> tuple[str, Notice, str]:
+    """``(conversation_id, notice, requested_by)`` of one entry; raises MalformedRequest."""
+    data = {_text(k): _text(v) for k, v in (fields or {}).items()}
+    conversation_id = data.get("conversation_id", "")
+    channel, _, user_id = conversation_id.partition(":")
+    if not channel or not user_id:
+        raise MalformedRequest("conversation_id must be <channel>:<user id>")
+    if data.get("purpose", "notice") != "notice":
+        raise MalformedRequest(f"purpose must be notice, got {data.get('purpose')!r}")
+    kind = data.get("kind", "").strip()
+    if not kind:
+        raise MalformedRequest("kind is missing")
+    raw_params = data.get("params") or "{}"
+    if len(raw_params) > MAX_PARAMS_BYTES:
+        raise MalformedRequest("params too long")
+    try:
+        params = json.loads(raw_params)
+    except ValueError:
+        raise MalformedRequest("params is not JSON") from None
+    if not isinstance(params, dict) or any(
+            isinstance(v, (dict, list)) or v is None for v in params.values()):
+        raise MalformedRequest("params must be a JSON object of scalar values")
+    urgent = data.get("urgent", "0")
+    if urgent not in ("0", "1"):
+        raise MalformedRequest(f"urgent must be 1 or 0, got {urgent!r}")
+    notice = Notice(kind, {str(k): str(v) for k, v in params.items()}, urgent == "1")
+    return conversation_id, notice, data.get("requested_by", "")[:64]
+
+
+class OutboundRequests:
+    """One gateway instance's consumer of the outbound requests stream."""
+
+    def __init__(self, redis: Any, deliverer: Deliverer, consumer: str, *,
+                 stream: str = STREAM, group: str = GROUP, block_ms: int = 1000,
+                 claim_idle_seconds: float = 60.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._redis = redis
+        self._deliverer = deliverer
+        self.consumer = consumer
+        self._stream = stream
+        self._group = group
+        self._block_ms = block_ms          # below the Redis client's socket timeout
+        self._claim_idle_ms = int(claim_idle_seconds * 1000)
+        self._clock = clock
+        self._group_ready = False
+
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self._redis.xgroup_create(self._stream, self._group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def run_once(self, count: int = 20) -> int:
+        """Handle the stale entries of dead consumers, else wait up to ``block_ms`` for new
+        ones; returns how many entries were handled."""
+        await self._ensure_group()
+        _, entries, *_ = await self._redis.xautoclaim(
+            self._stream, self._group, self.consumer, self._claim_idle_ms, "0-0", count=count)
+        if not entries:
+            answer = await self._redis.xreadgroup(self._group, self.consumer, {self._stream: ">"},
+                                                  count=count, block=self._block_ms)
+            entries = answer[0][1] if answer else []
+        for entry_id, fields in entries:
+            if entry_id is not None:
+                await self.handle(_text(entry_id), fields)
+        return len(entries)
+
+    async def handle(self, entry_id: str, fields: Mapping[Any, Any] | None) -> DeliveryResult | None:
+        """Deliver one entry, record its result, then acknowledge and delete it."""
+        try:
+            conversation_id, notice, requested_by = parse_request(fields or {})
+        except MalformedRequest as exc:
+            log.warning("outbound request %s dropped: %s", entry_id, exc)
+            metrics.OUTBOUND_REQUESTS.labels("malformed").inc()
+            await self._done(entry_id)
+            return None
+        result = await self._deliverer.deliver(conversation_id, notice, "notice")
+        if result.status == "failed" and result.retry:
+            result = await self._deliverer.schedule(
+                conversation_id, notice, "notice", self._clock() + RETRY_DELAY_SECONDS,
+                "retry", attempt=1)
+        await self._redis.hset(RESULT_PREFIX + entry_id, mapping={
+            "status": result.status, "reason": result.reason,
+            "when": "" if result.when is None else repr(result.when),
+            "retry": int(result.retry), "conversation_id": conversation_id})
+        await self._redis.expire(RESULT_PREFIX + entry_id, RESULT_TTL_SECONDS)
+        await self._done(entry_id)
+        metrics.OUTBOUND_REQUESTS.labels(result.status).inc()
+        log.info("outbound request %s (%s, by %s) to %s: %s", entry_id, notice.kind,
+                 requested_by or "?", log_id(conversation_id), result.status)
+        return result
+
+    async def _done(self, entry_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self._stream, self._group, entry_id)
+            pipe.xdel(self._stream, entry_id)
+            await pipe.execute()
+
+    async def run_forever(self) -> None:
+        """The consumer loop of one gateway instance."""
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("outbound requests: read failed (%s); retrying", type(exc).__name__)
+                self._group_ready = False
+                await asyncio.sleep(1.0)
+            except Exception:  # noqa: BLE001 - the consumer must outlive one bad pass
+                log.exception("outbound requests: pass failed")
+                metrics.ERRORS.labels("outbound_requests").inc()
+                await asyncio.sleep(1.0)

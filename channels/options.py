@@ -65,7 +65,7 @@ class OptionMemory:
 
     def __init__(self, redis: Any, ttl_seconds: int) -> None:
         self._redis = redis
-        self.ttl_seconds = int(ttl_seconds)
+        self.ttl_seconds = max(1, int(ttl_seconds))  # Redis refuses an expiry of 0
 
     async def remember(self, conversation_id: str, options: Iterable[tuple[str, str]]) -> None:
         """A newer answer was sent: its ``options`` (numbered 1… across all its replies) replace

@@ -48,6 +48,9 @@ async def test_memory_keeps_options_after_a_pick_and_forgets_them_for_an_answer_
     await memory.remember(conversation, [])
     assert await redis.exists(options_key(conversation)) == 0
     assert await memory.pick(conversation, "1") is None
+    brief = OptionMemory(redis, 0.5)  # a sub-second setting still remembers (Redis refuses ex=0)
+    await brief.remember(conversation, [("本月", "/a")])
+    assert await redis.ttl(options_key(conversation)) == 1
 
 
 @dataclass

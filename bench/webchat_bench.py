@@ -389,4 +389,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONPATH", str(ROOT))
+    # Every simulated customer connects from 127.0.0.1: lift the gateway's per-address budget
+    # (the limiter still runs, so its cost is measured) unless the caller set one.
+    os.environ.setdefault("WEBCHAT_RATE_PER_ADDRESS", "1000000/min")
     main()

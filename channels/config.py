@@ -6,6 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from channels.client_address import Network, parse_networks
+from integrations.rate_limit import Rate, parse_rate
+
 
 class ConfigError(ValueError):
     """An environment variable has a value the gateway cannot run with."""
@@ -56,6 +59,20 @@ def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[
     return raw.rstrip("/") if parts.scheme.startswith("http") else raw
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
+    try:
+        return parse_networks(env.get(name, ""), name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> Rate | None:
+    try:
+        return parse_rate(env.get(name, "").strip() or default, name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     """Everything the gateway core needs; channels read their own ``<CHANNEL>_*`` variables.
@@ -70,7 +87,12 @@ class GatewayConfig:
     GATEWAY_CORS_ORIGINS [empty = same origin only; ``*`` = any; else comma-separated origins],
     GATEWAY_SOCKETIO_FANOUT [off; on = replies reach every tab of a session even when the tabs
     are connected to different gateway instances, through Redis pub/sub, at ~1 ms per reply],
-    GATEWAY_LOG_LEVEL [INFO].
+    GATEWAY_LOG_LEVEL [INFO],
+    GATEWAY_TRUSTED_PROXIES [empty: X-Forwarded-For is ignored; else comma-separated IPs/CIDRs
+    of the reverse proxies whose X-Forwarded-For is believed],
+    WEBCHAT_RATE_PER_SESSION [30/min], WEBCHAT_RATE_PER_ADDRESS [300/min, shared by everyone
+    behind one NAT; IPv6 per /64] (``off`` disables), WEBCHAT_MAX_PENDING [10 messages of one
+    session waiting for their answers in one instance].
     """
 
     host: str = "127.0.0.1"
@@ -86,6 +108,10 @@ class GatewayConfig:
     cors_origins: tuple[str, ...] = ()
     socketio_fanout: bool = False
     log_level: str = "INFO"
+    trusted_proxies: tuple[Network, ...] = ()
+    webchat_rate_per_session: Rate | None = Rate(30, 60)
+    webchat_rate_per_address: Rate | None = Rate(300, 60)
+    webchat_max_pending: int = 10
 
     @property
     def lock_ttl_seconds(self) -> float:
@@ -116,4 +142,8 @@ class GatewayConfig:
             cors_origins=origins,
             socketio_fanout=_flag(env, "GATEWAY_SOCKETIO_FANOUT"),
             log_level=level,
+            trusted_proxies=_networks(env, "GATEWAY_TRUSTED_PROXIES"),
+            webchat_rate_per_session=_rate(env, "WEBCHAT_RATE_PER_SESSION", "30/min"),
+            webchat_rate_per_address=_rate(env, "WEBCHAT_RATE_PER_ADDRESS", "300/min"),
+            webchat_max_pending=_int(env, "WEBCHAT_MAX_PENDING", 10, 1, 10000),
         )

@@ -12,6 +12,12 @@ rasa-webchat widget (>= 1.0.1) connects unchanged, and so does our own page at `
   ``{"attachment": {"type": "image", "payload": {"src"}}}``, custom payloads as they are.
 
 The conversation id (Rasa sender id) is ``web:<session id>``.
+
+Limits, before anything reaches Rasa (each refused message gets :data:`RATE_LIMITED_TEXT`, a
+metric and a throttled log line): token buckets in Redis per session and per client address
+(shared by every gateway instance), and a cap on a session's messages waiting for their answers
+in this instance. The client address (behind ``GATEWAY_TRUSTED_PROXIES``, from X-Forwarded-For)
+travels to Rasa and the action server as the metadata ``client_address``.
 """
 from __future__ import annotations
 
@@ -19,16 +25,21 @@ import asyncio
 import json
 import logging
 import re
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import socketio
 from aiohttp import web
+from prometheus_client import Counter
 
 from channels import metrics
+from channels.client_address import client_address
 from channels.config import GatewayConfig
 from channels.messages import Message, Reply
+from channels.router import log_id
+from integrations.rate_limit import Bucket, TokenBuckets, address_key
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +53,11 @@ MAX_CUSTOM_DATA_BYTES = 2048
 # socket.io packets: far above any sane chat message, so oversized text still reaches the router
 # and gets its polite answer; beyond it the socket is dropped by engine.io.
 MAX_PACKET_BYTES = 256 * 1024
+
+RATE_LIMITED_TEXT = "您发送消息过于频繁，请稍后再试。如有紧急情况，请拨打95598供电服务热线。"
+RATE_LIMITED = Counter("powerdesk_webchat_rate_limited_total",
+                       "Web chat messages refused before Rasa, by limit (session, address, pending)",
+                       ["limit"])
 
 
 def valid_session_id(value: Any) -> bool:
@@ -87,16 +103,28 @@ def _custom_data(data: dict[str, Any]) -> dict[str, Any] | None:
     return value
 
 
-def _router_key() -> Any:
-    from channels.app import ROUTER_KEY  # channels.app imports this module
+def _app_key(name: str) -> Any:
+    from channels import app  # channels.app imports this module
 
-    return ROUTER_KEY
+    return getattr(app, name)
+
+
+def socket_client_address(environ: dict, trusted: Any) -> str:
+    """The client address of a socket.io connection. engine.io's aiohttp driver puts the
+    request in the environ (its REMOTE_ADDR is a constant, never the peer); other drivers
+    only have REMOTE_ADDR and HTTP_X_FORWARDED_FOR."""
+    request = environ.get("aiohttp.request")
+    if request is not None:
+        forwarded = ",".join(request.headers.getall("X-Forwarded-For", [])) or None
+        return client_address(request.remote, forwarded, trusted)
+    return client_address(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"), trusted)
 
 
 class WebChat:
     """The socket.io server of one gateway app and its event handlers."""
 
     def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
         origins: Any = None  # None = same origin only (python-engineio's default)
         if config.cors_origins == ("*",):
             origins = "*"
@@ -113,20 +141,26 @@ class WebChat:
         self.app: web.Application | None = None  # set by setup()
         self._turns: dict[str, list[Any]] = {}  # session id -> [asyncio.Lock, users]
         self._transport_tasks: set[asyncio.Task] = set()
+        self._buckets: TokenBuckets | None = None  # built on first use, once Redis exists
+        self._limit_logged_at = float("-inf")
+        self._limit_unlogged = 0
         self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", self.on_disconnect)
         self.sio.on("session_request", self.on_session_request)
         self.sio.on("user_uttered", self.on_user_uttered)
 
     async def on_connect(self, sid: str, environ: dict, auth: Any = None) -> bool:
-        log.debug("web socket %s connected", sid)
+        address = socket_client_address(environ, self.config.trusted_proxies)
+        await self.sio.save_session(sid, {"client_address": address})
+        log.debug("web socket %s… connected", sid[:6])  # a polling sid reads the socket's packets
         return True
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        log.debug("web socket %s disconnected", sid)
+        log.debug("web socket %s… disconnected", sid[:6])
 
     async def _bind_session(self, sid: str, session_id: str) -> None:
-        await self.sio.save_session(sid, {"session_id": session_id})
+        async with self.sio.session(sid) as session:
+            session["session_id"] = session_id
         await self.sio.enter_room(sid, session_id)
 
     async def on_session_request(self, sid: str, data: Any = None) -> None:
@@ -142,7 +176,9 @@ class WebChat:
     async def on_user_uttered(self, sid: str, data: Any = None) -> None:
         """Route one customer message and emit the replies to the session's room, in order."""
         data = data if isinstance(data, dict) else {"message": data if isinstance(data, str) else ""}
-        session_id = (await self.sio.get_session(sid)).get("session_id")
+        socket_session = await self.sio.get_session(sid)
+        session_id = socket_session.get("session_id")
+        address = socket_session.get("client_address", "")
         if not session_id:
             # A client that skipped session_request (or a gateway restart in between): adopt
             # its id if acceptable, else issue one, and tell it which one it has.
@@ -155,6 +191,8 @@ class WebChat:
         custom = _custom_data(data)
         if custom is not None:
             meta["customData"] = custom
+        if address:
+            meta["client_address"] = address
         if isinstance(text, (int, float)) and not isinstance(text, bool):
             text = str(text)  # a 户号 typed into a numeric field by a custom client
         elif not isinstance(text, str):
@@ -165,8 +203,16 @@ class WebChat:
         entry = self._turns.setdefault(session_id, [asyncio.Lock(), 0])
         entry[1] += 1
         try:
+            if entry[1] > self.config.webchat_max_pending:
+                await self._refuse(sid, "pending", message, address)
+                return
             async with entry[0]:
-                replies = await self.app[_router_key()].handle(message)
+                # Inside the turn, so a refusal keeps its place among the session's replies.
+                limit = await self._over_budget(message, address)
+                if limit:
+                    await self._refuse(sid, limit, message, address)
+                    return
+                replies = await self.app[_app_key("ROUTER_KEY")].handle(message)
                 for reply in replies:
                     for event in bot_uttered_events(reply):
                         await self.sio.emit("bot_uttered", event, room=session_id)
@@ -178,6 +224,38 @@ class WebChat:
             if entry[1] == 0:
                 self._turns.pop(session_id, None)
 
+    async def _over_budget(self, message: Message, address: str) -> str | None:
+        """Take a token from the session's and the address's buckets; the name of the budget
+        that is spent (``session``, ``address``), or None."""
+        buckets = []
+        if self.config.webchat_rate_per_session:
+            buckets.append(Bucket(f"session:{message.user_id}", self.config.webchat_rate_per_session))
+        if self.config.webchat_rate_per_address and address:
+            buckets.append(Bucket(f"address:{address_key(address)}",
+                                  self.config.webchat_rate_per_address))
+        if not buckets:
+            return None
+        if self._buckets is None:
+            self._buckets = TokenBuckets(self.app[_app_key("REDIS_KEY")], "webchat")
+        verdict = await self._buckets.take(buckets)
+        if verdict.degraded:
+            metrics.ERRORS.labels("rate_limit").inc()
+        return verdict.refused_by.split(":", 1)[0] if verdict.refused_by else None
+
+    async def _refuse(self, sid: str, limit: str, message: Message, address: str) -> None:
+        """Answer a refused message with the polite limit reply, count it and log it (one log
+        line per second at most: a flood must not flood the logs too)."""
+        RATE_LIMITED.labels(limit).inc()
+        now = time.monotonic()
+        if now - self._limit_logged_at >= 1.0:
+            log.warning("web chat %s limit: refused a message of %s from %s "
+                        "(and %d more since the last such line)",
+                        limit, log_id(message.conversation_id), address or "an unknown address",
+                        self._limit_unlogged)
+            self._limit_logged_at, self._limit_unlogged = now, 0
+        else:
+            self._limit_unlogged += 1
+        await self.sio.emit("bot_uttered", {"text": RATE_LIMITED_TEXT}, to=sid)
 
     async def on_shutdown(self, _app: web.Application) -> None:
         """Close every socket at the transport level: browsers reconnect (to another instance

@@ -1,9 +1,18 @@
 /* PowerDesk web chat: Rasa's socket.io protocol (session_request / user_uttered / bot_uttered).
- * Every customer and bot text is inserted with textContent, never as HTML. */
+ * Every customer and bot text is inserted with textContent, never as HTML.
+ *
+ * The session id is a bearer secret (it owns the conversation and its bound 户号), kept in
+ * localStorage so a reload continues the conversation. On a shared or kiosk browser that must
+ * not last: the id is forgotten after IDLE_LIMIT_MS without a message from the customer (the
+ * default of the server's idle expiry of web bindings, WEB_BINDING_IDLE_DAYS), and 「结束会话」
+ * forgets it at once. */
 (function () {
   "use strict";
 
   var SESSION_KEY = "powerdesk.webchat.session_id";
+  var ACTIVE_KEY = "powerdesk.webchat.last_active";  // ms since the epoch, of the last message sent
+  var IDLE_LIMIT_MS = 30 * 24 * 60 * 60 * 1000;
+  var UNBIND_TEXT = "解绑户号";  // what the assistant understands as the unbind request
   var messages = document.getElementById("messages");
   var form = document.getElementById("composer");
   var input = document.getElementById("input");
@@ -11,12 +20,38 @@
   var typing = null;
   var pending = 0;
 
+  function idleTooLong() {
+    try {
+      var last = Number(window.localStorage.getItem(ACTIVE_KEY));
+      return !(last > 0 && Date.now() - last < IDLE_LIMIT_MS);
+    } catch (e) { return false; }
+  }
+
   function storedSessionId() {
-    try { return window.localStorage.getItem(SESSION_KEY); } catch (e) { return null; }
+    try {
+      var id = window.localStorage.getItem(SESSION_KEY);
+      if (id && !idleTooLong()) { return id; }
+      forgetSessionId();  // idle too long, or stored before the idle limit existed
+    } catch (e) { /* private mode: per page */ }
+    return null;
+  }
+
+  function markActive() {
+    try { window.localStorage.setItem(ACTIVE_KEY, String(Date.now())); } catch (e) { /* per page */ }
   }
 
   function storeSessionId(id) {
-    try { window.localStorage.setItem(SESSION_KEY, id); } catch (e) { /* private mode: per page */ }
+    try {
+      if (window.localStorage.getItem(SESSION_KEY) !== id) { markActive(); }
+      window.localStorage.setItem(SESSION_KEY, id);
+    } catch (e) { /* private mode: per page */ }
+  }
+
+  function forgetSessionId() {
+    try {
+      window.localStorage.removeItem(SESSION_KEY);
+      window.localStorage.removeItem(ACTIVE_KEY);
+    } catch (e) { /* private mode: per page */ }
   }
 
   var sessionId = storedSessionId();
@@ -115,7 +150,22 @@
     showTyping(false);
   });
 
+  // A fresh conversation: the stored id is forgotten, the transcript cleared, and the gateway
+  // issues a new session id (the socket leaves the old session's room).
+  function endSession(note) {
+    forgetSessionId();
+    sessionId = null;
+    pending = 0;
+    showTyping(false);
+    Array.prototype.forEach.call(messages.querySelectorAll(":scope > :not(.intro):not(.intro-replies)"),
+      function (el) { el.remove(); });
+    bubble("system", note);
+    setStatus("正在开始新会话…");
+    socket.emit("session_request", { session_id: null });
+  }
+
   function send(message, shown) {
+    markActive();
     bubble("user", shown);
     pending += 1;
     showTyping(true);
@@ -142,4 +192,17 @@
   Array.prototype.forEach.call(document.querySelectorAll(".intro-replies button"), function (b) {
     b.addEventListener("click", function () { send(b.getAttribute("data-text"), b.textContent); });
   });
+
+  document.getElementById("unbind").addEventListener("click", function () {
+    send(UNBIND_TEXT, UNBIND_TEXT);
+  });
+
+  document.getElementById("end-session").addEventListener("click", function () {
+    endSession("会话已结束，本页的对话记录已清除。");
+  });
+
+  // A page left open (a kiosk) ends its conversation once idle too long, too.
+  window.setInterval(function () {
+    if (sessionId && idleTooLong()) { endSession("会话因长时间未使用已结束。"); }
+  }, 60 * 1000);
 }());

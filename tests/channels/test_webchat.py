@@ -72,7 +72,8 @@ async def test_user_uttered_reaches_rasa_as_web_session_and_is_answered(
     assert await client.next() == {"text": "收到：查一下电费"}
     (call,) = rasa_fake.calls
     assert call["sender"] == f"web:{session_id}"
-    assert call["metadata"] == {"customData": {"language": "zh"}, "channel": "web"}
+    assert call["metadata"] == {"customData": {"language": "zh"}, "client_address": "127.0.0.1",
+                                "channel": "web"}
 
 
 async def test_buttons_arrive_as_quick_replies_and_their_payload_can_be_sent_back(

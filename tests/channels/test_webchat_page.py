@@ -99,3 +99,66 @@ async def test_session_survives_reload_and_gateway_restart(page, make_web_gatewa
         assert rasa_fake.received[f"web:{session_id}"] == ["还在吗"]
     finally:
         await revived.close()
+
+
+SESSION_ID = "() => localStorage.getItem('powerdesk.webchat.session_id')"
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+async def test_unbind_button_sends_the_unbind_request(page, make_web_gateway, rasa_fake):
+    gw = await make_web_gateway()
+    await page.goto(gw.url + "/")
+    await page.wait_for_function(ONLINE)
+    session_id = await page.evaluate(SESSION_ID)
+    before = await bot_count(page)
+    await page.click("#unbind")
+    await page.wait_for_function("(n) => document.querySelectorAll('.msg.bot').length > n", arg=before)
+    assert await page.locator(".msg.user").all_inner_texts() == ["解绑户号"]
+    # The text the assistant's unbind rule understands (nlu_data/train/bind_account.yml).
+    assert rasa_fake.received[f"web:{session_id}"] == ["解绑户号"]
+
+
+async def test_end_session_forgets_the_session_and_clears_the_page(page, make_web_gateway, rasa_fake):
+    gw = await make_web_gateway()
+    await page.goto(gw.url + "/")
+    await page.wait_for_function(ONLINE)
+    old = await page.evaluate(SESSION_ID)
+    await send(page, "我的户号是3201234567")
+    await page.click("#end-session")
+    await page.wait_for_function(
+        "(old) => { const id = localStorage.getItem('powerdesk.webchat.session_id');"
+        " return id && id !== old && document.getElementById('status').textContent === '在线'; }",
+        arg=old)
+    new = await page.evaluate(SESSION_ID)
+    assert len(new) == 32
+    assert await page.locator(".msg.user").count() == 0
+    assert await page.locator(".msg.bot:not(.intro)").count() == 0
+    assert "会话已结束" in await page.locator(".msg.system").inner_text()
+    await send(page, "你好")
+    assert rasa_fake.received[f"web:{new}"] == ["你好"]
+    assert rasa_fake.received[f"web:{old}"] == ["我的户号是3201234567"]
+    await page.reload()
+    await page.wait_for_function(ONLINE)
+    assert await page.evaluate(SESSION_ID) == new
+
+
+async def test_stored_session_is_forgotten_after_30_idle_days(page, make_web_gateway):
+    gw = await make_web_gateway()
+    await page.goto(gw.url + "/")
+    await page.wait_for_function(ONLINE)
+    first = await page.evaluate(SESSION_ID)
+
+    async def reload_idle(days: float | None) -> str:
+        await page.evaluate(
+            "(ms) => ms === null ? localStorage.removeItem('powerdesk.webchat.last_active')"
+            " : localStorage.setItem('powerdesk.webchat.last_active', String(Date.now() - ms))",
+            None if days is None else days * DAY_MS)
+        await page.reload()
+        await page.wait_for_function(ONLINE)
+        return await page.evaluate(SESSION_ID)
+
+    assert await reload_idle(29) == first
+    second = await reload_idle(31)
+    assert second != first and len(second) == 32
+    # An id stored without its last activity (by an older page) is not kept either.
+    assert await reload_idle(None) not in (first, second)

@@ -4,10 +4,13 @@ from __future__ import annotations
 from prometheus_client import Counter
 
 CALLBACKS = Counter("powerdesk_sms_callbacks_total", "SMS provider callbacks received",
-                    ["provider", "kind", "outcome"])  # kind: up|report; outcome: accepted|duplicate|forged|malformed
+                    ["provider", "kind", "outcome"])  # kind: up|report; outcome: accepted|duplicate|forged|malformed|error
 ATTEMPTS = Counter("powerdesk_sms_send_attempts_total", "SMS send attempts, by provider outcome",
                    ["provider", "outcome"])  # sent | throttled | retry | permanent
 SEGMENTS = Counter("powerdesk_sms_segments_total", "Billed SMS segments sent (70/67 rule)",
                    ["provider", "kind"])
 HELD = Counter("powerdesk_sms_held_total", "SMS held back in the outbox, by reason",
                ["reason"])  # quiet_hours | rate_limit | suppressed_optout
+UNKNOWN_OUTCOME = Counter("powerdesk_sms_unknown_outcome_total",
+                          "SMS sent again because an earlier attempt's worker stopped before "
+                          "recording the provider's answer (the customer may get it twice)")

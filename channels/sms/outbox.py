@@ -1,11 +1,29 @@
 """The SMS outbox: every SMS goes through it; what cannot go now waits in Redis, never dropped.
 
 Each message is a Redis hash ``pd:sms:msg:<id>`` (state, phone, template, params, attempts,
-provider id, billed segments, error). Messages waiting for a time — quiet hours, a rate limit,
-provider flow control, a retry — sit in the sorted set ``pd:sms:outbox`` scored by the unix time
-they may go; any gateway instance's worker takes them when due (``ZREM`` decides who).
+provider id, billed segments, error). Every message that is not final has an entry in the sorted
+set ``pd:sms:outbox`` scored by the unix time it may be taken: when it may go (quiet hours, a
+rate limit, provider flow control, a retry) or, while some worker holds it, when that worker's
+lease runs out. The hash and its entry are written in one transaction before any attempt.
+
+Leases: a worker takes a due message by re-scoring its entry to now + ``lease_seconds`` (one Lua
+script, so one worker wins); ``submit`` leases the messages it writes the same way. Only the
+recorded outcome moves the entry: sent, failed or suppressed remove it, a deferral re-scores it,
+in the same transaction as the new state. A worker that crashes or is cancelled (a deploy)
+leaves its entry behind, and any instance takes the message again once the lease has run out.
+On shutdown the gateway first lets the worker finish the message in hand (``stop``).
+
+Delivery is at least once. Providers have no idempotency key, so a message whose provider call
+succeeded but whose result was not recorded is sent again after its lease. That window is one
+provider answer plus one Redis transaction: an ``sending_since`` mark is set just before the
+call, the outcome is recorded (shielded from cancellation) right after it, and a message taken
+again with the mark still set is logged and counted (``powerdesk_sms_unknown_outcome_total``).
+A worker still busy when its lease runs out could also cause a second attempt, so the lease
+(default 60 s) is many times the provider timeout; ``submit_many`` leaves what it cannot send
+within half its lease to the workers.
 
 Rules, in order, before each attempt:
+- a message past its deadline (a day; a verification code: its validity) is given up;
 - proactive messages to a number that opted out are suppressed (recorded, not sent);
 - non-urgent proactive messages wait out quiet hours;
 - the number's budget (``proactive`` or ``reply``) must allow one more message, else the
@@ -42,13 +60,25 @@ MSG_TTL = 7 * 86400
 REPORT_TTL = 3 * 86400
 MAX_AGE = 86400          # a message still not sent after a day is given up (recorded)
 STALE_REPLY = 600        # a reply still waiting after 10 minutes respects quiet hours
+MIN_LEASE = 60.0         # seconds a taken message stays with its worker (at least)
+RETRY_AFTER_ERROR = 60   # seconds before a message whose processing raised is tried again
 FINAL = {"delivered", "undelivered", "failed", "suppressed"}
 
 # Send classes: replies answer the customer's own message (no quiet hours, opt-out does not
 # apply, "reply" budget); proactive are notifications; system are the opt-out/opt-in
-# confirmations, which go whatever the opt-out state (they share the "reply" budget, so toggling
-# TD/订阅 in a loop cannot make us send without limit; a held confirmation waits, it is not lost).
+# confirmations and verification codes, which the customer asked for: they go whatever the
+# opt-out state and at any hour (they share the "reply" budget, so toggling TD/订阅 in a loop
+# cannot make us send without limit; a held one waits, it is not lost, until it expires).
 REPLY, PROACTIVE, SYSTEM = "reply", "proactive", "system"
+
+# KEYS[1]: the queue. ARGV: now, lease deadline. Takes the first due message (re-scored to the
+# lease deadline) and returns its id, or nothing.
+_TAKE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
+if #due == 0 then return false end
+redis.call('ZADD', KEYS[1], ARGV[2], due[1])
+return due[1]
+"""
 
 
 def _msg_key(msg_id: str) -> str:
@@ -79,7 +109,8 @@ class Outbox:
 
     def __init__(self, redis, sender: SmsSender, quiet: QuietHours, limiter: RateLimiter,
                  optouts: OptOutStore, max_attempts: int = 5,
-                 clock: Callable[[], float] = time.time, queue_key: str = QUEUE_KEY) -> None:
+                 clock: Callable[[], float] = time.time, queue_key: str = QUEUE_KEY,
+                 lease_seconds: float | None = None) -> None:
         self.redis = redis
         self.sender = sender
         self.quiet = quiet
@@ -88,26 +119,69 @@ class Outbox:
         self.max_attempts = max_attempts
         self.clock = clock
         self.queue_key = queue_key
+        self.lease_seconds = lease_seconds or max(MIN_LEASE, 6 * sender.timeout_s)
+        self._take_due = redis.register_script(_TAKE_DUE)
+        self._stopping = asyncio.Event()
 
     @property
     def provider(self) -> str:
         return self.sender.name
 
+    def _new_message(self, phone: str, sms: OutgoingSms, send_class: str, urgent: bool,
+                     conversation_id: str, now: float, expires_at: float | None) -> dict[str, str]:
+        return {"id": uuid.uuid4().hex, "phone": phone, "kind": sms.kind,
+                "template_id": sms.template_id,
+                "params": json.dumps(sms.params, ensure_ascii=False), "text": sms.text,
+                "segments": str(sms.segments), "class": send_class, "urgent": str(int(urgent)),
+                "conversation_id": conversation_id, "state": "queued", "attempts": "0",
+                "created_at": str(now), "updated_at": str(now),
+                "expires_at": str(now + MAX_AGE if expires_at is None else expires_at)}
+
+    async def _store_leased(self, messages: list[dict[str, str]], lease_until: float) -> None:
+        """Write the messages and their queue entries, leased to the caller, in one transaction."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for msg in messages:
+                pipe.hset(_msg_key(msg["id"]), mapping=msg)
+                pipe.expire(_msg_key(msg["id"]), MSG_TTL)
+            pipe.zadd(self.queue_key, {msg["id"]: lease_until for msg in messages})
+            await pipe.execute()
+
     async def submit(self, phone: str, sms: OutgoingSms, send_class: str = REPLY,
-                     urgent: bool = False, conversation_id: str = "") -> str:
-        """Store ``sms`` to ``phone`` and try to send it now; returns the message id."""
-        msg_id = uuid.uuid4().hex
+                     urgent: bool = False, conversation_id: str = "",
+                     expires_in: float | None = None) -> str:
+        """Store ``sms`` to ``phone`` and try to send it now; returns the message id.
+        ``expires_in``: seconds after which it is given up rather than sent (default: the
+        SMS's own, e.g. a verification code's validity, else a day)."""
         now = self.clock()
-        await self.redis.hset(_msg_key(msg_id), mapping={
-            "id": msg_id, "phone": phone, "kind": sms.kind, "template_id": sms.template_id,
-            "params": json.dumps(sms.params, ensure_ascii=False), "text": sms.text,
-            "segments": sms.segments, "class": send_class, "urgent": int(urgent),
-            "conversation_id": conversation_id, "state": "queued", "attempts": 0,
-            "created_at": now, "updated_at": now,
-        })
-        await self.redis.expire(_msg_key(msg_id), MSG_TTL)
-        await self.process(msg_id)
-        return msg_id
+        expires_in = sms.expires_in if expires_in is None else expires_in
+        msg = self._new_message(phone, sms, send_class, urgent, conversation_id, now,
+                                None if expires_in is None else now + expires_in)
+        await self._store_leased([msg], now + self.lease_seconds)
+        await self._attempt([msg])
+        return msg["id"]
+
+    async def submit_many(self, phones: list[str], sms: OutgoingSms,
+                          send_class: str = PROACTIVE, urgent: bool = False) -> list[str]:
+        """One SMS to many numbers (a broadcast): every number gets its own message and rules;
+        those allowed now go out together (Aliyun SendBatchSms, Tencent one SendSms for up to
+        200 numbers). All are stored before the first attempt; what this call cannot send within
+        half its lease is left to the workers. Returns the message ids in the order of ``phones``."""
+        now = self.clock()
+        lease_until = now + self.lease_seconds
+        messages = [self._new_message(phone, sms, send_class, urgent, f"sms:{phone}", now, None)
+                    for phone in phones]
+        if not messages:
+            return []
+        await self._store_leased(messages, lease_until)
+        batch = self.sender.max_batch
+        for start in range(0, len(messages), batch):
+            if self.clock() > lease_until - self.lease_seconds / 2:
+                rest = messages[start:]
+                await self.redis.zadd(self.queue_key, {m["id"]: self.clock() for m in rest})
+                log.info("sms broadcast: %d messages left to the outbox workers", len(rest))
+                break
+            await self._attempt(messages[start:start + batch])
+        return [m["id"] for m in messages]
 
     async def get(self, msg_id: str) -> dict[str, str]:
         """The stored message (empty dict when unknown)."""
@@ -115,53 +189,66 @@ class Outbox:
 
     async def _update(self, msg_id: str, **fields: Any) -> None:
         fields["updated_at"] = self.clock()
-        await self.redis.hset(_msg_key(msg_id), mapping={k: v for k, v in fields.items()})
+        await self.redis.hset(_msg_key(msg_id), mapping=fields)
 
-    async def _defer(self, msg: dict[str, str], when: float, reason: str) -> None:
-        await self._update(msg["id"], state="queued", not_before=when, waiting_for=reason)
-        await self.redis.zadd(self.queue_key, {msg["id"]: when})
+    def _set_state(self, pipe, msg_id: str, fields: dict[str, Any]) -> None:
+        pipe.hset(_msg_key(msg_id), mapping={**fields, "updated_at": self.clock()})
+        pipe.hdel(_msg_key(msg_id), "sending_since")
+
+    async def _defer(self, msg: dict[str, str], when: float, reason: str, **fields: Any) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._set_state(pipe, msg["id"], {**fields, "state": "queued", "not_before": when,
+                                              "waiting_for": reason})
+            pipe.zadd(self.queue_key, {msg["id"]: when})
+            await pipe.execute()
         log.info("sms %s to %s queued until %s: %s", msg["id"], mask(msg["phone"]),
                  datetime.fromtimestamp(when, self.quiet.tz).strftime("%Y-%m-%d %H:%M:%S"), reason)
 
     async def _finish(self, msg: dict[str, str], state: str, **fields: Any) -> None:
-        await self._update(msg["id"], state=state, **fields)
-        await self.redis.zrem(self.queue_key, msg["id"])
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self._set_state(pipe, msg["id"], {**fields, "state": state})
+            pipe.zrem(self.queue_key, msg["id"])
+            await pipe.execute()
 
     async def process(self, msg_id: str) -> str:
-        """Apply the rules to one queued message and attempt it; returns its new state."""
+        """Apply the rules to one queued message and attempt it; returns its new state. The
+        caller holds the message's lease."""
         msg = await self.get(msg_id)
         if not msg or msg.get("state") != "queued":
+            await self.redis.zrem(self.queue_key, msg_id)  # nothing left to do: a stray entry
             return msg.get("state", "")
-        held = await self._gate(msg)
-        if held:
-            return held
-        (result,) = await self.sender.send_many([self._request(msg)])
-        return await self._record(msg, result)
+        if msg.get("sending_since"):
+            metrics.UNKNOWN_OUTCOME.inc()
+            log.warning("sms %s to %s: the attempt started at %s has no recorded result (its "
+                        "worker stopped); sending again, the customer may get it twice", msg_id,
+                        mask(msg["phone"]), msg["sending_since"])
+        return (await self._attempt([msg]))[0]
 
-    async def submit_many(self, phones: list[str], sms: OutgoingSms,
-                          send_class: str = PROACTIVE, urgent: bool = False) -> list[str]:
-        """One SMS to many numbers (a broadcast): every number gets its own message and rules;
-        those allowed now go out together (Aliyun SendBatchSms, Tencent one SendSms for up to
-        200 numbers). Returns the message ids in the order of ``phones``."""
-        now = self.clock()
-        ids, ready = [], []
-        for phone in phones:
-            msg_id = uuid.uuid4().hex
-            msg = {"id": msg_id, "phone": phone, "kind": sms.kind, "template_id": sms.template_id,
-                   "params": json.dumps(sms.params, ensure_ascii=False), "text": sms.text,
-                   "segments": str(sms.segments), "class": send_class, "urgent": str(int(urgent)),
-                   "conversation_id": f"sms:{phone}", "state": "queued", "attempts": "0",
-                   "created_at": str(now), "updated_at": str(now)}
-            await self.redis.hset(_msg_key(msg_id), mapping=msg)
-            await self.redis.expire(_msg_key(msg_id), MSG_TTL)
-            ids.append(msg_id)
-            if not await self._gate(msg):
+    async def _attempt(self, messages: list[dict[str, str]]) -> list[str]:
+        """Gate each message, send those allowed now in one provider call, record each outcome;
+        returns the new states in order."""
+        states: list[str] = []
+        ready: list[dict[str, str]] = []
+        for msg in messages:
+            held = await self._gate(msg)
+            states.append(held or "")
+            if not held:
                 ready.append(msg)
         if ready:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for msg in ready:
+                    pipe.hset(_msg_key(msg["id"]), "sending_since", self.clock())
+                await pipe.execute()
             results = await self.sender.send_many([self._request(m) for m in ready])
-            for msg, result in zip(ready, results):
-                await self._record(msg, result)
-        return ids
+            # Recorded even if this task is cancelled now: the provider has answered, and an
+            # unrecorded success would be sent again after the lease.
+            recorded = iter(await asyncio.shield(self._record_all(ready, results)))
+            states = [state or next(recorded) for state in states]
+        return states
+
+    async def _record_all(self, messages: list[dict[str, str]],
+                          results: list[SendResult]) -> list[str]:
+        return [await self._record(msg, result) for msg, result in zip(messages, results)]
 
     @staticmethod
     def _request(msg: dict[str, str]) -> SmsRequest:
@@ -172,9 +259,10 @@ class Outbox:
         """The rules before an attempt: None when the message may go now, else its new state."""
         msg_id, phone, send_class = msg["id"], msg["phone"], msg["class"]
         now = self.clock()
-        if now - float(msg["created_at"]) > MAX_AGE:
+        created = float(msg["created_at"])
+        if now > float(msg.get("expires_at") or created + MAX_AGE):
             await self._finish(msg, "failed", error_code="expired")
-            log.warning("sms %s to %s given up after a day in the queue", msg_id, mask(phone))
+            log.warning("sms %s to %s given up: not sent before it expired", msg_id, mask(phone))
             return "failed"
         if send_class == PROACTIVE and await self.optouts.is_opted_out(phone):
             await self._finish(msg, "suppressed", error_code="opted_out")
@@ -182,8 +270,9 @@ class Outbox:
             log.info("sms %s to %s suppressed: number opted out", msg_id, mask(phone))
             return "suppressed"
         # A reply held back for a while (rate limit, provider trouble) is no longer part of a
-        # live exchange: at night it waits for the morning like a notification.
-        stale_reply = send_class != PROACTIVE and now - float(msg["created_at"]) > STALE_REPLY
+        # live exchange: at night it waits for the morning like a notification. System messages
+        # (confirmations, codes) were asked for by the customer: never held for quiet hours.
+        stale_reply = send_class == REPLY and now - created > STALE_REPLY
         if (send_class == PROACTIVE or stale_reply) and msg.get("urgent") != "1" \
                 and self.quiet.is_quiet(now):
             await self._defer(msg, self.quiet.next_allowed(now), "quiet hours")
@@ -205,17 +294,22 @@ class Outbox:
         attempts = int(msg.get("attempts", 0)) + 1
         # Flow control is not a failure: only transient errors use up the retry budget.
         failures = int(msg.get("failures", 0)) + (result.outcome is Outcome.RETRY)
-        await self._update(msg_id, attempts=attempts, failures=failures, last_code=result.code)
+        counts = {"attempts": attempts, "failures": failures, "last_code": result.code}
         metrics.ATTEMPTS.labels(self.provider, result.outcome.value).inc()
         if result.outcome is Outcome.SENT:
-            await self._finish(msg, "sent", provider_id=result.provider_id, sent_at=now)
-            metrics.SEGMENTS.labels(self.provider, msg["kind"]).inc(int(msg.get("segments") or 1))
-            await self.redis.incrby(
-                f"pd:sms:segments:{datetime.fromtimestamp(now, self.quiet.tz):%Y%m%d}",
-                int(msg.get("segments") or 1))
+            segments = int(msg.get("segments") or 1)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                self._set_state(pipe, msg_id, {**counts, "state": "sent", "sent_at": now,
+                                               "provider_id": result.provider_id})
+                pipe.zrem(self.queue_key, msg_id)
+                pipe.incrby(f"pd:sms:segments:{datetime.fromtimestamp(now, self.quiet.tz):%Y%m%d}",
+                            segments)
+                if result.provider_id:
+                    pipe.set(_pid_key(self.provider, result.provider_id, phone), msg_id,
+                             ex=REPORT_TTL)
+                await pipe.execute()
+            metrics.SEGMENTS.labels(self.provider, msg["kind"]).inc(segments)
             if result.provider_id:
-                pid = _pid_key(self.provider, result.provider_id, phone)
-                await self.redis.set(pid, msg_id, ex=REPORT_TTL)
                 parked = await self.redis.getdel(_pending_key(self.provider,
                                                               result.provider_id, phone))
                 if parked:
@@ -223,43 +317,51 @@ class Outbox:
             return "sent"
         if result.outcome is Outcome.THROTTLED:
             await self._defer(msg, now + (result.retry_after or 60),
-                              f"provider flow control {result.code}")
+                              f"provider flow control {result.code}", **counts)
             return "queued"
         if result.outcome is Outcome.RETRY and failures < self.max_attempts:
             await self._defer(msg, now + min(5 * 2 ** failures, 900),
-                              f"transient failure {result.code} (attempt {attempts})")
+                              f"transient failure {result.code} (attempt {attempts})", **counts)
             return "queued"
         await self._finish(msg, "failed", error_code=result.code,
-                           error_message=result.message[:200])
+                           error_message=result.message[:200], **counts)
         log.warning("sms %s to %s failed for good: %s %s", msg_id, mask(phone), result.code,
                     result.message)
         return "failed"
 
     async def run_due(self, limit: int = 100) -> int:
-        """Attempt the messages whose time has come; returns how many this instance took."""
-        now = self.clock()
-        ids = await self.redis.zrangebyscore(self.queue_key, "-inf", now, start=0, num=limit)
+        """Attempt the messages whose time has come, one lease at a time; returns how many this
+        instance took."""
         taken = 0
-        for msg_id in ids:
-            if await self.redis.zrem(self.queue_key, msg_id):  # only one instance wins each message
-                taken += 1
-                try:
-                    await self.process(msg_id)
-                except Exception:  # noqa: BLE001 - one bad message must not stop the queue
-                    log.exception("sms %s: processing failed; retried in a minute", msg_id)
-                    await self.redis.zadd(self.queue_key, {msg_id: now + 60})
+        while taken < limit and not self._stopping.is_set():
+            now = self.clock()
+            msg_id = await self._take_due(keys=[self.queue_key],
+                                          args=[now, now + self.lease_seconds])
+            if not msg_id:
+                break
+            taken += 1
+            try:
+                await self.process(msg_id)
+            except Exception:  # noqa: BLE001 - one bad message must not stop the queue
+                log.exception("sms %s: processing failed; retried in a minute", msg_id)
+                await self.redis.zadd(self.queue_key, {msg_id: now + RETRY_AFTER_ERROR})
         return taken
 
     async def run_forever(self, interval: float = 1.0) -> None:
-        """The worker loop of one gateway instance."""
-        while True:
+        """The worker loop of one gateway instance; returns after :meth:`stop`."""
+        while not self._stopping.is_set():
             try:
                 await self.run_due()
-            except asyncio.CancelledError:
-                raise
             except Exception:  # noqa: BLE001 - Redis blips must not kill the worker
                 log.exception("sms outbox worker: pass failed")
-            await asyncio.sleep(interval)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        """Let the worker finish the message in hand, then return (graceful shutdown)."""
+        self._stopping.set()
 
     async def record_report(self, report: DeliveryReport, provider: str | None = None) -> str:
         """Apply a delivery report of ``provider`` (default: the sending one); returns "applied",

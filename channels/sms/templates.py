@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from channels.config import ConfigError
+from channels.digits import ascii_int
 from channels.sms.segments import segment_count
 
 log = logging.getLogger("channels.sms.templates")
@@ -32,6 +34,7 @@ GENERIC = "generic_reply"
 FALLBACK = "fallback"
 OPTOUT_CONFIRM = "optout_confirm"
 OPTIN_CONFIRM = "optin_confirm"
+VERIFICATION_CODE = "verification_code"  # params code, minutes: pointless once expired
 SUMMARY_SUFFIX = "详询95598"
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 # Runs that must never be cut: numbers, amounts, dates, times, account and ticket ids, codes.
@@ -40,7 +43,7 @@ _BREAK_AFTER = set("。！？；，、,;!? ）)")
 _SENTENCE = re.compile(r"[^。！？!?\n]*[。！？!?\n]|[^。！？!?\n]+")
 
 
-class TemplateConfigError(ValueError):
+class TemplateConfigError(ConfigError):
     """bot/sms_templates.yml is malformed; raised at start."""
 
 
@@ -72,6 +75,7 @@ class OutgoingSms:
     params: dict[str, str]
     text: str
     segments: int
+    expires_in: float | None = None  # seconds after which it is given up rather than sent
 
 
 class TemplateBook:
@@ -87,6 +91,8 @@ class TemplateBook:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise TemplateConfigError(f"cannot read SMS templates {path}: {exc}") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("templates") or {}, dict):
+            raise TemplateConfigError(f"SMS templates {path}: expected a 'templates:' mapping")
         return cls.from_dict(data.get("templates") or {})
 
     @classmethod
@@ -96,14 +102,19 @@ class TemplateBook:
         for kind, entry in entries.items():
             if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
                 raise TemplateConfigError(f"SMS template {kind!r} needs a text")
-            params = tuple(entry.get("params") or ())
+            if not isinstance(entry.get("params") or [], list):
+                raise TemplateConfigError(f"SMS template {kind!r}: params must be a list")
+            params = tuple(str(p) for p in entry.get("params") or ())
             used = set(_PLACEHOLDER.findall(entry["text"]))
             if used != set(params):
                 raise TemplateConfigError(
                     f"SMS template {kind!r}: params {sorted(params)} != text variables {sorted(used)}")
             ids = {p: str(entry[p]) for p in ("aliyun", "tencent") if entry.get(p)}
-            templates[kind] = SmsTemplate(kind, entry["text"], params, ids,
-                                          int(entry.get("max_param_length") or 35))
+            max_length = entry.get("max_param_length") or 35
+            if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+                raise TemplateConfigError(
+                    f"SMS template {kind!r}: max_param_length must be a positive integer")
+            templates[kind] = SmsTemplate(kind, entry["text"], params, ids, max_length)
         if GENERIC in templates and len(templates[GENERIC].params) != 1:
             raise TemplateConfigError("generic_reply must have exactly one content variable")
         return cls(templates)
@@ -187,8 +198,10 @@ class SmsRenderer:
         """An SMS of ``template`` with ``values`` (strings, in the template's variable order)."""
         params = {name: str(values.get(name, "")) for name in template.params}
         text = template.render(params)
+        minutes = ascii_int(params.get("minutes")) if template.kind == VERIFICATION_CODE else None
         return OutgoingSms(template.kind, template.id_for(self.provider) or "", params, text,
-                           segment_count(text, self.sign_name))
+                           segment_count(text, self.sign_name),
+                           minutes * 60 if minutes else None)
 
     def of_kind(self, kind: str, values: dict[str, Any] | None = None) -> OutgoingSms | None:
         """The SMS of a mapped kind, or None (logged) when the kind is not approved here."""

@@ -5,13 +5,15 @@ recomputed here independently of the product's signer, AccessKeyId, timestamp sk
 replay — and answers with Aliyun's real shapes: HTTP 200 ``{"Code": "OK", "BizId", "RequestId",
 "Message"}``, business errors as HTTP 200 with another Code (``isv.BUSINESS_LIMIT_CONTROL``,
 ``isv.MOBILE_NUMBER_ILLEGAL`` …), request errors as HTTP 4xx (``SignatureDoesNotMatch`` …).
-Tests can queue codes for the next calls (throttle, fail) and read what was "delivered".
+Tests can queue codes for the next calls (throttle, fail), hold a call until they release it
+(a slow provider) and read what was "delivered".
 
 ``report_items`` / ``up_items`` build the JSON arrays Aliyun's HTTP batch push (消息推送) posts to
 the SmsReport and SmsUp receiving URLs.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -20,6 +22,7 @@ import re
 import time
 import uuid
 from collections import deque
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
@@ -57,6 +60,22 @@ def expected_signature(secret: str, method: str, params: dict[str, str]) -> str:
         hmac.new((secret + "&").encode(), to_sign.encode(), hashlib.sha1).digest()).decode()
 
 
+@dataclass
+class Hold:
+    """One held send call: ``arrived`` is set when it is in, ``release()`` lets it go on,
+    ``done`` is set once it is answered. A call whose client went away meanwhile is dropped
+    (never delivered) unless ``accept_if_abandoned`` (the provider accepted it, but the client
+    never read the answer)."""
+
+    accept_if_abandoned: bool = False
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
 class FakeAliyunSms:
     """A loopback dysmsapi endpoint with known keys, a sign name and approved templates."""
 
@@ -75,6 +94,8 @@ class FakeAliyunSms:
         self._queued: deque[tuple[int, str]] = deque()
         self._nonces: set[str] = set()
         self.next_biz_ids: deque[str] = deque()  # tests may fix the BizId of the next sends
+        self.abandoned: list[dict[str, str]] = []  # held calls dropped because the client left
+        self._holds: deque[Hold] = deque()
         self._server: TestServer | None = None
 
     # -- test controls -------------------------------------------------------------------------
@@ -85,6 +106,12 @@ class FakeAliyunSms:
     def throttle_next(self, times: int = 1) -> None:
         """Answer the next sends with Aliyun's per-number flow control."""
         self.fail_next("isv.BUSINESS_LIMIT_CONTROL", times)
+
+    def hold_next(self, accept_if_abandoned: bool = False) -> Hold:
+        """Keep the next call waiting until the test releases it (a slow provider)."""
+        hold = Hold(accept_if_abandoned)
+        self._holds.append(hold)
+        return hold
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> str:
@@ -121,6 +148,24 @@ class FakeAliyunSms:
             params = {k: v for k, v in (await request.post()).items()}
         else:
             params = dict(request.query)
+        if self._holds:
+            # Run apart from this handler, which aiohttp cancels when the client goes away.
+            held = asyncio.ensure_future(self._held(request, params, self._holds.popleft()))
+            return await asyncio.shield(held)
+        return await self._answer(request, params)
+
+    async def _held(self, request: web.Request, params: dict[str, str], hold: Hold) -> web.Response:
+        try:
+            hold.arrived.set()
+            await hold.released.wait()
+            if request.transport is None and not hold.accept_if_abandoned:
+                self.abandoned.append(params)
+                return web.Response(status=503)
+            return await self._answer(request, params)
+        finally:
+            hold.done.set()
+
+    async def _answer(self, request: web.Request, params: dict[str, str]) -> web.Response:
         self.requests.append(params)
         for name in ("AccessKeyId", "Action", "SignatureMethod", "SignatureNonce",
                      "SignatureVersion", "Timestamp", "Version", "Signature"):

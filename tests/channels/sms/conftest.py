@@ -26,6 +26,9 @@ TEMPLATES = {
     "outage_notice": {"text": "${area}将于${start}至${end}停电，原因：${reason}。",
                       "params": ["area", "start", "end", "reason"],
                       "aliyun": "SMS_900000006", "tencent": "900006"},
+    "verification_code": {"text": "您的验证码为${code}，${minutes}分钟内有效，请勿告知他人。",
+                          "params": ["code", "minutes"],
+                          "aliyun": "SMS_900000007", "tencent": "900007"},
 }
 SIGN = "国网供电"
 

@@ -2,6 +2,8 @@
 by two instances, retries by error code, delivery reports in any order."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import uuid
 from datetime import datetime, time
@@ -310,4 +312,194 @@ async def test_broadcast_by_tencent_is_one_request_for_shared_parameters(redis, 
         assert len({s["provider_id"] for s in states if s["state"] == "sent"}) == 2
         assert tencent_fake.calls == 1
     finally:
+        await outbox.sender.close()
+
+
+# -- leases: nothing is lost when a worker or a submitter is stopped mid-way ------------------
+MORNING = datetime(2026, 11, 24, 8, 0, 1, tzinfo=SH).timestamp()
+
+
+async def stop_mid_send(coro, hold) -> None:
+    """Run ``coro`` until its provider call is in (held by the fake), then cancel it, as a
+    deploy or a crash would; the held call is then released (the provider drops it: the
+    client has gone, unless the hold says otherwise)."""
+    task = asyncio.create_task(coro)
+    await asyncio.wait_for(hold.arrived.wait(), 10)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    hold.release()
+    await asyncio.wait_for(hold.done.wait(), 10)
+
+
+def sent_to(fake, phone) -> list[dict]:
+    return [s for s in fake.sent if s["phone"] == phone]
+
+
+async def test_worker_cancelled_mid_send_the_quiet_hours_notice_is_sent_after_restart(
+        redis, aliyun_fake, phone):
+    clock = Clock(NIGHT)
+    first = make_outbox(redis, aliyun_fake, clock)
+    queued = await first.submit(phone, outage(), PROACTIVE)
+    assert (await first.get(queued))["waiting_for"] == "quiet hours"
+    # Morning: the worker takes the notice and is stopped while the provider is slow to answer.
+    clock.now = MORNING
+    hold = aliyun_fake.hold_next()
+    await stop_mid_send(first.run_forever(interval=0.01), hold)
+    await first.sender.close()
+    assert sent_to(aliyun_fake, phone) == [] and len(aliyun_fake.abandoned) == 1
+    assert (await first.get(queued))["state"] == "queued"
+    # A new gateway instance on the same Redis: the lease protects the message for a while,
+    # then the new worker sends it.
+    second = make_outbox(redis, aliyun_fake, clock, queue_key=first.queue_key)
+    try:
+        assert await second.run_due() == 0
+        clock.advance(second.lease_seconds + 1)
+        assert await second.run_due() == 1
+        assert (await second.get(queued))["state"] == "sent"
+        assert len(sent_to(aliyun_fake, phone)) == 1
+        assert await redis.zscore(second.queue_key, queued) is None
+    finally:
+        await second.sender.close()
+
+
+async def test_quiet_hours_notices_survive_a_restart_of_the_outbox(redis, aliyun_fake, phone):
+    clock = Clock(NIGHT)
+    first = make_outbox(redis, aliyun_fake, clock)
+    queued = await first.submit(phone, outage(), PROACTIVE)
+    await first.sender.close()
+    clock.now = MORNING
+    second = make_outbox(redis, aliyun_fake, clock, queue_key=first.queue_key)
+    try:
+        assert await second.run_due() == 1
+        assert (await second.get(queued))["state"] == "sent"
+    finally:
+        await second.sender.close()
+
+
+async def test_submit_cancelled_after_storing_loses_nothing(redis, aliyun_fake, phone):
+    clock = Clock(NOON)
+    first = make_outbox(redis, aliyun_fake, clock)
+    hold = aliyun_fake.hold_next()
+    await stop_mid_send(first.submit(phone, renderer().text_messages("您好")[0], REPLY), hold)
+    await first.sender.close()
+    (msg_id,) = await redis.zrange(first.queue_key, 0, -1)
+    stored = await first.get(msg_id)
+    assert stored["phone"] == phone and stored["state"] == "queued"
+    assert await redis.zscore(first.queue_key, msg_id) == NOON + first.lease_seconds
+    second = make_outbox(redis, aliyun_fake, clock, queue_key=first.queue_key)
+    try:
+        clock.advance(second.lease_seconds + 1)
+        assert await second.run_due() == 1
+        assert (await second.get(msg_id))["state"] == "sent"
+        assert len(sent_to(aliyun_fake, phone)) == 1
+    finally:
+        await second.sender.close()
+
+
+async def test_broadcast_cancelled_mid_batch_is_sent_by_the_workers(redis, aliyun_fake):
+    clock = Clock(NOON)
+    base = random.randrange(10**8)
+    phones = [f"137{base + i:08d}" for i in range(3)]
+    first = make_outbox(redis, aliyun_fake, clock)
+    hold = aliyun_fake.hold_next()
+    await stop_mid_send(first.submit_many(phones, outage(), PROACTIVE), hold)
+    await first.sender.close()
+    assert await redis.zcard(first.queue_key) == 3
+    second = make_outbox(redis, aliyun_fake, clock, queue_key=first.queue_key)
+    try:
+        clock.advance(second.lease_seconds + 1)
+        assert await second.run_due() == 3
+        assert sorted(s["phone"] for s in aliyun_fake.sent if s["phone"] in phones) == phones
+    finally:
+        await second.sender.close()
+
+
+async def test_unrecorded_success_is_sent_again_at_least_once_and_counted(
+        redis, aliyun_fake, phone, caplog):
+    # The documented window: the provider accepted the SMS but the worker stopped before it
+    # read and recorded the answer. Providers have no idempotency key, so the SMS goes again.
+    from channels.sms import metrics
+
+    clock = Clock(NOON)
+    first = make_outbox(redis, aliyun_fake, clock)
+    hold = aliyun_fake.hold_next(accept_if_abandoned=True)
+    await stop_mid_send(first.submit(phone, renderer().text_messages("您好")[0], REPLY), hold)
+    await first.sender.close()
+    assert len(sent_to(aliyun_fake, phone)) == 1  # accepted, but nobody read the answer
+    (msg_id,) = await redis.zrange(first.queue_key, 0, -1)
+    assert (await first.get(msg_id)).get("sending_since")
+    before = metrics.UNKNOWN_OUTCOME._value.get()
+    second = make_outbox(redis, aliyun_fake, clock, queue_key=first.queue_key)
+    try:
+        clock.advance(second.lease_seconds + 1)
+        await second.run_due()
+        state = await second.get(msg_id)
+        assert state["state"] == "sent" and "sending_since" not in state
+        assert len(sent_to(aliyun_fake, phone)) == 2
+        assert metrics.UNKNOWN_OUTCOME._value.get() == before + 1
+        assert "may get it twice" in caplog.text
+    finally:
+        await second.sender.close()
+
+
+async def test_graceful_stop_finishes_the_message_in_hand(redis, aliyun_fake, phone):
+    clock = Clock(NOON)
+    outbox = make_outbox(redis, aliyun_fake, clock)
+    try:
+        await outbox.submit(phone, outage(), PROACTIVE)
+        held_id = await outbox.submit(phone, outage(), PROACTIVE)  # over the 1/min budget
+        assert (await outbox.get(held_id))["state"] == "queued"
+        clock.advance(61)
+        hold = aliyun_fake.hold_next()
+        worker = asyncio.create_task(outbox.run_forever(interval=0.01))
+        await asyncio.wait_for(hold.arrived.wait(), 10)
+        outbox.stop()
+        hold.release()
+        await asyncio.wait_for(worker, 10)
+        assert (await outbox.get(held_id))["state"] == "sent"
+        assert await redis.zcard(outbox.queue_key) == 0
+    finally:
+        await outbox.sender.close()
+
+
+async def test_a_message_is_taken_by_one_worker_only(redis_url, aliyun_fake, phone):
+    clock = Clock(NIGHT)
+    clients = [aioredis.from_url(redis_url, decode_responses=True) for _ in range(3)]
+    queue = f"pd:sms:outbox:test:{uuid.uuid4().hex}"
+    outboxes = [make_outbox(c, aliyun_fake, clock, queue_key=queue) for c in clients]
+    try:
+        ids = [await outboxes[0].submit(f"{phone[:-1]}{i}", outage(), PROACTIVE) for i in range(5)]
+        clock.now = MORNING
+        taken = await asyncio.gather(*(o.run_due() for o in outboxes))
+        assert sum(taken) == 5
+        assert [(await outboxes[0].get(i))["state"] for i in ids] == ["sent"] * 5
+        assert len([s for s in aliyun_fake.sent if s["phone"][:-1] == phone[:-1]]) == 5
+    finally:
+        for o, c in zip(outboxes, clients):
+            await o.sender.close()
+            await c.aclose()
+
+
+async def test_verification_code_goes_at_night_despite_opt_out_and_expires_unsent(
+        redis, aliyun_fake, phone):
+    clock = Clock(NIGHT)
+    outbox = make_outbox(redis, aliyun_fake, clock, {**LIMITS, "reply": (RateLimit(1, 3600),)})
+    try:
+        await OptOutStore(redis).opt_out(phone)
+        code = renderer().of_kind("verification_code", {"code": "482913", "minutes": 5})
+        assert code.expires_in == 300
+        sent = await outbox.submit(phone, code, SYSTEM)
+        assert (await outbox.get(sent))["state"] == "sent"
+        assert sent_to(aliyun_fake, phone)[-1]["params"] == {"code": "482913", "minutes": "5"}
+        # A second code over the budget waits; once its 5 minutes are over it is not sent.
+        held = await outbox.submit(phone, code, SYSTEM)
+        assert (await outbox.get(held))["state"] == "queued"
+        clock.advance(3600)
+        await outbox.run_due()
+        state = await outbox.get(held)
+        assert state["state"] == "failed" and state["error_code"] == "expired"
+        assert len(sent_to(aliyun_fake, phone)) == 1
+    finally:
+        await OptOutStore(redis).opt_in(phone)
         await outbox.sender.close()

@@ -3,13 +3,14 @@
 ``setup(app, config)`` adds the four provider callbacks (``/sms/aliyun/up``,
 ``/sms/aliyun/report``, ``/sms/tencent/up``, ``/sms/tencent/report``). When SMS_PROVIDER or its
 credentials are not set the channel is disabled: one log line at start, 503 on those paths, and
-the rest of the product runs as usual. Otherwise a cleanup context (after the gateway's Redis
-client and router exist) builds the sender, the outbox and its worker, and stops them on shutdown.
+the rest of the product runs as usual. Otherwise the templates file is read and checked at once
+(a bad one is a ConfigError, like a bad variable), and a cleanup context (after the gateway's
+Redis client and router exist) builds the sender, the outbox and its worker. On shutdown the
+worker finishes the message in hand (bounded by the provider timeout) before it is stopped.
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from channels.sms.config import SmsConfig
+from channels.sms.templates import TemplateBook
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +33,11 @@ PATHS = {
 class SmsRuntime:
     """The channel inside one gateway app: webhooks, conversation logic, outbox and worker."""
 
-    def __init__(self, config: SmsConfig) -> None:
+    def __init__(self, config: SmsConfig, book: TemplateBook | None = None,
+                 trusted_proxies: tuple = ()) -> None:
         self.config = config
+        self.book = book
+        self.trusted_proxies = trusted_proxies
         self.channel: Any = None    # channels.sms.channel.SmsChannel once started
         self.webhooks: Any = None   # channels.sms.webhooks.SmsWebhooks once started
         self.outbox: Any = None     # channels.sms.outbox.Outbox once started
@@ -52,11 +57,11 @@ class SmsRuntime:
         from channels.sms.providers import sender_from_config
         from channels.sms.quiet_hours import QuietHours
         from channels.sms.ratelimit import RateLimiter
-        from channels.sms.templates import SmsRenderer, TemplateBook
+        from channels.sms.templates import SmsRenderer
         from channels.sms.webhooks import SmsWebhooks
 
         cfg = self.config
-        book = TemplateBook.load(cfg.templates_file)
+        book = self.book or TemplateBook.load(cfg.templates_file)
         unmapped = [kind for kind in ("generic_reply", "fallback", "optout_confirm",
                                       "optin_confirm") if book.get(kind, cfg.provider) is None]
         if unmapped:
@@ -71,7 +76,8 @@ class SmsRuntime:
             OptOutStore(redis), max_attempts=cfg.max_attempts)
         renderer = SmsRenderer(book, cfg.provider, cfg.sign_name, cfg.max_parts)
         self.channel = SmsChannel(cfg, redis, _gateway_router(app), self.outbox, renderer)
-        self.webhooks = SmsWebhooks(cfg, redis, self.outbox, self.channel.handle_inbound)
+        self.webhooks = SmsWebhooks(cfg, redis, self.outbox, self.channel.handle_inbound,
+                                    self.trusted_proxies)
         worker = asyncio.create_task(self.outbox.run_forever(cfg.poll_interval_seconds))
         if not cfg.callback_token:
             log.warning("sms: SMS_CALLBACK_TOKEN is not set; every provider callback is refused")
@@ -81,9 +87,12 @@ class SmsRuntime:
             yield
         finally:
             webhooks, self.webhooks = self.webhooks, None
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            self.outbox.stop()
+            try:  # a message cut off mid-send is sent again after its lease: let it finish
+                await asyncio.wait_for(worker, cfg.send_timeout_seconds + 5)
+            except asyncio.TimeoutError:
+                log.warning("sms outbox worker did not stop in time; the message it held goes "
+                            "out again after its lease")
             await webhooks.drain()
             await sender.close()
             if own_redis:
@@ -119,11 +128,14 @@ def _text_redis(redis: Any) -> tuple[Any, bool]:
 
 def setup(app: web.Application, config: Any = None) -> SmsRuntime:
     """Register the SMS callbacks on ``app``; ``config`` is the GatewayConfig (its ``sms``
-    attribute is used when present, otherwise the SMS_* variables are read here)."""
+    attribute is used when present, otherwise the SMS_* variables are read here; its
+    ``trusted_proxies`` decide whose X-Forwarded-For the callback allowlist believes). Raises
+    ConfigError for a bad SMS variable or templates file."""
     sms_config = getattr(config, "sms", None)
     if not isinstance(sms_config, SmsConfig):
         sms_config = SmsConfig.from_env()
-    runtime = SmsRuntime(sms_config)
+    book = TemplateBook.load(sms_config.templates_file) if sms_config.enabled else None
+    runtime = SmsRuntime(sms_config, book, tuple(getattr(config, "trusted_proxies", ()) or ()))
     app[SMS_RUNTIME] = runtime
     for path, name in PATHS.items():
         app.router.add_post(path, runtime.handler(name))

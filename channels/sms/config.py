@@ -2,12 +2,13 @@
 
 The channel is disabled (with one log line at start) unless ``SMS_PROVIDER`` names a provider
 whose credentials, ``SMS_SIGN_NAME`` included, are all set; the rest of the product runs on its
-defaults either way. Inconsistent values (an unknown provider, a malformed rate limit) raise
-:class:`SmsConfigError` at start, never per request.
+defaults either way. Inconsistent values (an unknown provider, a malformed rate limit, a callback
+token shorter than 16 characters) raise :class:`SmsConfigError` at start, never per request; it
+is a :class:`channels.config.ConfigError`, so ``python -m channels`` exits 2 with one line.
 """
 from __future__ import annotations
 
-import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -15,16 +16,20 @@ from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
 
+from channels.client_address import Network, parse_networks
+from channels.config import ConfigError
+
 PROVIDERS = ("aliyun", "tencent")
 DEFAULT_ALIYUN_ENDPOINT = "https://dysmsapi.aliyuncs.com"
 DEFAULT_TENCENT_ENDPOINT = "https://sms.tencentcloudapi.com"
 DEFAULT_TENCENT_REGION = "ap-guangzhou"
 DEFAULT_TEMPLATES_FILE = Path(__file__).resolve().parents[2] / "bot" / "sms_templates.yml"
 
+MIN_CALLBACK_TOKEN_CHARS = 16
 _WINDOWS = {"s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 
 
-class SmsConfigError(ValueError):
+class SmsConfigError(ConfigError):
     """The SMS environment variables are inconsistent; raised at start."""
 
 
@@ -45,7 +50,7 @@ def parse_limits(raw: str, name: str) -> tuple[RateLimit, ...]:
     for part in (p.strip() for p in raw.split(",")):
         if not part:
             continue
-        match = re.fullmatch(r"(\d+)\s*/\s*(\d*)\s*([a-z]+)", part.lower())
+        match = re.fullmatch(r"([0-9]+)\s*/\s*([0-9]*)\s*([a-z]+)", part.lower())
         if not match or match.group(3) not in _WINDOWS or int(match.group(1)) <= 0:
             raise SmsConfigError(f"{name}: cannot read rate limit {part!r} (e.g. 5/h, 10/day)")
         count = int(match.group(2) or 1)
@@ -58,7 +63,7 @@ def parse_quiet_hours(raw: str) -> tuple[time, time] | None:
     raw = raw.strip().lower()
     if raw in ("", "off", "none", "0"):
         return None
-    match = re.fullmatch(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})", raw)
+    match = re.fullmatch(r"([0-9]{1,2}):([0-9]{2})\s*-\s*([0-9]{1,2}):([0-9]{2})", raw)
     if not match:
         raise SmsConfigError(f"SMS_QUIET_HOURS: expected HH:MM-HH:MM, got {raw!r}")
     h1, m1, h2, m2 = (int(g) for g in match.groups())
@@ -73,23 +78,21 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if not raw:
         return default
     try:
+        if not raw.isascii():  # float() also reads other scripts' digits
+            raise ValueError(raw)
         value = float(raw)
     except ValueError as exc:
         raise SmsConfigError(f"{name} must be a number, got {raw!r}") from exc
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise SmsConfigError(f"{name} must be positive, got {raw!r}")
     return value
 
 
-def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    nets = []
-    for part in (p.strip() for p in raw.split(",")):
-        if part:
-            try:
-                nets.append(ipaddress.ip_network(part, strict=False))
-            except ValueError as exc:
-                raise SmsConfigError(f"SMS_CALLBACK_ALLOWED_IPS: {exc}") from exc
-    return tuple(nets)
+def _networks(raw: str) -> tuple[Network, ...]:
+    try:
+        return parse_networks(raw, "SMS_CALLBACK_ALLOWED_IPS")
+    except ValueError as exc:
+        raise SmsConfigError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class SmsConfig:
     tencent_endpoint: str = DEFAULT_TENCENT_ENDPOINT
     tencent_region: str = DEFAULT_TENCENT_REGION
     callback_token: str = ""
-    callback_allowed_ips: tuple = ()
+    callback_allowed_ips: tuple[Network, ...] = ()
     templates_file: Path = DEFAULT_TEMPLATES_FILE
     timezone: str = "Asia/Shanghai"
     quiet_hours: tuple[time, time] | None = (time(21, 0), time(8, 0))
@@ -134,8 +137,10 @@ class SmsConfig:
         ALIYUN_SMS_ACCESS_KEY_ID, ALIYUN_SMS_ACCESS_KEY_SECRET, ALIYUN_SMS_ENDPOINT
         [https://dysmsapi.aliyuncs.com], TENCENT_SMS_SECRET_ID, TENCENT_SMS_SECRET_KEY,
         TENCENT_SMS_SDK_APP_ID, TENCENT_SMS_ENDPOINT [https://sms.tencentcloudapi.com],
-        TENCENT_SMS_REGION [ap-guangzhou], SMS_CALLBACK_TOKEN, SMS_CALLBACK_ALLOWED_IPS
-        (comma-separated IPs/CIDRs, empty = any), SMS_TEMPLATES_FILE [bot/sms_templates.yml],
+        TENCENT_SMS_REGION [ap-guangzhou], SMS_CALLBACK_TOKEN (at least 16 characters),
+        SMS_CALLBACK_ALLOWED_IPS
+        (comma-separated IPs/CIDRs, empty = any; the
+        client address behind GATEWAY_TRUSTED_PROXIES), SMS_TEMPLATES_FILE [bot/sms_templates.yml],
         POWERDESK_TIMEZONE [Asia/Shanghai], SMS_QUIET_HOURS [21:00-08:00, "off" disables],
         SMS_PROACTIVE_LIMITS [1/min,5/h,10/day], SMS_REPLY_LIMITS [20/h],
         SMS_SEND_TIMEOUT_SECONDS [5], SMS_MAX_ATTEMPTS [5], SMS_OPTIONS_TTL_SECONDS [900],
@@ -152,6 +157,11 @@ class SmsConfig:
                         "TENCENT_SMS_SDK_APP_ID"),
         }.get(provider, ())
         missing = tuple(name for name in required if not get(name))
+        callback_token = get("SMS_CALLBACK_TOKEN")
+        if callback_token and len(callback_token) < MIN_CALLBACK_TOKEN_CHARS:
+            raise SmsConfigError(f"SMS_CALLBACK_TOKEN must be at least {MIN_CALLBACK_TOKEN_CHARS} "
+                                 f"characters (got {len(callback_token)}); e.g. "
+                                 "python -c 'import secrets; print(secrets.token_urlsafe(24))'")
         max_attempts = int(_number(env, "SMS_MAX_ATTEMPTS", 5))
         return cls(
             provider=provider,
@@ -164,7 +174,7 @@ class SmsConfig:
             tencent_sdk_app_id=get("TENCENT_SMS_SDK_APP_ID"),
             tencent_endpoint=get("TENCENT_SMS_ENDPOINT", DEFAULT_TENCENT_ENDPOINT).rstrip("/"),
             tencent_region=get("TENCENT_SMS_REGION", DEFAULT_TENCENT_REGION),
-            callback_token=get("SMS_CALLBACK_TOKEN"),
+            callback_token=callback_token,
             callback_allowed_ips=_networks(get("SMS_CALLBACK_ALLOWED_IPS")),
             templates_file=Path(get("SMS_TEMPLATES_FILE", str(DEFAULT_TEMPLATES_FILE))),
             timezone=get("POWERDESK_TIMEZONE", "Asia/Shanghai"),

@@ -6,14 +6,15 @@ import unicodedata
 
 from integrations.masking import mask_phone
 
-_MOBILE = re.compile(r"1[3-9]\d{9}")
+_MOBILE = re.compile(r"1[3-9][0-9]{9}")  # ASCII only: \d would also take other scripts' digits
 
 
 def normalise_phone(raw: object) -> str | None:
     """The 11-digit mainland mobile number in ``raw``, or None.
 
     Accepts what providers and people write: ``+86 138-1234-5678``, ``008613812345678``,
-    ``8613812345678``, full-width digits. Anything else (landlines, foreign numbers) is None.
+    ``8613812345678``, full-width digits. Anything else (landlines, foreign numbers, digits of
+    other scripts) is None.
     """
     if raw is None:
         return None

@@ -14,26 +14,35 @@ Formats (providers' documentation):
 
 Neither provider signs these callbacks, so each URL must carry the shared secret
 ``?token=<SMS_CALLBACK_TOKEN>`` (compared in constant time) and, when SMS_CALLBACK_ALLOWED_IPS is
-set, come from one of those addresses. Provider pushes are retried and may repeat or arrive out
-of order: uplinks are de-duplicated in Redis, reports are applied idempotently by time.
-The uplink is acknowledged at once and the conversation runs in the background (a provider
-waits a few seconds at most, the assistant may take longer).
+set, come from one of those addresses (the client address: the peer, or the X-Forwarded-For hop
+vouched for by GATEWAY_TRUSTED_PROXIES; ``::ffff:a.b.c.d`` is a.b.c.d). Numbers and times in
+the items count only when written in ASCII digits; other items are skipped as malformed.
+
+Provider pushes are retried and may repeat or arrive out of order: uplinks are de-duplicated in
+Redis, reports are applied idempotently by time. Each uplink item is marked seen at the moment
+it is handed to its conversation (in send order), so when Redis fails part-way through a batch
+the push is answered with an error (the provider pushes it again), the items already handed on
+are duplicates on that retry and the others are handled then. The conversations run in the
+background (a provider waits a few seconds at most, the assistant may take longer).
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
+from channels.client_address import Network, address_in, client_address
+from channels.digits import ascii_int
 from channels.sms import metrics
 from channels.sms.config import SmsConfig
 from channels.sms.outbox import DeliveryReport, Outbox
@@ -42,6 +51,9 @@ from channels.sms.phones import mask, normalise_phone
 log = logging.getLogger("channels.sms.webhooks")
 
 DEDUPE_TTL = 2 * 86400
+PROVIDER_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
+# What a Redis outage looks like to a handler: answered with an error, so the provider retries.
+STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 ACK = {"aliyun": {"code": 0, "msg": "成功"}, "tencent": {"result": 0, "errmsg": "OK"}}
 
 
@@ -50,12 +62,30 @@ def _error(provider: str, status: int, message: str) -> web.Response:
     return web.json_response(body, status=status)
 
 
+def _provider_time(value: Any) -> str:
+    """A provider's "YYYY-MM-DD HH:MM:SS" in ASCII digits, else ""."""
+    return value if isinstance(value, str) and PROVIDER_TIME.fullmatch(value) else ""
+
+
+def _text(value: Any) -> str | None:
+    """An SMS text as it can travel on (JSON may carry lone surrogates, which cannot)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
 class SmsWebhooks:
     """The four callback handlers of one gateway instance."""
 
     def __init__(self, config: SmsConfig, redis, outbox: Outbox,
-                 on_message: Callable[[str, str, dict[str, Any]], Awaitable[None]]) -> None:
+                 on_message: Callable[[str, str, dict[str, Any]], Awaitable[None]],
+                 trusted_proxies: tuple[Network, ...] = ()) -> None:
         self.config = config
+        self.trusted_proxies = trusted_proxies
         self.redis = redis
         self.outbox = outbox
         self.on_message = on_message
@@ -70,23 +100,23 @@ class SmsWebhooks:
         if not token or not hmac.compare_digest(given.encode(), token.encode()):
             return False
         if self.config.callback_allowed_ips:
-            try:
-                ip = ipaddress.ip_address(request.remote or "")
-            except ValueError:
-                return False
-            return any(ip in net for net in self.config.callback_allowed_ips)
+            return address_in(self._client(request), self.config.callback_allowed_ips)
         return True
+
+    def _client(self, request: web.Request) -> str:
+        forwarded = ",".join(request.headers.getall("X-Forwarded-For", [])) or None
+        return client_address(request.remote, forwarded, self.trusted_proxies)
 
     async def _items(self, provider: str, kind: str,
                      request: web.Request) -> list[dict] | web.Response:
         if not self._authorised(request):
             metrics.CALLBACKS.labels(provider, kind, "forged").inc()
             log.warning("sms %s callback refused from %s: bad token or address", provider,
-                        request.remote)
+                        self._client(request) or request.remote)
             return _error(provider, 403, "forbidden")
         try:
-            body = json.loads(await request.text())
-        except (ValueError, UnicodeDecodeError):
+            body = json.loads(await request.read())
+        except ValueError:  # UnicodeDecodeError included
             metrics.CALLBACKS.labels(provider, kind, "malformed").inc()
             return _error(provider, 400, "malformed JSON")
         if isinstance(body, dict):
@@ -101,29 +131,24 @@ class SmsWebhooks:
         return bool(await self.redis.set(f"pd:sms:seen:{provider}:{digest}", "1", nx=True,
                                          ex=DEDUPE_TTL))
 
-    def _spawn(self, inbound: list[tuple[str, str, dict[str, Any]]]) -> None:
-        """Handle the messages in the background, in order per number: a number's messages
-        wait for its earlier ones still running on this instance (the router's Redis lock then
-        serialises the turns across instances)."""
-        by_phone: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
-        for item in inbound:
-            by_phone.setdefault(item[0], []).append(item)
-        for phone, items in by_phone.items():
-            previous = self._tails.get(phone)
+    def _spawn(self, phone: str, text: str, meta: dict[str, Any]) -> None:
+        """Handle one message in the background, after the earlier ones of the same number
+        still running on this instance (the router's Redis lock then serialises the turns
+        across instances)."""
+        previous = self._tails.get(phone)
 
-            async def run(items=items, previous=previous) -> None:
-                if previous is not None:
-                    await asyncio.gather(previous, return_exceptions=True)
-                for number, text, meta in items:
-                    try:
-                        await self.on_message(number, text, meta)
-                    except Exception:  # noqa: BLE001 - one message must not stop the others
-                        log.exception("sms inbound from %s failed", mask(number))
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                await self.on_message(phone, text, meta)
+            except Exception:  # noqa: BLE001 - one message must not stop the others
+                log.exception("sms inbound from %s failed", mask(phone))
 
-            task = asyncio.create_task(run())
-            self._tails[phone] = task
-            self.tasks.add(task)
-            task.add_done_callback(lambda t, phone=phone: self._done(phone, t))
+        task = asyncio.create_task(run())
+        self._tails[phone] = task
+        self.tasks.add(task)
+        task.add_done_callback(lambda t: self._done(phone, t))
 
     def _done(self, phone: str, task: asyncio.Task) -> None:
         self.tasks.discard(task)
@@ -137,45 +162,56 @@ class SmsWebhooks:
 
     # -- uplink --------------------------------------------------------------------------------
     async def _uplink(self, provider: str, request: web.Request,
-                      parse: Callable[[dict], tuple[str | None, str, str, str]]) -> web.Response:
+                      parse: Callable[[dict], tuple[Any, Any, str, str]]) -> web.Response:
         items = await self._items(provider, "up", request)
         if isinstance(items, web.Response):
             return items
         inbound = []
         for item in items:
-            raw_phone, text, sent_at, identity = parse(item)
-            phone = normalise_phone(raw_phone)
-            if phone is None or not isinstance(text, str):
+            raw_phone, raw_text, sent_at, identity = parse(item)
+            phone, text = normalise_phone(raw_phone), _text(raw_text)
+            if phone is None or text is None:
                 log.warning("sms %s uplink item skipped: no mainland number or no text", provider)
+                metrics.CALLBACKS.labels(provider, "up", "malformed").inc()
                 continue
-            if not await self._first_time(provider, f"up:{phone}:{identity}"):
+            inbound.append((phone, text, sent_at, identity))
+        inbound.sort(key=lambda m: m[2])
+        for phone, text, sent_at, identity in inbound:
+            try:
+                first = await self._first_time(provider, f"up:{phone}:{identity}")
+            except STORE_ERRORS as exc:
+                # Everything before this item is handed on and marked; nothing from here is.
+                metrics.CALLBACKS.labels(provider, "up", "error").inc()
+                log.warning("sms %s uplink from %s not taken (Redis: %s); the provider will "
+                            "push it again", provider, mask(phone), type(exc).__name__)
+                return _error(provider, 503, "temporarily unavailable, please retry")
+            if not first:
                 log.info("sms %s uplink from %s is a duplicate push; ignored", provider, mask(phone))
                 metrics.CALLBACKS.labels(provider, "up", "duplicate").inc()
                 continue
             metrics.CALLBACKS.labels(provider, "up", "accepted").inc()
-            inbound.append((phone, text, {"sent_at": sent_at, "provider": provider}))
-        inbound.sort(key=lambda m: m[2]["sent_at"])
-        if inbound:
-            self._spawn(inbound)
+            self._spawn(phone, text, {"sent_at": sent_at, "provider": provider})
         return web.json_response(ACK[provider])
 
     async def aliyun_up(self, request: web.Request) -> web.Response:
         """Aliyun SmsUp batch push."""
-        def parse(item: dict) -> tuple[str | None, str, str, str]:
+        def parse(item: dict) -> tuple[Any, Any, str, str]:
             identity = str(item.get("sequence_id") or "") or \
                 f"{item.get('send_time')}:{item.get('content')}"
-            return item.get("phone_number"), item.get("content"), str(item.get("send_time", "")), identity
+            return (item.get("phone_number"), item.get("content"),
+                    _provider_time(item.get("send_time")), identity)
         return await self._uplink("aliyun", request, parse)
 
     async def tencent_up(self, request: web.Request) -> web.Response:
         """Tencent 短信回复 callback."""
-        def parse(item: dict) -> tuple[str | None, str, str, str]:
+        def parse(item: dict) -> tuple[Any, Any, str, str]:
             if str(item.get("nationcode", "86")) != "86":
                 return None, "", "", ""
             when = item.get("time")
+            seconds = ascii_int(when, max_digits=11)
             try:
-                sent_at = datetime.fromtimestamp(int(when), self._tz).strftime("%Y-%m-%d %H:%M:%S")
-            except (TypeError, ValueError, OverflowError):
+                sent_at = datetime.fromtimestamp(seconds, self._tz).strftime("%Y-%m-%d %H:%M:%S")
+            except (TypeError, ValueError, OverflowError, OSError):  # None, or out of range
                 sent_at = ""
             return item.get("mobile"), item.get("text"), sent_at, f"{when}:{item.get('text')}"
         return await self._uplink("tencent", request, parse)
@@ -194,10 +230,17 @@ class SmsWebhooks:
                 report = None
             if report is None:
                 log.warning("sms %s report item skipped: malformed", provider)
+                metrics.CALLBACKS.labels(provider, "report", "malformed").inc()
                 continue
             reports.append(report)
         for report in sorted(reports, key=lambda r: r.reported_at):
-            outcome = await self.outbox.record_report(report, provider)
+            try:
+                outcome = await self.outbox.record_report(report, provider)
+            except STORE_ERRORS as exc:  # reports apply idempotently: the retry redoes them all
+                metrics.CALLBACKS.labels(provider, "report", "error").inc()
+                log.warning("sms %s reports not recorded (Redis: %s); the provider will push "
+                            "them again", provider, type(exc).__name__)
+                return _error(provider, 503, "temporarily unavailable, please retry")
             metrics.CALLBACKS.labels(provider, "report",
                                      "duplicate" if outcome in ("duplicate", "stale")
                                      else "accepted").inc()
@@ -209,10 +252,12 @@ class SmsWebhooks:
         """Aliyun SmsReport batch push."""
         def parse(item: dict) -> DeliveryReport | None:
             phone = normalise_phone(item.get("phone_number"))
-            if phone is None or not item.get("biz_id") or not isinstance(item.get("success"), bool):
+            reported_at = _provider_time(item.get("report_time"))
+            if phone is None or not item.get("biz_id") or not reported_at \
+                    or not isinstance(item.get("success"), bool):
                 return None
             return DeliveryReport(str(item["biz_id"]), phone, item["success"],
-                                  str(item.get("err_code", "")), str(item.get("report_time", "")))
+                                  str(item.get("err_code", "")), reported_at)
         return await self._reports("aliyun", request, parse)
 
     async def tencent_report(self, request: web.Request) -> web.Response:
@@ -220,8 +265,10 @@ class SmsWebhooks:
         def parse(item: dict) -> DeliveryReport | None:
             phone = normalise_phone(item.get("mobile"))
             status = item.get("report_status")
-            if phone is None or not item.get("sid") or status not in ("SUCCESS", "FAIL"):
+            reported_at = _provider_time(item.get("user_receive_time"))
+            if phone is None or not item.get("sid") or status not in ("SUCCESS", "FAIL") \
+                    or not reported_at:
                 return None
             return DeliveryReport(str(item["sid"]), phone, status == "SUCCESS",
-                                  str(item.get("errmsg", "")), str(item.get("user_receive_time", "")))
+                                  str(item.get("errmsg", "")), reported_at)
         return await self._reports("tencent", request, parse)

@@ -309,20 +309,24 @@ async def test_provider_throttling_is_retried_not_dropped(make_gateway, phone):
 
 
 async def test_disabled_channel_answers_503_and_gateway_runs(redis_url, rasa_fake, monkeypatch):
-    from channels.app import create_app
+    from channels.app import create_admin_app, create_app
     from channels.config import GatewayConfig
 
     for key in [k for k in os.environ if k.startswith(("SMS_", "ALIYUN_SMS", "TENCENT_SMS"))]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("RASA_URL", rasa_fake.url)
-    server = TestServer(create_app(GatewayConfig.from_env()), host="127.0.0.1")
+    app = create_app(GatewayConfig.from_env())
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server()
+    admin = TestServer(create_admin_app(app), host="127.0.0.1")  # /healthz is on the admin port
+    await admin.start_server()
     try:
         async with aiohttp.ClientSession() as session:
             async with session.post(str(server.make_url("/sms/aliyun/up")), json=[]) as r:
                 assert r.status == 503
-            async with session.get(str(server.make_url("/healthz"))) as r:
+            async with session.get(str(admin.make_url("/healthz"))) as r:
                 assert r.status == 200
     finally:
+        await admin.close()
         await server.close()

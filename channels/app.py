@@ -103,8 +103,10 @@ def create_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/metrics", metrics_view)
 
     from channels import sms, webchat, wechat
+    from channels.delivery import setup_delivery
 
     webchat.setup(app, config)
     wechat.setup(app, config)
     sms.setup(app, config)
+    setup_delivery(app, config)  # after the channels: the outbound path (channels.delivery)
     return app

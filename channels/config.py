@@ -4,9 +4,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import time
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from channels.client_address import Network, parse_networks
+from channels.quiet_hours import parse_window
 from integrations.rate_limit import Rate, parse_rate
 
 
@@ -73,6 +76,47 @@ def _rate(env: Mapping[str, str], name: str, default: str) -> Rate | None:
         raise ConfigError(str(exc)) from None
 
 
+def _timezone(env: Mapping[str, str]) -> str:
+    name = env.get("POWERDESK_TIMEZONE", "").strip() or "Asia/Shanghai"
+    try:
+        ZoneInfo(name)
+    except (ValueError, LookupError):  # ZoneInfoNotFoundError is a KeyError
+        raise ConfigError(f"POWERDESK_TIMEZONE must be an IANA time zone, got {name!r}") from None
+    return name
+
+
+def _quiet_hours(env: Mapping[str, str], name: str, default: str) -> tuple[time, time] | None:
+    try:
+        return parse_window(env.get(name, "").strip() or default, name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+DeliveryRateLimits = tuple[tuple[tuple[str, str], tuple[Rate, ...]], ...]
+
+
+def _delivery_rate_limits(env: Mapping[str, str], default: str) -> DeliveryRateLimits:
+    """``"notice=5/h,10/day; sms.reply=20/h; web.notice=off"`` → ((channel, purpose), rates)
+    pairs; a scope without a channel is ``*`` (every channel without its own entry)."""
+    name = "DELIVERY_RATE_LIMITS"
+    raw = env.get(name, "").strip() or default
+    limits: dict[tuple[str, str], tuple[Rate, ...]] = {}
+    for entry in (e.strip() for e in raw.split(";")):
+        if not entry or entry.lower() == "off":
+            continue
+        scope, sep, rates = entry.partition("=")
+        channel, _, purpose = scope.strip().lower().rpartition(".")
+        if not sep or purpose not in ("reply", "agent", "notice"):
+            raise ConfigError(f"{name}: expected [channel.]purpose=rates (purpose reply, agent "
+                              f"or notice), e.g. notice=5/h,10/day; got {entry!r}")
+        try:
+            parsed = [parse_rate(r, name) for r in rates.split(",") if r.strip()]
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        limits[(channel or "*", purpose)] = tuple(r for r in parsed if r is not None)
+    return tuple(limits.items())
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     """Everything the gateway core needs; channels read their own ``<CHANNEL>_*`` variables.
@@ -92,7 +136,11 @@ class GatewayConfig:
     of the reverse proxies whose X-Forwarded-For is believed],
     WEBCHAT_RATE_PER_SESSION [30/min], WEBCHAT_RATE_PER_ADDRESS [300/min, shared by everyone
     behind one NAT; IPv6 per /64] (``off`` disables), WEBCHAT_MAX_PENDING [10 messages of one
-    session waiting for their answers in one instance].
+    session waiting for their answers in one instance],
+    POWERDESK_TIMEZONE [Asia/Shanghai], DELIVERY_QUIET_HOURS [21:00-08:00 local time; ``off``
+    disables: non-urgent notices wait until it ends], DELIVERY_RATE_LIMITS [notice=5/h,10/day:
+    per conversation; ``[channel.]purpose=rates`` entries separated by ``;``, ``off`` for none],
+    WEBCHAT_OUTBOX_TTL_SECONDS [604800: how long messages wait for an offline web visitor].
     """
 
     host: str = "127.0.0.1"
@@ -112,6 +160,10 @@ class GatewayConfig:
     webchat_rate_per_session: Rate | None = Rate(30, 60)
     webchat_rate_per_address: Rate | None = Rate(300, 60)
     webchat_max_pending: int = 10
+    timezone: str = "Asia/Shanghai"
+    delivery_quiet_hours: tuple[time, time] | None = (time(21, 0), time(8, 0))
+    delivery_rate_limits: DeliveryRateLimits = ((("*", "notice"), (Rate(5, 3600), Rate(10, 86400))),)
+    webchat_outbox_ttl_seconds: int = 7 * 86400
 
     @property
     def lock_ttl_seconds(self) -> float:
@@ -146,4 +198,9 @@ class GatewayConfig:
             webchat_rate_per_session=_rate(env, "WEBCHAT_RATE_PER_SESSION", "30/min"),
             webchat_rate_per_address=_rate(env, "WEBCHAT_RATE_PER_ADDRESS", "300/min"),
             webchat_max_pending=_int(env, "WEBCHAT_MAX_PENDING", 10, 1, 10000),
+            timezone=_timezone(env),
+            delivery_quiet_hours=_quiet_hours(env, "DELIVERY_QUIET_HOURS", "21:00-08:00"),
+            delivery_rate_limits=_delivery_rate_limits(env, "notice=5/h,10/day"),
+            webchat_outbox_ttl_seconds=_int(env, "WEBCHAT_OUTBOX_TTL_SECONDS", 7 * 86400, 60,
+                                            90 * 86400),
         )

@@ -139,6 +139,7 @@ class WebChat:
                                         max_http_buffer_size=MAX_PACKET_BYTES,
                                         logger=False, engineio_logger=False)
         self.app: web.Application | None = None  # set by setup()
+        self.outbox: Any = None  # channels.webchat_outbox.WebOutbox, set by setup()
         self._turns: dict[str, list[Any]] = {}  # session id -> [asyncio.Lock, users]
         self._transport_tasks: set[asyncio.Task] = set()
         self._buckets: TokenBuckets | None = None  # built on first use, once Redis exists
@@ -172,6 +173,7 @@ class WebChat:
             await self.sio.leave_room(sid, current)
         await self._bind_session(sid, session_id)
         await self.sio.emit("session_confirm", session_id, to=sid)
+        await self.outbox.session_joined(session_id)  # messages that waited while offline
 
     async def on_user_uttered(self, sid: str, data: Any = None) -> None:
         """Route one customer message and emit the replies to the session's room, in order."""
@@ -186,6 +188,7 @@ class WebChat:
             session_id = wanted if valid_session_id(wanted) else new_session_id()
             await self._bind_session(sid, session_id)
             await self.sio.emit("session_confirm", session_id, to=sid)
+            await self.outbox.session_joined(session_id)
         text = data.get("message", "")
         meta: dict[str, Any] = {}
         custom = _custom_data(data)
@@ -314,6 +317,10 @@ def setup(app: web.Application, config: GatewayConfig) -> WebChat:
     webchat.sio.attach(app, socketio_path="socket.io")
     app.on_shutdown.append(webchat.on_shutdown)
     app.middlewares.append(webchat.track_transports)
+    from channels.webchat_outbox import WebOutbox  # it imports this module
+
+    webchat.outbox = WebOutbox(webchat.sio)
+    app.cleanup_ctx.append(webchat.outbox.lifespan)
     app.router.add_get("/", chat_page)
     app.router.add_get("/chat", chat_page)
     app.router.add_get("/static/socket.io.min.js", socket_io_js)

@@ -374,3 +374,27 @@ def test_content_survives_the_schedule_encoding():
     assert decode_content(json.loads(json.dumps(encode_content(replies)))) == replies
     urgent = Notice("outage_notice", {"area": "江宁区"}, urgent=True)
     assert decode_content(json.loads(json.dumps(encode_content(urgent)))) == urgent
+
+
+def test_delivery_settings_are_read_and_validated():
+    from channels.config import ConfigError, GatewayConfig
+
+    defaults = GatewayConfig.from_env({})
+    assert defaults.delivery_quiet_hours == QUIET and defaults.timezone == "Asia/Shanghai"
+    assert dict(defaults.delivery_rate_limits) == {("*", "notice"): (Rate(5, 3600), Rate(10, 86400))}
+    assert defaults.webchat_outbox_ttl_seconds == 7 * 86400
+    assert defaults == GatewayConfig(redis_url=None)  # the dataclass defaults say the same
+    custom = GatewayConfig.from_env({
+        "DELIVERY_QUIET_HOURS": "off", "POWERDESK_TIMEZONE": "Asia/Urumqi",
+        "DELIVERY_RATE_LIMITS": "notice=1/min; sms.reply=20/h; web.notice=off",
+        "WEBCHAT_OUTBOX_TTL_SECONDS": "3600"})
+    assert custom.delivery_quiet_hours is None and custom.timezone == "Asia/Urumqi"
+    assert dict(custom.delivery_rate_limits) == {
+        ("*", "notice"): (Rate(1, 60),), ("sms", "reply"): (Rate(20, 3600),), ("web", "notice"): ()}
+    assert custom.webchat_outbox_ttl_seconds == 3600
+    for name, bad in [("DELIVERY_QUIET_HOURS", "22-8"), ("DELIVERY_QUIET_HOURS", "25:00-08:00"),
+                      ("DELIVERY_RATE_LIMITS", "notices=1/h"), ("DELIVERY_RATE_LIMITS", "notice=lots"),
+                      ("DELIVERY_RATE_LIMITS", "notice"), ("POWERDESK_TIMEZONE", "Mars/Olympus"),
+                      ("WEBCHAT_OUTBOX_TTL_SECONDS", "5")]:
+        with pytest.raises(ConfigError, match=name):
+            GatewayConfig.from_env({name: bad})

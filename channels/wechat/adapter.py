@@ -31,7 +31,7 @@ from channels.wechat import metrics
 from channels.wechat.api import WeChatApi
 from channels.wechat.config import WeChatConfig
 from channels.wechat.errors import WeChatApiError
-from channels.wechat.render import render_replies
+from channels.wechat.render import render_replies, split_text
 from channels.wechat.templates import REPLY_KIND, REPLY_PARAM
 from channels.wechat.webhook import optout_key
 
@@ -87,6 +87,17 @@ class WeChatAdapter:
         if isinstance(content, Notice):
             return await self._notice(user_id, content)
         return await self._replies(user_id, list(content))
+
+    async def send_fixed_text(self, openid: str, text: str) -> DeliveryResult:
+        """One of the gateway's own texts (welcome, "please send text", busy), sent like a reply
+        but leaving the options on offer alone: it asks nothing, and the customer may still
+        answer the previous question (or repeat a pick that was interrupted)."""
+        texts = split_text(text, self._config.reply_max_bytes)
+        if not texts:
+            return DeliveryResult("skipped", "empty")
+        if await self.in_window(openid):
+            return await self._customer_service(openid, texts, self._reply_template)
+        return await self._reply_template(openid, texts)
 
     async def _replies(self, openid: str, replies: list[Reply]) -> DeliveryResult:
         rendered = render_replies(replies, self._config.reply_max_bytes)

@@ -46,7 +46,7 @@ class WeChatResponder:
             return
         await record_interaction(self._redis, openid)
         if kind == "notice":
-            await self.adapter.send(openid, [Reply(str(job.get("text", "")))], "reply")
+            await self.adapter.send_fixed_text(openid, str(job.get("text", "")))
             return
         text = str(job.get("text", ""))
         payload = job.get("payload")

@@ -67,6 +67,15 @@ async def test_inside_the_window_replies_go_as_customer_service_messages(make_ad
     assert [o.title for o in await OptionMemory(redis, 60).offered(f"wechat:{user}")] == ["本月", "上个月"]
 
 
+async def test_the_gateways_own_texts_leave_the_options_on_offer(make_adapter, redis, wechat_api):
+    adapter, user = make_adapter(), openid()
+    await seen(redis, user, 1)
+    await adapter.send(user, QUESTION, "reply")
+    result = await adapter.send_fixed_text(user, "已收到您的图片。请用文字描述您的问题。")
+    assert result.status == "sent" and wechat_api.texts_to(user)[-1].startswith("已收到您的图片")
+    assert len(await OptionMemory(redis, 60).offered(f"wechat:{user}")) == 2
+
+
 async def test_responder_records_every_interaction_for_48_hours(redis):
     user = openid()
     await record_interaction(redis, user)

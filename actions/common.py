@@ -9,20 +9,21 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+import ipaddress
 import os
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Optional
 
 import redis.asyncio as aioredis
 from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.settings import Settings
+from actions.settings import Settings, VerificationSettings
 from integrations.clients import BackendClients
 from integrations.config import BackendsConfig
 from integrations.customer_store import CustomerStore
-from integrations.masking import mask_text
+from integrations.masking import log_conversation_id, mask_text
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class Services:
         clients: BackendClients,
         customers: CustomerStore,
         settings: Settings,
+        verification: VerificationSettings,
     ) -> None:
         self.config = config
         self.clients = clients
@@ -68,16 +70,19 @@ class Services:
         self.applications = clients.applications
         self.customers = customers
         self.settings = settings
+        self.verification = verification
 
     @classmethod
     def from_env(cls) -> "Services":
         config = ActionServerConfig.from_env()
         redis = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
+        verification = VerificationSettings.from_env()
         return cls(
             config=config,
             clients=BackendClients.from_config(BackendsConfig.from_env()),
-            customers=CustomerStore(redis),
+            customers=CustomerStore(redis, verification.limits),
             settings=Settings.load(),
+            verification=verification,
         )
 
 
@@ -95,6 +100,25 @@ def get_services() -> Services:
 def conversation_id(tracker: Tracker) -> str:
     """The conversation's id, already namespaced by channel (``web:…``, ``wechat:…``, ``sms:…``)."""
     return tracker.sender_id
+
+
+def client_address(tracker: Tracker) -> Optional[str]:
+    """The customer's network address from the message metadata (``client_address``, set by
+    the gateway for web chat; WeChat and SMS have none), as the unit limits count: an IPv4
+    address, or an IPv6 /64 (one subscriber's whole prefix). None when absent or malformed."""
+    metadata = tracker.latest_message.get("metadata") or {}
+    raw = metadata.get("client_address") if isinstance(metadata, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        address = ipaddress.ip_address(raw.strip())
+    except ValueError:
+        return None
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 async def bound_account(tracker: Tracker, services: Services) -> str | None:
@@ -119,12 +143,13 @@ async def _guarded(
     except asyncio.TimeoutError:
         logger.warning(
             "action %s for %s missed its %.1fs deadline",
-            action_name, mask_text(tracker.sender_id), deadline,
+            action_name, log_conversation_id(tracker.sender_id), deadline,
         )
     except Exception as exc:  # noqa: BLE001 - every failure must become a reply, see module doc
         logger.error(
             "action %s for %s failed: %s: %s",
-            action_name, mask_text(tracker.sender_id), type(exc).__name__, mask_text(str(exc)),
+            action_name, log_conversation_id(tracker.sender_id), type(exc).__name__,
+            mask_text(str(exc)),
             exc_info=not _is_expected(exc),
         )
     dispatcher.utter_message(text=BUSY_TEXT)

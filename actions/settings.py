@@ -1,7 +1,9 @@
-"""Business settings of the action server: service commitments and payment methods.
+"""Business settings of the action server: service commitments, payment methods, verification.
 
-Both are read from YAML files (defaults in ``actions/config/``; override the paths with
-``SERVICE_COMMITMENTS_FILE`` and ``PAYMENT_METHODS_FILE``) and checked when first loaded.
+Commitments and payment methods are read from YAML files (defaults in ``actions/config/``;
+override the paths with ``SERVICE_COMMITMENTS_FILE`` and ``PAYMENT_METHODS_FILE``) and checked
+when first loaded. Verification limits and the SMS one-time code switch come from the
+environment (:class:`VerificationSettings`; every variable is listed in the README).
 """
 from __future__ import annotations
 
@@ -9,9 +11,12 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Optional
 
 import chinese_calendar
 import yaml
+
+from integrations.customer_store import Limit, VerificationLimits
 
 CONFIG_DIR = Path(__file__).parent / "config"
 
@@ -53,6 +58,87 @@ class PaymentMethod:
     name: str
     description: str
     online: bool
+
+
+@dataclass(frozen=True)
+class VerificationSettings:
+    """How customers prove they own a 户号, and the limits on trying.
+
+    ``sms_codes``: verify with a one-time code texted to the phone on file (the phone last-4
+    stay as the fallback). ``VERIFICATION_SMS=on|off``; unset, it follows the SMS channel
+    (on when ``SMS_PROVIDER`` is set, since the gateway's SMS channel delivers the codes).
+    """
+
+    sms_codes: bool
+    limits: VerificationLimits
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "VerificationSettings":
+        """Read the ``VERIFY_*``, ``VERIFICATION_SMS`` and ``WEB_BINDING_IDLE_DAYS`` variables;
+        raises :class:`SettingsError` naming the variable on a bad value."""
+        env = os.environ if env is None else env
+        raw_sms = (env.get("VERIFICATION_SMS") or "").strip().lower()
+        if raw_sms in ("", "auto"):
+            sms_codes = bool((env.get("SMS_PROVIDER") or "").strip())
+        elif raw_sms in ("on", "1", "true", "yes"):
+            sms_codes = True
+        elif raw_sms in ("off", "0", "false", "no"):
+            sms_codes = False
+        else:
+            raise SettingsError(f"VERIFICATION_SMS must be on or off, got {raw_sms!r}")
+        lock = _env_int(env, "VERIFY_LOCK_MINUTES", 30, 1, 24 * 60) * 60
+        max_lock = _env_int(env, "VERIFY_MAX_LOCK_HOURS", 24, 1, 24 * 30) * 3600
+        if max_lock < lock:
+            raise SettingsError("VERIFY_MAX_LOCK_HOURS must not be shorter than VERIFY_LOCK_MINUTES")
+
+        def escalating(name: str, default: int, window: int) -> Limit:
+            return Limit(_env_int(env, name, default, 1, 100_000), window, lock, max_lock)
+
+        def hourly(name: str, default: int) -> Limit:
+            return Limit(_env_int(env, name, default, 1, 1000), 3600, 3600, 3600)
+
+        return cls(sms_codes=sms_codes, limits=VerificationLimits(
+            conversation=escalating("VERIFY_MAX_FAILURES_CONVERSATION", 5, lock),
+            account=escalating("VERIFY_MAX_FAILURES_ACCOUNT", 10, lock),
+            address=escalating("VERIFY_MAX_FAILURES_ADDRESS", 20, 3600),
+            service=Limit(_env_int(env, "VERIFY_MAX_FAILURES_SERVICE", 200, 1, 10_000_000),
+                          3600, lock, lock),
+            codes_per_account=hourly("VERIFY_CODES_PER_HOUR_ACCOUNT", 5),
+            codes_per_conversation=hourly("VERIFY_CODES_PER_HOUR_CONVERSATION", 3),
+            codes_per_address=hourly("VERIFY_CODES_PER_HOUR_ADDRESS", 10),
+            web_idle_seconds=_env_int(env, "WEB_BINDING_IDLE_DAYS", 30, 1, 3650) * 86400,
+        ))
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class CreationLimits:
+    """How many hall queue numbers, repair tickets and complaints (each kind on its own) one
+    conversation and one client address may create per hour: ``NEW_TICKETS_PER_HOUR_CONVERSATION``
+    [3] and ``NEW_TICKETS_PER_HOUR_ADDRESS`` [10; everyone behind one NAT shares it; IPv6 per /64].
+    """
+
+    per_conversation: int = 3
+    per_address: int = 10
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "CreationLimits":
+        """Read both variables; raises :class:`SettingsError` naming the variable on a bad value."""
+        env = os.environ if env is None else env
+        return cls(per_conversation=_env_int(env, "NEW_TICKETS_PER_HOUR_CONVERSATION", 3, 1, 1000),
+                   per_address=_env_int(env, "NEW_TICKETS_PER_HOUR_ADDRESS", 10, 1, 100_000))
 
 
 @dataclass(frozen=True)

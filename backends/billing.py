@@ -161,6 +161,13 @@ async def verify(request: web.Request) -> web.Response:
     return json_response({"verified": account["phone"][-4:] == last4})
 
 
+async def get_contact(request: web.Request) -> web.Response:
+    """The mobile on file, so the action server can text a one-time verification code.
+    Internal: it must never be shown to a customer (the action server only masks it)."""
+    account = load_account(request.app[DB], request.match_info["account"])
+    return json_response({"mobile": account["phone"]})
+
+
 async def list_bills(request: web.Request) -> web.Response:
     account = load_account(request.app[DB], request.match_info["account"])
     raw = request.query.get("limit", "12")
@@ -210,6 +217,7 @@ def create_app(db: Database, clock: Clock) -> web.Application:
     app = service_app(db, clock, "billing")
     app.router.add_get("/accounts/{account}", get_account)
     app.router.add_post("/accounts/{account}/verify", verify)
+    app.router.add_get("/accounts/{account}/contact", get_contact)
     app.router.add_get("/accounts/{account}/bills", list_bills)
     app.router.add_get("/accounts/{account}/bills/{month}", get_bill)
     app.router.add_get("/accounts/{account}/balance", get_balance)

@@ -199,6 +199,7 @@ class Tariff:
 class BillingClient(Protocol):
     async def get_account(self, account_number: str) -> Account: ...
     async def verify_phone(self, account_number: str, phone_last4: str) -> bool: ...
+    async def get_contact_mobile(self, account_number: str) -> str: ...
     async def list_bills(self, account_number: str, limit: int = 12) -> list[Bill]: ...
     async def get_bill(self, account_number: str, month: str) -> Bill: ...
     async def get_balance(self, account_number: str) -> Balance: ...
@@ -230,6 +231,17 @@ class HttpBillingClient:
                 raise TypeError("verified is not a boolean")
             return d["verified"]
         return self._parse("verification", verified, data)
+
+    async def get_contact_mobile(self, account_number: str) -> str:
+        """The mobile on file (11 digits), for texting a one-time code; never show it."""
+        data = await self.http.get_json(f"/accounts/{path_segment(account_number)}/contact")
+
+        def mobile(d: dict) -> str:
+            value = d["mobile"]
+            if not (isinstance(value, str) and len(value) == 11 and value.isdigit()):
+                raise ValueError("mobile is not 11 digits")
+            return value
+        return self._parse("contact", mobile, data)
 
     async def list_bills(self, account_number: str, limit: int = 12) -> list[Bill]:
         """The latest ``limit`` bills, newest first."""

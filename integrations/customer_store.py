@@ -1,51 +1,234 @@
 """What PowerDesk remembers about a conversation, in Redis.
 
 * Binding: the 户号 a conversation has proved it owns (``pd:binding:<conversation>``). Only a
-  verified account is ever bound; every account reply is gated on it.
-* Verification failures: wrong phone last-4 answers are counted per conversation; the
-  ``MAX_FAILED_VERIFICATIONS``-th failure locks binding for ``LOCK_SECONDS``. The counter itself
-  expires ``LOCK_SECONDS`` after the last failure, so a slow trickle of guesses cannot
-  accumulate forever but a burst always locks. A web conversation id costs nothing to make, so
-  failures are also counted per 户号 across all conversations: ``ACCOUNT_MAX_FAILED_VERIFICATIONS``
-  wrong answers for one account lock that account's verification for ``LOCK_SECONDS`` (4 digits
-  are 10,000 guesses; this keeps guessing them to years).
+  verified account is ever bound; every account reply is gated on it. Binding another 户号
+  drops the old account's reminder subscriptions, as unbinding does. Web conversations (ids
+  anyone can mint; a shared or kiosk browser keeps its session) have a sliding idle expiry
+  (``web_idle_seconds``) on their binding and subscriptions, renewed on every use; WeChat and
+  SMS ids belong to one person and keep theirs until unbound or unsubscribed.
+* Verification limits (:class:`VerificationLimits`): an attempt is *reserved* atomically before
+  the backend is asked (:meth:`CustomerStore.reserve_attempt`) in each scope it touches (the
+  conversation, the client address, the 户号, the whole service) and *refunded* on success, so
+  concurrent sessions cannot evaluate more guesses than the limits allow. A scope whose count
+  reaches its maximum is locked; a repeated lock of the same scope within a week lasts twice
+  as long as the previous one, up to its cap.
+* One-time codes (短信验证码): 6 digits, kept only as a salted hash for
+  ``CODE_TTL_SECONDS``, single use, ``CODE_MAX_TRIES`` tries; sends are capped per 户号,
+  conversation and address per hour. The SMS request goes to the ``pd:outbound:requests``
+  stream, which the gateway consumes.
 * Reminder subscriptions: forward index per conversation (set of ``<account>|<kind>``) and a
-  reverse index per account and kind (set of conversation ids) for the broadcast workers.
+  reverse index per account and kind (set of conversation ids) for the broadcast workers;
+  entries whose conversation expired are dropped from the reverse index when read.
 * Hand-off requests: appended to the Redis stream ``pd:handoff:requests``.
 
-Works with redis-py 4.6 and 8.x (``redis.asyncio``), with or without ``decode_responses``.
-The verification keys of one conversation share a hash tag so the Lua script stays on one slot.
+Every key a web conversation creates has a TTL, so sessions that come and go leave nothing
+behind. Works with redis-py 4.6 and 8.x (``redis.asyncio``), with or without
+``decode_responses``. All verification-limit keys share the hash tag ``{verify}`` so each
+multi-scope Lua script stays on one cluster slot.
 """
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable, Optional
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional
 
 PREFIX = "pd:"
-MAX_FAILED_VERIFICATIONS = 5
-ACCOUNT_MAX_FAILED_VERIFICATIONS = 10
-LOCK_SECONDS = 30 * 60
 REMINDER_KINDS: tuple[str, ...] = ("bill_due", "outage")
 HANDOFF_STREAM = PREFIX + "handoff:requests"
 HANDOFF_STREAM_MAXLEN = 100_000
+OUTBOUND_STREAM = PREFIX + "outbound:requests"
+OUTBOUND_STREAM_MAXLEN = 100_000
+CODE_DIGITS = 6
+CODE_TTL_SECONDS = 5 * 60
+CODE_MAX_TRIES = 3
+STRIKE_MEMORY_SECONDS = 7 * 24 * 3600
+WEB_PREFIX = "web:"
 
-# KEYS[1] failure counter, KEYS[2] lock; ARGV[1] max failures, ARGV[2] lock/window seconds.
-# Returns the attempts left (0 = locked now). Atomic, so concurrent wrong answers cannot
-# slip past the limit.
-_RECORD_FAILURE_LUA = """
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  return 0
+# Scopes of the verification limits.
+CONVERSATION = "conversation"
+ADDRESS = "address"
+ACCOUNT = "account"
+SERVICE = "service"
+# Scopes of the one-time code send caps.
+CODES_ACCOUNT = "codes-account"
+CODES_CONVERSATION = "codes-conversation"
+CODES_ADDRESS = "codes-address"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``max_count`` counted events per sliding ``window_seconds`` (each event renews
+    the window); the one that reaches the maximum locks the scope for ``lock_seconds``,
+    doubled for each earlier lock of that scope within a week, up to ``max_lock_seconds``."""
+
+    max_count: int
+    window_seconds: int
+    lock_seconds: int
+    max_lock_seconds: int
+
+    def __post_init__(self) -> None:
+        if min(self.max_count, self.window_seconds, self.lock_seconds) < 1 \
+                or self.max_lock_seconds < self.lock_seconds:
+            raise ValueError(f"invalid limit {self!r}")
+
+
+def _hourly(max_count: int) -> Limit:
+    return Limit(max_count, 3600, 3600, 3600)
+
+
+@dataclass(frozen=True)
+class VerificationLimits:
+    """Every limit on verification, with the defaults documented in the README."""
+
+    conversation: Limit = Limit(5, 1800, 1800, 24 * 3600)
+    account: Limit = Limit(10, 1800, 1800, 24 * 3600)
+    address: Limit = Limit(20, 3600, 1800, 24 * 3600)
+    # Service-wide: no escalation, so an attacker cannot stop last-4 checks for long.
+    service: Limit = Limit(200, 3600, 1800, 1800)
+    codes_per_account: Limit = field(default_factory=lambda: _hourly(5))
+    codes_per_conversation: Limit = field(default_factory=lambda: _hourly(3))
+    codes_per_address: Limit = field(default_factory=lambda: _hourly(10))
+    web_idle_seconds: int = 30 * 24 * 3600
+
+    def of(self, scope: str) -> Limit:
+        return {
+            CONVERSATION: self.conversation, ADDRESS: self.address, ACCOUNT: self.account,
+            SERVICE: self.service, CODES_ACCOUNT: self.codes_per_account,
+            CODES_CONVERSATION: self.codes_per_conversation,
+            CODES_ADDRESS: self.codes_per_address,
+        }[scope]
+
+
+# For every scope i: KEYS[2i-1] its counter, KEYS[2i] its strikes (earlier locks);
+# ARGV[1] strike memory (s), then per scope: max, window, lock, max lock.
+# All scopes are checked first; one at its maximum refuses the attempt and nothing is counted.
+# Otherwise every counter is incremented; one reaching its maximum locks its scope (the counter
+# then lives for the lock's length). Returns {allowed, scope index refused or newly locked
+# (0 = none), that lock's seconds left, attempts left in scope 1}.
+_RESERVE_LUA = """
+local n = #KEYS / 2
+for i = 1, n do
+  local base = 2 + (i - 1) * 4
+  local count = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+  if count >= tonumber(ARGV[base]) then
+    local ttl = redis.call('TTL', KEYS[2 * i - 1])
+    if ttl < 0 then
+      ttl = tonumber(ARGV[base + 2])
+      redis.call('EXPIRE', KEYS[2 * i - 1], ttl)
+    end
+    return {0, i, ttl, 0}
+  end
 end
-local n = redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-local left = tonumber(ARGV[1]) - n
-if left <= 0 then
-  redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[2]))
-  redis.call('DEL', KEYS[1])
-  return 0
+local locked, locked_for, left = 0, 0, 0
+for i = 1, n do
+  local base = 2 + (i - 1) * 4
+  local max, window = tonumber(ARGV[base]), tonumber(ARGV[base + 1])
+  local lock, max_lock = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+  local count = redis.call('INCR', KEYS[2 * i - 1])
+  if count >= max then
+    local seconds = lock
+    if max_lock > lock then
+      local strikes = redis.call('INCR', KEYS[2 * i])
+      redis.call('EXPIRE', KEYS[2 * i], tonumber(ARGV[1]))
+      seconds = math.floor(math.min(lock * 2 ^ math.min(strikes - 1, 30), max_lock))
+    end
+    redis.call('EXPIRE', KEYS[2 * i - 1], seconds)
+    if locked == 0 then
+      locked, locked_for = i, seconds
+    end
+  else
+    redis.call('EXPIRE', KEYS[2 * i - 1], window)
+  end
+  if i == 1 then
+    left = max - count
+  end
 end
-return left
+return {1, locked, locked_for, left}
 """
+
+# Same layout. Takes one reserved attempt back from every scope; a lock it caused is lifted
+# (and its strike forgotten): a right answer must not lock anybody out.
+_REFUND_LUA = """
+local n = #KEYS / 2
+for i = 1, n do
+  local base = 2 + (i - 1) * 4
+  local max, window = tonumber(ARGV[base]), tonumber(ARGV[base + 1])
+  local lock, max_lock = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+  local count = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+  if count > 0 then
+    redis.call('DECR', KEYS[2 * i - 1])
+    if count >= max then
+      redis.call('EXPIRE', KEYS[2 * i - 1], window)
+      if max_lock > lock and tonumber(redis.call('GET', KEYS[2 * i]) or '0') > 0 then
+        redis.call('DECR', KEYS[2 * i])
+      end
+    end
+  end
+end
+return n
+"""
+
+# KEYS[1] a counter, ARGV[1] its maximum: deleted unless it is a lock.
+_CLEAR_LUA = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
+# KEYS[1] the code hash; ARGV[1] the digest that was checked. Deletes the code only if it is
+# still the one checked, so two right answers at once bind only once.
+_CONSUME_CODE_LUA = """
+if redis.call('HGET', KEYS[1], 'digest') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+# KEYS[1] the code hash; ARGV[1] the digest of the code that was tried against; ARGV[2] tries
+# allowed. Counts a wrong try on that same code (never recreating an expired one); the last
+# allowed try spends it. Returns the tries made, or -1 when the code is gone.
+_WRONG_CODE_LUA = """
+if redis.call('HGET', KEYS[1], 'digest') ~= ARGV[1] then
+  return -1
+end
+local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
+if tries >= tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+end
+return tries
+"""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of :meth:`CustomerStore.reserve_attempt`.
+
+    ``allowed``: the attempt may be evaluated (and is counted until refunded). ``locked_scope``:
+    the scope that refused it, or that this attempt locked (it still counts: if it fails, the
+    lock stands); ``seconds_left`` of that lock; ``attempts_left`` in the first scope reserved.
+    """
+
+    allowed: bool
+    locked_scope: Optional[str]
+    seconds_left: int
+    attempts_left: int
+    scopes: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    """Outcome of :meth:`CustomerStore.check_code`: ``verified``, ``wrong`` (``tries_left`` on
+    this code; 0 = the code is spent) or ``missing`` (none sent, expired or already used)."""
+
+    outcome: str
+    tries_left: int = 0
 
 
 class CustomerStoreError(ValueError):
@@ -75,11 +258,15 @@ def _check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
 
 
 class CustomerStore:
-    """Bindings, verification lock-out, reminder subscriptions and hand-off requests."""
+    """Bindings, verification limits and codes, reminder subscriptions and hand-off requests."""
 
-    def __init__(self, redis) -> None:
-        """``redis`` is a ``redis.asyncio.Redis`` (or cluster) client; the store never closes it."""
+    def __init__(self, redis, limits: VerificationLimits = VerificationLimits(),
+                 clock: Callable[[], float] = time.time) -> None:
+        """``redis`` is a ``redis.asyncio.Redis`` (or cluster) client; the store never closes it.
+        ``clock`` gives epoch seconds (tests pin it to check code expiry)."""
         self._redis = redis
+        self.limits = limits
+        self._clock = clock
 
     # ---- keys ------------------------------------------------------------------------------
 
@@ -88,20 +275,12 @@ class CustomerStore:
         return f"{PREFIX}binding:{conversation_id}"
 
     @staticmethod
-    def _fail_key(conversation_id: str) -> str:
-        return f"{PREFIX}verify:{{{conversation_id}}}:failures"
+    def _limit_key(scope: str, subject: str) -> str:
+        return f"{PREFIX}verify:{{verify}}:{scope}:{subject}"
 
     @staticmethod
-    def _lock_key(conversation_id: str) -> str:
-        return f"{PREFIX}verify:{{{conversation_id}}}:lock"
-
-    @staticmethod
-    def _account_fail_key(account_number: str) -> str:
-        return f"{PREFIX}verify:account:{{{account_number}}}:failures"
-
-    @staticmethod
-    def _account_lock_key(account_number: str) -> str:
-        return f"{PREFIX}verify:account:{{{account_number}}}:lock"
+    def _code_key(conversation_id: str) -> str:
+        return f"{PREFIX}verify:code:{conversation_id}"
 
     @staticmethod
     def _subs_key(conversation_id: str) -> str:
@@ -113,19 +292,40 @@ class CustomerStore:
 
     # ---- binding ---------------------------------------------------------------------------
 
+    def _idle_ttl(self, conversation_id: str) -> Optional[int]:
+        """Seconds an idle conversation keeps its binding (None: until unbound)."""
+        return self.limits.web_idle_seconds if conversation_id.startswith(WEB_PREFIX) else None
+
     async def get_binding(self, conversation_id: str) -> Optional[str]:
-        """The verified 户号 bound to the conversation, or None."""
-        value = await self._redis.get(self._binding_key(_check_id("conversation_id", conversation_id)))
+        """The verified 户号 bound to the conversation, or None. Renews a web conversation's
+        idle expiry (binding and subscriptions): this is its use."""
+        key = self._binding_key(_check_id("conversation_id", conversation_id))
+        ttl = self._idle_ttl(conversation_id)
+        if ttl is None:
+            value = await self._redis.get(key)
+        else:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.get(key)
+            pipe.expire(key, ttl)
+            pipe.expire(self._subs_key(conversation_id), ttl)
+            value, _, _ = await pipe.execute()
         return _text(value) if value is not None else None
 
-    async def bind(self, conversation_id: str, account_number: str) -> None:
+    async def bind(self, conversation_id: str, account_number: str) -> dict[str, set[str]]:
         """Bind a verified 户号 to the conversation (replaces any previous binding).
 
-        Call only after the backend verified the customer's phone last-4 for this account.
+        Call only after the customer proved ownership of this account. Subscriptions of a
+        previously bound other account are dropped (the conversation no longer proves it owns
+        that account); returns them as ``{account: {kind, ...}}``.
         """
         _check_id("conversation_id", conversation_id)
         _check_id("account_number", account_number)
-        await self._redis.set(self._binding_key(conversation_id), account_number)
+        key = self._binding_key(conversation_id)
+        previous = await self._redis.get(key)
+        await self._redis.set(key, account_number, ex=self._idle_ttl(conversation_id))
+        if previous is None or _text(previous) == account_number:
+            return {}
+        return await self.unsubscribe_reminder(conversation_id, account_number=_text(previous))
 
     async def unbind(self, conversation_id: str) -> Optional[str]:
         """Remove the conversation's binding; returns the 户号 that was bound, if any.
@@ -142,58 +342,127 @@ class CustomerStore:
         await self.unsubscribe_reminder(conversation_id, account_number=account)
         return account
 
-    # ---- verification lock-out -------------------------------------------------------------
+    # ---- verification limits ---------------------------------------------------------------
 
-    async def _lock_left(self, key: str) -> int:
-        ttl = int(await self._redis.ttl(key))
-        if ttl == -1:  # a lock without expiry should never exist; treat it as a full lock
-            return LOCK_SECONDS
-        return max(ttl, 0)
+    def _scope_args(self, scopes: tuple[tuple[str, str], ...]) -> tuple[list[str], list[int]]:
+        keys: list[str] = []
+        args: list[int] = [STRIKE_MEMORY_SECONDS]
+        for scope, subject in scopes:
+            limit = self.limits.of(scope)
+            key = self._limit_key(scope, _check_id(scope, subject))
+            keys += [key, key + ":strikes"]
+            args += [limit.max_count, limit.window_seconds, limit.lock_seconds,
+                     limit.max_lock_seconds]
+        return keys, args
 
-    async def verification_locked(self, conversation_id: str) -> int:
-        """Seconds left of the conversation's verification lock (0 = not locked)."""
-        return await self._lock_left(self._lock_key(_check_id("conversation_id", conversation_id)))
+    async def reserve_attempt(self, scopes: Iterable[tuple[str, str]]) -> Attempt:
+        """Reserve one attempt in every ``(scope, subject)`` at once, e.g.
+        ``[(CONVERSATION, conv), (ADDRESS, ip), (ACCOUNT, 户号), (SERVICE, "all")]``.
 
-    async def record_failed_verification(self, conversation_id: str) -> int:
-        """Count a failed verification; returns attempts left (0 = now locked for 30 min)."""
-        _check_id("conversation_id", conversation_id)
-        left = await self._redis.eval(
-            _RECORD_FAILURE_LUA,
-            2,
-            self._fail_key(conversation_id),
-            self._lock_key(conversation_id),
-            MAX_FAILED_VERIFICATIONS,
-            LOCK_SECONDS,
-        )
-        return int(left)
+        Refused (nothing counted) when any scope is locked; otherwise counted in all of them
+        until :meth:`refund_attempt`. Reserve before asking the backend, refund on success.
+        """
+        scopes = tuple(scopes)
+        keys, args = self._scope_args(scopes)
+        allowed, index, seconds, left = await self._redis.eval(
+            _RESERVE_LUA, len(keys), *keys, *args)
+        scope = scopes[int(index) - 1][0] if int(index) else None
+        return Attempt(bool(int(allowed)), scope, int(seconds), int(left), scopes)
 
-    async def account_verification_locked(self, account_number: str) -> int:
-        """Seconds left of the 户号's verification lock, whoever tries (0 = not locked)."""
-        return await self._lock_left(
-            self._account_lock_key(_check_id("account_number", account_number)))
+    async def refund_attempt(self, attempt: Attempt) -> None:
+        """Take back an allowed attempt (it succeeded, or could not be evaluated)."""
+        if not attempt.allowed:
+            return
+        keys, args = self._scope_args(attempt.scopes)
+        await self._redis.eval(_REFUND_LUA, len(keys), *keys, *args)
 
-    async def record_failed_account_verification(self, account_number: str) -> int:
-        """Count a wrong answer for the 户号 from any conversation; returns attempts left for
-        that account (0 = its verification is now locked for 30 min)."""
-        _check_id("account_number", account_number)
-        left = await self._redis.eval(
-            _RECORD_FAILURE_LUA,
-            2,
-            self._account_fail_key(account_number),
-            self._account_lock_key(account_number),
-            ACCOUNT_MAX_FAILED_VERIFICATIONS,
-            LOCK_SECONDS,
-        )
-        return int(left)
+    async def locked_scope(self, scopes: Iterable[tuple[str, str]]) -> Optional[tuple[str, int]]:
+        """The first of ``scopes`` that is locked now and its seconds left, or None."""
+        scopes = tuple(scopes)
+        pipe = self._redis.pipeline(transaction=False)
+        for scope, subject in scopes:
+            key = self._limit_key(scope, _check_id(scope, subject))
+            pipe.get(key)
+            pipe.ttl(key)
+        values = await pipe.execute()
+        for (scope, _), count, ttl in zip(scopes, values[::2], values[1::2]):
+            limit = self.limits.of(scope)
+            if count is not None and int(_text(count)) >= limit.max_count:
+                return scope, int(ttl) if int(ttl) > 0 else limit.lock_seconds
+        return None
 
-    async def failed_verifications(self, conversation_id: str) -> int:
-        """Failures counted so far in the current window (0 after a lock or a success)."""
-        value = await self._redis.get(self._fail_key(_check_id("conversation_id", conversation_id)))
+    async def attempts_counted(self, scope: str, subject: str) -> int:
+        """Attempts counted now in one scope (reserved and not refunded)."""
+        value = await self._redis.get(self._limit_key(scope, _check_id(scope, subject)))
         return int(_text(value)) if value is not None else 0
 
-    async def clear_failed_verifications(self, conversation_id: str) -> None:
-        """Forget the failure count (after a successful verification). A lock stays in force."""
-        await self._redis.delete(self._fail_key(_check_id("conversation_id", conversation_id)))
+    async def clear_attempts(self, scope: str, subject: str) -> None:
+        """Forget one scope's count (after a successful verification). A lock stays in force,
+        and so does the memory of earlier locks (escalation)."""
+        key = self._limit_key(scope, _check_id(scope, subject))
+        await self._redis.eval(_CLEAR_LUA, 1, key, self.limits.of(scope).max_count)
+
+    # ---- one-time codes --------------------------------------------------------------------
+
+    @staticmethod
+    def _digest(salt: str, code: str) -> str:
+        return hashlib.sha256(f"{salt}:{code}".encode("utf-8")).hexdigest()
+
+    async def issue_code(self, conversation_id: str, account_number: str, mobile: str,
+                         client_address: Optional[str] = None) -> Attempt:
+        """Make a one-time code for verifying ``account_number`` in the conversation and ask
+        the gateway (stream ``pd:outbound:requests``) to text it to ``mobile``.
+
+        Refused when a send cap (per 户号, conversation, address per hour) is reached: the
+        returned attempt is then not allowed. A new code replaces the conversation's earlier
+        one. Only a salted hash of the code is stored, for ``CODE_TTL_SECONDS``.
+        """
+        _check_id("conversation_id", conversation_id)
+        _check_id("account_number", account_number)
+        if not (isinstance(mobile, str) and len(mobile) == 11 and mobile.isdigit()):
+            raise CustomerStoreError("mobile must be 11 digits")
+        scopes = [(CODES_ACCOUNT, account_number), (CODES_CONVERSATION, conversation_id)]
+        if client_address:
+            scopes.append((CODES_ADDRESS, client_address))
+        attempt = await self.reserve_attempt(scopes)
+        if not attempt.allowed:
+            return attempt
+        code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+        salt = secrets.token_hex(8)
+        key = self._code_key(conversation_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, mapping={"account": account_number, "salt": salt,
+                                "digest": self._digest(salt, code),
+                                "issued_at": str(int(self._clock())), "tries": "0"})
+        pipe.expire(key, CODE_TTL_SECONDS)
+        await pipe.execute()
+        await self._redis.xadd(OUTBOUND_STREAM, {
+            "conversation_id": f"sms:{mobile}",
+            "purpose": "notice",
+            "kind": "verification_code",
+            "params": json.dumps({"code": code, "minutes": str(CODE_TTL_SECONDS // 60)}),
+            "urgent": "1",
+            "requested_by": conversation_id,
+        }, maxlen=OUTBOUND_STREAM_MAXLEN, approximate=True)
+        return attempt
+
+    async def check_code(self, conversation_id: str, account_number: str, code: str) -> CodeCheck:
+        """Check a code typed in the conversation for ``account_number``: single use, compared
+        in constant time, expired after ``CODE_TTL_SECONDS`` (by the store's clock as well as
+        the key's TTL), spent after ``CODE_MAX_TRIES`` wrong tries."""
+        key = self._code_key(_check_id("conversation_id", conversation_id))
+        stored = {_text(k): _text(v) for k, v in (await self._redis.hgetall(key)).items()}
+        if (not stored or stored.get("account") != account_number
+                or self._clock() - int(stored.get("issued_at", "0")) > CODE_TTL_SECONDS):
+            return CodeCheck("missing")
+        digest = self._digest(stored["salt"], str(code))
+        if hmac.compare_digest(digest, stored["digest"]):
+            consumed = await self._redis.eval(_CONSUME_CODE_LUA, 1, key, digest)
+            return CodeCheck("verified" if int(consumed) else "missing")
+        tries = int(await self._redis.eval(_WRONG_CODE_LUA, 1, key, stored["digest"],
+                                           CODE_MAX_TRIES))
+        return CodeCheck("wrong", max(CODE_MAX_TRIES - tries, 0) if tries >= 0 else 0)
 
     # ---- reminder subscriptions ------------------------------------------------------------
 
@@ -214,6 +483,9 @@ class CustomerStore:
         for kind in kinds:
             pipe.sadd(self._subs_key(conversation_id), f"{account_number}|{kind}")
             pipe.sadd(self._subscribers_key(account_number, kind), conversation_id)
+        ttl = self._idle_ttl(conversation_id)
+        if ttl is not None:
+            pipe.expire(self._subs_key(conversation_id), ttl)
         await pipe.execute()
         return (await self.subscriptions_of(conversation_id)).get(account_number, set())
 
@@ -259,11 +531,22 @@ class CustomerStore:
         return result
 
     async def subscribers_of(self, account_number: str, kind: str) -> list[str]:
-        """Conversation ids subscribed to ``kind`` reminders of the account, sorted."""
+        """Conversation ids subscribed to ``kind`` reminders of the account, sorted.
+
+        A web conversation whose subscriptions expired (idle) is dropped from the index here.
+        """
         _check_id("account_number", account_number)
         (kind,) = _check_kinds((kind,))
-        members = await self._redis.smembers(self._subscribers_key(account_number, kind))
-        return sorted(_text(m) for m in members)
+        index = self._subscribers_key(account_number, kind)
+        members = sorted(_text(m) for m in await self._redis.smembers(index))
+        pipe = self._redis.pipeline(transaction=False)
+        for conv in members:
+            pipe.sismember(self._subs_key(conv), f"{account_number}|{kind}")
+        present = await pipe.execute() if members else []
+        expired = [conv for conv, here in zip(members, present) if not here]
+        if expired:
+            await self._redis.srem(index, *expired)
+        return [conv for conv, here in zip(members, present) if here]
 
     # ---- hand-off --------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Masking of 户号, mobile numbers and names for logs and replies (last 4 digits stay visible)."""
+"""Masking for logs and replies: 户号, mobile numbers and names (last 4 digits stay visible), and
+web-chat session ids (bearer secrets: logs show only a short prefix)."""
 from __future__ import annotations
 
 import re
@@ -17,6 +18,10 @@ _SENSITIVE = re.compile(
     + ")"
     + _NOT_DIGIT_AFTER
 )
+# A web conversation id: "web:" and a session id of 16-64 characters (channels/webchat.py).
+# Whoever knows the session id can continue that conversation, so logs keep only its start.
+_WEB_PREFIX_CHARS = 12
+_WEB_SESSION = re.compile(r"(?<![A-Za-z0-9_-])(web:[A-Za-z0-9_-]{8})[A-Za-z0-9_-]{8,}")
 
 
 def _mask_keep_last4(value: Optional[str]) -> str:
@@ -52,7 +57,18 @@ def _mask_match(match: re.Match) -> str:
 
 
 def mask_text(text: Optional[str]) -> str:
-    """Mask every 10-digit 户号 and 11-digit mobile inside free text (for log lines)."""
+    """Mask every 10-digit 户号 and 11-digit mobile inside free text, and shorten every web
+    conversation id to its prefix (for log lines)."""
     if not text:
         return "" if text is None else text
-    return _SENSITIVE.sub(_mask_match, str(text))
+    return _WEB_SESSION.sub(r"\1…", _SENSITIVE.sub(_mask_match, str(text)))
+
+
+def log_conversation_id(conversation_id: Optional[str]) -> str:
+    """A conversation id as it may appear in a log line: a web id shortened to ``web:`` and its
+    first 8 characters plus "…", other ids (``wechat:<openid>``, ``sms:<phone>``) with phone
+    numbers masked. The one rule for the gateway and the action server."""
+    text = "" if conversation_id is None else str(conversation_id)
+    if text.startswith("web:"):
+        return text[:_WEB_PREFIX_CHARS] + "…"
+    return mask_text(text)

@@ -4,11 +4,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from integrations.customer_store import (
-    ACCOUNT_MAX_FAILED_VERIFICATIONS,
-    LOCK_SECONDS,
-    MAX_FAILED_VERIFICATIONS,
-)
+from integrations.customer_store import ACCOUNT, CONVERSATION, VerificationLimits
 from tests.actions.account_data import (
     ACCOUNTS,
     BUSY_TEXT,
@@ -22,6 +18,10 @@ from tests.actions.account_data import (
 from tests.support.actions import entity, run_action, slot_events, texts, user_message
 
 FORM = {"name": "bind_account_form", "validate": True, "rejected": False}
+LIMITS = VerificationLimits()  # the defaults, which the session's action server runs with
+MAX_FAILED_VERIFICATIONS = LIMITS.conversation.max_count
+ACCOUNT_MAX_FAILED_VERIFICATIONS = LIMITS.account.max_count
+LOCK_SECONDS = LIMITS.conversation.lock_seconds
 
 
 def form_slots(**slots):
@@ -140,7 +140,7 @@ async def test_wrong_last4_tells_attempts_left_and_binds_nothing(action_server_u
     assert "验证未通过" in reply and f"还可以尝试{MAX_FAILED_VERIFICATIONS - 1}次" in reply
     async with customer_store(redis_url) as store:
         assert await store.get_binding(conv) is None
-        assert await store.failed_verifications(conv) == 1
+        assert await store.attempts_counted(CONVERSATION, conv) == 1
 
 
 async def test_five_failures_lock_binding_for_30_minutes(action_server_url, redis_url):
@@ -159,7 +159,8 @@ async def test_five_failures_lock_binding_for_30_minutes(action_server_url, redi
     assert slot_events(result)["binding_outcome"] == "locked"
     async with customer_store(redis_url) as store:
         assert await store.get_binding(conv) is None
-        assert 0 < await store.verification_locked(conv) <= LOCK_SECONDS
+        scope, seconds = await store.locked_scope([(CONVERSATION, conv)])
+        assert 0 < seconds <= LOCK_SECONDS
     # Starting again, or asking for a bill, says it is locked and starts no form.
     for action, intent in (("action_start_binding", "bind_account"), ("action_query_bill", "query_bill")):
         result = await run_action(action_server_url, action, sender_id=conv,
@@ -179,10 +180,11 @@ async def test_guessing_one_account_from_many_conversations_locks_that_account(
     assert "该户号的验证已暂时锁定" in texts(result)[0]
     async with customer_store(redis_url) as store:
         assert await store.get_binding(conv) is None
-        assert await store.account_verification_locked(account) > 0
+        assert await store.locked_scope([(ACCOUNT, account)])
     client = aioredis.Redis.from_url(redis_url)
     try:  # other tests verify this account
-        await client.delete(f"pd:verify:account:{{{account}}}:lock")
+        key = f"pd:verify:{{verify}}:{ACCOUNT}:{account}"
+        await client.delete(key, f"{key}:strikes")
     finally:
         await client.aclose()
 
@@ -194,7 +196,7 @@ async def test_unknown_account_reveals_nothing_and_counts(action_server_url, bac
     assert slot_events(result)["account_number"] is None
     assert texts(result) == [f"未查询到该户号，请核对后重新输入。您还可以尝试{MAX_FAILED_VERIFICATIONS - 1}次。"]
     async with customer_store(redis_url) as store:
-        assert await store.failed_verifications(conv) == 1
+        assert await store.attempts_counted(CONVERSATION, conv) == 1
 
 
 async def test_wrong_length_account_asks_for_ten_digits(action_server_url, redis_url):
@@ -206,7 +208,7 @@ async def test_wrong_length_account_asks_for_ten_digits(action_server_url, redis
     result = await validate(action_server_url, conv, form_slots(), "户号是３２０１２３４５６７８９")
     assert "12位" in texts(result)[0]
     async with customer_store(redis_url) as store:
-        assert await store.failed_verifications(conv) == 0
+        assert await store.attempts_counted(CONVERSATION, conv) == 0
 
 
 async def test_somebody_elses_account_shows_nothing_before_verification(action_server_url,
@@ -238,7 +240,7 @@ async def test_asking_for_another_account_while_asked_for_the_digits(action_serv
                             candidates=("account_number", "phone_last4"))
     assert slot_events(result)["account_number"] == other
     async with customer_store(redis_url) as store:
-        assert await store.failed_verifications(conv) == 0
+        assert await store.attempts_counted(CONVERSATION, conv) == 0
 
 
 # --- finishing ----------------------------------------------------------------------------------

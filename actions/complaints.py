@@ -48,6 +48,7 @@ from actions.common import (
 )
 from actions.clock import describe_moment, now_local
 from actions.constants import HOTLINE
+from actions.creation_limits import COMPLAINT, creation_allowed
 from actions.entities import first_entity_value
 from actions.phones import find_phone
 from actions.settings import add_working_days
@@ -358,6 +359,9 @@ class ActionSubmitComplaint(BackendAction):
     async def act(self, dispatcher, tracker, domain, services: Services) -> EventList:
         from integrations.tickets import NewTicket
 
+        done = [SlotSet(slot, None) for slot in _FORM_SLOTS] + [SlotSet("complaint_route", None)]
+        if not await creation_allowed(COMPLAINT, dispatcher, tracker, services):
+            return done
         description = tracker.get_slot("complaint_description") or ""
         category = tracker.get_slot("complaint_category") or "其他"
         contact = tracker.get_slot("complaint_contact")
@@ -406,8 +410,5 @@ class ActionSubmitComplaint(BackendAction):
             text="\n".join(lines),
             buttons=buttons(("查询处理进度", f"/complain{{\"complaint_ticket\":\"{ticket.ticket_id}\"}}")),
         )
-        return [SlotSet(slot, None) for slot in _FORM_SLOTS] + [
-            SlotSet("complaint_ticket", ticket.ticket_id),
-            SlotSet("complaint_route", None),
-        ]
+        return done + [SlotSet("complaint_ticket", ticket.ticket_id)]
 

@@ -28,6 +28,7 @@ from actions.common import (
     buttons,
     conversation_id,
 )
+from actions.creation_limits import QUEUE_NUMBER, creation_allowed
 from actions.entities import entity_values
 from actions.text import normalize
 from integrations.errors import BackendRejected, NotFound
@@ -527,6 +528,8 @@ class ActionTakeNumber(BackendAction):
         if waiting:
             text = describe_ticket(waiting[0], hall.name, bt.name)
             dispatcher.utter_message(text=f"您已经在{hall.name}取过{bt.name}的号了，无需重复取号。\n{text}")
+            return reset
+        if not await creation_allowed(QUEUE_NUMBER, dispatcher, tracker, services):
             return reset
         try:
             ticket = await services.queue.take_ticket(hall.hall_id, bt.code, holder)

@@ -39,6 +39,7 @@ from actions.common import (
     buttons,
     conversation_id,
 )
+from actions.creation_limits import REPAIR_TICKET, creation_allowed
 from integrations.masking import mask_account, mask_phone
 from integrations.tickets import NewTicket
 
@@ -656,6 +657,8 @@ class ActionSubmitFaultReport(BackendAction):
                 dispatcher.utter_message(text=_known_outage_text(covering))
                 return reset
 
+        if not await creation_allowed(REPAIR_TICKET, dispatcher, tracker, services):
+            return reset
         zone = place.zone() if (account or place.names()) else "urban"
         minutes = services.settings.commitments.repair_arrival_minutes[zone]
         now = now_local()

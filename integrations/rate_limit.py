@@ -94,13 +94,15 @@ def parse_rate(raw: str, name: str) -> Optional[Rate]:
 
 
 def address_key(address: str) -> str:
-    """The part of a client address a per-address budget is keyed on: an IPv4 address as it is,
-    an IPv6 address by its /64 (one customer line gets a whole /64, so single addresses cost an
-    attacker nothing). Anything unparseable is used as given."""
+    """The part of a client address a per-address budget is keyed on: an IPv4 address as it is
+    (also when IPv4-mapped, ``::ffff:1.2.3.4``), an IPv6 address by its /64 (one customer line
+    gets a whole /64, so single addresses cost an attacker nothing). Anything unparseable is
+    used as given."""
     try:
-        ip = ipaddress.ip_address(address)
+        ip = ipaddress.ip_address(address.strip())
     except ValueError:
         return address
+    ip = getattr(ip, "ipv4_mapped", None) or ip
     if ip.version == 6:
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)

@@ -38,7 +38,7 @@ def test_parse_rate_refuses_anything_else_naming_the_variable(raw):
 
 
 def test_address_key_is_the_ipv4_address_or_the_ipv6_slash_64():
-    assert address_key("203.0.113.9") == "203.0.113.9"
+    assert address_key("203.0.113.9") == address_key("::ffff:203.0.113.9") == "203.0.113.9"
     assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
     assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
     assert address_key("not an address") == "not an address"

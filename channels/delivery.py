@@ -327,9 +327,9 @@ DELIVERER_KEY = web.AppKey("deliverer", Deliverer)
 
 def setup_delivery(app: web.Application, config: Any) -> None:
     """Give ``app`` its :class:`Deliverer` (``app[DELIVERER_KEY]``) once it starts: the opt-out
-    store, quiet hours and rate limits from ``config``
-    (GatewayConfig), the web chat adapter, the scheduled-delivery worker and the consumer of
-    the outbound requests stream. Call after every channel's ``setup``."""
+    store, quiet hours and rate limits from ``config`` (GatewayConfig), the adapters of the web
+    chat and of the WeChat and SMS channels when they are enabled, the scheduled-delivery worker
+    and the consumer of the outbound requests stream. Call after every channel's ``setup``."""
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         from channels.app import REDIS_KEY
@@ -341,6 +341,8 @@ def setup_delivery(app: web.Application, config: Any) -> None:
                               QuietHours(config.delivery_quiet_hours, config.timezone),
                               config.delivery_rate_limits)
         deliverer.register(WebChatAdapter(redis, config.webchat_outbox_ttl_seconds))
+        for adapter in _running_channel_adapters(app):
+            deliverer.register(adapter)
         app[DELIVERER_KEY] = deliverer
         consumer = OutboundRequests(redis, deliverer, consumer=f"{os.uname().nodename}-"
                                                               f"{os.getpid()}-{uuid.uuid4().hex[:6]}")
@@ -354,3 +356,18 @@ def setup_delivery(app: web.Application, config: Any) -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     app.cleanup_ctx.append(lifespan)
+
+
+def _running_channel_adapters(app: web.Application) -> list[ChannelAdapter]:
+    """The adapters of the WeChat and SMS channels that are enabled and started (their cleanup
+    contexts run before this one's)."""
+    from channels.sms import SMS_RUNTIME
+    from channels.wechat import WECHAT_CHANNEL
+
+    wechat, sms = app.get(WECHAT_CHANNEL), app.get(SMS_RUNTIME)
+    adapters = []
+    if wechat is not None and wechat.responder is not None:
+        adapters.append(wechat.responder.adapter)
+    if sms is not None and sms.channel is not None:
+        adapters.append(sms.channel.adapter)
+    return adapters

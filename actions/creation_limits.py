@@ -20,10 +20,10 @@ import redis.asyncio as aioredis
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.common import Services, conversation_id
+from actions.common import Services, client_address, conversation_id
 from actions.constants import HOTLINE
 from actions.settings import CreationLimits
-from integrations.rate_limit import Bucket, Rate, TokenBuckets, address_key
+from integrations.rate_limit import Bucket, Rate, TokenBuckets
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +45,6 @@ def _buckets_and_limits(services: Services) -> tuple[TokenBuckets, CreationLimit
     return _limiter
 
 
-def _client_address(tracker: Tracker) -> Optional[str]:
-    """The budget key of the gateway's ``client_address`` metadata (IPv4, or an IPv6 /64)."""
-    metadata = tracker.latest_message.get("metadata")
-    raw = metadata.get("client_address") if isinstance(metadata, dict) else None
-    return address_key(raw) if isinstance(raw, str) and raw.strip() else None
-
-
 async def creation_allowed(kind: str, dispatcher: CollectingDispatcher, tracker: Tracker,
                            services: Services) -> bool:
     """Take one ``kind`` creation from the conversation's and the address's hourly budgets.
@@ -59,7 +52,7 @@ async def creation_allowed(kind: str, dispatcher: CollectingDispatcher, tracker:
     buckets, limits = _buckets_and_limits(services)
     wanted = [Bucket(f"{kind}:conversation:{conversation_id(tracker)}",
                      Rate(limits.per_conversation, 3600))]
-    address = _client_address(tracker)
+    address = client_address(tracker)  # IPv4, or an IPv6 /64
     if address:
         wanted.append(Bucket(f"{kind}:address:{address}", Rate(limits.per_address, 3600)))
     verdict = await buckets.take(wanted)

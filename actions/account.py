@@ -7,8 +7,8 @@ backend ``verify``) are the fallback, and the only method without SMS. Until the
 the account (name, address, bills) reaches the conversation.
 
 Guessing is limited in the CustomerStore (see its module doc): every check reserves an attempt
-before it is evaluated, in the conversation, the client address (web chat), the 户号 (last-4
-checks) and the whole service (last-4 checks and 户号 look-ups), and is refunded on success;
+before it is evaluated, in the conversation, the client address (web chat), and for last-4
+checks also the 户号 and the whole service, and is refunded on success;
 a scope at its maximum is locked, and repeat locks last longer. A 户号 that is not found counts
 like a wrong answer, so nobody can probe which 户号 exist. A 户号 locked by somebody else's
 guesses can still be verified with a code (code checks count per conversation and address only),
@@ -423,8 +423,8 @@ class ValidateBindAccountForm(BackendFormValidationAction):
             dispatcher.utter_message(
                 text=f"户号为{ACCOUNT_DIGITS}位数字，{typed}请核对电费单或网上国网App中的户号后重新输入。")
             return {"account_number": None}
-        attempt = await customers.reserve_attempt(
-            customer_scopes(tracker) + [(SERVICE, SERVICE_SUBJECT)])
+        # Not service-wide: a flood of unknown 户号 must not stop owners from getting a code.
+        attempt = await customers.reserve_attempt(customer_scopes(tracker))
         if not attempt.allowed:
             return self._refused(dispatcher, tracker, attempt.locked_scope, attempt.seconds_left,
                                  "account_number")

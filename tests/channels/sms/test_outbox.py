@@ -503,3 +503,34 @@ async def test_verification_code_goes_at_night_despite_opt_out_and_expires_unsen
     finally:
         await OptOutStore(redis).opt_in(phone)
         await outbox.sender.close()
+
+
+class TickingClock(Clock):
+    """A clock that moves on by ``step`` seconds every time it is read (a slow machine)."""
+
+    def __init__(self, now: float, step: float) -> None:
+        super().__init__(now)
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+async def test_broadcast_leaves_what_outlasts_half_its_lease_to_the_workers(redis, aliyun_fake):
+    base = random.randrange(10**8)
+    phones = [f"138{base + i:08d}" for i in range(3)]
+    clock = TickingClock(NOON, step=1)
+    outbox = make_outbox(redis, aliyun_fake, clock)
+    outbox.lease_seconds = 10
+    outbox.sender.max_batch = 1  # one provider call per number: three rounds
+    try:
+        ids = await outbox.submit_many(phones, outage(), PROACTIVE)
+        states = [(await outbox.get(i))["state"] for i in ids]
+        assert states[0] == "sent" and "sent" not in states[1:]
+        for msg_id in ids[1:]:  # due at once, not at the end of the lease
+            assert await redis.zscore(outbox.queue_key, msg_id) <= clock.now
+        assert await outbox.run_due() == len(ids) - states.count("sent")
+        assert [(await outbox.get(i))["state"] for i in ids] == ["sent"] * 3
+    finally:
+        await outbox.sender.close()

@@ -113,15 +113,25 @@ class OutboundRequests:
         """Handle the stale entries of dead consumers, else wait up to ``block_ms`` for new
         ones; returns how many entries were handled."""
         await self._ensure_group()
-        _, entries, *_ = await self._redis.xautoclaim(
-            self._stream, self._group, self.consumer, self._claim_idle_ms, "0-0", count=count)
-        if not entries:
-            answer = await self._redis.xreadgroup(self._group, self.consumer, {self._stream: ">"},
-                                                  count=count, block=self._block_ms)
-            entries = answer[0][1] if answer else []
+        # JUSTID, then XRANGE: an entry deleted while pending comes back from XAUTOCLAIM as a
+        # bare nil on Redis 6.2 (no id to acknowledge it by), which would block the group.
+        stale = await self._redis.xautoclaim(
+            self._stream, self._group, self.consumer, self._claim_idle_ms, "0-0", count=count,
+            justid=True)
+        if stale:
+            for raw_id in stale:
+                entry_id = _text(raw_id)
+                found = await self._redis.xrange(self._stream, entry_id, entry_id)
+                if found:
+                    await self.handle(entry_id, found[0][1])
+                else:
+                    await self._done(entry_id)  # deleted by someone else: nothing to deliver
+            return len(stale)
+        answer = await self._redis.xreadgroup(self._group, self.consumer, {self._stream: ">"},
+                                              count=count, block=self._block_ms)
+        entries = answer[0][1] if answer else []
         for entry_id, fields in entries:
-            if entry_id is not None:
-                await self.handle(_text(entry_id), fields)
+            await self.handle(_text(entry_id), fields)
         return len(entries)
 
     async def handle(self, entry_id: str, fields: Mapping[Any, Any] | None) -> DeliveryResult | None:

@@ -127,3 +127,18 @@ async def test_a_retryable_failure_is_scheduled_for_later(redis, consumer, chann
         "conversation_id": "sms:13812345678"}
     assert await settled(redis, stream)
     assert await redis.zcard(reader._deliverer._schedule_key) == 1
+
+
+async def test_an_entry_deleted_while_pending_does_not_block_the_group(redis, consumer, channel,
+                                                                        stream):
+    dead, alive = consumer("gw-dead", claim_idle_seconds=0), consumer("gw-alive", claim_idle_seconds=0)
+    await dead._ensure_group()
+    gone = await redis.xadd(stream, request())
+    assert await redis.xreadgroup("gateway", "gw-dead", {stream: ">"}, count=10)
+    await redis.xdel(stream, gone)  # e.g. trimmed by an operator
+    assert await alive.run_once() == 1  # acknowledged, nothing delivered
+    assert channel.calls == []
+    assert await settled(redis, stream)
+    await redis.xadd(stream, request())
+    assert await alive.run_once() == 1
+    assert channel.calls == [("13812345678", "notice")]

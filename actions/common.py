@@ -21,7 +21,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.settings import Settings, VerificationSettings
 from integrations.clients import BackendClients
-from integrations.config import BackendsConfig
+from integrations.config import BackendsConfig, redis_socket_timeout
 from integrations.customer_store import CustomerStore
 from integrations.masking import log_conversation_id, mask_text
 
@@ -75,7 +75,9 @@ class Services:
     @classmethod
     def from_env(cls) -> "Services":
         config = ActionServerConfig.from_env()
-        redis = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
+        timeout = redis_socket_timeout()  # a hung Redis fails the action, not stalls it
+        redis = aioredis.Redis.from_url(config.redis_url, decode_responses=True,
+                                        socket_timeout=timeout, socket_connect_timeout=timeout)
         verification = VerificationSettings.from_env()
         return cls(
             config=config,

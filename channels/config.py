@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import time
 from urllib.parse import urlsplit
+
+from integrations.config import REDIS_SOCKET_TIMEOUT_DEFAULT, REDIS_SOCKET_TIMEOUT_RANGE
 from zoneinfo import ZoneInfo
 
 from channels.client_address import Network, parse_networks
@@ -122,9 +124,12 @@ class GatewayConfig:
     """Everything the gateway core needs; channels read their own ``<CHANNEL>_*`` variables.
 
     Environment variables (defaults in brackets):
-    GATEWAY_HOST [127.0.0.1], GATEWAY_PORT [8000], REDIS_URL [unset: ``python -m channels``
-    starts an embedded redis-server], REDIS_MAX_CONNECTIONS [512, per process; a caller waits up
-    to 5 s for a free one], RASA_URL [http://127.0.0.1:5005],
+    GATEWAY_HOST [127.0.0.1], GATEWAY_PORT [8000], GATEWAY_ADMIN_HOST [127.0.0.1] and
+    GATEWAY_ADMIN_PORT [8001]: where /metrics and /healthz are served, never on the customer port,
+    REDIS_URL [unset: ``python -m channels`` starts an embedded redis-server],
+    REDIS_MAX_CONNECTIONS [512, per process; a caller waits up to 5 s for a free one],
+    REDIS_SOCKET_TIMEOUT_SECONDS [5, at least 2: longer than any XREADGROUP BLOCK],
+    RASA_URL [http://127.0.0.1:5005],
     RASA_TIMEOUT_SECONDS [15: Rasa waits for actions, whose deadline is 8 s],
     RASA_CONNECT_TIMEOUT_SECONDS [2], RASA_MAX_CONNECTIONS [200],
     GATEWAY_MAX_MESSAGE_CHARS [1000], GATEWAY_LOCK_WAIT_SECONDS [20],
@@ -145,8 +150,11 @@ class GatewayConfig:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8001
     redis_url: str | None = None
     redis_max_connections: int = 512
+    redis_socket_timeout_seconds: float = REDIS_SOCKET_TIMEOUT_DEFAULT
     rasa_url: str = "http://127.0.0.1:5005"
     rasa_timeout_seconds: float = 15.0
     rasa_connect_timeout_seconds: float = 2.0
@@ -180,11 +188,20 @@ class GatewayConfig:
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"GATEWAY_LOG_LEVEL must be a logging level name, got {level!r}")
         host = env.get("GATEWAY_HOST", "").strip() or "127.0.0.1"
+        port = _int(env, "GATEWAY_PORT", 8000, 0, 65535)
+        admin_port = _int(env, "GATEWAY_ADMIN_PORT", 8001, 0, 65535)
+        if port and admin_port == port:
+            raise ConfigError(f"GATEWAY_ADMIN_PORT must differ from GATEWAY_PORT ({port})")
         return cls(
             host=host,
-            port=_int(env, "GATEWAY_PORT", 8000, 0, 65535),
+            port=port,
+            admin_host=env.get("GATEWAY_ADMIN_HOST", "").strip() or "127.0.0.1",
+            admin_port=admin_port,
             redis_url=_url(env, "REDIS_URL", None, ("redis", "rediss", "unix")),
             redis_max_connections=_int(env, "REDIS_MAX_CONNECTIONS", 512, 4, 100000),
+            redis_socket_timeout_seconds=_float(env, "REDIS_SOCKET_TIMEOUT_SECONDS",
+                                                REDIS_SOCKET_TIMEOUT_DEFAULT,
+                                                *REDIS_SOCKET_TIMEOUT_RANGE),
             rasa_url=_url(env, "RASA_URL", "http://127.0.0.1:5005", ("http", "https")) or "",
             rasa_timeout_seconds=_float(env, "RASA_TIMEOUT_SECONDS", 15.0, 0.1, 300.0),
             rasa_connect_timeout_seconds=_float(env, "RASA_CONNECT_TIMEOUT_SECONDS", 2.0, 0.05, 60.0),

@@ -8,6 +8,12 @@ from urllib.parse import urlsplit
 
 _DEFAULT_BASE = "http://127.0.0.1:8100"
 
+# REDIS_SOCKET_TIMEOUT_SECONDS: how long one Redis command may wait for its answer before it
+# fails (redis.exceptions.TimeoutError), so a hung Redis gives the busy reply instead of a
+# stall. The floor keeps it above the gateway's XREADGROUP BLOCK (1 s, the outbound dispatcher).
+REDIS_SOCKET_TIMEOUT_DEFAULT = 5.0
+REDIS_SOCKET_TIMEOUT_RANGE = (2.0, 300.0)
+
 
 def _url(env: Mapping[str, str], name: str, default: str) -> str:
     value = (env.get(name) or default).strip().rstrip("/")
@@ -55,3 +61,19 @@ class BackendsConfig:
         base = base_url.rstrip("/")
         return cls(f"{base}/billing", f"{base}/outage", f"{base}/queue", f"{base}/tickets",
                    f"{base}/applications", timeout_s)
+
+
+def redis_socket_timeout(env: Optional[Mapping[str, str]] = None) -> float:
+    """``REDIS_SOCKET_TIMEOUT_SECONDS`` [5]: per-command Redis timeout; raises ValueError if invalid."""
+    env = os.environ if env is None else env
+    raw = (env.get("REDIS_SOCKET_TIMEOUT_SECONDS") or "").strip()
+    if not raw:
+        return REDIS_SOCKET_TIMEOUT_DEFAULT
+    low, high = REDIS_SOCKET_TIMEOUT_RANGE
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"REDIS_SOCKET_TIMEOUT_SECONDS must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"REDIS_SOCKET_TIMEOUT_SECONDS must be between {low:g} and {high:g}, got {raw}")
+    return value

@@ -2,7 +2,9 @@
 
 Starts Redis (embedded unless REDIS_URL is set), the reference backends (unless every backend URL
 points elsewhere), the action server, the Rasa server with the current model and the gateway,
-prints the web chat URL, and stops everything on Ctrl-C or when any process dies.
+prints the web chat and admin URLs, and stops everything on Ctrl-C or when any process dies.
+Every process listens on loopback unless its ``*_HOST`` variable says otherwise; Rasa and the
+action server share ``ACTION_SERVER_TOKEN`` (a random one per run when unset).
 """
 from __future__ import annotations
 
@@ -12,26 +14,49 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.stack import ROOT, Stack, StackError, backends_env
+from scripts.stack import ROOT, Stack, StackError, backends_env, local_url_host
 from scripts.train import model_path
 
 DEFAULTS = {
     "GATEWAY_HOST": "127.0.0.1",
     "GATEWAY_PORT": "8000",
+    "GATEWAY_ADMIN_HOST": "127.0.0.1",
+    "GATEWAY_ADMIN_PORT": "8001",
+    "RASA_HOST": "127.0.0.1",
     "RASA_PORT": "5005",
+    "ACTION_SERVER_HOST": "127.0.0.1",
     "ACTION_SERVER_PORT": "5055",
+    "BACKENDS_HOST": "127.0.0.1",
     "BACKENDS_PORT": "8100",
+    "EMBEDDED_REDIS_HOST": "127.0.0.1",
     "EMBEDDED_REDIS_PORT": "6390",
     "BACKENDS_DB": str(ROOT / ".run" / "backends.sqlite3"),
 }
 BACKEND_URL_VARIABLES = tuple(backends_env("").keys())
 
 
+class SettingError(ValueError):
+    """A variable has a value ``make run`` cannot use."""
+
+
 def setting(name: str) -> str:
-    return os.environ.get(name) or DEFAULTS[name]
+    return (os.environ.get(name) or "").strip() or DEFAULTS[name]
+
+
+def port_setting(name: str) -> int:
+    """A TCP port from the environment: ASCII digits only (``"²".isdigit()`` is true too)."""
+    raw = setting(name)
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 65535):
+        raise SettingError(f"{name} must be a port number from 1 to 65535, got {raw!r}")
+    return int(raw)
 
 
 def main() -> None:
+    try:
+        ports = {name: port_setting(name) for name in DEFAULTS if name.endswith("_PORT")}
+    except SettingError as exc:
+        print(f"make run configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
     model = model_path()
     if not model.exists():
         sys.exit(f"no trained model for the current inputs ({model.name}): run `make model`")
@@ -48,26 +73,31 @@ def main() -> None:
     stack = Stack(run_dir=ROOT / ".run")
     try:
         redis_url = os.environ.get("REDIS_URL") or stack.start_embedded_redis(
-            int(setting("EMBEDDED_REDIS_PORT"))
+            ports["EMBEDDED_REDIS_PORT"], setting("EMBEDDED_REDIS_HOST")
         )
         client_env = {name: os.environ[name] for name in BACKEND_URL_VARIABLES if os.environ.get(name)}
         if len(client_env) < len(BACKEND_URL_VARIABLES):
             backends_url = stack.start_backends(
-                int(setting("BACKENDS_PORT")), Path(setting("BACKENDS_DB"))
+                ports["BACKENDS_PORT"], Path(setting("BACKENDS_DB")), setting("BACKENDS_HOST")
             )
             client_env = {**backends_env(backends_url), **client_env}
         action_url = stack.start_action_server(
-            int(setting("ACTION_SERVER_PORT")), redis_url, client_env
+            ports["ACTION_SERVER_PORT"], redis_url, client_env, setting("ACTION_SERVER_HOST")
         )
-        rasa_url = stack.start_rasa(int(setting("RASA_PORT")), model, redis_url, action_url)
+        rasa_url = stack.start_rasa(ports["RASA_PORT"], model, redis_url, action_url,
+                                    setting("RASA_HOST"))
+        admin_host = setting("GATEWAY_ADMIN_HOST")
         gateway_url = stack.start_gateway(
-            setting("GATEWAY_HOST"), int(setting("GATEWAY_PORT")), redis_url, rasa_url
+            setting("GATEWAY_HOST"), ports["GATEWAY_PORT"], redis_url, rasa_url,
+            admin_host=admin_host, admin_port=ports["GATEWAY_ADMIN_PORT"],
         )
     except StackError as exc:
         stack.stop()
         sys.exit(f"could not start PowerDesk: {exc}")
 
-    print(f"\nPowerDesk is running. Web chat: {gateway_url}/  (Ctrl-C stops everything)\n", flush=True)
+    admin_url = f"http://{local_url_host(admin_host)}:{ports['GATEWAY_ADMIN_PORT']}"
+    print(f"\nPowerDesk is running. Web chat: {gateway_url}/  (Ctrl-C stops everything)\n"
+          f"Admin (operators only): {admin_url}/healthz  {admin_url}/metrics\n", flush=True)
     try:
         while not stopping:
             dead = stack.check_alive()

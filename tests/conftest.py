@@ -6,6 +6,8 @@ so a trained model) are marked ``e2e``.
 """
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,12 @@ import pytest
 from scripts.stack import Stack, backends_env, free_port
 
 _stacks: list[Stack] = []
+
+
+def pytest_configure(config) -> None:
+    """One action-server secret for the session, in the environment as a deployment has it:
+    every Stack hands it to Rasa and the action server, and tests.support.actions sends it."""
+    os.environ.setdefault("ACTION_SERVER_TOKEN", secrets.token_urlsafe(32))
 
 
 @pytest.fixture(scope="session")

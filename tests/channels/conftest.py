@@ -36,18 +36,21 @@ async def rasa_fake() -> AsyncIterator[FakeRasaRest]:
 
 @dataclass
 class WebGateway:
-    """One gateway app (built by create_app) served on loopback."""
+    """One gateway app (built by create_app) served on loopback, and its admin app
+    (``/healthz``, ``/metrics``) on a port of its own."""
 
     url: str
     app: Any
     server: TestServer
+    admin_url: str
+    admin_server: TestServer
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 @pytest.fixture
 async def make_web_gateway(redis_url, rasa_fake, monkeypatch):
     """``await make_web_gateway(RASA_URL=..., GATEWAY_MAX_MESSAGE_CHARS=...)`` → WebGateway."""
-    from channels.app import create_app
+    from channels.app import create_admin_app, create_app
     from channels.config import GatewayConfig
 
     created: list[WebGateway] = []
@@ -60,10 +63,14 @@ async def make_web_gateway(redis_url, rasa_fake, monkeypatch):
         app = create_app(config)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
-        gateway = WebGateway(str(server.make_url("")).rstrip("/"), app, server)
+        admin_server = TestServer(create_admin_app(app), host="127.0.0.1")
+        await admin_server.start_server()
+        gateway = WebGateway(str(server.make_url("")).rstrip("/"), app, server,
+                             str(admin_server.make_url("")).rstrip("/"), admin_server)
         created.append(gateway)
         return gateway
 
     yield make
     for gateway in created:
+        await gateway.admin_server.close()
         await gateway.server.close()

@@ -191,12 +191,12 @@ async def test_chat_page_is_served_at_root_and_chat_with_a_strict_policy(make_we
 async def test_healthz_reports_redis_and_rasa(make_web_gateway, rasa_fake):
     gw = await make_web_gateway()
     async with aiohttp.ClientSession() as http:
-        async with http.get(gw.url + "/healthz") as r:
+        async with http.get(gw.admin_url + "/healthz") as r:
             assert r.status == 200
             body = await r.json()
         assert body["status"] == "ok" and body["redis"]["ok"] and body["rasa"]["ok"]
         rasa_fake.fail_status = 500
-        async with http.get(gw.url + "/healthz") as r:
+        async with http.get(gw.admin_url + "/healthz") as r:
             assert r.status == 503
             body = await r.json()
         assert body["redis"]["ok"] is True and body["rasa"] == {"ok": False, "detail": "status 500"}
@@ -205,7 +205,7 @@ async def test_healthz_reports_redis_and_rasa(make_web_gateway, rasa_fake):
 async def test_healthz_reports_redis_down(redis_url, rasa_fake, make_web_gateway):
     gw = await make_web_gateway(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     async with aiohttp.ClientSession() as http:
-        async with http.get(gw.url + "/healthz") as r:
+        async with http.get(gw.admin_url + "/healthz") as r:
             assert r.status == 503
             body = await r.json()
     assert body["redis"]["ok"] is False and body["rasa"]["ok"] is True
@@ -218,7 +218,7 @@ async def test_metrics_count_web_messages_and_rasa_latency(make_web_gateway, cli
     await client.say("你好", session_id)
     await client.next()
     async with aiohttp.ClientSession() as http:
-        async with http.get(gw.url + "/metrics") as r:
+        async with http.get(gw.admin_url + "/metrics") as r:
             assert r.status == 200
             text = await r.text()
     assert re.search(r'powerdesk_gateway_messages_in_total\{channel="web"\} [1-9]', text)

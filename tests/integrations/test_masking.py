@@ -1,9 +1,18 @@
 """Masking of 户号, phones and names."""
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from integrations.log_masking import mask_record
 from integrations.masking import mask_account, mask_name, mask_phone, mask_text
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_spec_examples():
@@ -33,3 +42,43 @@ def test_names(name, expected):
 ])
 def test_mask_text(text, expected):
     assert mask_text(text) == expected
+
+
+# -- log records: message, traceback and stack ---------------------------------------------
+
+def _failed_lookup_record() -> logging.LogRecord:
+    try:
+        raise LookupError("no account 3201234567 for 13812345678")
+    except LookupError:
+        return logging.getLogger("tests.masking").makeRecord(
+            "tests.masking", logging.ERROR, __file__, 1, "lookup of %s failed", ("3202345678",),
+            sys.exc_info(), sinfo="Stack (most recent call last):\n  caller(3203456789)")
+
+
+def test_mask_record_masks_message_traceback_and_stack():
+    record = mask_record(_failed_lookup_record())
+    text = logging.Formatter("%(levelname)s %(message)s").format(record)
+    for number in ("3201234567", "13812345678", "3202345678", "3203456789"):
+        assert number not in text
+    assert text.startswith("ERROR lookup of ******5678 failed\nTraceback (most recent call last)")
+    assert "LookupError: no account ******4567 for *******5678" in text
+    assert "caller(******6789)" in text
+    assert record.exc_info is None  # no handler can format the raw exception again
+
+
+def test_installed_masking_covers_logger_exception_in_a_process():
+    program = (
+        "import logging\n"
+        "from integrations.log_masking import install_log_masking\n"
+        "install_log_masking()\n"
+        "logging.basicConfig(format='%(message)s')\n"
+        "try:\n"
+        "    raise KeyError('/billing/accounts/3201234567/bills')\n"
+        "except KeyError:\n"
+        "    logging.getLogger('aiohttp.server').exception('Error handling request')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert "KeyError: '/billing/accounts/******4567/bills'" in done.stderr
+    assert "3201234567" not in done.stderr

@@ -1,10 +1,12 @@
 """The stack supervisor: Redis URL handling, embedded Redis, clean stops."""
 import socket
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 
-from scripts.stack import Stack, StackError, free_port, rasa_redis_env
+from scripts.stack import Stack, StackError, free_port, local_url_host, rasa_redis_env
+from tests.support.listeners import listening_addresses, loopback_only
 
 
 def test_rasa_redis_env_from_url():
@@ -48,3 +50,23 @@ def test_a_process_that_dies_is_reported(tmp_path):
         assert "boom" in process.log_tail()
     finally:
         stack.stop()
+
+
+def test_rasa_and_the_action_server_share_a_generated_secret_unless_one_is_set(tmp_path):
+    first = Stack(run_dir=tmp_path / "a", base_env={})
+    second = Stack(run_dir=tmp_path / "b", base_env={"ACTION_SERVER_TOKEN": " "})
+    assert len(first.action_server_token) >= 32
+    assert second.action_server_token not in (first.action_server_token, " ")
+    chosen = Stack(run_dir=tmp_path / "c", base_env={"ACTION_SERVER_TOKEN": "s3cret-token"})
+    assert chosen.action_server_token == "s3cret-token"
+
+
+def test_local_url_host():
+    assert [local_url_host(h) for h in ("127.0.0.1", "0.0.0.0", "", "::", "::1", "10.0.0.5")] == [
+        "127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.1", "[::1]", "10.0.0.5"]
+
+
+def test_internal_services_listen_on_loopback_only(redis_url, backends_url, action_server_url):
+    for url in (redis_url, backends_url, action_server_url):
+        port = urlsplit(url).port
+        assert loopback_only(port), (url, listening_addresses(port))

@@ -1,10 +1,12 @@
 """Call the real action server over HTTP the way Rasa does.
 
 ``run_action`` posts Rasa's action-webhook payload (the tracker state and the domain) to the
-action server and returns its JSON answer: ``{"events": [...], "responses": [...]}``.
+action server, with the session's ``ACTION_SERVER_TOKEN`` as Rasa sends it, and returns its JSON
+answer: ``{"events": [...], "responses": [...]}``.
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -90,7 +92,8 @@ async def run_action(
             "latest_action_name": "action_listen",
         },
     }
-    async with aiohttp.ClientSession() as session:
+    headers = {"Authorization": f"Bearer {os.environ['ACTION_SERVER_TOKEN']}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
         async with session.post(action_server_url, json=payload) as response:
             body = await response.json(content_type=None)
             assert response.status == expect_status, (response.status, body)

@@ -17,7 +17,7 @@ from aiohttp import web
 from backends.db import LOCAL_TZ, Clock, Database, iso
 from backends.web import CLOCK, DB, bad_request, json_response, not_found, service_app
 
-_NUMBER_RE = re.compile(r"^YK\d{10}$")
+_NUMBER_RE = re.compile(r"YK[0-9]{10}")
 FINISHED_STAGE = {"completed": "已办结", "cancelled": "已撤销"}
 
 
@@ -59,7 +59,7 @@ def application_json(row: sqlite3.Row, now: datetime) -> dict[str, Any]:
 async def get_application(request: web.Request) -> web.Response:
     number = request.match_info["number"].strip().upper()
     row = None
-    if _NUMBER_RE.match(number):
+    if _NUMBER_RE.fullmatch(number):
         row = request.app[DB].one("SELECT * FROM applications WHERE application_number = ?", (number,))
     if row is None:
         raise not_found(f"no application {number!r}")
@@ -68,7 +68,7 @@ async def get_application(request: web.Request) -> web.Response:
 
 async def list_applications(request: web.Request) -> web.Response:
     account = (request.query.get("account_number") or "").strip()
-    if not re.fullmatch(r"\d{10}", account):
+    if not re.fullmatch(r"[0-9]{10}", account):
         raise bad_request("account_number must be 10 digits")
     now = request.app[CLOCK]()
     rows = request.app[DB].query(

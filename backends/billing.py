@@ -19,15 +19,16 @@ from aiohttp import web
 
 from backends.db import LOCAL_TZ, Clock, Database, iso
 from backends.tariffs import TARIFFS, Charges, compute_charges
-from backends.web import CLOCK, DB, bad_request, json_response, not_found, read_json_object, service_app
+from backends.web import (CLOCK, DB, ascii_digits, bad_request, json_response, not_found,
+                          read_json_object, service_app)
 
 # Monthly consumption relative to the account's typical month (summer cooling, winter heating).
 SEASON = {1: 1.30, 2: 1.20, 3: 0.95, 4: 0.85, 5: 0.90, 6: 1.10, 7: 1.50, 8: 1.60, 9: 1.15,
           10: 0.90, 11: 0.95, 12: 1.20}
 DUE_DAY = 25
 PAY_CHANNELS = ("网上国网App", "微信", "支付宝", "银行代扣", "营业厅柜台")
-_ACCOUNT_RE = re.compile(r"^\d{10}$")
-_MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_ACCOUNT_RE = re.compile(r"[0-9]{10}")
+_MONTH_RE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def account_json(row: sqlite3.Row) -> dict[str, Any]:
 
 def load_account(db: Database, account_number: str) -> sqlite3.Row:
     row = None
-    if _ACCOUNT_RE.match(account_number):
+    if _ACCOUNT_RE.fullmatch(account_number):
         row = db.one("SELECT * FROM accounts WHERE account_number = ?", (account_number,))
     if row is None:
         raise not_found(f"no account {account_number[-4:]!r}…")
@@ -171,7 +172,7 @@ async def get_contact(request: web.Request) -> web.Response:
 async def list_bills(request: web.Request) -> web.Response:
     account = load_account(request.app[DB], request.match_info["account"])
     raw = request.query.get("limit", "12")
-    if not raw.isdigit() or not 1 <= int(raw) <= 12:
+    if not ascii_digits(raw) or not 1 <= int(raw) <= 12:
         raise bad_request("limit must be an integer from 1 to 12")
     now = request.app[CLOCK]()
     return json_response({"bills": [_public(b) for b in account_bills(account, now, int(raw))]})
@@ -180,7 +181,7 @@ async def list_bills(request: web.Request) -> web.Response:
 async def get_bill(request: web.Request) -> web.Response:
     account = load_account(request.app[DB], request.match_info["account"])
     month = request.match_info["month"]
-    if not _MONTH_RE.match(month):
+    if not _MONTH_RE.fullmatch(month):
         raise bad_request("month must be YYYY-MM")
     for bill in account_bills(account, request.app[CLOCK]()):
         if bill["month"] == month:

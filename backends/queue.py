@@ -19,7 +19,7 @@ from backends.catalog import BUSINESS_TYPES, BY_CODE, BY_PREFIX
 from backends.db import Clock, Database, iso
 from backends.places import COMMUNITIES, core_named, match_communities
 from backends.web import (
-    CLOCK, DB, ApiError, json_response, not_found, read_json_object, required_str,
+    CLOCK, DB, ApiError, ascii_digits, json_response, not_found, read_json_object, required_str,
     service_app,
 )
 
@@ -246,7 +246,7 @@ async def get_ticket(request: web.Request) -> web.Response:
     if ticket is None:
         # A number handed out at the hall's own machine today (not through this API).
         bt = BY_PREFIX.get(number[:1])
-        if bt is None or not number[1:].isdigit() or bt.code not in json.loads(hall["business_types"]):
+        if bt is None or not ascii_digits(number[1:]) or bt.code not in json.loads(hall["business_types"]):
             raise not_found(f"no ticket {number!r} today")
         lines = {r["business_type"]: r for r in _lines(db, hall, now)}
         line, seq = lines[bt.code], int(number[1:])

@@ -17,8 +17,8 @@ from backends.web import (
 
 KINDS = {"repair": "GD", "complaint": "TS"}
 SEVERITIES = ("urgent", "high", "normal", "low")
-_ACCOUNT_RE = re.compile(r"^\d{10}$")
-_PHONE_RE = re.compile(r"^(?:1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
+_ACCOUNT_RE = re.compile(r"[0-9]{10}")
+_PHONE_RE = re.compile(r"1[3-9][0-9]{9}|0[0-9]{2,3}-?[0-9]{7,8}")
 _FIELDS = ("ticket_id", "kind", "category", "description", "severity", "status", "created_at",
            "updated_at", "promised_by", "account_number", "conversation_id")
 
@@ -62,10 +62,10 @@ async def create_ticket(request: web.Request) -> web.Response:
     conversation = required_str(body, "conversation_id", 200)
     promised = _promised_by(body)
     account = optional_str(body, "account_number", 10)
-    if account is not None and not _ACCOUNT_RE.match(account):
+    if account is not None and not _ACCOUNT_RE.fullmatch(account):
         raise bad_request("account_number must be 10 digits")
     phone = optional_str(body, "contact_phone", 20)
-    if phone is not None and not _PHONE_RE.match(phone):
+    if phone is not None and not _PHONE_RE.fullmatch(phone):
         raise bad_request("contact_phone must be a mainland mobile or landline number")
     address, area = optional_str(body, "address", 300), optional_str(body, "area", 100)
     if kind == "repair" and not (account or address or area):

@@ -177,14 +177,18 @@ class WebOutbox:
             if not await lock.acquire():
                 return emitted  # the holder looks again after releasing
             try:
-                while self._is_local(session_id):
-                    batch = await self._redis.lrange(key, 0, DRAIN_BATCH - 1)
-                    if not batch:
-                        break
+                while batch := await self._redis.lrange(key, 0, DRAIN_BATCH - 1):
+                    done = 0
                     for raw in batch:
+                        if not self._is_local(session_id):  # the last tab here just left
+                            break
                         await self.sio.emit("bot_uttered", json.loads(raw), room=session_id)
-                    await self._redis.ltrim(key, len(batch), -1)
-                    emitted += len(batch)
+                        done += 1
+                    if done:
+                        await self._redis.ltrim(key, done, -1)
+                        emitted += done
+                    if done < len(batch):
+                        break
             finally:
                 with contextlib.suppress(LockError):
                     await lock.release()

@@ -126,3 +126,14 @@ def test_notice_cards_mask_accounts_and_fall_back_to_a_generic_text():
     assert bill.text == "【缴费提醒】您户号******4567的11月电费128.50元，请于12月15日前缴纳。"
     assert bill.custom["notice"]["params"]["account"] == "3201234567"  # for the page's own use
     assert notice_reply(Notice("campaign_x", {"a": "b"})).text == GENERIC_NOTICE_TEXT
+
+
+async def test_a_long_backlog_arrives_whole_and_in_order(make_web_gateway, clients, redis):
+    gateway = await make_web_gateway(**ENV)
+    session_id = uuid.uuid4().hex
+    for n in range(120):  # more than one drain batch
+        await gateway.app[DELIVERER_KEY].deliver(f"web:{session_id}", [Reply(f"第{n}条")], "agent")
+    client = await clients(gateway.url)
+    await client.session(session_id)
+    assert [(await client.next())["text"] for _ in range(120)] == [f"第{n}条" for n in range(120)]
+    assert await redis.exists(outbox_key(session_id)) == 0

@@ -1,6 +1,7 @@
 """The action server only answers Rasa: the shared secret, loopback by default (real process)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from urllib.parse import urlsplit
@@ -77,3 +78,23 @@ def test_refuses_a_non_loopback_address_without_a_secret(tmp_path):
             "0.0.0.0") in done.stderr
     assert "Traceback" not in done.stderr
     assert not listening_addresses(port)
+
+
+def test_rasas_own_endpoint_client_with_our_endpoints_file_is_accepted(action_server_url, stack):
+    """What Rasa's RemoteAction does: read bot/endpoints.yml, post the call through EndpointConfig."""
+    program = (
+        "import asyncio, json, sys\n"
+        "from rasa.utils.endpoints import read_endpoint_config\n"
+        "endpoint = read_endpoint_config('bot/endpoints.yml', 'action_endpoint')\n"
+        "call = json.loads(sys.stdin.read())\n"
+        "answer = asyncio.run(endpoint.request(json=call, method='post', timeout=30))\n"
+        "print(json.dumps(answer, ensure_ascii=False))\n"
+    )
+    call = dict(FORGED_CALL, next_action="action_list_payment_methods", sender_id="web:rasa-client",
+                tracker=dict(FORGED_CALL["tracker"], sender_id="web:rasa-client"))
+    env = dict(stack.base_env, ACTION_SERVER_URL=action_server_url, RASA_REDIS_HOST="127.0.0.1",
+               RASA_REDIS_PORT="6379", RASA_REDIS_DB="0", RASA_REDIS_PASSWORD="")
+    done = subprocess.run([str(RASA_PY), "-c", program], cwd=ROOT, env=env, input=json.dumps(call),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["responses"]

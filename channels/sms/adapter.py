@@ -20,12 +20,12 @@ from channels.messages import DeliveryResult, Notice, Purpose, Reply
 from channels.options import OptionMemory
 from channels.sms.outbox import PROACTIVE, REPLY, SYSTEM, Outbox
 from channels.sms.phones import mask
-from channels.sms.templates import FALLBACK, OutgoingSms, SmsRenderer
+from channels.sms.templates import FALLBACK, VERIFICATION_CODE, OutgoingSms, SmsRenderer
 
 log = logging.getLogger("channels.sms")
 
 CHANNEL = "sms"
-SYSTEM_KINDS = frozenset({"verification_code"})
+SYSTEM_KINDS = frozenset({VERIFICATION_CODE})  # asked for by the customer: no opt-out, no quiet hours
 _RANK = {"sent": 0, "queued": 1, "skipped": 2, "failed": 3}
 
 

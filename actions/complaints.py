@@ -59,7 +59,6 @@ from integrations.masking import mask_account, mask_phone
 
 logger = logging.getLogger(__name__)
 
-FORM = "complaint_form"
 ON_FILE = "on_file"
 APOLOGY_MARK = "非常抱歉"
 

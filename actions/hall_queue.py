@@ -225,10 +225,6 @@ class _Catalog:
     async def type_by_code(self, code: str) -> Optional[Any]:
         return next((t for t in await self.types() if t.code == code), None)
 
-    async def type_name(self, code: str) -> str:
-        bt = await self.type_by_code(code)
-        return bt.name if bt else code
-
 
 def _hall_buttons(halls: Iterable[Any], intent: str, extra: str = "") -> list[dict[str, str]]:
     return buttons(*(

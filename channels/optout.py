@@ -25,6 +25,22 @@ LEGACY_WECHAT_PATTERN = "pd:optout:wechat:*"
 LEGACY_WECHAT_PREFIX = "pd:optout:wechat:"
 LEGACY_SMS_KEY = "pd:sms:optout"
 
+# Events that carry their own time (WeChat's subscribe/unsubscribe CreateTime) may arrive out of
+# order: the newer one wins. KEYS[1]: the hash; ARGV: field, time.
+_OPT_OUT_IF_NEWER = """
+local at = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '')
+if at and at >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if at then return 0 end
+return 1
+"""
+_OPT_IN_IF_NEWER = """
+local at = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '')
+if not at or at > tonumber(ARGV[2]) then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+"""
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -38,13 +54,21 @@ class OptOutStore:
         self._key = key
 
     async def opt_out(self, conversation_id: str, at: float | None = None) -> bool:
-        """Stop notices to ``conversation_id``; True only the first time (confirm once)."""
-        at = time.time() if at is None else at
-        return bool(await self._redis.hsetnx(self._key, conversation_id, str(int(at))))
+        """Stop notices to ``conversation_id``; True only when it had not opted out (so a
+        confirmation goes once). ``at``: the time of the customer's event, for events that may
+        arrive out of order (a newer opt-in is not undone by an older opt-out); without it, now."""
+        if at is None:
+            return bool(await self._redis.hsetnx(self._key, conversation_id, str(int(time.time()))))
+        return bool(await self._redis.eval(_OPT_OUT_IF_NEWER, 1, self._key, conversation_id,
+                                           str(int(at))))
 
-    async def opt_in(self, conversation_id: str) -> bool:
-        """Allow notices again; True when the conversation had opted out."""
-        return bool(await self._redis.hdel(self._key, conversation_id))
+    async def opt_in(self, conversation_id: str, at: float | None = None) -> bool:
+        """Allow notices again; True when the conversation had opted out. With ``at`` (the
+        event's time), an opt-out recorded after it stays."""
+        if at is None:
+            return bool(await self._redis.hdel(self._key, conversation_id))
+        return bool(await self._redis.eval(_OPT_IN_IF_NEWER, 1, self._key, conversation_id,
+                                           str(int(at))))
 
     async def is_opted_out(self, conversation_id: str) -> bool:
         """True when ``conversation_id`` must receive no notices."""

@@ -38,6 +38,20 @@ async def test_opt_out_and_back_in_by_conversation_id(redis, store_key):
     assert not await store.is_opted_out("sms:13812345678")
 
 
+async def test_events_that_carry_their_time_resolve_by_the_newer_one(redis, store_key):
+    store = OptOutStore(redis, store_key)
+    assert await store.opt_out("wechat:oA", at=1000) is True      # unsubscribed at 1000
+    assert await store.opt_in("wechat:oA", at=900) is False       # an older follow: ignored
+    assert await store.is_opted_out("wechat:oA")
+    assert await store.opt_out("wechat:oA", at=1200) is False     # a newer unsubscribe: time moves
+    assert await store.opt_out("wechat:oA", at=1100) is False     # an older one: ignored
+    assert await redis.hget(store_key, "wechat:oA") == b"1200"
+    assert await store.opt_in("wechat:oA", at=1150) is False      # older than the last unsubscribe
+    assert await store.opt_in("wechat:oA", at=1300) is True       # re-followed after it
+    assert not await store.is_opted_out("wechat:oA")
+    assert await store.opt_in("wechat:oA", at=1400) is False      # nothing to undo
+
+
 async def test_batch_check_and_count(redis, store_key):
     store = OptOutStore(redis, store_key)
     await store.opt_out("wechat:oA")

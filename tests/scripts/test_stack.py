@@ -70,3 +70,14 @@ def test_internal_services_listen_on_loopback_only(redis_url, backends_url, acti
     for url in (redis_url, backends_url, action_server_url):
         port = urlsplit(url).port
         assert loopback_only(port), (url, listening_addresses(port))
+
+
+def test_embedded_redis_on_another_address_keeps_loopback_for_local_processes(tmp_path):
+    stack = Stack(run_dir=tmp_path / "run", log_dir=tmp_path / "logs")
+    port = free_port()
+    try:
+        url = stack.start_embedded_redis(port, host="127.0.0.2")
+        assert url == f"redis://127.0.0.1:{port}/0"
+        assert listening_addresses(port) == {"127.0.0.1", "127.0.0.2"}
+    finally:
+        stack.stop()

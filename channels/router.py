@@ -22,7 +22,7 @@ from redis.exceptions import LockError, RedisError
 from channels import metrics
 from channels.messages import Button, Message, Reply
 from channels.rasa_client import RasaClient, RasaUnavailable
-from integrations.masking import mask_text
+from integrations.masking import log_conversation_id
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +69,9 @@ def replies_from_rasa(answer: list[dict[str, Any]]) -> list[Reply]:
     return replies
 
 
-def log_id(conversation_id: str) -> str:
-    """``conversation_id`` as it may appear in logs: phones/户号 masked, and web session ids
-    (bearer secrets: whoever knows one can continue that conversation) shortened."""
-    if conversation_id.startswith("web:"):
-        return conversation_id[:12] + "…"
-    return mask_text(conversation_id)
+# A conversation id as it may appear in logs (the one rule of the gateway and the action server):
+# phones/户号 masked, web session ids (bearer secrets) shortened to a prefix.
+log_id = log_conversation_id
 
 
 class TurnTimeout(Exception):

@@ -35,7 +35,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from channels import metrics
-from channels.client_address import client_address
+from channels.client_address import Network, client_address
 from channels.config import GatewayConfig
 from channels.messages import Message, Reply
 from channels.router import log_id
@@ -109,7 +109,7 @@ def _app_key(name: str) -> Any:
     return getattr(app, name)
 
 
-def socket_client_address(environ: dict, trusted: Any) -> str:
+def socket_client_address(environ: dict, trusted: tuple[Network, ...]) -> str:
     """The client address of a socket.io connection. engine.io's aiohttp driver puts the
     request in the environ (its REMOTE_ADDR is a constant, never the peer); other drivers
     only have REMOTE_ADDR and HTTP_X_FORWARDED_FOR."""

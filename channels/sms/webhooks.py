@@ -116,7 +116,7 @@ class SmsWebhooks:
             return _error(provider, 403, "forbidden")
         try:
             body = json.loads(await request.read())
-        except ValueError:  # UnicodeDecodeError included
+        except (ValueError, RecursionError):  # UnicodeDecodeError included; absurd nesting
             metrics.CALLBACKS.labels(provider, kind, "malformed").inc()
             return _error(provider, 400, "malformed JSON")
         if isinstance(body, dict):
@@ -127,7 +127,7 @@ class SmsWebhooks:
         return body
 
     async def _first_time(self, provider: str, identity: str) -> bool:
-        digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+        digest = hashlib.sha256(identity.encode(errors="surrogatepass")).hexdigest()[:32]
         return bool(await self.redis.set(f"pd:sms:seen:{provider}:{digest}", "1", nx=True,
                                          ex=DEDUPE_TTL))
 

@@ -146,11 +146,21 @@ async def test_undecodable_input_is_refused_or_skipped(make_gateway, phone):
     assert (await gw.post("/sms/aliyun/up", None, raw=raw))[0] == 200
     await gw.settle()
     assert gw.rasa.received[f"sms:{phone}"] == ["好"]
+    # Identities made of other fields (no sequence_id) may carry lone surrogates too.
+    raw = json.dumps([{**up_item(phone, "再见", 0), "sequence_id": "", "send_time": "x"}]) \
+        .replace('"x"', '"\\ud800"').encode()
+    assert (await gw.post("/sms/aliyun/up", None, raw=raw))[0] == 200
+    await gw.settle()
+    assert gw.rasa.received[f"sms:{phone}"] == ["好", "再见"]
     url = f"{gw.urls[0]}/sms/aliyun/up?token={gw.token}"
     for content_type, data in (("application/json; charset=no-such-charset", b"[]"),
-                               ("application/json", b"\xff\xfe\x00[")):
+                               ("application/json", b"\xff\xfe\x00["),
+                               ("application/json", b"[" * 200_000)):
         async with gw.session.post(url, data=data, headers={"Content-Type": content_type}) as r:
             assert r.status in (200, 400), (content_type, r.status)
+    for token in ("%ED%A0%80", "%FF", "%00"):
+        async with gw.session.post(f"{gw.urls[0]}/sms/aliyun/up?token={token}", data=b"[]") as r:
+            assert r.status == 403, token
 
 
 # -- the allowlist behind trusted proxies --------------------------------------------------------

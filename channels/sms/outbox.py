@@ -128,14 +128,16 @@ class Outbox:
         return self.sender.name
 
     def _new_message(self, phone: str, sms: OutgoingSms, send_class: str, urgent: bool,
-                     conversation_id: str, now: float, expires_at: float | None) -> dict[str, str]:
+                     conversation_id: str, now: float,
+                     expires_in: float | None = None) -> dict[str, str]:
+        expires_in = sms.expires_in if expires_in is None else expires_in
         return {"id": uuid.uuid4().hex, "phone": phone, "kind": sms.kind,
                 "template_id": sms.template_id,
                 "params": json.dumps(sms.params, ensure_ascii=False), "text": sms.text,
                 "segments": str(sms.segments), "class": send_class, "urgent": str(int(urgent)),
                 "conversation_id": conversation_id, "state": "queued", "attempts": "0",
                 "created_at": str(now), "updated_at": str(now),
-                "expires_at": str(now + MAX_AGE if expires_at is None else expires_at)}
+                "expires_at": str(now + (MAX_AGE if expires_in is None else expires_in))}
 
     async def _store_leased(self, messages: list[dict[str, str]], lease_until: float) -> None:
         """Write the messages and their queue entries, leased to the caller, in one transaction."""
@@ -153,9 +155,7 @@ class Outbox:
         ``expires_in``: seconds after which it is given up rather than sent (default: the
         SMS's own, e.g. a verification code's validity, else a day)."""
         now = self.clock()
-        expires_in = sms.expires_in if expires_in is None else expires_in
-        msg = self._new_message(phone, sms, send_class, urgent, conversation_id, now,
-                                None if expires_in is None else now + expires_in)
+        msg = self._new_message(phone, sms, send_class, urgent, conversation_id, now, expires_in)
         await self._store_leased([msg], now + self.lease_seconds)
         await self._attempt([msg])
         return msg["id"]
@@ -168,7 +168,7 @@ class Outbox:
         half its lease is left to the workers. Returns the message ids in the order of ``phones``."""
         now = self.clock()
         lease_until = now + self.lease_seconds
-        messages = [self._new_message(phone, sms, send_class, urgent, f"sms:{phone}", now, None)
+        messages = [self._new_message(phone, sms, send_class, urgent, f"sms:{phone}", now)
                     for phone in phones]
         if not messages:
             return []

@@ -42,6 +42,8 @@ from actions.common import (
     client_address,
     conversation_id,
 )
+from actions.constants import HOTLINE
+from actions.entities import entity_values
 from integrations.customer_store import (
     ACCOUNT,
     ADDRESS,
@@ -80,7 +82,7 @@ _UNBIND_WORDS = re.compile(r"解绑|解除绑定|取消绑定|删除户号|删�
 _LAST4_WORDS = re.compile(r"没收到|收不到|没有收到|未收到|没短信|后四位|后4位|尾号|"
                           r"其他方式|别的方式|换.{0,2}方式")
 _RESEND_WORDS = re.compile(r"重新发送|重发|再发|重新获取|再来一个")
-HELP_TEXT = "如需帮助，请携带身份证件到供电营业厅办理，或拨打95598供电服务热线。"
+HELP_TEXT = f"如需帮助，请携带身份证件到供电营业厅办理，或拨打{HOTLINE}供电服务热线。"
 
 MAIN_MENU_BUTTONS = (("查电费", "/query_bill"), ("缴费方式", "/ask_payment_methods"),
                      ("订阅缴费提醒", "/subscribe_reminder"))
@@ -152,12 +154,6 @@ def binding_option(tracker: Tracker) -> Optional[str]:
     """The choice a button carried (``binding_option`` entity), if any."""
     values = entity_values(tracker, "binding_option")
     return values[0] if values else None
-
-
-def entity_values(tracker: Tracker, name: str) -> list[str]:
-    """Values of the entity ``name`` in the latest message."""
-    return [str(e.get("value")) for e in tracker.latest_message.get("entities", [])
-            if e.get("entity") == name and e.get("value") is not None]
 
 
 def requested_account(tracker: Tracker, any_length: bool = False) -> Optional[str]:

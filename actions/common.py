@@ -19,6 +19,7 @@ from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions.constants import HOTLINE
 from actions.settings import Settings, VerificationSettings
 from integrations.clients import BackendClients
 from integrations.config import BackendsConfig, redis_socket_timeout
@@ -27,7 +28,7 @@ from integrations.masking import log_conversation_id, mask_text
 
 logger = logging.getLogger(__name__)
 
-BUSY_TEXT = "系统繁忙，请稍后再试。如有紧急情况，请拨打95598供电服务热线。"
+BUSY_TEXT = f"系统繁忙，请稍后再试。如有紧急情况，请拨打{HOTLINE}供电服务热线。"
 
 EventList = list[dict[str, Any]]
 

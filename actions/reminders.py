@@ -10,7 +10,6 @@ bill_due, 停电 → outage, neither or both → both); clauses that keep someth
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Optional
 
 from rasa_sdk import Tracker
@@ -20,6 +19,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.account import require_binding, requested_account
 from actions.common import BackendAction, EventList, Services, buttons, conversation_id
+from actions.text import normalize
 from integrations.customer_store import REMINDER_KINDS
 from integrations.masking import mask_account
 
@@ -31,7 +31,7 @@ _KEEP_WORDS = re.compile(r"留着|保留|继续|还要|只要|不用取消|别�
 
 def kinds_in(text: str, skip_keep_clauses: bool = False) -> tuple[str, ...]:
     """Reminder kinds the text names (both when it names neither)."""
-    text = unicodedata.normalize("NFKC", text or "")
+    text = normalize(text)
     clauses = re.split(r"[，,。.；;！!？?、\s]+", text)
     if skip_keep_clauses:
         clauses = [c for c in clauses if not _KEEP_WORDS.search(c)]

@@ -34,7 +34,7 @@ import hmac
 import json
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 PREFIX = "pd:"
@@ -90,9 +90,9 @@ class VerificationLimits:
     address: Limit = Limit(20, 3600, 1800, 24 * 3600)
     # Service-wide: no escalation, so an attacker cannot stop last-4 checks for long.
     service: Limit = Limit(200, 3600, 1800, 1800)
-    codes_per_account: Limit = field(default_factory=lambda: _hourly(5))
-    codes_per_conversation: Limit = field(default_factory=lambda: _hourly(3))
-    codes_per_address: Limit = field(default_factory=lambda: _hourly(10))
+    codes_per_account: Limit = _hourly(5)
+    codes_per_conversation: Limit = _hourly(3)
+    codes_per_address: Limit = _hourly(10)
     web_idle_seconds: int = 30 * 24 * 3600
 
     def of(self, scope: str) -> Limit:

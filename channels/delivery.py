@@ -354,6 +354,7 @@ def setup_delivery(app: web.Application, config: Any) -> None:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await consumer.leave()
 
     app.cleanup_ctx.append(lifespan)
 

@@ -165,6 +165,17 @@ class OutboundRequests:
             pipe.xdel(self._stream, entry_id)
             await pipe.execute()
 
+    async def leave(self) -> None:
+        """Remove this consumer from the group at shutdown unless it still holds entries (those
+        stay claimable by the other instances). Keeps the group from collecting one consumer per
+        process start."""
+        try:
+            if not await self._redis.xpending_range(self._stream, self._group, "-", "+", 1,
+                                                    consumername=self.consumer):
+                await self._redis.xgroup_delconsumer(self._stream, self._group, self.consumer)
+        except (RedisError, OSError) as exc:
+            log.warning("outbound requests: could not leave the group (%s)", type(exc).__name__)
+
     async def run_forever(self) -> None:
         """The consumer loop of one gateway instance."""
         while True:

@@ -142,3 +142,16 @@ async def test_an_entry_deleted_while_pending_does_not_block_the_group(redis, co
     await redis.xadd(stream, request())
     assert await alive.run_once() == 1
     assert channel.calls == [("13812345678", "notice")]
+
+
+async def test_a_consumer_leaves_the_group_at_shutdown_unless_it_holds_entries(
+        redis, consumer, stream):
+    idle, busy = consumer("gw-idle"), consumer("gw-busy")
+    await idle._ensure_group()
+    await redis.xadd(stream, request())
+    assert await redis.xreadgroup("gateway", "gw-busy", {stream: ">"}, count=10)  # holds one
+    await redis.xreadgroup("gateway", "gw-idle", {stream: ">"}, count=10)
+    await idle.leave()
+    await busy.leave()
+    names = {c["name"] for c in await redis.xinfo_consumers(stream, "gateway")}
+    assert names == {b"gw-busy"}

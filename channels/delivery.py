@@ -39,6 +39,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from datetime import datetime
@@ -72,6 +73,7 @@ return due
 """
 
 Content = Sequence[Reply] | Notice
+_REASON = re.compile(r"[a-z0-9_.]{0,40}")
 # Rate limits by (channel, purpose); channel "*" applies to every channel without its own entry.
 RateLimits = Mapping[tuple[str, str], Sequence[Rate]]
 
@@ -312,7 +314,9 @@ class Deliverer:
     def _record(self, channel: str, conversation_id: str, content: Content, purpose: str,
                 result: DeliveryResult) -> None:
         label = purpose if purpose in PURPOSES else "invalid"
-        metrics.DELIVERIES.labels(channel, label, result.status, result.reason or "").inc()
+        # Reasons are short codes; free text from an adapter would multiply the metric's series.
+        reason = result.reason if _REASON.fullmatch(result.reason) else "other"
+        metrics.DELIVERIES.labels(channel, label, result.status, reason).inc()
         what = f"notice {content.kind}" if isinstance(content, Notice) else label
         detail = f" ({result.reason})" if result.reason else ""
         if result.when is not None:

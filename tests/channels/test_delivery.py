@@ -369,6 +369,16 @@ async def test_one_masked_log_line_and_a_metric_per_delivery(make_deliverer, rec
     assert deliveries(channel="sms", purpose="notice", status="sent", reason="") == before + 1
 
 
+async def test_free_text_reasons_are_counted_as_other(make_deliverer, recording):
+    channel = recording()
+    deliverer = make_deliverer(channel)
+    channel.answer = DeliveryResult("failed", "transient failure isp.RAM_PERMISSION_DENY (attempt 3)")
+    before = deliveries(channel="rec", purpose="reply", status="failed", reason="other")
+    result = await deliverer.deliver("rec:u1", [Reply("你好")], "reply")
+    assert result.reason.startswith("transient failure")  # the caller still gets it whole
+    assert deliveries(channel="rec", purpose="reply", status="failed", reason="other") == before + 1
+
+
 def test_content_survives_the_schedule_encoding():
     replies = [Reply("请选择", (Button("是", "/affirm"),), "https://e.com/a.png", {"k": 1})]
     assert decode_content(json.loads(json.dumps(encode_content(replies)))) == replies

@@ -42,8 +42,8 @@ import os
 import re
 import time
 import uuid
-from datetime import datetime
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -123,7 +123,7 @@ class Deliverer:
                  clock: Callable[[], float] = time.time, lock_wait_seconds: float = 10.0,
                  send_timeout_seconds: float = 30.0, schedule_key: str = SCHEDULE_KEY) -> None:
         self._redis = redis
-        self._optouts = optouts
+        self.optouts = optouts  # the opt-out store it honours (for channels' 退订 handling)
         self._quiet = quiet
         self._rate_limits = dict(rate_limits or {})
         self._clock = clock
@@ -179,7 +179,7 @@ class Deliverer:
                              content: Content, purpose: Purpose, attempt: int) -> DeliveryResult:
         now = self._clock()
         if purpose == "notice":
-            if await self._optouts.is_opted_out(conversation_id):
+            if await self.optouts.is_opted_out(conversation_id):
                 return DeliveryResult("skipped", "opted_out")
             if not content.urgent and self._quiet.is_quiet(now):
                 return await self._schedule(conversation_id, content, purpose,

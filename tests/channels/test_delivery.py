@@ -155,7 +155,7 @@ async def test_contract_every_purpose_reaches_the_channel(target, make_deliverer
 async def test_contract_opt_out_stops_notices_but_not_replies(target, make_deliverer):
     deliverer = make_deliverer(target.adapter)
     cid = target.conversation_id
-    await deliverer._optouts.opt_out(cid)
+    await deliverer.optouts.opt_out(cid)
     assert await deliverer.deliver(cid, OUTAGE, "notice") == DeliveryResult("skipped", "opted_out")
     assert await deliverer.deliver(cid, Notice("outage_notice", OUTAGE.params, urgent=True),
                                    "notice") == DeliveryResult("skipped", "opted_out")
@@ -254,7 +254,7 @@ async def test_a_conversation_still_busy_after_the_wait_fails_retryably(
     assert (await deliverer.deliver("rec:u1", [Reply("你好")], "reply")).status == "sent"
 
 
-async def test_redis_down_is_a_failed_result(recording, clock, redis_url):
+async def test_redis_down_is_a_failed_result(recording, clock):
     from tests.support.ports import free_port
 
     dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)

@@ -149,8 +149,9 @@ class WebOutbox:
         if self._redis is None:
             return
         try:
-            await self._claim([session_id])
-            await self.drain(session_id)
+            (waiting,) = await self._claim([session_id])
+            if waiting:  # a message appended after the claim comes with its own wake-up
+                await self.drain(session_id)
         except RedisError as exc:
             log.warning("web outbox: session join bookkeeping failed (%s)", type(exc).__name__)
             metrics.ERRORS.labels("webchat_outbox").inc()

@@ -17,6 +17,8 @@ from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
 from tests.channels.rasa_fake import FakeRasaRest
+# The delivery tests' fixtures (a pinned clock, a recording channel, delivery facades).
+from tests.channels.delivery_support import clock, make_deliverer, recording  # noqa: F401
 
 
 @pytest.fixture

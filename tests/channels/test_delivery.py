@@ -25,8 +25,7 @@ from channels.optout import OptOutStore
 from channels.quiet_hours import QuietHours
 from channels.webchat_outbox import WebChatAdapter, outbox_key
 from integrations.rate_limit import Rate
-from tests.channels.delivery_support import (  # noqa: F401 - clock, make_deliverer, recording: fixtures
-    DAY, MORNING, NIGHT, QUIET, Clock, clock, make_deliverer, recording)
+from tests.channels.delivery_support import DAY, MORNING, NIGHT, QUIET, Clock
 
 OUTAGE = Notice("outage_notice", {"area": "江宁区东山街道", "start": "09:00", "end": "17:00",
                                   "reason": "线路检修"})

@@ -12,8 +12,7 @@ from redis.asyncio import Redis
 
 from channels.messages import DeliveryResult
 from channels.outbound_requests import RESULT_PREFIX, OutboundRequests
-from tests.channels.delivery_support import (  # noqa: F401 - clock, make_deliverer: fixtures
-    MORNING, NIGHT, RecordingChannel, clock, make_deliverer)
+from tests.channels.delivery_support import MORNING, NIGHT, RecordingChannel
 
 OUTAGE_PARAMS = {"area": "江宁区东山街道", "start": "09:00", "end": "17:00", "reason": "线路检修"}
 

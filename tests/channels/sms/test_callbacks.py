@@ -22,7 +22,7 @@ from channels.config import ConfigError
 from channels.sms import SMS_RUNTIME
 from channels.sms.config import SmsConfig, SmsConfigError
 from channels.sms.templates import TemplateBook, TemplateConfigError
-from tests.channels.sms.test_channel import make_gateway, sms_env  # noqa: F401 - fixture
+from tests.channels.sms.conftest import sms_env
 from tests.fakes.aliyun_sms import report_items, up_item
 from tests.fakes.tencent_sms import reply_item
 

@@ -8,116 +8,17 @@ test_e2e_sms.py (marker e2e). Redis is the session's real server, shared by two 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import secrets
-from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
 from channels.messages import Notice
-from channels.sms import SMS_RUNTIME
 from tests.channels.sms.conftest import SIGN
-from tests.channels.rasa_fake import FakeRasaRest
 from tests.fakes.aliyun_sms import report_items, up_item
 from tests.fakes.tencent_sms import reply_item, report_items as tencent_report_items
-
-
-@dataclass
-class Gateway:
-    urls: list[str]
-    apps: list[Any]
-    token: str
-    fake: Any
-    rasa: FakeRasaRest
-    session: aiohttp.ClientSession
-    servers: list[TestServer] = field(default_factory=list)
-
-    def runtime(self, index: int = 0):
-        return self.apps[index][SMS_RUNTIME]
-
-    async def post(self, path: str, body: Any, index: int = 0, token: str | None = None,
-                   raw: bytes | None = None) -> tuple[int, Any]:
-        url = f"{self.urls[index]}{path}?token={self.token if token is None else token}"
-        data = raw if raw is not None else json.dumps(body, ensure_ascii=False).encode()
-        async with self.session.post(url, data=data,
-                                     headers={"Content-Type": "application/json"}) as response:
-            text = await response.text()
-            try:
-                return response.status, json.loads(text)
-            except ValueError:
-                return response.status, text
-
-    async def settle(self) -> None:
-        for app in self.apps:
-            runtime = app[SMS_RUNTIME]
-            if runtime.webhooks is not None:
-                await runtime.webhooks.drain()
-
-    def texts(self, phone: str) -> list[str]:
-        """What the provider fake delivered to ``phone``, as the customer reads it."""
-        out = []
-        for sent in self.fake.sent:
-            if sent["phone"] != phone:
-                continue
-            params = sent["params"]
-            out.append("".join(params.values()) if isinstance(params, dict) else "".join(params)
-                       or sent["template"])
-        return out
-
-
-def sms_env(provider: str, fake, templates_file, redis_url, rasa_url, token, **extra) -> dict:
-    env = {"REDIS_URL": redis_url, "RASA_URL": rasa_url, "SMS_PROVIDER": provider,
-           "SMS_SIGN_NAME": SIGN, "SMS_TEMPLATES_FILE": str(templates_file),
-           "SMS_CALLBACK_TOKEN": token, "SMS_QUIET_HOURS": "off"}
-    if provider == "aliyun":
-        env.update(ALIYUN_SMS_ACCESS_KEY_ID=fake.access_key_id,
-                   ALIYUN_SMS_ACCESS_KEY_SECRET=fake.access_key_secret, ALIYUN_SMS_ENDPOINT=fake.url)
-    else:
-        env.update(TENCENT_SMS_SECRET_ID=fake.secret_id, TENCENT_SMS_SECRET_KEY=fake.secret_key,
-                   TENCENT_SMS_SDK_APP_ID=fake.sdk_app_id, TENCENT_SMS_ENDPOINT=fake.url)
-    env.update(extra)
-    return env
-
-
-@pytest.fixture
-async def make_gateway(redis_url, rasa_fake, templates_file, aliyun_fake, tencent_fake, monkeypatch):
-    """``await make_gateway("aliyun", count=1, **env)`` → Gateway built by create_app."""
-    from channels.app import create_app
-    from channels.config import GatewayConfig
-
-    created: list[Gateway] = []
-    rasa_url = rasa_fake.url
-
-    async def make(provider: str = "aliyun", count: int = 1, **extra: str) -> Gateway:
-        fake = aliyun_fake if provider == "aliyun" else tencent_fake
-        token = secrets.token_hex(8)
-        for key in [k for k in os.environ if k.startswith(("SMS_", "ALIYUN_SMS", "TENCENT_SMS"))]:
-            monkeypatch.delenv(key)
-        for key, value in sms_env(provider, fake, templates_file, redis_url, rasa_url, token,
-                                  **extra).items():
-            monkeypatch.setenv(key, value)
-        servers, apps = [], []
-        for _ in range(count):
-            app = create_app(GatewayConfig.from_env())
-            server = TestServer(app, host="127.0.0.1")
-            await server.start_server()
-            servers.append(server)
-            apps.append(app)
-        gateway = Gateway([str(s.make_url("")).rstrip("/") for s in servers], apps, token, fake,
-                          rasa_fake, aiohttp.ClientSession(), servers)
-        created.append(gateway)
-        return gateway
-
-    yield make
-    for gateway in created:
-        await gateway.session.close()
-        for server in gateway.servers:
-            await server.close()  # runs the SMS lifespan's shutdown: worker stopped, tasks drained
 
 
 async def test_aliyun_uplink_becomes_a_conversation_answered_by_sms(make_gateway, phone):

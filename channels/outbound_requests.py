@@ -155,8 +155,10 @@ class OutboundRequests:
         await self._redis.expire(RESULT_PREFIX + entry_id, RESULT_TTL_SECONDS)
         await self._done(entry_id)
         metrics.OUTBOUND_REQUESTS.labels(result.status).inc()
+        # requested_by may be the asking conversation's id: a web session id is a bearer secret.
         log.info("outbound request %s (%s, by %s) to %s: %s", entry_id, notice.kind,
-                 requested_by or "?", log_id(conversation_id), result.status)
+                 log_id(requested_by) if requested_by else "?", log_id(conversation_id),
+                 result.status)
         return result
 
     async def _done(self, entry_id: str) -> None:

@@ -4,6 +4,7 @@ and entries a dead instance left pending are claimed by another."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 
 import pytest
@@ -154,3 +155,14 @@ async def test_a_consumer_leaves_the_group_at_shutdown_unless_it_holds_entries(
     await busy.leave()
     names = {c["name"] for c in await redis.xinfo_consumers(stream, "gateway")}
     assert names == {b"gw-busy"}
+
+
+async def test_the_log_line_masks_the_number_and_the_asking_session(redis, consumer, stream,
+                                                                     caplog):
+    session = "f" * 32
+    await redis.xadd(stream, request(requested_by=f"web:{session}"))
+    with caplog.at_level(logging.INFO, logger="channels.outbound_requests"):
+        assert await consumer().run_once() == 1
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "channels.outbound_requests"]
+    assert session not in line and "13812345678" not in line and "864213" not in line
+    assert "verification_code" in line and "*******5678" in line

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from channels.digits import ascii_int
 from channels.wechat.errors import WeChatApiError, WeChatUnavailable
 from channels.wechat.tokens import TokenManager
 
@@ -66,11 +67,8 @@ class WeChatApi:
             raise WeChatUnavailable("answer is not a JSON object", path)
         errcode = answer.get("errcode", 0)
         if errcode not in (0, None):
-            try:
-                code = int(errcode)
-            except (TypeError, ValueError):
-                code = -1
-            raise WeChatApiError(code, str(answer.get("errmsg", "")), path)
+            code = ascii_int(errcode)
+            raise WeChatApiError(-1 if code is None else code, str(answer.get("errmsg", "")), path)
         return answer
 
     async def _fetch_token(self) -> tuple[str, int]:
@@ -78,10 +76,13 @@ class WeChatApi:
         for attempt in range(len(self._retry_delays) + 1):
             try:
                 answer = await self._raw("GET", "/cgi-bin/token", params, None)
-                token, expires_in = answer.get("access_token"), answer.get("expires_in")
+                token, expires_in = answer.get("access_token"), answer.get("expires_in", 7200)
                 if not isinstance(token, str) or not token:
                     raise WeChatUnavailable("no access_token in answer", "/cgi-bin/token")
-                return token, int(expires_in or 7200)
+                lifetime = ascii_int(expires_in)
+                if not lifetime:
+                    raise WeChatUnavailable(f"bad expires_in {str(expires_in)[:20]!r}", "/cgi-bin/token")
+                return token, lifetime
             except WeChatApiError as exc:
                 if not exc.is_transient or attempt == len(self._retry_delays):
                     raise
@@ -122,7 +123,10 @@ class WeChatApi:
         if url:
             body["url"] = url
         answer = await self.call("POST", "/cgi-bin/message/template/send", body)
-        return int(answer["msgid"])
+        msg_id = ascii_int(answer.get("msgid"), max_digits=20)
+        if msg_id is None:
+            raise WeChatUnavailable("no msgid in answer", "/cgi-bin/message/template/send")
+        return msg_id
 
     async def create_menu(self, menu: dict[str, Any]) -> None:
         """Create (replace) the custom menu; ``menu`` is ``{"button": [...]}``."""

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from channels.config import ConfigError
+from channels.digits import ascii_decimal
 from channels.wechat.templates import DEFAULT_TEMPLATES_FILE, WeChatTemplates
 
 ENCRYPT_MODES = ("plain", "compatible", "safe")
@@ -35,12 +36,11 @@ def _positive(env: Mapping[str, str], name: str, default: float, allow_zero: boo
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise WeChatConfigError(f"{name} must be a number, got {raw!r}") from exc
-    if value < 0 or (value == 0 and not allow_zero):
-        raise WeChatConfigError(f"{name} must be {'≥ 0' if allow_zero else 'positive'}, got {raw!r}")
+    value = ascii_decimal(raw)
+    if value is None:
+        raise WeChatConfigError(f"{name} must be a number in ASCII digits (e.g. 60 or 2.5), got {raw!r}")
+    if value == 0 and not allow_zero:
+        raise WeChatConfigError(f"{name} must be positive, got {raw!r}")
     return value
 
 

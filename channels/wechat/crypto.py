@@ -13,6 +13,8 @@ import time
 from wechatpy.crypto import PrpCrypto
 from wechatpy.utils import WeChatSigner
 
+from channels.digits import ascii_int
+
 
 class ForgedRequest(Exception):
     """Signature, msg_signature, timestamp or ciphertext failed verification."""
@@ -36,11 +38,12 @@ class WeChatSecurity:
         self._keys = [base64.b64decode(k + "=") for k in aes_keys]
 
     def check_timestamp(self, timestamp: str, now: float | None = None) -> None:
-        """Reject timestamps that are not integers or lie outside the replay window."""
-        if not timestamp.isdigit() or len(timestamp) > 12:
+        """Reject timestamps that are not ASCII-digit integers or lie outside the replay window."""
+        seconds = ascii_int(timestamp, max_digits=12)
+        if seconds is None:
             raise ForgedRequest("timestamp is not an integer")
         now = time.time() if now is None else now
-        if abs(now - int(timestamp)) > self._replay_window:
+        if abs(now - seconds) > self._replay_window:
             raise ForgedRequest("timestamp outside the replay window")
 
     def check_signature(self, signature: str, timestamp: str, nonce: str) -> None:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from channels.redis_text import redis_text
 from channels.wechat.errors import WeChatApiError, WeChatUnavailable
 
 log = logging.getLogger(__name__)
@@ -27,12 +28,6 @@ _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class TokenManager:
@@ -55,7 +50,7 @@ class TokenManager:
         self._local_slack = 60.0  # re-read Redis a minute before the shared refresh margin
 
     async def _load(self) -> tuple[str, float] | None:
-        raw = _text(await self._redis.get(self.key))
+        raw = redis_text(await self._redis.get(self.key))
         if not raw:
             self._cached = None
             return None
@@ -96,7 +91,7 @@ class TokenManager:
         current = await self._load()
         if current and current[0] != stale:
             return current[0]
-        failure = _text(await self._redis.get(self._failure_key))
+        failure = redis_text(await self._redis.get(self._failure_key))
         raise WeChatUnavailable(f"access_token unavailable: {failure or 'refresh did not complete'}",
                                 "/cgi-bin/token")
 
@@ -108,7 +103,7 @@ class TokenManager:
             current = await self._load()
             if current and current[0] != stale and current[1] - time.time() > self._margin:
                 return False
-            failure = _text(await self._redis.get(self._failure_key))
+            failure = redis_text(await self._redis.get(self._failure_key))
             if failure:
                 if current and current[0] != stale and current[1] > time.time() + 1:
                     return False

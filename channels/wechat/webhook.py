@@ -1,11 +1,16 @@
 """The ``/wechat`` webhook: URL verification (GET) and message/event pushes (POST).
 
 Every request is checked before anything else happens: body size, timestamp replay window,
-``signature``, and in encrypted modes ``msg_signature`` and the AES envelope (AppID included).
-Forged or malformed requests get 400/403 and a log line, and touch neither Rasa nor Redis.
-Accepted pushes are deduplicated in Redis, turned into jobs on the sender's queue (see
-:mod:`channels.wechat.dispatcher`) and acknowledged at once with ``success``: the answer itself
-goes out later through the customer-service message API, well clear of WeChat's 5-second rule.
+``signature``, and in encrypted modes ``msg_signature`` and the AES envelope (AppID included);
+compatible and safe modes accept only encrypted pushes.  Forged or malformed requests get
+400/403 and a log line, and touch neither Rasa nor Redis.  Then the signed URL is spent: used
+again with other content it is a replay (403); WeChat's retries repeat it with the same content
+and pass on to the deduplication, which answers them ``success``.  Accepted pushes are turned
+into jobs on the sender's queue (see :mod:`channels.dispatcher`) and acknowledged at once with
+``success``: the answer itself goes out later through the customer-service message API, well
+clear of WeChat's 5-second rule.  A push that Redis could not take is answered 503, and WeChat
+retries it; effects are recorded as done only after they were written, so a retry redoes
+whatever a failure interrupted.
 """
 from __future__ import annotations
 
@@ -17,10 +22,11 @@ from typing import Any, Protocol
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from channels.digits import ascii_int
 from channels.wechat import metrics, texts
 from channels.wechat.config import WeChatConfig
 from channels.wechat.crypto import ForgedRequest, WeChatSecurity
-from channels.wechat.dedupe import Deduper, push_identity
+from channels.wechat.dedupe import Deduper, SignedUrlLedger, content_digest, push_identity
 from channels.wechat.menu import intent_of_key
 from channels.wechat.xmlmsg import MalformedXml, parse_xml
 
@@ -28,6 +34,22 @@ log = logging.getLogger(__name__)
 
 _OPENID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _TEMPLATE_REPORT_TTL = 7 * 86400
+_SCENE_TTL = 30 * 86400
+
+# The opt-out key holds the unix time of the opt-out. Subscribe and unsubscribe events apply only
+# when they are newer than the state they replace, so a late retry cannot undo a newer change.
+_OPT_IN_IF_NEWER = """
+local at = tonumber(redis.call('get', KEYS[1]) or '')
+if at and at > tonumber(ARGV[1]) then return 0 end
+redis.call('del', KEYS[1])
+return 1
+"""
+_OPT_OUT_IF_NEWER = """
+local at = tonumber(redis.call('get', KEYS[1]) or '')
+if at and at >= tonumber(ARGV[1]) then return 0 end
+redis.call('set', KEYS[1], ARGV[1])
+return 1
+"""
 
 
 def optout_key(openid: str) -> str:
@@ -38,6 +60,11 @@ def optout_key(openid: str) -> str:
 def template_status_key(msg_id: str) -> str:
     """Redis hash with the delivery report of template message ``msg_id``."""
     return f"pd:wechat:template:{msg_id}"
+
+
+def scene_key(openid: str) -> str:
+    """Redis key of the QR-code scene ``openid`` last followed or scanned with."""
+    return f"pd:wechat:scene:{openid}"
 
 
 class JobQueue(Protocol):
@@ -51,6 +78,10 @@ class BadRequest(Exception):
     """Malformed request: answered 400."""
 
 
+class ReplayedRequest(ForgedRequest):
+    """A signed URL used again with other content: answered 403."""
+
+
 class WeChatWebhook:
     """aiohttp handlers for ``GET``/``POST /wechat`` (see module docstring)."""
 
@@ -61,10 +92,11 @@ class WeChatWebhook:
         self._security = WeChatSecurity(config.token, config.app_id, config.aes_keys,
                                         config.replay_window_seconds)
         self._dedupe = Deduper(redis, config.dedupe_ttl_seconds)
+        self._signed_urls = SignedUrlLedger(redis, config.replay_window_seconds)
 
     # --- request checks --------------------------------------------------------------------
-    def _reject(self, request: web.Request, status: int, reason: str) -> web.Response:
-        metrics.PUSHES.labels("forged" if status == 403 else "malformed").inc()
+    def _reject(self, request: web.Request, status: int, reason: str, outcome: str | None = None) -> web.Response:
+        metrics.PUSHES.labels(outcome or ("forged" if status == 403 else "malformed")).inc()
         log.warning("wechat webhook rejected %s %s from %s: %s", request.method, request.path,
                     request.remote, reason)
         return web.Response(status=status, text="forbidden" if status == 403 else "bad request")
@@ -78,17 +110,33 @@ class WeChatWebhook:
         self._security.check_signature(signature, timestamp, nonce)
         return timestamp, nonce
 
+    async def _spend_signed_url(self, timestamp: str, nonce: str, content: dict[str, str] | str) -> None:
+        """Raise ReplayedRequest when this signed URL was already used with other content."""
+        if not await self._signed_urls.use(timestamp, nonce, content_digest(content)):
+            raise ReplayedRequest("signed URL already used with other content (replay)")
+
+    def _unavailable(self, what: str, exc: RedisError) -> web.Response:
+        # Unacknowledged: WeChat retries, and the retry may find Redis back.
+        log.error("wechat %s not accepted, Redis unavailable: %s", what, exc)
+        metrics.PUSHES.labels("unavailable").inc()
+        return web.Response(status=503, text="unavailable")
+
     async def handle_get(self, request: web.Request) -> web.Response:
         """Server URL verification: echo ``echostr`` when the signature is right."""
         try:
-            self._check_signed(request)
+            timestamp, nonce = self._check_signed(request)
+            echostr = request.query.get("echostr", "")
+            if not echostr or len(echostr) > 512:
+                raise BadRequest("missing echostr")
+            await self._spend_signed_url(timestamp, nonce, echostr)
         except BadRequest as exc:
             return self._reject(request, 400, str(exc))
+        except ReplayedRequest as exc:
+            return self._reject(request, 403, str(exc), "replayed")
         except ForgedRequest as exc:
             return self._reject(request, 403, str(exc))
-        echostr = request.query.get("echostr", "")
-        if not echostr or len(echostr) > 512:
-            return self._reject(request, 400, "missing echostr")
+        except RedisError as exc:
+            return self._unavailable("URL verification", exc)
         log.info("wechat server URL verified")
         return web.Response(text=echostr)
 
@@ -108,7 +156,8 @@ class WeChatWebhook:
             raise BadRequest("empty body")
         return bytes(body)
 
-    async def _verified_fields(self, request: web.Request) -> dict[str, str]:
+    async def _verified_fields(self, request: web.Request) -> tuple[dict[str, str], str, str]:
+        """The push's fields (decrypted in encrypted modes), its timestamp and nonce."""
         timestamp, nonce = self._check_signed(request)
         body = await self._read_body(request)
         try:
@@ -117,10 +166,11 @@ class WeChatWebhook:
             raise BadRequest(f"malformed XML: {exc}") from exc
         encrypted = request.query.get("encrypt_type", "raw").lower() == "aes"
         mode = self.config.encrypt_mode
-        if mode == "safe" and not encrypted:
-            raise ForgedRequest("plaintext push in safe mode")
+        if mode != "plain" and not encrypted:
+            # Only msg_signature covers the body: without it the push could be anything.
+            raise ForgedRequest(f"plaintext push in {mode} mode")
         if not encrypted:
-            return outer
+            return outer, timestamp, nonce
         if not self.config.aes_keys:
             raise BadRequest("encrypted push but no WECHAT_AES_KEY configured")
         cipher, msg_signature = outer.get("Encrypt", ""), request.query.get("msg_signature", "")
@@ -128,7 +178,7 @@ class WeChatWebhook:
             raise BadRequest("encrypted push without Encrypt or msg_signature")
         plain = self._security.decrypt(cipher, msg_signature, timestamp, nonce)
         try:
-            return parse_xml(plain.encode("utf-8"))
+            return parse_xml(plain.encode("utf-8")), timestamp, nonce
         except MalformedXml as exc:
             raise BadRequest(f"malformed decrypted XML: {exc}") from exc
 
@@ -140,38 +190,41 @@ class WeChatWebhook:
 
     async def _handle_post(self, request: web.Request) -> web.Response:
         try:
-            fields = await self._verified_fields(request)
+            fields, timestamp, nonce = await self._verified_fields(request)
             openid = fields.get("FromUserName", "")
             if not _OPENID.match(openid):
                 raise BadRequest("missing or invalid FromUserName")
-            if not fields.get("MsgType") or not fields.get("CreateTime", "").isdigit():
+            create_time = ascii_int(fields.get("CreateTime", ""), max_digits=12)
+            if not fields.get("MsgType") or create_time is None:
                 raise BadRequest("missing MsgType or CreateTime")
+            await self._spend_signed_url(timestamp, nonce, fields)
         except BadRequest as exc:
             return self._reject(request, 400, str(exc))
+        except ReplayedRequest as exc:
+            return self._reject(request, 403, str(exc), "replayed")
         except ForgedRequest as exc:
             return self._reject(request, 403, str(exc))
+        except RedisError as exc:
+            return self._unavailable("push", exc)
 
         try:
-            if not await self._accept(openid, fields):
+            if not await self._accept(openid, fields, create_time):
                 log.info("wechat duplicate push ignored (%s)", fields.get("MsgId") or fields.get("Event"))
                 metrics.PUSHES.labels("duplicate").inc()
                 return web.Response(text="success")
             metrics.PUSHES.labels("accepted").inc()
         except RedisError as exc:
-            # Unacknowledged: WeChat retries, and the retry may find Redis back.
-            log.error("wechat push not accepted, Redis unavailable: %s", exc)
-            metrics.PUSHES.labels("unavailable").inc()
-            return web.Response(status=503, text="unavailable")
+            return self._unavailable("push", exc)
         return web.Response(text="success")
 
-    async def _accept(self, openid: str, f: dict[str, str]) -> bool:
+    async def _accept(self, openid: str, f: dict[str, str], create_time: int) -> bool:
         """Queue the push's job or record its effect; False when it is a retry already handled."""
         msg_type = f["MsgType"].lower()
-        meta: dict[str, Any] = {"msg_type": msg_type, "create_time": int(f["CreateTime"])}
+        meta: dict[str, Any] = {"msg_type": msg_type, "create_time": create_time}
         if f.get("MsgId"):
             meta["msg_id"] = f["MsgId"]
         if msg_type == "event":
-            return await self._event(openid, f, meta)
+            return await self._event(openid, f, meta, create_time)
         if msg_type == "text":
             job = {"kind": "text", "text": f.get("Content", ""), "meta": meta}
         elif msg_type == "voice" and f.get("Recognition", "").strip():
@@ -195,45 +248,40 @@ class WeChatWebhook:
                                          once_ttl_seconds=self.config.dedupe_ttl_seconds)
 
     async def _record_once(self, f: dict[str, str], *writes: Any) -> bool:
-        """For pushes without a job: run ``writes`` (coroutine factories) unless already done."""
-        if not await self._dedupe.first_time(f):
+        """For pushes without a job: run ``writes`` (idempotent coroutine factories) unless the
+        push was handled already; it counts as handled only after all of them succeeded."""
+        if await self._dedupe.seen(f):
             return False
-        try:
-            for write in writes:
-                await write()
-        except BaseException:
-            await self._dedupe.forget(f)
-            raise
-        return True
+        for write in writes:
+            await write()
+        return await self._dedupe.remember(f)
 
-    async def _event(self, openid: str, f: dict[str, str], meta: dict[str, Any]) -> bool:
+    async def _event(self, openid: str, f: dict[str, str], meta: dict[str, Any], create_time: int) -> bool:
         event = f.get("Event", "").lower()
         key = f.get("EventKey", "").strip()
         meta["event"] = event
+        # State changes first, the deduplicating enqueue last: a failure in between leaves the
+        # push unrecorded, and WeChat's retry redoes every step (each one is idempotent).
         if event == "subscribe":
             text, scene = texts.WELCOME, ""
             if key.startswith("qrscene_"):
                 scene = key[len("qrscene_"):][:64]
                 text += "\n" + texts.WELCOME_SCENE.format(scene=scene)
-            if not await self._enqueue_once(openid, _notice(text), f):
-                return False
-            # After queueing, so a late retry of an old subscribe cannot undo a newer unsubscribe.
-            await self._redis.delete(optout_key(openid))
+            await self._redis.eval(_OPT_IN_IF_NEWER, 1, optout_key(openid), create_time)
             if scene:
-                await self._redis.set(f"pd:wechat:scene:{openid}", scene, ex=30 * 86400)
-            return True
+                await self._redis.set(scene_key(openid), scene, ex=_SCENE_TTL)
+            return await self._enqueue_once(openid, _notice(text), f)
         if event == "unsubscribe":
+            # A retry of an unsubscribe recorded before a re-follow is dropped as seen.
             recorded = await self._record_once(
-                f, lambda: self._redis.set(optout_key(openid), str(int(time.time()))))
+                f, lambda: self._redis.eval(_OPT_OUT_IF_NEWER, 1, optout_key(openid), create_time))
             if recorded:
                 log.info("wechat user unsubscribed; proactive messages stopped")
             return recorded
         if event == "scan":
-            if not await self._enqueue_once(openid, _notice(texts.WELCOME_BACK), f):
-                return False
             if key:
-                await self._redis.set(f"pd:wechat:scene:{openid}", key[:64], ex=30 * 86400)
-            return True
+                await self._redis.set(scene_key(openid), key[:64], ex=_SCENE_TTL)
+            return await self._enqueue_once(openid, _notice(texts.WELCOME_BACK), f)
         if event == "click":
             intent = intent_of_key(key)
             if intent is None:
@@ -244,7 +292,7 @@ class WeChatWebhook:
                                                      "text": f"/{intent}", "meta": meta}, f)
         if event == "templatesendjobfinish":
             msg_id = f.get("MsgID") or f.get("MsgId") or ""
-            if not msg_id.isdigit():
+            if ascii_int(msg_id, max_digits=20) is None:
                 return True
             status_key = template_status_key(msg_id)
             return await self._record_once(

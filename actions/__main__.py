@@ -23,6 +23,7 @@ from rasa_sdk.endpoint import create_argument_parser
 from rasa_sdk.plugin import plugin_manager
 from sanic import response
 
+from actions.settings import SettingsError, VerificationSettings
 from integrations.log_masking import install_log_masking
 
 logger = logging.getLogger("actions.server")
@@ -69,6 +70,11 @@ def main() -> None:
                         help="address to bind (default: ACTION_SERVER_HOST, else 127.0.0.1)")
     parser.set_defaults(actions="actions")
     args = parser.parse_args()
+    try:  # checked at start: a bad limit must not wait for the first customer to show
+        VerificationSettings.from_env()
+    except SettingsError as exc:
+        print(f"action server configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
     token = os.environ.get(TOKEN_VARIABLE, "").strip()
     if token:
         plugin_manager().register(TokenCheck(token))

@@ -57,3 +57,20 @@ def test_variables_set_every_limit():
 def test_bad_values_name_the_variable(env, names):
     with pytest.raises(SettingsError, match=names):
         VerificationSettings.from_env(env)
+
+
+def test_the_action_server_refuses_to_start_on_a_bad_value():
+    import os
+    import subprocess
+
+    from scripts.stack import RASA_PY, ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), VERIFY_MAX_FAILURES_ACCOUNT="many")
+    done = subprocess.run([str(RASA_PY), "-m", "actions", "--port", "1"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    # one line (after the Rasa libraries' own import-time deprecation warnings), no traceback
+    assert done.stderr.strip().splitlines()[-1] == (
+        "action server configuration error: VERIFY_MAX_FAILURES_ACCOUNT must be a whole number, "
+        "got 'many'")
+    assert "Traceback" not in done.stderr

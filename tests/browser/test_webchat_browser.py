@@ -100,3 +100,21 @@ def test_quick_reply_buttons_send_and_the_session_survives_a_reload(page):
     page.reload()
     page.wait_for_function(ONLINE)
     assert page.evaluate("localStorage.getItem('powerdesk.webchat.session_id')") == session_id
+
+
+def test_unbind_button_reaches_the_assistant_and_end_session_starts_afresh(page):
+    before = page.locator(".msg.bot").count()
+    page.click("#unbind")
+    page.wait_for_function(
+        "(n) => Array.from(document.querySelectorAll('.msg.bot')).slice(n)"
+        ".some(el => el.textContent.includes('无需解绑'))", arg=before, timeout=ANSWER_TIMEOUT_MS)
+    assert page.locator(".msg.user").all_inner_texts() == ["解绑户号"]
+
+    old = page.evaluate("localStorage.getItem('powerdesk.webchat.session_id')")
+    page.click("#end-session")
+    page.wait_for_function(
+        "(old) => { const id = localStorage.getItem('powerdesk.webchat.session_id');"
+        " return id && id !== old && document.getElementById('status').textContent === '在线'; }",
+        arg=old)
+    assert page.locator(".msg.user").count() == 0
+    say(page, "怎么交电费", "缴费")

@@ -43,8 +43,8 @@ class WeChatChannel:
     async def deliver(self, openid: str, replies: list[Any]) -> None:
         """Queue bot or agent ``replies`` (channels.messages.Reply) for ``openid``: they go out in
         order with the conversation's other answers, buttons rendered as numbered options.
-        For hand-off agents and other in-conversation senders; broadcasts must check the
-        opt-out key (``channels.wechat.webhook.optout_key``) and use template messages instead."""
+        For hand-off agents and other in-conversation senders; notices go through the delivery
+        facade (``channels.delivery``), which checks the opt-out store."""
         if self.dispatcher is None:
             raise RuntimeError("wechat channel is not running")
         await self.dispatcher.enqueue(openid, {"kind": "outbound", "replies": [

@@ -23,6 +23,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from channels.digits import ascii_int
+from channels.optout import OptOutStore
 from channels.wechat import metrics, texts
 from channels.wechat.config import WeChatConfig
 from channels.wechat.crypto import ForgedRequest, WeChatSecurity
@@ -36,24 +37,10 @@ _OPENID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _TEMPLATE_REPORT_TTL = 7 * 86400
 _SCENE_TTL = 30 * 86400
 
-# The opt-out key holds the unix time of the opt-out. Subscribe and unsubscribe events apply only
-# when they are newer than the state they replace, so a late retry cannot undo a newer change.
-_OPT_IN_IF_NEWER = """
-local at = tonumber(redis.call('get', KEYS[1]) or '')
-if at and at > tonumber(ARGV[1]) then return 0 end
-redis.call('del', KEYS[1])
-return 1
-"""
-_OPT_OUT_IF_NEWER = """
-local at = tonumber(redis.call('get', KEYS[1]) or '')
-if at and at >= tonumber(ARGV[1]) then return 0 end
-redis.call('set', KEYS[1], ARGV[1])
-return 1
-"""
-
 
 def optout_key(openid: str) -> str:
-    """Redis key present while ``openid`` has unsubscribed: broadcasts must skip them."""
+    """The legacy opt-out key of ``openid``, migrated into :class:`channels.optout.OptOutStore`
+    (conversation ``wechat:<openid>``), which the webhook uses."""
     return f"pd:optout:wechat:{openid}"
 
 
@@ -93,6 +80,7 @@ class WeChatWebhook:
                                         config.replay_window_seconds)
         self._dedupe = Deduper(redis, config.dedupe_ttl_seconds)
         self._signed_urls = SignedUrlLedger(redis, config.replay_window_seconds)
+        self._optouts = OptOutStore(redis)
 
     # --- request checks --------------------------------------------------------------------
     def _reject(self, request: web.Request, status: int, reason: str, outcome: str | None = None) -> web.Response:
@@ -262,19 +250,22 @@ class WeChatWebhook:
         meta["event"] = event
         # State changes first, the deduplicating enqueue last: a failure in between leaves the
         # push unrecorded, and WeChat's retry redoes every step (each one is idempotent).
+        # Opt-in and opt-out apply only when newer than the recorded opt-out (CreateTime), so a
+        # late retry cannot undo a newer change.
+        conversation = f"wechat:{openid}"
         if event == "subscribe":
             text, scene = texts.WELCOME, ""
             if key.startswith("qrscene_"):
                 scene = key[len("qrscene_"):][:64]
                 text += "\n" + texts.WELCOME_SCENE.format(scene=scene)
-            await self._redis.eval(_OPT_IN_IF_NEWER, 1, optout_key(openid), create_time)
+            await self._optouts.opt_in(conversation, at=create_time)
             if scene:
                 await self._redis.set(scene_key(openid), scene, ex=_SCENE_TTL)
             return await self._enqueue_once(openid, _notice(text), f)
         if event == "unsubscribe":
             # A retry of an unsubscribe recorded before a re-follow is dropped as seen.
             recorded = await self._record_once(
-                f, lambda: self._redis.eval(_OPT_OUT_IF_NEWER, 1, optout_key(openid), create_time))
+                f, lambda: self._optouts.opt_out(conversation, at=create_time))
             if recorded:
                 log.info("wechat user unsubscribed; proactive messages stopped")
             return recorded

@@ -1,7 +1,7 @@
 """Subscribe/unsubscribe stay consistent with deduplication when Redis fails half-way.
 
 The failure is real: the first instance talks to Redis as an ACL user that may not touch the
-customer's opt-out key, so exactly that step fails; WeChat's retry of the same request then
+opt-out store's key, so exactly that step fails; WeChat's retry of the same request then
 reaches an instance with full access (as after a Redis fail-over or on a healthy instance)."""
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from redis.asyncio import Redis
 
 from channels.dispatcher import Dispatcher
 from channels.wechat.config import WeChatConfig
-from channels.wechat.webhook import WeChatWebhook, optout_key
+from channels.optout import OPT_OUT_KEY, OptOutStore
+from channels.wechat.webhook import WeChatWebhook
 from tests.fakes.wechat_api import WeChatPusher
 
 
@@ -56,7 +57,7 @@ async def setup(redis_url, redis) -> AsyncIterator[dict]:
     user = "o" + secrets.token_hex(14)
     acl_user, password = "gw" + secrets.token_hex(4), secrets.token_hex(8)
     await redis.execute_command("ACL", "SETUSER", acl_user, "on", f">{password}", "+@all",
-                                *acl_keys_except(optout_key(user)))
+                                *acl_keys_except(OPT_OUT_KEY))
     limited = Redis.from_url(redis_url.replace("redis://", f"redis://{acl_user}:{password}@"))
     config = WeChatConfig(token="tok" + secrets.token_hex(4), app_id="wx" + secrets.token_hex(8),
                           app_secret="secret", encrypt_mode="plain")
@@ -77,7 +78,8 @@ async def setup(redis_url, redis) -> AsyncIterator[dict]:
 async def test_refollow_after_a_failed_opt_in_ends_opted_in_with_one_welcome(setup, redis):
     user, p, session = setup["user"], setup["pusher"], setup["session"]
     now = int(time.time())
-    await redis.set(optout_key(user), str(now - 100))  # unfollowed earlier
+    optouts = OptOutStore(redis)
+    await optouts.opt_out(f"wechat:{user}", at=now - 100)  # unfollowed earlier
     query, body = p.build(p.event_fields(user, "subscribe", create_time=now))
 
     assert (await p.post_raw(session, query, body, base_url=setup["failing"].url))[0] == 503
@@ -85,7 +87,7 @@ async def test_refollow_after_a_failed_opt_in_ends_opted_in_with_one_welcome(set
     assert await p.post_raw(session, query, body, base_url=setup["healthy"].url) == (200, "success")
     assert await p.post_raw(session, query, body, base_url=setup["healthy"].url) == (200, "success")
 
-    assert await redis.exists(optout_key(user)) == 0
+    assert not await optouts.is_opted_out(f"wechat:{user}")
     dispatcher = setup["healthy"].dispatcher
     assert await redis.llen(dispatcher.queue_key(user)) == 1  # one welcome, not two
 
@@ -95,7 +97,7 @@ async def test_unfollow_after_a_failed_opt_out_ends_opted_out(setup, redis):
     query, body = p.build(p.event_fields(user, "unsubscribe", create_time=int(time.time())))
     assert (await p.post_raw(session, query, body, base_url=setup["failing"].url))[0] == 503
     assert await p.post_raw(session, query, body, base_url=setup["healthy"].url) == (200, "success")
-    assert await redis.exists(optout_key(user)) == 1
+    assert await OptOutStore(redis).is_opted_out(f"wechat:{user}")
 
 
 async def test_a_late_retry_of_an_old_subscribe_does_not_undo_a_newer_unsubscribe(setup, redis):
@@ -108,4 +110,4 @@ async def test_a_late_retry_of_an_old_subscribe_does_not_undo_a_newer_unsubscrib
     unfollow = p.build(p.event_fields(user, "unsubscribe", create_time=now - 1))
     assert await p.post_raw(session, *unfollow, base_url=healthy) == (200, "success")
     assert await p.post_raw(session, *old_follow, base_url=healthy) == (200, "success")
-    assert await redis.exists(optout_key(user)) == 1
+    assert await OptOutStore(redis).is_opted_out(f"wechat:{user}")

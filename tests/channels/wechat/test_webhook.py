@@ -10,6 +10,7 @@ import pytest
 
 from channels.options import options_key
 from channels.wechat.adapter import record_interaction, undeliverable_key
+from channels.optout import OptOutStore
 from channels.wechat.webhook import optout_key, template_status_key
 from channels.wechat import texts
 from tests.channels.wechat.conftest import AES_KEY, NEW_AES_KEY
@@ -184,14 +185,14 @@ async def test_subscribe_unsubscribe_scan_and_template_reports(make_gateways, re
     await until(lambda: gw.wechat_api.texts_to(user))
     welcome = gw.wechat_api.texts_to(user)[0]
     assert welcome.startswith(texts.WELCOME) and "hall_A01" in welcome
-    assert await redis.exists(optout_key(user)) == 0
+    assert not await OptOutStore(redis).is_opted_out(f"wechat:{user}")
 
     assert await p.post(gw.session, p.event_fields(user, "unsubscribe", create_time=int(time.time()) + 1)) \
         == (200, "success")
-    assert await redis.exists(optout_key(user)) == 1
+    assert await OptOutStore(redis).is_opted_out(f"wechat:{user}")
     assert await p.post(gw.session, p.event_fields(user, "subscribe", "", create_time=int(time.time()) + 2)) \
         == (200, "success")
-    assert await redis.exists(optout_key(user)) == 0
+    assert not await OptOutStore(redis).is_opted_out(f"wechat:{user}")
 
     assert await p.post(gw.session, p.event_fields(user, "SCAN", "hall_B02", create_time=int(time.time()) + 3,
                                                      Ticket="t")) == (200, "success")

@@ -103,21 +103,30 @@ class TokenManager:
             current = await self._load()
             if current and current[0] != stale and current[1] - time.time() > self._margin:
                 return False
-            failure = redis_text(await self._redis.get(self._failure_key))
-            if failure:
-                if current and current[0] != stale and current[1] > time.time() + 1:
-                    return False
-                raise WeChatApiError(_failure_code(failure), f"token fetch failed recently: {failure}",
-                                     "/cgi-bin/token")
+            if await self._after_recent_failure(current, stale):
+                return False
             owner = uuid.uuid4().hex
             if await self._redis.set(self._lock_key, owner, nx=True, px=self._lock_ttl_ms):
                 try:
+                    # Again under the lock: the previous holder may have failed since our check.
+                    if await self._after_recent_failure(current, stale):
+                        return False
                     return await self._fetch_and_store(stale)
                 finally:
                     await self._redis.eval(_RELEASE, 1, self._lock_key, owner)
             if not wait or time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.05)
+
+    async def _after_recent_failure(self, current: tuple[str, float] | None, stale: str | None) -> bool:
+        """False when no fetch failed in the last few seconds; True when one did but ``current``
+        still works; raises WeChatApiError when one did and no token works."""
+        failure = redis_text(await self._redis.get(self._failure_key))
+        if not failure:
+            return False
+        if current and current[0] != stale and current[1] > time.time() + 1:
+            return True
+        raise WeChatApiError(_failure_code(failure), f"token fetch failed recently: {failure}", "/cgi-bin/token")
 
     async def _fetch_and_store(self, stale: str | None) -> bool:
         current = await self._load()

@@ -27,6 +27,12 @@ def sign(*parts: str) -> str:
     return signer.signature
 
 
+def _same(expected: str, given: str) -> bool:
+    """Constant-time, case-insensitive comparison of a hex digest with what a request sent
+    (as bytes: compare_digest refuses str with non-ASCII characters, which requests may carry)."""
+    return hmac.compare_digest(expected.encode(), given.lower().encode("utf-8", "surrogatepass"))
+
+
 class WeChatSecurity:
     """Verifies and decrypts callback requests; encrypts payloads (used by tests and replies)."""
 
@@ -48,14 +54,14 @@ class WeChatSecurity:
 
     def check_signature(self, signature: str, timestamp: str, nonce: str) -> None:
         """``signature`` = sha1(sort(token, timestamp, nonce)), sent on every request."""
-        if not hmac.compare_digest(sign(self._token, timestamp, nonce), signature.lower()):
+        if not _same(sign(self._token, timestamp, nonce), signature):
             raise ForgedRequest("bad signature")
 
     def decrypt(self, encrypted: str, msg_signature: str, timestamp: str, nonce: str) -> str:
         """Verify ``msg_signature`` over the ciphertext and decrypt it with the current key, then
         with the previous one; the embedded AppID must match ours."""
         expected = sign(self._token, timestamp, nonce, encrypted)
-        if not hmac.compare_digest(expected, msg_signature.lower()):
+        if not _same(expected, msg_signature):
             raise ForgedRequest("bad msg_signature")
         for key in self._keys:
             try:

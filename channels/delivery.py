@@ -331,9 +331,10 @@ DELIVERER_KEY = web.AppKey("deliverer", Deliverer)
 
 def setup_delivery(app: web.Application, config: Any) -> None:
     """Give ``app`` its :class:`Deliverer` (``app[DELIVERER_KEY]``) once it starts: the opt-out
-    store, quiet hours and rate limits from ``config`` (GatewayConfig), the adapters of the web
-    chat and of the WeChat and SMS channels when they are enabled, the scheduled-delivery worker
-    and the consumer of the outbound requests stream. Call after every channel's ``setup``."""
+    store (the legacy stores migrated into it first), quiet hours and rate limits from
+    ``config`` (GatewayConfig), the adapters of the web chat and of the WeChat and SMS channels
+    when they are enabled, the scheduled-delivery worker and the consumer of the outbound
+    requests stream. Call after every channel's ``setup``."""
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         from channels.app import REDIS_KEY
@@ -341,7 +342,13 @@ def setup_delivery(app: web.Application, config: Any) -> None:
         from channels.webchat_outbox import WebChatAdapter
 
         redis = app[REDIS_KEY]
-        deliverer = Deliverer(redis, OptOutStore(redis),
+        optouts = OptOutStore(redis)
+        try:
+            await optouts.migrate()
+        except (RedisError, OSError) as exc:  # the legacy entries move at the next start
+            log.warning("opt-out: migrating the legacy stores failed (%s); starting anyway",
+                        type(exc).__name__)
+        deliverer = Deliverer(redis, optouts,
                               QuietHours(config.delivery_quiet_hours, config.timezone),
                               config.delivery_rate_limits)
         deliverer.register(WebChatAdapter(redis, config.webchat_outbox_ttl_seconds))

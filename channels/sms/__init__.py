@@ -51,8 +51,8 @@ class SmsRuntime:
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: build everything on start, stop the worker on shutdown."""
+        from channels.optout import OptOutStore
         from channels.sms.channel import SmsChannel
-        from channels.sms.optout import OptOutStore
         from channels.sms.outbox import Outbox
         from channels.sms.providers import sender_from_config
         from channels.sms.quiet_hours import QuietHours

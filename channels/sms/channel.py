@@ -14,9 +14,10 @@ from typing import Any
 
 from channels.messages import Message, Reply
 from channels.options import OptionMemory
+from channels.optout import OptOutStore
 from channels.sms.adapter import CHANNEL, SmsAdapter
 from channels.sms.config import SmsConfig
-from channels.sms.optout import OptOutStore, keyword
+from channels.sms.optout import keyword
 from channels.sms.outbox import SYSTEM, Outbox
 from channels.sms.phones import mask
 from channels.sms.templates import OPTIN_CONFIRM, OPTOUT_CONFIRM, SmsRenderer
@@ -45,12 +46,12 @@ class SmsChannel:
         conversation_id = f"{CHANNEL}:{phone}"
         command = keyword(text)
         if command == "opt_out":
-            if await self.optouts.opt_out(phone):
+            if await self.optouts.opt_out(conversation_id):
                 log.info("sms %s opted out of proactive SMS", mask(phone))
                 await self._system(phone, OPTOUT_CONFIRM, conversation_id)
             return
         if command == "opt_in":
-            if await self.optouts.opt_in(phone):
+            if await self.optouts.opt_in(conversation_id):
                 log.info("sms %s opted back in", mask(phone))
                 await self._system(phone, OPTIN_CONFIRM, conversation_id)
             return

@@ -45,8 +45,8 @@ from datetime import datetime
 from dataclasses import dataclass
 from typing import Any
 
+from channels.optout import OptOutStore
 from channels.sms import metrics
-from channels.sms.optout import OptOutStore
 from channels.sms.phones import mask
 from channels.sms.providers.base import Outcome, SendResult, SmsRequest, SmsSender
 from channels.sms.quiet_hours import QuietHours
@@ -264,7 +264,7 @@ class Outbox:
             await self._finish(msg, "failed", error_code="expired")
             log.warning("sms %s to %s given up: not sent before it expired", msg_id, mask(phone))
             return "failed"
-        if send_class == PROACTIVE and await self.optouts.is_opted_out(phone):
+        if send_class == PROACTIVE and await self.optouts.is_opted_out(f"sms:{phone}"):
             await self._finish(msg, "suppressed", error_code="opted_out")
             metrics.HELD.labels("suppressed_optout").inc()
             log.info("sms %s to %s suppressed: number opted out", msg_id, mask(phone))

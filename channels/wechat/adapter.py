@@ -27,13 +27,13 @@ from typing import Any
 
 from channels.messages import DeliveryResult, Notice, Purpose, Reply
 from channels.options import OptionMemory
+from channels.optout import OptOutStore
 from channels.wechat import metrics
 from channels.wechat.api import WeChatApi
 from channels.wechat.config import WeChatConfig
 from channels.wechat.errors import WeChatApiError
 from channels.wechat.render import render_replies, split_text
 from channels.wechat.templates import REPLY_KIND, REPLY_PARAM
-from channels.wechat.webhook import optout_key
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class WeChatAdapter:
         self._api = api
         self._clock = clock
         self.options = OptionMemory(redis, config.options_ttl_seconds)
+        self._optouts = OptOutStore(redis)
 
     async def in_window(self, openid: str) -> bool:
         """True while ``openid`` may get customer-service messages (48 h after interacting)."""
@@ -191,4 +192,4 @@ class WeChatAdapter:
         await self._redis.expire(undeliverable_key(openid), _UNDELIVERABLE_TTL)
         if exc.errcode in (NOT_FOLLOWING, REFUSES_MESSAGES):
             # Not following / refusing messages: proactive messages must stop as well.
-            await self._redis.set(optout_key(openid), str(int(self._clock())))
+            await self._optouts.opt_out(f"{CHANNEL}:{openid}", at=self._clock())

@@ -38,12 +38,6 @@ _TEMPLATE_REPORT_TTL = 7 * 86400
 _SCENE_TTL = 30 * 86400
 
 
-def optout_key(openid: str) -> str:
-    """The legacy opt-out key of ``openid``, migrated into :class:`channels.optout.OptOutStore`
-    (conversation ``wechat:<openid>``), which the webhook uses."""
-    return f"pd:optout:wechat:{openid}"
-
-
 def template_status_key(msg_id: str) -> str:
     """Redis hash with the delivery report of template message ``msg_id``."""
     return f"pd:wechat:template:{msg_id}"

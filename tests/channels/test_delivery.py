@@ -87,7 +87,6 @@ async def wechat_target(redis: Redis, clock: Clock, stack: contextlib.AsyncExitS
 async def sms_target(redis: Redis, clock: Clock, stack: contextlib.AsyncExitStack) -> Target:
     from channels.options import OptionMemory
     from channels.sms.adapter import SmsAdapter
-    from channels.sms.optout import OptOutStore as SmsOptOuts
     from channels.sms.outbox import Outbox
     from channels.sms.providers.aliyun import AliyunSmsSender
     from channels.sms.ratelimit import RateLimiter
@@ -105,7 +104,7 @@ async def sms_target(redis: Redis, clock: Clock, stack: contextlib.AsyncExitStac
     stack.push_async_callback(sender.close)
     # The facade applies quiet hours and opt-out; the outbox keeps its provider-side rules.
     outbox = Outbox(text_redis, sender, QuietHours(None), RateLimiter(text_redis, {}),
-                    SmsOptOuts(text_redis), clock=clock,
+                    OptOutStore(text_redis), clock=clock,
                     queue_key=f"pd:sms:outbox:test:{uuid.uuid4().hex}")
     renderer = SmsRenderer(TemplateBook.from_dict(TEMPLATES), "aliyun", SIGN)
     phone = f"139{secrets.randbelow(10**8):08d}"

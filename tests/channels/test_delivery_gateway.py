@@ -7,12 +7,14 @@ import asyncio
 import json
 import os
 import secrets
+from typing import Any
 
 import pytest
 import yaml
 from aiohttp.test_utils import TestServer
 
 from channels.delivery import DELIVERER_KEY
+from channels.messages import DeliveryResult, Notice
 from channels.outbound_requests import RESULT_PREFIX, STREAM
 from tests.channels.sms.conftest import SIGN, TEMPLATES, aliyun_templates
 from tests.fakes.aliyun_sms import FakeAliyunSms
@@ -34,7 +36,8 @@ async def fakes():
 
 
 @pytest.fixture
-async def gateway(fakes, redis_url, rasa_fake, tmp_path, monkeypatch):
+async def gateway_factory(fakes, redis_url, rasa_fake, tmp_path, monkeypatch):
+    """``await gateway_factory()``: a started gateway app with all three channels."""
     from channels.app import create_app
     from channels.config import GatewayConfig
 
@@ -60,11 +63,23 @@ async def gateway(fakes, redis_url, rasa_fake, tmp_path, monkeypatch):
            "ALIYUN_SMS_ACCESS_KEY_SECRET": sms.access_key_secret, "ALIYUN_SMS_ENDPOINT": sms.url}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    app = create_app(GatewayConfig.from_env())
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield app
-    await server.close()
+    servers: list[TestServer] = []
+
+    async def start() -> Any:
+        app = create_app(GatewayConfig.from_env())
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return app
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def gateway(gateway_factory):
+    return await gateway_factory()
 
 
 async def eventually(check, seconds: float = 10.0) -> None:
@@ -100,3 +115,21 @@ async def test_requests_on_the_stream_reach_wechat_and_sms(gateway, fakes, redis
     assert template["data"]["thing1"] == {"value": "江宁区东山街道"}
     assert [(s["template"], s["params"]) for s in sms.sent if s["phone"] == phone] == [
         ("SMS_900000009", {"code": "864213"})]
+
+
+async def test_legacy_opt_outs_are_honoured_after_a_gateway_start(fakes, redis, gateway_factory):
+    wechat, sms = fakes
+    openid, phone = "o" + secrets.token_hex(14), f"137{secrets.randbelow(10**8):08d}"
+    await redis.set(f"pd:optout:wechat:{openid}", "1700000000")   # written by the old code
+    await redis.hset("pd:sms:optout", phone, "1700000000")
+    app = await gateway_factory()
+    deliver = app[DELIVERER_KEY].deliver
+    outage = Notice("outage_notice", {"area": "江宁区东山街道", "start": "09:00", "end": "17:00",
+                                      "reason": "线路检修"})
+    for conversation_id in (f"wechat:{openid}", f"sms:{phone}"):
+        assert await deliver(conversation_id, outage, "notice") == \
+            DeliveryResult("skipped", "opted_out")
+    assert await redis.exists(f"pd:optout:wechat:{openid}") == 0
+    assert await redis.hexists("pd:sms:optout", phone) == 0
+    assert wechat.templates_to(openid) == []
+    assert [s for s in sms.sent if s["phone"] == phone] == []

@@ -104,7 +104,7 @@ class _sms:
         from channels.quiet_hours import QuietHours
         from channels.sms.channel import SmsChannel
         from channels.sms.config import RateLimit, SmsConfig
-        from channels.sms.optout import OptOutStore
+        from channels.optout import OptOutStore
         from channels.sms.outbox import Outbox
         from channels.sms.providers.aliyun import AliyunSmsSender
         from channels.sms.ratelimit import RateLimiter

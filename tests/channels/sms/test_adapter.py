@@ -11,10 +11,10 @@ import pytest
 
 from channels.messages import Button, Notice, Reply
 from channels.options import OptionMemory
+from channels.optout import OptOutStore
 from channels.quiet_hours import QuietHours
 from channels.sms.adapter import SmsAdapter
 from channels.sms.config import RateLimit
-from channels.sms.optout import OptOutStore
 from channels.sms.outbox import Outbox
 from channels.sms.providers.aliyun import AliyunSmsSender
 from channels.sms.ratelimit import RateLimiter
@@ -117,14 +117,14 @@ async def test_notices_wait_for_the_morning_unless_urgent(make_adapter, fake, ph
 
 
 async def test_a_notice_to_an_opted_out_number_is_skipped(make_adapter, fake, redis, phone):
-    await OptOutStore(redis).opt_out(phone)
+    await OptOutStore(redis).opt_out(f"sms:{phone}")
     result = await make_adapter().send(phone, Notice("outage_notice", OUTAGE), "notice")
     assert (result.status, result.reason) == ("skipped", "opted_out")
     assert sent_to(fake, phone) == []
 
 
 async def test_a_verification_code_is_a_system_message_never_the_fallback(make_adapter, fake, redis, phone):
-    await OptOutStore(redis).opt_out(phone)  # a code the customer asked for still goes
+    await OptOutStore(redis).opt_out(f"sms:{phone}")  # a code the customer asked for still goes
     adapter = make_adapter(Clock(NIGHT))      # and quiet hours do not hold it
     result = await adapter.send(phone, Notice("verification_code", {"code": "482913"}), "notice")
     assert result.status == "sent"

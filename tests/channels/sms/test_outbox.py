@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
 
+from channels.optout import OptOutStore
 from channels.sms.config import RateLimit
-from channels.sms.optout import OptOutStore
 from channels.sms.outbox import PROACTIVE, REPLY, SYSTEM, DeliveryReport, Outbox
 from channels.sms.providers.aliyun import AliyunSmsSender
 from channels.sms.providers.tencent import TencentSmsSender
@@ -52,20 +52,20 @@ def outage(provider="aliyun"):
 
 
 async def test_optout_store_is_persistent_and_confirmed_once(redis, phone):
-    store = OptOutStore(redis)
-    assert await store.opt_out(phone) is True
-    assert await store.opt_out(phone) is False  # second TD: no second confirmation
-    assert await store.is_opted_out(phone)
-    assert await redis.ttl("pd:sms:optout") == -1  # never expires
-    assert await store.opt_in(phone) is True
-    assert not await store.is_opted_out(phone)
-    assert await store.opt_in(phone) is False
+    store, conversation = OptOutStore(redis), f"sms:{phone}"
+    assert await store.opt_out(conversation) is True
+    assert await store.opt_out(conversation) is False  # second TD: no second confirmation
+    assert await store.is_opted_out(conversation)
+    assert await redis.ttl("pd:optout") == -1  # never expires
+    assert await store.opt_in(conversation) is True
+    assert not await store.is_opted_out(conversation)
+    assert await store.opt_in(conversation) is False
 
 
 async def test_proactive_to_opted_out_number_is_suppressed_reply_is_not(redis, aliyun_fake, phone):
     outbox = make_outbox(redis, aliyun_fake, Clock(NOON))
     try:
-        await OptOutStore(redis).opt_out(phone)
+        await OptOutStore(redis).opt_out(f"sms:{phone}")
         msg = await outbox.submit(phone, outage(), PROACTIVE)
         assert (await outbox.get(msg))["state"] == "suppressed"
         reply = await outbox.submit(phone, renderer().text_messages("好的")[0], REPLY)
@@ -278,7 +278,7 @@ async def test_broadcast_applies_rules_per_number_and_batches_the_rest(redis, al
     base = random.randrange(10**8)
     opted, limited, c, d = (f"135{base + i:08d}" for i in range(4))
     try:
-        await OptOutStore(redis).opt_out(opted)
+        await OptOutStore(redis).opt_out(f"sms:{opted}")
         await outbox.submit(limited, outage(), PROACTIVE)  # used its 1/min budget
         before = len(aliyun_fake.sent)
         ids = await outbox.submit_many([opted, limited, c, d], outage(), PROACTIVE)
@@ -294,7 +294,7 @@ async def test_broadcast_applies_rules_per_number_and_batches_the_rest(redis, al
             assert await outbox.record_report(report) == "applied"
         assert [(await outbox.get(i))["state"] for i in ids[2:]] == ["delivered", "delivered"]
     finally:
-        await OptOutStore(redis).opt_in(opted)
+        await OptOutStore(redis).opt_in(f"sms:{opted}")
         await outbox.sender.close()
 
 
@@ -486,7 +486,7 @@ async def test_verification_code_goes_at_night_despite_opt_out_and_expires_unsen
     clock = Clock(NIGHT)
     outbox = make_outbox(redis, aliyun_fake, clock, {**LIMITS, "reply": (RateLimit(1, 3600),)})
     try:
-        await OptOutStore(redis).opt_out(phone)
+        await OptOutStore(redis).opt_out(f"sms:{phone}")
         code = renderer().of_kind("verification_code", {"code": "482913", "minutes": 5})
         assert code.expires_in == 300
         sent = await outbox.submit(phone, code, SYSTEM)
@@ -501,7 +501,7 @@ async def test_verification_code_goes_at_night_despite_opt_out_and_expires_unsen
         assert state["state"] == "failed" and state["error_code"] == "expired"
         assert len(sent_to(aliyun_fake, phone)) == 1
     finally:
-        await OptOutStore(redis).opt_in(phone)
+        await OptOutStore(redis).opt_in(f"sms:{phone}")
         await outbox.sender.close()
 
 

@@ -8,12 +8,12 @@ import pytest
 
 from channels.messages import Button, Notice, Reply
 from channels.options import OptionMemory
+from channels.optout import OptOutStore
 from channels.wechat.adapter import (
     WINDOW_SECONDS, WeChatAdapter, last_seen_key, record_interaction, undeliverable_key)
 from channels.wechat.api import WeChatApi
 from channels.wechat.config import WeChatConfig
 from channels.wechat.templates import WeChatTemplates
-from channels.wechat.webhook import optout_key
 
 NOW = 1_795_000_000.0  # pinned clock (2026-11-18)
 CS = "/cgi-bin/message/custom/send"
@@ -136,7 +136,7 @@ async def test_43004_not_following_is_skipped_and_stops_proactive_messages(make_
     wechat_api.refuse_user(user, 43004)
     result = await adapter.send(user, [Reply("您好")], "reply")
     assert (result.status, result.reason) == ("skipped", "not_following")
-    assert await redis.exists(optout_key(user)) == 1
+    assert await OptOutStore(redis).is_opted_out(f"wechat:{user}")
     notice = await adapter.send(user, Notice("outage_notice", OUTAGE), "notice")
     assert (notice.status, notice.reason) == ("skipped", "not_following")
     assert wechat_api.templates_to(user) == []

@@ -11,7 +11,7 @@ import pytest
 from channels.options import options_key
 from channels.wechat.adapter import record_interaction, undeliverable_key
 from channels.optout import OptOutStore
-from channels.wechat.webhook import optout_key, template_status_key
+from channels.wechat.webhook import template_status_key
 from channels.wechat import texts
 from tests.channels.wechat.conftest import AES_KEY, NEW_AES_KEY
 from tests.channels.rasa_fake import LONG_SENTENCE
@@ -272,8 +272,8 @@ async def test_token_expiring_mid_run_and_api_failures_of_each_kind(make_gateway
     assert api.calls.count(("/cgi-bin/message/custom/send", 45015)) == 1   # no retry loop
     assert (await redis.hget(undeliverable_key(users[3]), "errcode")) == b"45015"
     assert (await redis.hget(undeliverable_key(users[4]), "errcode")) == b"48002"
-    assert await redis.exists(optout_key(users[4])) == 1
-    assert await redis.exists(optout_key(users[3])) == 0
+    assert await OptOutStore(redis).is_opted_out(f"wechat:{users[4]}")
+    assert not await OptOutStore(redis).is_opted_out(f"wechat:{users[3]}")
 
 
 # --- burst ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
@@ -103,6 +104,17 @@ async def metrics_view(_request: web.Request) -> web.Response:
     return response
 
 
+@web.middleware
+async def refuse_undecodable_bodies(request: web.Request, handler) -> web.StreamResponse:
+    """A body that does not decode as its declared Content-Encoding (``gzip`` over plain bytes)
+    is the client's error: 400 and a log line, not a 500 with a traceback."""
+    try:
+        return await handler(request)
+    except RequestPayloadError as exc:
+        log.warning("%s %s refused: body does not decode (%s)", request.method, request.path, exc)
+        return web.Response(status=400, text="bad request")
+
+
 def create_app(config: GatewayConfig) -> web.Application:
     """Build the customer-facing gateway: Redis client, Rasa client and router (cleanup
     contexts) and every channel's routes (web chat, WeChat, SMS). Health and metrics are on
@@ -110,7 +122,7 @@ def create_app(config: GatewayConfig) -> web.Application:
     if not config.redis_url:
         raise ConfigError("REDIS_URL is required by create_app (python -m channels starts an "
                           "embedded Redis when it is unset)")
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[refuse_undecodable_bodies])
     app[CONFIG_KEY] = config
     # Order matters: channels' own cleanup contexts (appended by setup) use the Redis client
     # and the router, so these two come first.

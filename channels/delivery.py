@@ -14,12 +14,16 @@ here, once, in this order:
    ``DELIVERY_RATE_LIMITS``): a reply or agent message over it is ``queued`` until the budget
    allows (never dropped: the customer waits for it); a notice over it is ``skipped``
    ``rate_limited`` with ``when`` = when the budget would allow one, because a notice's value
-   decays (an outage notice, a one-time code) and the sender is better placed to decide;
+   decays (an outage notice) and the sender is better placed to decide;
 5. per-conversation ordering: a lock per conversation in Redis (and a FIFO lock in this
    process), with a bounded wait, held around the adapter's send, so two gateway instances
    delivering to one conversation never interleave; still busy after the wait → ``failed``
    ``conversation_busy`` (retry helps);
 6. the adapter's ``send``, bounded by a timeout.
+
+A transactional notice (kind in :data:`channels.messages.TRANSACTIONAL_KINDS`: a one-time
+code the customer has just asked for) skips steps 2 to 4: opt-out does not stop it, quiet hours
+do not hold it and it uses no notice budget (its sender caps it); it is still ordered (5).
 
 It never raises for a channel or Redis failure: the result is ``failed`` with a reason and
 whether a retry may help, plus a log line and a metric. Every call ends in one masked log line
@@ -178,6 +182,8 @@ class Deliverer:
     async def _gate_and_send(self, adapter: ChannelAdapter, conversation_id: str, user_id: str,
                              content: Content, purpose: Purpose, attempt: int) -> DeliveryResult:
         now = self._clock()
+        if purpose == "notice" and content.transactional:
+            return await self._send(adapter, conversation_id, user_id, content, purpose)
         if purpose == "notice":
             if await self.optouts.is_opted_out(conversation_id):
                 return DeliveryResult("skipped", "opted_out")
@@ -194,6 +200,11 @@ class Deliverer:
                     return DeliveryResult("skipped", "rate_limited", when=when)
                 return await self._schedule(conversation_id, content, purpose, when,
                                             "rate_limited", attempt)
+        return await self._send(adapter, conversation_id, user_id, content, purpose)
+
+    async def _send(self, adapter: ChannelAdapter, conversation_id: str, user_id: str,
+                    content: Content, purpose: Purpose) -> DeliveryResult:
+        """The adapter's send in the conversation's turn, bounded by the send timeout."""
         try:
             async with self._turn(conversation_id):
                 try:

@@ -49,6 +49,10 @@ Purpose = Literal["reply", "agent", "notice"]
 PURPOSES: tuple[Purpose, ...] = ("reply", "agent", "notice")
 
 
+# Notices the customer has just asked for (a one-time code): transactional, not marketing.
+TRANSACTIONAL_KINDS = frozenset({"verification_code"})
+
+
 @dataclass(frozen=True)
 class Notice:
     """A proactive message of a known ``kind`` (e.g. ``outage_notice`` with area, start, end
@@ -58,6 +62,12 @@ class Notice:
     kind: str
     params: dict[str, str] = field(default_factory=dict)
     urgent: bool = False
+
+    @property
+    def transactional(self) -> bool:
+        """Asked for by the customer (:data:`TRANSACTIONAL_KINDS`): opt-out, quiet hours and
+        the notice budget do not apply (see :mod:`channels.delivery`)."""
+        return self.kind in TRANSACTIONAL_KINDS
 
 
 DeliveryStatus = Literal["sent", "queued", "skipped", "failed"]

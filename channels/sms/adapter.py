@@ -6,7 +6,8 @@
 - ``notice``: the approved template of the notice's kind with its parameters, or the
   ``fallback`` template (pointing to 网上国网, the WeChat account and 95598) when that kind is not
   approved or a parameter is missing, submitted as a proactive SMS (``urgent`` passed on);
-  one-time codes (``verification_code``) go as system messages, never replaced by the fallback.
+  transactional notices (one-time codes, ``verification_code``) go as system messages, never
+  replaced by the fallback.
 
 The outbox's state right after submitting becomes the result: sent; queued (with the time it
 may go); suppressed → skipped; failed → failed (the outbox already retried what could be).
@@ -20,12 +21,11 @@ from channels.messages import DeliveryResult, Notice, Purpose, Reply
 from channels.options import OptionMemory
 from channels.sms.outbox import PROACTIVE, REPLY, SYSTEM, Outbox
 from channels.sms.phones import mask
-from channels.sms.templates import FALLBACK, VERIFICATION_CODE, OutgoingSms, SmsRenderer
+from channels.sms.templates import FALLBACK, OutgoingSms, SmsRenderer
 
 log = logging.getLogger("channels.sms")
 
 CHANNEL = "sms"
-SYSTEM_KINDS = frozenset({VERIFICATION_CODE})  # asked for by the customer: no opt-out, no quiet hours
 _RANK = {"sent": 0, "queued": 1, "skipped": 2, "failed": 3}
 
 
@@ -73,7 +73,7 @@ class SmsAdapter:
 
     async def _notice(self, phone: str, notice: Notice) -> DeliveryResult:
         sms = self._notice_sms(notice)
-        if notice.kind in SYSTEM_KINDS:
+        if notice.transactional:  # asked for by the customer: no opt-out, no quiet hours
             if sms is None:
                 log.error("sms: no approved %r template; %s gets no code", notice.kind, mask(phone))
                 return DeliveryResult("failed", "no_template")

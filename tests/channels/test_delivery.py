@@ -307,6 +307,37 @@ async def test_rate_limits_queue_replies_and_skip_notices(make_deliverer, record
     assert (await channel.sent())[-1] == "第二条"
 
 
+async def test_a_one_time_code_ignores_opt_out_quiet_hours_and_the_notice_budget(
+        make_deliverer, recording, clock):
+    channel = recording()
+    deliverer = make_deliverer(channel, rate_limits={("*", "notice"): (Rate(1, 3600),)})
+    code = Notice("verification_code", {"code": "864213"})   # not marked urgent by its sender
+    await deliverer.optouts.opt_out("rec:u1")
+    clock.now = NIGHT
+    for _ in range(3):
+        assert await deliverer.deliver("rec:u1", code, "notice") == DeliveryResult("sent")
+    assert await channel.sent() == ["verification_code"] * 3
+    # The other notices still obey all three rules.
+    assert await deliverer.deliver("rec:u1", OUTAGE, "notice") == DeliveryResult("skipped",
+                                                                                "opted_out")
+    assert (await deliverer.deliver("rec:u2", OUTAGE, "notice")).reason == "quiet_hours"
+    clock.now = DAY
+    assert (await deliverer.deliver("rec:u3", OUTAGE, "notice")).status == "sent"
+    assert (await deliverer.deliver("rec:u3", OUTAGE, "notice")).reason == "rate_limited"
+
+
+async def test_a_one_time_code_keeps_its_place_in_the_conversation(make_deliverer, recording):
+    channel = recording()
+    first, second = make_deliverer(channel), make_deliverer(channel)
+    channel.delay = 0.05
+    await asyncio.gather(
+        first.deliver("rec:u1", [Reply("请查收验证码"), Reply("五分钟内有效")], "reply"),
+        second.deliver("rec:u1", Notice("verification_code", {"code": "864213"}), "notice"))
+    sent = await channel.sent()
+    assert sent in (["请查收验证码", "五分钟内有效", "verification_code"],
+                    ["verification_code", "请查收验证码", "五分钟内有效"])
+
+
 async def test_scheduled_transient_failures_are_retried_then_given_up(make_deliverer, recording,
                                                                       clock):
     channel = recording()

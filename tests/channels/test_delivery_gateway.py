@@ -133,3 +133,21 @@ async def test_legacy_opt_outs_are_honoured_after_a_gateway_start(fakes, redis, 
     assert await redis.hexists("pd:sms:optout", phone) == 0
     assert wechat.templates_to(openid) == []
     assert [s for s in sms.sent if s["phone"] == phone] == []
+
+
+async def test_an_opted_out_number_still_gets_the_code_it_asked_for(gateway, fakes, redis):
+    _, sms = fakes
+    phone = f"136{secrets.randbelow(10**8):08d}"
+    await gateway[DELIVERER_KEY].optouts.opt_out(f"sms:{phone}")   # 退订 earlier
+    entry = await redis.xadd(STREAM, {
+        "conversation_id": f"sms:{phone}", "purpose": "notice", "kind": "verification_code",
+        "params": json.dumps({"code": "864213"}), "urgent": "0",
+        "requested_by": "action_send_verification_code"})
+
+    async def recorded() -> bool:
+        return bool(await redis.exists(RESULT_PREFIX + entry.decode()))
+
+    await eventually(recorded)
+    assert await redis.hget(RESULT_PREFIX + entry.decode(), "status") == b"sent"
+    assert [(s["template"], s["params"]) for s in sms.sent if s["phone"] == phone] == [
+        ("SMS_900000009", {"code": "864213"})]

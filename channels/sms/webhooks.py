@@ -226,7 +226,9 @@ class SmsWebhooks:
         for item in items:
             try:
                 report = parse(item)
-            except (TypeError, ValueError, KeyError):
+                if report is not None:  # id and code go to Redis: UTF-8 only, no lone surrogates
+                    (report.provider_id + report.code).encode("utf-8")
+            except (TypeError, ValueError, KeyError):  # UnicodeEncodeError is a ValueError
                 report = None
             if report is None:
                 log.warning("sms %s report item skipped: malformed", provider)

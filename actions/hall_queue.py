@@ -268,7 +268,7 @@ class ActionQueueLookup(BackendAction):
         if len(halls) == 1:
             await self._hall_queue(dispatcher, services, catalog, halls[0], bt)
             return [SlotSet("hall", halls[0].name)]
-        await self._overview(dispatcher, services, catalog, halls or await catalog.halls(), bt, tracker)
+        await self._overview(dispatcher, services, catalog, halls or await catalog.halls(), bt)
         return []
 
     async def _numbered_tickets(self, dispatcher, tracker, services, catalog, numbers, halls) -> None:
@@ -354,7 +354,7 @@ class ActionQueueLookup(BackendAction):
             buttons=buttons(("远程取号", "/take_number"), ("查其他营业厅", "/queue_lookup")),
         )
 
-    async def _overview(self, dispatcher, services, catalog, halls, bt, tracker) -> None:
+    async def _overview(self, dispatcher, services, catalog, halls, bt) -> None:
         if bt is not None:
             halls = [h for h in halls if bt.code in h.business_types]
         halls = sorted(halls, key=lambda h: not h.open_now)  # open halls first

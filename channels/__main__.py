@@ -13,11 +13,13 @@ from pathlib import Path
 
 from aiohttp import web
 
+from channels.app import create_admin_app, create_app, serve_admin
 from channels.config import ConfigError, GatewayConfig
 
 
 def main() -> int:
-    """Validate the configuration, start Redis if needed, serve until SIGINT/SIGTERM."""
+    """Validate the configuration (every channel's included), start Redis if needed, serve
+    until SIGINT/SIGTERM."""
     try:
         config = GatewayConfig.from_env()
     except ConfigError as exc:
@@ -40,13 +42,7 @@ def main() -> int:
         config = replace(config, redis_url=embedded.start())
         log.info("REDIS_URL not set: embedded redis-server at %s", config.redis_url)
     try:
-        from channels.app import create_admin_app, create_app, serve_admin
-
-        try:
-            app = create_app(config)  # channels validate their own settings in setup()
-        except ConfigError as exc:
-            print(f"gateway configuration error: {exc}", file=sys.stderr)
-            return 2
+        app = create_app(config)
         app.cleanup_ctx.append(serve_admin(create_admin_app(app), config.admin_host,
                                            config.admin_port))
         web.run_app(app, host=config.host, port=config.port,

@@ -16,17 +16,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
+from channels import sms, webchat, wechat
 from channels.config import ConfigError, GatewayConfig
+from channels.delivery import setup_delivery
+from channels.keys import CONFIG_KEY, GATEWAY_APP_KEY, RASA_KEY, REDIS_KEY, ROUTER_KEY
 from channels.rasa_client import RasaClient
 from channels.router import ConversationRouter
 
-log = logging.getLogger(__name__)
+__all__ = ["CONFIG_KEY", "RASA_KEY", "REDIS_KEY", "ROUTER_KEY", "create_admin_app", "create_app",
+           "gateway_redis", "serve_admin"]
 
-CONFIG_KEY = web.AppKey("gateway_config", GatewayConfig)
-REDIS_KEY = web.AppKey("gateway_redis", Redis)
-RASA_KEY = web.AppKey("gateway_rasa", RasaClient)
-ROUTER_KEY = web.AppKey("gateway_router", ConversationRouter)
-GATEWAY_APP_KEY = web.AppKey("gateway_app", web.Application)  # on the admin app
+log = logging.getLogger(__name__)
 
 # Requests other than socket.io carry small JSON/XML bodies; socket.io has its own limit.
 MAX_BODY_BYTES = 1024 * 1024
@@ -128,13 +128,9 @@ def create_app(config: GatewayConfig) -> web.Application:
     # and the router, so these two come first.
     app.cleanup_ctx.append(_redis_context)
     app.cleanup_ctx.append(_router_context)
-
-    from channels import sms, webchat, wechat
-    from channels.delivery import setup_delivery
-
     webchat.setup(app, config)
-    wechat.setup(app, config)
-    sms.setup(app, config)
+    wechat.setup(app, config.wechat)
+    sms.setup(app, config.sms, config.trusted_proxies)
     setup_delivery(app, config)  # after the channels: the outbound path (channels.delivery)
     return app
 

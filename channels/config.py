@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time
 from urllib.parse import urlsplit
 
@@ -11,12 +11,13 @@ from integrations.config import REDIS_SOCKET_TIMEOUT_DEFAULT, REDIS_SOCKET_TIMEO
 from zoneinfo import ZoneInfo
 
 from channels.client_address import Network, parse_networks
+from channels.config_error import ConfigError
 from channels.quiet_hours import parse_window
+from channels.sms.config import SmsConfig
+from channels.wechat.config import WeChatConfig
 from integrations.rate_limit import Rate, parse_rate
 
-
-class ConfigError(ValueError):
-    """An environment variable has a value the gateway cannot run with."""
+__all__ = ["ConfigError", "GatewayConfig"]
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -121,7 +122,9 @@ def _delivery_rate_limits(env: Mapping[str, str], default: str) -> DeliveryRateL
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    """Everything the gateway core needs; channels read their own ``<CHANNEL>_*`` variables.
+    """Everything the gateway needs, the channels' own settings included (``wechat``: the
+    WECHAT_* variables, see :class:`~channels.wechat.config.WeChatConfig`; ``sms``: the SMS_*
+    ones, see :class:`~channels.sms.config.SmsConfig`), read and validated once at start.
 
     Environment variables (defaults in brackets):
     GATEWAY_HOST [127.0.0.1], GATEWAY_PORT [8000], GATEWAY_ADMIN_HOST [127.0.0.1] and
@@ -172,6 +175,8 @@ class GatewayConfig:
     delivery_quiet_hours: tuple[time, time] | None = (time(21, 0), time(8, 0))
     delivery_rate_limits: DeliveryRateLimits = ((("*", "notice"), (Rate(5, 3600), Rate(10, 86400))),)
     webchat_outbox_ttl_seconds: int = 7 * 86400
+    wechat: WeChatConfig = field(default_factory=WeChatConfig)
+    sms: SmsConfig = field(default_factory=SmsConfig)
 
     @property
     def lock_ttl_seconds(self) -> float:
@@ -180,7 +185,8 @@ class GatewayConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "GatewayConfig":
-        """Read and validate the GATEWAY_*, REDIS_URL and RASA_* variables."""
+        """Read and validate every gateway variable, the channels' included; a bad value
+        raises :class:`ConfigError` (one line, naming the variable)."""
         env = os.environ if env is None else env
         origins_raw = env.get("GATEWAY_CORS_ORIGINS", "").strip()
         origins = tuple(o.strip().rstrip("/") for o in origins_raw.split(",") if o.strip())
@@ -220,4 +226,6 @@ class GatewayConfig:
             delivery_rate_limits=_delivery_rate_limits(env, "notice=5/h,10/day"),
             webchat_outbox_ttl_seconds=_int(env, "WEBCHAT_OUTBOX_TTL_SECONDS", 7 * 86400, 60,
                                             90 * 86400),
+            wechat=WeChatConfig.from_env(env),
+            sms=SmsConfig.from_env(env),
         )

@@ -48,17 +48,21 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from redis.exceptions import LockError, RedisError
 
 from channels import metrics
+from channels.keys import DELIVERER_KEY, REDIS_KEY, SMS_RUNTIME, WECHAT_CHANNEL
 from channels.messages import PURPOSES, Button, ChannelAdapter, DeliveryResult, Notice, Purpose, Reply
 from channels.optout import OptOutStore
 from channels.quiet_hours import QuietHours
 from channels.router import log_id
 from integrations.rate_limit import Bucket, Rate, TokenBuckets
+
+if TYPE_CHECKING:  # channels.config loads the channels' settings, whose packages use this module
+    from channels.config import GatewayConfig
 
 log = logging.getLogger(__name__)
 
@@ -337,10 +341,10 @@ class Deliverer:
                 detail)
 
 
-DELIVERER_KEY = web.AppKey("deliverer", Deliverer)
+__all__ = ["DELIVERER_KEY", "Deliverer", "setup_delivery"]
 
 
-def setup_delivery(app: web.Application, config: Any) -> None:
+def setup_delivery(app: web.Application, config: GatewayConfig) -> None:
     """Give ``app`` its :class:`Deliverer` (``app[DELIVERER_KEY]``) once it starts: the opt-out
     store (the legacy stores migrated into it first), quiet hours and rate limits from
     ``config`` (GatewayConfig), the adapters of the web chat and of the WeChat and SMS channels
@@ -348,7 +352,6 @@ def setup_delivery(app: web.Application, config: Any) -> None:
     requests stream. Call after every channel's ``setup``."""
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
-        from channels.app import REDIS_KEY
         from channels.outbound_requests import OutboundRequests
         from channels.webchat_outbox import WebChatAdapter
 
@@ -384,9 +387,6 @@ def setup_delivery(app: web.Application, config: Any) -> None:
 def _running_channel_adapters(app: web.Application) -> list[ChannelAdapter]:
     """The adapters of the WeChat and SMS channels that are enabled and started (their cleanup
     contexts run before this one's)."""
-    from channels.sms import SMS_RUNTIME
-    from channels.wechat import WECHAT_CHANNEL
-
     wechat, sms = app.get(WECHAT_CHANNEL), app.get(SMS_RUNTIME)
     adapters = []
     if wechat is not None and wechat.responder is not None:

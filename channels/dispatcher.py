@@ -164,6 +164,10 @@ class Dispatcher:
         return bool(await self._redis.eval(_ENQUEUE, len(keys), *keys, json.dumps(job, ensure_ascii=False),
                                            user, self._queue_ttl_ms, once_ttl_seconds))
 
+    async def has_work(self, user: str) -> bool:
+        """Are jobs of ``user`` queued or being processed, on any instance?"""
+        return bool(await self._redis.sismember(self.active_key, user))
+
     async def start(self) -> None:
         """Create the consumer group if needed and start reading announcements."""
         try:

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import LockError, RedisError
 
 from channels import metrics
+from channels.keyed_lock import Held, KeyedLocks
 from channels.messages import Button, Message, Reply
 from channels.rasa_client import RasaClient, RasaUnavailable
 from integrations.masking import log_conversation_id
@@ -88,7 +89,7 @@ class ConversationRouter:
         self.max_message_chars = max_message_chars
         self._lock_wait = lock_wait_seconds
         self._lock_ttl = lock_ttl_seconds
-        self._local: dict[str, list[Any]] = {}  # conversation id -> [asyncio.Lock, users]
+        self._local = KeyedLocks()
         self._releasing: set[asyncio.Task] = set()
 
     async def close(self) -> None:
@@ -153,49 +154,35 @@ class ConversationRouter:
         lock is only freed after that, so the conversation's next message still waits for it.
         """
         started = time.perf_counter()
-        entry = self._local.setdefault(conversation_id, [asyncio.Lock(), 0])
-        entry[1] += 1
-        handed_off = False
         try:
-            try:
-                await asyncio.wait_for(entry[0].acquire(), self._lock_wait)
-            except asyncio.TimeoutError:
-                raise TurnTimeout(conversation_id) from None
-            try:
-                remaining = max(0.0, self._lock_wait - (time.perf_counter() - started))
-                lock = await self._acquire_shared(conversation_id, remaining)
-            except BaseException:
-                entry[0].release()
-                raise
-            metrics.LOCK_WAIT.observe(time.perf_counter() - started)
-            try:
-                yield
-            finally:
-                if lock is None:
-                    entry[0].release()
-                else:
-                    handed_off = True
-                    task = asyncio.create_task(self._release(lock, entry, conversation_id))
-                    self._releasing.add(task)
-                    task.add_done_callback(self._releasing.discard)
+            held = await self._local.acquire(conversation_id, self._lock_wait)
+        except asyncio.TimeoutError:
+            raise TurnTimeout(conversation_id) from None
+        try:
+            remaining = max(0.0, self._lock_wait - (time.perf_counter() - started))
+            lock = await self._acquire_shared(conversation_id, remaining)
+        except BaseException:
+            held.release()
+            raise
+        metrics.LOCK_WAIT.observe(time.perf_counter() - started)
+        try:
+            yield
         finally:
-            if not handed_off:
-                self._forget(entry, conversation_id)
+            if lock is None:
+                held.release()
+            else:
+                task = asyncio.create_task(self._release(lock, held))
+                self._releasing.add(task)
+                task.add_done_callback(self._releasing.discard)
 
-    async def _release(self, lock: Any, entry: list[Any], conversation_id: str) -> None:
+    async def _release(self, lock: Any, held: Held) -> None:
         try:
             await lock.release()
         except (LockError, RedisError) as exc:
             # Expired (held longer than its TTL) or Redis gone: the lock frees itself anyway.
             log.warning("conversation lock release failed (%s)", type(exc).__name__)
         finally:
-            entry[0].release()
-            self._forget(entry, conversation_id)
-
-    def _forget(self, entry: list[Any], conversation_id: str) -> None:
-        entry[1] -= 1
-        if entry[1] == 0 and self._local.get(conversation_id) is entry:
-            del self._local[conversation_id]
+            held.release()
 
     async def _acquire_shared(self, conversation_id: str, wait: float) -> Any:
         """The Redis lock of the conversation, or None when Redis itself failed (degraded)."""

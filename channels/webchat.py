@@ -37,6 +37,8 @@ from prometheus_client import Counter
 from channels import metrics
 from channels.client_address import Network, client_address
 from channels.config import GatewayConfig
+from channels.keyed_lock import KeyedLocks
+from channels.keys import REDIS_KEY, ROUTER_KEY, WEBCHAT_KEY
 from channels.messages import Message, Reply
 from channels.router import log_id
 from integrations.rate_limit import Bucket, TokenBuckets, address_key
@@ -103,12 +105,6 @@ def _custom_data(data: dict[str, Any]) -> dict[str, Any] | None:
     return value
 
 
-def _app_key(name: str) -> Any:
-    from channels import app  # channels.app imports this module
-
-    return getattr(app, name)
-
-
 def socket_client_address(environ: dict, trusted: tuple[Network, ...]) -> str:
     """The client address of a socket.io connection. engine.io's aiohttp driver puts the
     request in the environ (its REMOTE_ADDR is a constant, never the peer); other drivers
@@ -140,7 +136,10 @@ class WebChat:
                                         logger=False, engineio_logger=False)
         self.app: web.Application | None = None  # set by setup()
         self.outbox: Any = None  # channels.webchat_outbox.WebOutbox, set by setup()
-        self._turns: dict[str, list[Any]] = {}  # session id -> [asyncio.Lock, users]
+        # A session's turn covers the router call and the delivery of its answer: the router's
+        # own turn ends when Rasa has answered, so without this one a session's next answer
+        # could go out before the previous one (and a refusal could overtake an earlier answer).
+        self._turns = KeyedLocks()
         self._transport_tasks: set[asyncio.Task] = set()
         self._buckets: TokenBuckets | None = None  # built on first use, once Redis exists
         self._limit_logged_at = float("-inf")
@@ -203,29 +202,23 @@ class WebChat:
         message = Message(CHANNEL, session_id, text, meta=meta)
         # One message of a session at a time in this process, FIFO, emit included, so the
         # replies reach the browser in the order the customer typed.
-        entry = self._turns.setdefault(session_id, [asyncio.Lock(), 0])
-        entry[1] += 1
         try:
-            if entry[1] > self.config.webchat_max_pending:
+            if self._turns.users(session_id) >= self.config.webchat_max_pending:
                 await self._refuse(sid, "pending", message, address)
                 return
-            async with entry[0]:
+            async with await self._turns.acquire(session_id):
                 # Inside the turn, so a refusal keeps its place among the session's replies.
                 limit = await self._over_budget(message, address)
                 if limit:
                     await self._refuse(sid, limit, message, address)
                     return
-                replies = await self.app[_app_key("ROUTER_KEY")].handle(message)
+                replies = await self.app[ROUTER_KEY].handle(message)
                 for reply in replies:
                     for event in bot_uttered_events(reply):
                         await self.sio.emit("bot_uttered", event, room=session_id)
         except Exception:  # noqa: BLE001 - a broken socket must not take the server down
             log.exception("web chat failed to answer a message")
             metrics.ERRORS.labels("webchat").inc()
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                self._turns.pop(session_id, None)
 
     async def _over_budget(self, message: Message, address: str) -> str | None:
         """Take a token from the session's and the address's buckets; the name of the budget
@@ -239,7 +232,7 @@ class WebChat:
         if not buckets:
             return None
         if self._buckets is None:
-            self._buckets = TokenBuckets(self.app[_app_key("REDIS_KEY")], "webchat")
+            self._buckets = TokenBuckets(self.app[REDIS_KEY], "webchat")
         verdict = await self._buckets.take(buckets)
         if verdict.degraded:
             metrics.ERRORS.labels("rate_limit").inc()
@@ -284,9 +277,6 @@ class WebChat:
             return await handler(request)
         finally:
             self._transport_tasks.discard(task)
-
-
-WEBCHAT_KEY = web.AppKey("webchat", WebChat)
 
 
 async def chat_page(_request: web.Request) -> web.FileResponse:

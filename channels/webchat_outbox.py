@@ -38,6 +38,7 @@ from redis.exceptions import LockError, RedisError
 
 from channels import metrics
 from channels.delivery import encode_content
+from channels.keys import REDIS_KEY
 from channels.messages import DeliveryResult, Notice, Purpose, Reply
 from channels.webchat import bot_uttered_events, valid_session_id
 from integrations.masking import mask_account
@@ -261,8 +262,6 @@ class WebOutbox:
 
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
         """aiohttp cleanup context: listen for wake-ups and keep presence while the app runs."""
-        from channels.app import REDIS_KEY
-
         self._redis = app[REDIS_KEY]
         workers = [asyncio.create_task(self._listen_forever()),
                    asyncio.create_task(self._refresh_forever())]

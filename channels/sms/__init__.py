@@ -1,24 +1,38 @@
 """The SMS channel of the gateway: two-way SMS over Aliyun or Tencent Cloud SMS.
 
-``setup(app, config)`` adds the four provider callbacks (``/sms/aliyun/up``,
-``/sms/aliyun/report``, ``/sms/tencent/up``, ``/sms/tencent/report``). When SMS_PROVIDER or its
-credentials are not set the channel is disabled: one log line at start, 503 on those paths, and
-the rest of the product runs as usual. Otherwise the templates file is read and checked at once
-(a bad one is a ConfigError, like a bad variable), and a cleanup context (after the gateway's
-Redis client and router exist) builds the sender, the outbox and its worker. On shutdown the
-worker finishes the message in hand (bounded by the provider timeout) before it is stopped.
+``setup(app, config, trusted_proxies)`` (``config``: the GatewayConfig's ``sms``) adds the four
+provider callbacks (``/sms/aliyun/up``, ``/sms/aliyun/report``, ``/sms/tencent/up``,
+``/sms/tencent/report``). When SMS_PROVIDER or its credentials are not set the channel is
+disabled: one log line at start, 503 on those paths, and the rest of the product runs as usual.
+Otherwise (the templates file was read and checked with the configuration) a cleanup context
+(after the gateway's Redis client and router exist) builds the sender, the outbox and its
+worker, and the per-number dispatcher (:mod:`channels.dispatcher`, namespace
+``pd:sms:dispatch``): the callbacks queue each inbound SMS on its number's queue and answer the
+provider at once, and whichever instance takes the number answers its messages one at a time,
+in order. On shutdown the dispatcher lets turns in progress finish (up to
+SMS_JOB_TIMEOUT_SECONDS) and the outbox worker finishes the message in hand (bounded by the
+provider timeout) before they are stopped.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
-
 from aiohttp import web
+from redis.asyncio import ConnectionPool, Redis
 
+from channels.client_address import Network
+from channels.dispatcher import Dispatcher
+from channels.keys import REDIS_KEY, ROUTER_KEY, SMS_RUNTIME
+from channels.optout import OptOutStore
+from channels.sms.channel import SmsChannel
 from channels.sms.config import SmsConfig
-from channels.sms.templates import TemplateBook
+from channels.sms.outbox import Outbox
+from channels.sms.providers import sender_from_config
+from channels.sms.quiet_hours import QuietHours
+from channels.sms.ratelimit import RateLimiter
+from channels.sms.templates import SmsRenderer, TemplateBook
+from channels.sms.webhooks import SmsWebhooks
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +47,14 @@ PATHS = {
 class SmsRuntime:
     """The channel inside one gateway app: webhooks, conversation logic, outbox and worker."""
 
-    def __init__(self, config: SmsConfig, book: TemplateBook | None = None,
-                 trusted_proxies: tuple = ()) -> None:
+    def __init__(self, config: SmsConfig, trusted_proxies: tuple[Network, ...] = ()) -> None:
         self.config = config
-        self.book = book
         self.trusted_proxies = trusted_proxies
-        self.channel: Any = None    # channels.sms.channel.SmsChannel once started
-        self.webhooks: Any = None   # channels.sms.webhooks.SmsWebhooks once started
-        self.outbox: Any = None     # channels.sms.outbox.Outbox once started
+        # Built when the app starts (they need its Redis client and router); None before.
+        self.channel: SmsChannel | None = None
+        self.webhooks: SmsWebhooks | None = None
+        self.outbox: Outbox | None = None
+        self.dispatcher: Dispatcher | None = None
 
     def handler(self, name: str):
         async def handle(request: web.Request) -> web.Response:
@@ -51,34 +65,28 @@ class SmsRuntime:
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: build everything on start, stop the worker on shutdown."""
-        from channels.optout import OptOutStore
-        from channels.sms.channel import SmsChannel
-        from channels.sms.outbox import Outbox
-        from channels.sms.providers import sender_from_config
-        from channels.sms.quiet_hours import QuietHours
-        from channels.sms.ratelimit import RateLimiter
-        from channels.sms.templates import SmsRenderer
-        from channels.sms.webhooks import SmsWebhooks
-
         cfg = self.config
-        book = self.book or TemplateBook.load(cfg.templates_file)
+        book = cfg.templates or TemplateBook.load(cfg.templates_file)
         unmapped = [kind for kind in ("generic_reply", "fallback", "optout_confirm",
                                       "optin_confirm") if book.get(kind, cfg.provider) is None]
         if unmapped:
             log.warning("sms: no %s template id in %s for %s: those SMS cannot be sent until "
                         "their approved ids are filled in", ", ".join(unmapped),
                         cfg.templates_file, cfg.provider)
-        redis, own_redis = _text_redis(_gateway_redis(app))
+        redis, own_redis = _text_redis(app[REDIS_KEY])
         sender = sender_from_config(cfg)
-        self.outbox = Outbox(
+        self.outbox = outbox = Outbox(
             redis, sender, QuietHours(cfg.quiet_hours, cfg.timezone),
             RateLimiter(redis, {"proactive": cfg.proactive_limits, "reply": cfg.reply_limits}),
             OptOutStore(redis), max_attempts=cfg.max_attempts)
         renderer = SmsRenderer(book, cfg.provider, cfg.sign_name, cfg.max_parts)
-        self.channel = SmsChannel(cfg, redis, _gateway_router(app), self.outbox, renderer)
-        self.webhooks = SmsWebhooks(cfg, redis, self.outbox, self.channel.handle_inbound,
-                                    self.trusted_proxies)
-        worker = asyncio.create_task(self.outbox.run_forever(cfg.poll_interval_seconds))
+        self.channel = channel = SmsChannel(cfg, redis, app[ROUTER_KEY], outbox, renderer)
+        self.dispatcher = dispatcher = Dispatcher(
+            redis, channel.handle_job, namespace=cfg.dispatch_namespace,
+            on_interrupted=channel.handle_interrupted, job_timeout_seconds=cfg.job_timeout_seconds)
+        await dispatcher.start()
+        self.webhooks = SmsWebhooks(cfg, redis, outbox, dispatcher, self.trusted_proxies)
+        worker = asyncio.create_task(outbox.run_forever(cfg.poll_interval_seconds))
         if not cfg.callback_token:
             log.warning("sms: SMS_CALLBACK_TOKEN is not set; every provider callback is refused")
         log.info("sms channel enabled: %s, sign 【%s】, templates %s", cfg.provider, cfg.sign_name,
@@ -86,56 +94,38 @@ class SmsRuntime:
         try:
             yield
         finally:
-            webhooks, self.webhooks = self.webhooks, None
-            self.outbox.stop()
+            self.webhooks = None
+            await dispatcher.stop()  # turns in progress may finish (grace ≥ the job timeout)
+            outbox.stop()
             try:  # a message cut off mid-send is sent again after its lease: let it finish
                 await asyncio.wait_for(worker, cfg.send_timeout_seconds + 5)
             except asyncio.TimeoutError:
                 log.warning("sms outbox worker did not stop in time; the message it held goes "
                             "out again after its lease")
-            await webhooks.drain()
             await sender.close()
             if own_redis:
                 await redis.aclose()
 
 
-SMS_RUNTIME = web.AppKey("sms_runtime", SmsRuntime)
+__all__ = ["SMS_RUNTIME", "SmsRuntime", "setup"]
 
 
-def _gateway_redis(app: web.Application) -> Any:
-    from channels.app import REDIS_KEY
-
-    return app[REDIS_KEY]
-
-
-def _gateway_router(app: web.Application) -> Any:
-    from channels.app import ROUTER_KEY
-
-    return app[ROUTER_KEY]
-
-
-def _text_redis(redis: Any) -> tuple[Any, bool]:
+def _text_redis(redis: Redis) -> tuple[Redis, bool]:
     """A client on the gateway's Redis that answers ``str``; (client, created here)."""
     kwargs = dict(redis.connection_pool.connection_kwargs)
     if kwargs.get("decode_responses"):
         return redis, False
-    from redis.asyncio import ConnectionPool, Redis
-
     kwargs["decode_responses"] = True
     pool = ConnectionPool(connection_class=redis.connection_pool.connection_class, **kwargs)
     return Redis(connection_pool=pool), True
 
 
-def setup(app: web.Application, config: Any = None) -> SmsRuntime:
-    """Register the SMS callbacks on ``app``; ``config`` is the GatewayConfig (its ``sms``
-    attribute is used when present, otherwise the SMS_* variables are read here; its
-    ``trusted_proxies`` decide whose X-Forwarded-For the callback allowlist believes). Raises
-    ConfigError for a bad SMS variable or templates file."""
-    sms_config = getattr(config, "sms", None)
-    if not isinstance(sms_config, SmsConfig):
-        sms_config = SmsConfig.from_env()
-    book = TemplateBook.load(sms_config.templates_file) if sms_config.enabled else None
-    runtime = SmsRuntime(sms_config, book, tuple(getattr(config, "trusted_proxies", ()) or ()))
+def setup(app: web.Application, sms_config: SmsConfig,
+          trusted_proxies: tuple[Network, ...] = ()) -> SmsRuntime:
+    """Register the SMS callbacks on ``app`` with the channel's settings (the GatewayConfig's
+    ``sms``, read and validated at start by :mod:`channels.config`); ``trusted_proxies``
+    (GATEWAY_TRUSTED_PROXIES) decide whose X-Forwarded-For the callback allowlist believes."""
+    runtime = SmsRuntime(sms_config, trusted_proxies)
     app[SMS_RUNTIME] = runtime
     for path, name in PATHS.items():
         app.router.add_post(path, runtime.handler(name))

@@ -6,12 +6,16 @@ answered here (confirmed once) and never reach the assistant. A number ("1", "ï¼
 remembered for ``SMS_OPTIONS_TTL_SECONDS``). The assistant's replies go out through
 :class:`~channels.sms.adapter.SmsAdapter` (approved templates, the outbox and its rules);
 proactive notices are sent through the same adapter by the delivery facade.
+
+Inbound SMS reach :meth:`SmsChannel.handle_job` through the SMS dispatcher
+(:mod:`channels.dispatcher`), one message of a number at a time across all gateway instances.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from channels import metrics
 from channels.messages import Message, Reply
 from channels.options import OptionMemory
 from channels.optout import OptOutStore
@@ -67,6 +71,28 @@ class SmsChannel:
             log.exception("sms %s: router failed", mask(phone))
             replies = [Reply(BUSY_TEXT)]
         await self.adapter.send(phone, list(replies or ()), "reply")
+
+    async def handle_job(self, phone: str, job: dict[str, Any]) -> None:
+        """The SMS dispatcher's handler: one queued inbound SMS (``{"text", "meta"}``)."""
+        await self.handle_inbound(phone, str(job.get("text", "")), dict(job.get("meta") or {}))
+
+    async def handle_interrupted(self, phone: str, job: dict[str, Any]) -> None:
+        """The SMS dispatcher's ``on_interrupted``: a message whose turn was cut short (its
+        instance died or stopped mid-turn) or failed or timed out.
+
+        An opt-out or opt-in word is handled again: it only writes the opt-out store, which is
+        idempotent. Any other message gets the busy reply, asking the customer to send it again,
+        and is not re-run: Rasa may already have acted on it (a ticket filed, a queue number
+        taken) and its answer may already be in the outbox, so a second run could repeat the
+        action or the answer; silence would leave an SMS customer, who sees no typing
+        indicator, waiting for nothing. The busy reply counts against SMS_REPLY_LIMITS."""
+        text = str(job.get("text", ""))
+        if keyword(text):
+            await self.handle_job(phone, job)
+            return
+        log.warning("sms %s: a turn was cut short; answered with the busy reply", mask(phone))
+        metrics.BUSY_REPLIES.labels(CHANNEL, "interrupted").inc()
+        await self.adapter.send(phone, [Reply(BUSY_TEXT)], "reply")
 
     async def _system(self, phone: str, kind: str, conversation_id: str) -> None:
         sms = self.renderer.of_kind(kind)

@@ -12,12 +12,13 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time
 from pathlib import Path
 
 from channels.client_address import Network, parse_networks
-from channels.config import ConfigError
+from channels.config_error import ConfigError
+from channels.sms.templates import TemplateBook
 
 PROVIDERS = ("aliyun", "tencent")
 DEFAULT_ALIYUN_ENDPOINT = "https://dysmsapi.aliyuncs.com"
@@ -122,6 +123,9 @@ class SmsConfig:
     options_ttl_seconds: int = 900
     max_parts: int = 3
     poll_interval_seconds: float = 1.0
+    job_timeout_seconds: float = 60.0
+    dispatch_namespace: str = "pd:sms:dispatch"
+    templates: TemplateBook | None = field(default=None, compare=False)
     missing: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -144,7 +148,9 @@ class SmsConfig:
         POWERDESK_TIMEZONE [Asia/Shanghai], SMS_QUIET_HOURS [21:00-08:00, "off" disables],
         SMS_PROACTIVE_LIMITS [1/min,5/h,10/day], SMS_REPLY_LIMITS [20/h],
         SMS_SEND_TIMEOUT_SECONDS [5], SMS_MAX_ATTEMPTS [5], SMS_OPTIONS_TTL_SECONDS [900],
-        SMS_MAX_PARTS [3].
+        SMS_MAX_PARTS [3], SMS_JOB_TIMEOUT_SECONDS [60: one inbound message's turn, Rasa and
+        the hand-over of the answer to the outbox included]. The templates file is read and
+        checked here when the channel is enabled (:class:`TemplateConfigError` when broken).
         """
         env = os.environ if env is None else env
         get = lambda name, default="": (env.get(name) or default).strip()  # noqa: E731
@@ -163,7 +169,7 @@ class SmsConfig:
                                  f"characters (got {len(callback_token)}); e.g. "
                                  "python -c 'import secrets; print(secrets.token_urlsafe(24))'")
         max_attempts = int(_number(env, "SMS_MAX_ATTEMPTS", 5))
-        return cls(
+        config = cls(
             provider=provider,
             sign_name=get("SMS_SIGN_NAME"),
             aliyun_access_key_id=get("ALIYUN_SMS_ACCESS_KEY_ID"),
@@ -186,5 +192,9 @@ class SmsConfig:
             max_attempts=max_attempts,
             options_ttl_seconds=int(_number(env, "SMS_OPTIONS_TTL_SECONDS", 900)),
             max_parts=int(_number(env, "SMS_MAX_PARTS", 3)),
+            job_timeout_seconds=_number(env, "SMS_JOB_TIMEOUT_SECONDS", 60.0),
             missing=missing,
         )
+        if config.enabled:
+            config = replace(config, templates=TemplateBook.load(config.templates_file))
+        return config

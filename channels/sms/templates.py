@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from channels.config import ConfigError
+from channels.config_error import ConfigError
 from channels.digits import ascii_int
 from channels.sms.segments import segment_count
 

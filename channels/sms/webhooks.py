@@ -19,11 +19,13 @@ vouched for by GATEWAY_TRUSTED_PROXIES; ``::ffff:a.b.c.d`` is a.b.c.d). Numbers 
 the items count only when written in ASCII digits; other items are skipped as malformed.
 
 Provider pushes are retried and may repeat or arrive out of order: uplinks are de-duplicated in
-Redis, reports are applied idempotently by time. Each uplink item is marked seen at the moment
-it is handed to its conversation (in send order), so when Redis fails part-way through a batch
-the push is answered with an error (the provider pushes it again), the items already handed on
-are duplicates on that retry and the others are handled then. The conversations run in the
-background (a provider waits a few seconds at most, the assistant may take longer).
+Redis, reports are applied idempotently by time. Each uplink item is queued on its number's
+queue of the SMS dispatcher (:mod:`channels.dispatcher`) and marked seen in the same atomic step
+(in send order), so when Redis fails part-way through a batch the push is answered with an error
+(the provider pushes it again), the items already queued are duplicates on that retry and the
+others are queued then. The provider is answered as soon as the items are queued (it waits a few
+seconds at most, the assistant may take longer); the dispatcher answers a number's messages one
+at a time, in order, on whichever gateway instance takes that number.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -43,6 +45,7 @@ from redis.exceptions import RedisError
 
 from channels.client_address import Network, address_in, client_address
 from channels.digits import ascii_int
+from channels.dispatcher import Dispatcher
 from channels.sms import metrics
 from channels.sms.config import SmsConfig
 from channels.sms.outbox import DeliveryReport, Outbox
@@ -81,16 +84,14 @@ def _text(value: Any) -> str | None:
 class SmsWebhooks:
     """The four callback handlers of one gateway instance."""
 
-    def __init__(self, config: SmsConfig, redis, outbox: Outbox,
-                 on_message: Callable[[str, str, dict[str, Any]], Awaitable[None]],
+    def __init__(self, config: SmsConfig, redis, outbox: Outbox, dispatcher: Dispatcher,
                  trusted_proxies: tuple[Network, ...] = ()) -> None:
         self.config = config
         self.trusted_proxies = trusted_proxies
         self.redis = redis
         self.outbox = outbox
-        self.on_message = on_message
-        self.tasks: set[asyncio.Task] = set()
-        self._tails: dict[str, asyncio.Task] = {}
+        self.dispatcher = dispatcher
+        self._queued: set[str] = set()  # numbers this instance queued messages for (drain())
         self._tz = ZoneInfo(config.timezone)
 
     # -- shared checks -------------------------------------------------------------------------
@@ -126,39 +127,27 @@ class SmsWebhooks:
             return _error(provider, 400, "expected a JSON array of objects")
         return body
 
-    async def _first_time(self, provider: str, identity: str) -> bool:
+    async def _queue(self, provider: str, phone: str, text: str, sent_at: str,
+                     identity: str) -> bool:
+        """Queue one uplink on its number's queue unless this push was queued before; True
+        when queued. Raises RedisError when Redis is unavailable."""
         digest = hashlib.sha256(identity.encode(errors="surrogatepass")).hexdigest()[:32]
-        return bool(await self.redis.set(f"pd:sms:seen:{provider}:{digest}", "1", nx=True,
-                                         ex=DEDUPE_TTL))
+        job = {"text": text, "meta": {"sent_at": sent_at, "provider": provider}}
+        queued = await self.dispatcher.enqueue(phone, job, once=f"{provider}:{digest}",
+                                               once_ttl_seconds=DEDUPE_TTL)
+        if queued:
+            self._queued.add(phone)
+        return queued
 
-    def _spawn(self, phone: str, text: str, meta: dict[str, Any]) -> None:
-        """Handle one message in the background, after the earlier ones of the same number
-        still running on this instance (the router's Redis lock then serialises the turns
-        across instances)."""
-        previous = self._tails.get(phone)
-
-        async def run() -> None:
-            if previous is not None:
-                await asyncio.gather(previous, return_exceptions=True)
-            try:
-                await self.on_message(phone, text, meta)
-            except Exception:  # noqa: BLE001 - one message must not stop the others
-                log.exception("sms inbound from %s failed", mask(phone))
-
-        task = asyncio.create_task(run())
-        self._tails[phone] = task
-        self.tasks.add(task)
-        task.add_done_callback(lambda t: self._done(phone, t))
-
-    def _done(self, phone: str, task: asyncio.Task) -> None:
-        self.tasks.discard(task)
-        if self._tails.get(phone) is task:
-            del self._tails[phone]
-
-    async def drain(self) -> None:
-        """Wait for the background conversations (shutdown, tests)."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+    async def drain(self, poll_seconds: float = 0.02) -> None:
+        """Wait until every number this instance queued messages for has been answered, on
+        whichever instance (tests)."""
+        while self._queued:
+            for phone in list(self._queued):
+                if not await self.dispatcher.has_work(phone):
+                    self._queued.discard(phone)
+            if self._queued:
+                await asyncio.sleep(poll_seconds)
 
     # -- uplink --------------------------------------------------------------------------------
     async def _uplink(self, provider: str, request: web.Request,
@@ -178,9 +167,10 @@ class SmsWebhooks:
         inbound.sort(key=lambda m: m[2])
         for phone, text, sent_at, identity in inbound:
             try:
-                first = await self._first_time(provider, f"up:{phone}:{identity}")
+                first = await self._queue(provider, phone, text, sent_at,
+                                          f"up:{phone}:{identity}")
             except STORE_ERRORS as exc:
-                # Everything before this item is handed on and marked; nothing from here is.
+                # Everything before this item is queued and marked; nothing from here is.
                 metrics.CALLBACKS.labels(provider, "up", "error").inc()
                 log.warning("sms %s uplink from %s not taken (Redis: %s); the provider will "
                             "push it again", provider, mask(phone), type(exc).__name__)
@@ -190,7 +180,6 @@ class SmsWebhooks:
                 metrics.CALLBACKS.labels(provider, "up", "duplicate").inc()
                 continue
             metrics.CALLBACKS.labels(provider, "up", "accepted").inc()
-            self._spawn(phone, text, {"sent_at": sent_at, "provider": provider})
         return web.json_response(ACK[provider])
 
     async def aliyun_up(self, request: web.Request) -> web.Response:

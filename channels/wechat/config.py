@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from channels.config import ConfigError
+from channels.config_error import ConfigError
 from channels.digits import ascii_decimal
 from channels.wechat.templates import DEFAULT_TEMPLATES_FILE, WeChatTemplates
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from channels.config import ConfigError
+from channels.config_error import ConfigError
 
 DEFAULT_TEMPLATES_FILE = Path(__file__).resolve().parents[2] / "bot" / "wechat_templates.yml"
 REPLY_KIND = "generic_reply"

@@ -65,7 +65,8 @@ async def test_redis_failing_mid_batch_loses_nothing_and_repeats_nothing(make_ga
                                                                          provider):
     gw = await make_gateway(provider)
     webhooks = gw.runtime().webhooks
-    webhooks.redis = RedisFailingOnce(webhooks.redis, "set", fail_at=2)  # the 2nd seen mark
+    # The 2nd item's queueing (its seen mark and its place in the number's queue: one step).
+    webhooks.dispatcher = RedisFailingOnce(webhooks.dispatcher, "enqueue", fail_at=2)
     batch = uplink_batch(provider, phone, ["第一条", "第二条", "第三条"], 20001)
     status, body = await gw.post(f"/sms/{provider}/up", batch)
     assert status == 503 and body == ({"code": 1, "msg": "temporarily unavailable, please retry"}

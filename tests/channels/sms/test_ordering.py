@@ -64,3 +64,12 @@ async def test_a_turn_cut_short_by_a_stopping_instance_is_answered_by_the_other(
     # to send it again, and the next message is answered as usual, after it.
     assert gw.texts(phone) == [BUSY_TEXT, "收到：第二条"]
     assert [c["message"] for c in gw.rasa.calls if c["sender"] == f"sms:{phone}"] == ["慢5", "第二条"]
+
+
+async def test_a_turn_that_times_out_gets_the_busy_reply_and_the_queue_goes_on(make_gateway, phone):
+    gw = await make_gateway("aliyun", SMS_JOB_TIMEOUT_SECONDS="1")
+    await gw.post("/sms/aliyun/up", uplink("aliyun", phone, "慢3", 0))
+    await gw.post("/sms/aliyun/up", uplink("aliyun", phone, "第二条", 1))
+    await gw.settle()
+    await wait_until(lambda: len(gw.texts(phone)) == 2, "the busy reply and the next answer")
+    assert gw.texts(phone) == [BUSY_TEXT, "收到：第二条"]

@@ -12,7 +12,9 @@
   var SESSION_KEY = "powerdesk.webchat.session_id";
   var ACTIVE_KEY = "powerdesk.webchat.last_active";  // ms since the epoch, of the last message sent
   var IDLE_LIMIT_MS = 30 * 24 * 60 * 60 * 1000;
-  var UNBIND_TEXT = "解绑户号";  // what the assistant understands as the unbind request
+  // The unbind request as the assistant's intent payload (no guessing by the language model).
+  var UNBIND_PAYLOAD = '/bind_account{"binding_option":"unbind"}';
+  var UNBIND_TEXT = "解绑户号";
   var messages = document.getElementById("messages");
   var form = document.getElementById("composer");
   var input = document.getElementById("input");
@@ -194,7 +196,7 @@
   });
 
   document.getElementById("unbind").addEventListener("click", function () {
-    send(UNBIND_TEXT, UNBIND_TEXT);
+    send(UNBIND_PAYLOAD, UNBIND_TEXT);
   });
 
   document.getElementById("end-session").addEventListener("click", function () {

@@ -114,8 +114,8 @@ async def test_unbind_button_sends_the_unbind_request(page, make_web_gateway, ra
     await page.click("#unbind")
     await page.wait_for_function("(n) => document.querySelectorAll('.msg.bot').length > n", arg=before)
     assert await page.locator(".msg.user").all_inner_texts() == ["解绑户号"]
-    # The text the assistant's unbind rule understands (nlu_data/train/bind_account.yml).
-    assert rasa_fake.received[f"web:{session_id}"] == ["解绑户号"]
+    # The unbind payload of the assistant (binding_option entity), not text left to the NLU.
+    assert rasa_fake.received[f"web:{session_id}"] == ['/bind_account{"binding_option":"unbind"}']
 
 
 async def test_end_session_forgets_the_session_and_clears_the_page(page, make_web_gateway, rasa_fake):

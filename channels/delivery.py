@@ -1,7 +1,8 @@
 """The one outbound path: ``Deliverer.deliver(conversation_id, content, purpose)``.
 
-Everything that sends to a customer (hand-off agents, broadcast notices, verification codes,
-replies that leave outside a live turn) calls :meth:`Deliverer.deliver`. Channel adapters
+Everything that sends to a customer (the answers of a live turn on every channel, hand-off
+agents, notices, verification codes) calls :meth:`Deliverer.deliver`; the channels get it as
+:func:`deliver_via` (``channels.messages.Deliver``). Channel adapters
 (:class:`channels.messages.ChannelAdapter`) only render and transport; the bookkeeping is done
 here, once, in this order:
 
@@ -22,8 +23,9 @@ here, once, in this order:
 6. the adapter's ``send``, bounded by a timeout.
 
 A transactional notice (kind in :data:`channels.messages.TRANSACTIONAL_KINDS`: a one-time
-code the customer has just asked for) skips steps 2 to 4: opt-out does not stop it, quiet hours
-do not hold it and it uses no notice budget (its sender caps it); it is still ordered (5).
+code, the confirmation of 退订/订阅: what the customer has just asked for) skips steps 2 to 4:
+opt-out does not stop it, quiet hours do not hold it and it uses no notice budget (its sender
+caps it); it is still ordered (5).
 
 It never raises for a channel or Redis failure: the result is ``failed`` with a reason and
 whether a retry may help, plus a log line and a metric. Every call ends in one masked log line
@@ -54,8 +56,9 @@ from aiohttp import web
 from redis.exceptions import LockError, RedisError
 
 from channels import metrics
-from channels.keys import DELIVERER_KEY, REDIS_KEY, SMS_RUNTIME, WECHAT_CHANNEL
-from channels.messages import PURPOSES, Button, ChannelAdapter, DeliveryResult, Notice, Purpose, Reply
+from channels.keys import DELIVERER_KEY, REDIS_KEY, SMS_RUNTIME, WEBCHAT_KEY, WECHAT_CHANNEL
+from channels.messages import (PURPOSES, Button, ChannelAdapter, Deliver, DeliveryResult, Notice,
+                               Purpose, Reply)
 from channels.optout import OptOutStore
 from channels.quiet_hours import QuietHours
 from channels.router import log_id
@@ -210,7 +213,7 @@ class Deliverer:
                     content: Content, purpose: Purpose) -> DeliveryResult:
         """The adapter's send in the conversation's turn, bounded by the send timeout."""
         try:
-            async with self._turn(conversation_id):
+            async with self._turn(conversation_id, alone_if_redis_fails=purpose == "reply"):
                 try:
                     result = await asyncio.wait_for(adapter.send(user_id, content, purpose),
                                                     self._send_timeout)
@@ -294,9 +297,12 @@ class Deliverer:
             await asyncio.sleep(interval)
 
     @contextlib.asynccontextmanager
-    async def _turn(self, conversation_id: str) -> AsyncIterator[None]:
+    async def _turn(self, conversation_id: str,
+                    alone_if_redis_fails: bool = False) -> AsyncIterator[None]:
         """The conversation's delivery turn: FIFO in this process, exclusive across instances.
-        Its own lock, not the router's: a delivery must not wait for Rasa's answer."""
+        Its own lock, not the router's: a delivery must not wait for Rasa's answer. With
+        ``alone_if_redis_fails`` (an answer the customer is waiting for, like the router's busy
+        reply when Redis is down), a Redis failure leaves only this process's order."""
         started = time.monotonic()
         entry = self._local.setdefault(conversation_id, [asyncio.Lock(), 0])
         entry[1] += 1
@@ -310,15 +316,26 @@ class Deliverer:
                 lock = self._redis.lock(f"pd:delivery:turn:{conversation_id}",
                                         timeout=self._send_timeout + 5, sleep=0.01,
                                         blocking=True, blocking_timeout=remaining)
-                if not await lock.acquire():
+                try:
+                    acquired = await lock.acquire()
+                except (RedisError, OSError) as exc:
+                    if not alone_if_redis_fails:
+                        raise
+                    log.warning("delivery to %s: turn lock unavailable (%s); ordered in this "
+                                "instance only", log_id(conversation_id), type(exc).__name__)
+                    metrics.ERRORS.labels("delivery_lock").inc()
+                    lock = None
+                    acquired = True
+                if not acquired:
                     raise _Busy()
                 try:
                     yield
                 finally:
-                    try:
-                        await lock.release()
-                    except (LockError, RedisError) as exc:
-                        log.warning("delivery lock release failed (%s)", type(exc).__name__)
+                    if lock is not None:
+                        try:
+                            await lock.release()
+                        except (LockError, RedisError) as exc:
+                            log.warning("delivery lock release failed (%s)", type(exc).__name__)
             finally:
                 entry[0].release()
         finally:
@@ -346,10 +363,10 @@ __all__ = ["DELIVERER_KEY", "Deliverer", "setup_delivery"]
 
 def setup_delivery(app: web.Application, config: GatewayConfig) -> None:
     """Give ``app`` its :class:`Deliverer` (``app[DELIVERER_KEY]``) once it starts: the opt-out
-    store (the legacy stores migrated into it first), quiet hours and rate limits from
-    ``config`` (GatewayConfig), the adapters of the web chat and of the WeChat and SMS channels
-    when they are enabled, the scheduled-delivery worker and the consumer of the outbound
-    requests stream. Call after every channel's ``setup``."""
+    store (the legacy stores migrated into it before any notice goes), quiet hours and rate
+    limits from ``config`` (GatewayConfig), the adapters of the web chat and of the WeChat and
+    SMS channels when they are enabled, the scheduled-delivery worker and the consumer of the
+    outbound requests stream. Call after every channel's ``setup``."""
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         from channels.outbound_requests import OutboundRequests
@@ -357,18 +374,20 @@ def setup_delivery(app: web.Application, config: GatewayConfig) -> None:
 
         redis = app[REDIS_KEY]
         optouts = OptOutStore(redis)
-        try:
+        deliverer = Deliverer(redis, optouts,
+                              QuietHours(config.delivery_quiet_hours, config.timezone),
+                              config.delivery_rate_limits)
+        webchat = app.get(WEBCHAT_KEY)  # its sockets: the web adapter's fast path
+        deliverer.register(WebChatAdapter(redis, config.webchat_outbox_ttl_seconds,
+                                          local=webchat.outbox if webchat else None))
+        for adapter in _running_channel_adapters(app):
+            deliverer.register(adapter)
+        app[DELIVERER_KEY] = deliverer  # set first: the channels' workers already answer
+        try:  # before the first notice: the legacy stores' opt-outs must hold
             await optouts.migrate()
         except (RedisError, OSError) as exc:  # the legacy entries move at the next start
             log.warning("opt-out: migrating the legacy stores failed (%s); starting anyway",
                         type(exc).__name__)
-        deliverer = Deliverer(redis, optouts,
-                              QuietHours(config.delivery_quiet_hours, config.timezone),
-                              config.delivery_rate_limits)
-        deliverer.register(WebChatAdapter(redis, config.webchat_outbox_ttl_seconds))
-        for adapter in _running_channel_adapters(app):
-            deliverer.register(adapter)
-        app[DELIVERER_KEY] = deliverer
         consumer = OutboundRequests(redis, deliverer, consumer=f"{os.uname().nodename}-"
                                                               f"{os.getpid()}-{uuid.uuid4().hex[:6]}")
         tasks = [asyncio.create_task(deliverer.run_forever()),
@@ -382,6 +401,16 @@ def setup_delivery(app: web.Application, config: GatewayConfig) -> None:
             await consumer.leave()
 
     app.cleanup_ctx.append(lifespan)
+
+
+def deliver_via(app: web.Application) -> Deliver:
+    """``app``'s :meth:`Deliverer.deliver`, looked up at each call: the channels are built
+    before the deliverer (it registers their adapters)."""
+
+    async def deliver(conversation_id: str, content: Content, purpose: Purpose) -> DeliveryResult:
+        return await app[DELIVERER_KEY].deliver(conversation_id, content, purpose)
+
+    return deliver
 
 
 def _running_channel_adapters(app: web.Application) -> list[ChannelAdapter]:

@@ -1,7 +1,7 @@
 """Channel-neutral message types exchanged between the channels and the router."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -49,8 +49,9 @@ Purpose = Literal["reply", "agent", "notice"]
 PURPOSES: tuple[Purpose, ...] = ("reply", "agent", "notice")
 
 
-# Notices the customer has just asked for (a one-time code): transactional, not marketing.
-TRANSACTIONAL_KINDS = frozenset({"verification_code"})
+# Notices the customer has just asked for (a one-time code, the confirmation of 退订/订阅):
+# transactional, not marketing.
+TRANSACTIONAL_KINDS = frozenset({"verification_code", "optout_confirm", "optin_confirm"})
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,10 @@ class DeliveryResult:
     reason: str = ""
     when: float | None = None
     retry: bool = False
+
+
+# ``Deliverer.deliver`` (channels.delivery) as the channels receive it: the one way to send.
+Deliver = Callable[[str, "Sequence[Reply] | Notice", Purpose], Awaitable[DeliveryResult]]
 
 
 class ChannelAdapter(Protocol):

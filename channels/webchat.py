@@ -6,7 +6,9 @@ rasa-webchat widget (>= 1.0.1) connects unchanged, and so does our own page at `
 - ``session_request`` ``{session_id?}`` → ``session_confirm`` ``"<session id>"`` (a valid id from the
   client is kept, otherwise a new one is issued); the socket joins the room of that session, so
   every tab of one session sees the replies;
-- ``user_uttered`` ``{message, session_id, customData?}`` → one ``bot_uttered`` per message part,
+- ``user_uttered`` ``{message, session_id, customData?}`` → the router's replies, delivered
+  through the delivery facade (``channels.delivery``, purpose ``reply``) and its ``web`` adapter
+  (:mod:`channels.webchat_outbox`) to the session's room: one ``bot_uttered`` per message part,
   exactly as Rasa's ``SocketIOOutput``: ``{"text"}``, the last part of a text with buttons as
   ``{"text", "quick_replies": [{"content_type": "text", "title", "payload"}]}``, images as
   ``{"attachment": {"type": "image", "payload": {"src"}}}``, custom payloads as they are.
@@ -38,7 +40,7 @@ from channels import metrics
 from channels.client_address import Network, client_address
 from channels.config import GatewayConfig
 from channels.keyed_lock import KeyedLocks
-from channels.keys import REDIS_KEY, ROUTER_KEY, WEBCHAT_KEY
+from channels.keys import DELIVERER_KEY, REDIS_KEY, ROUTER_KEY, WEBCHAT_KEY
 from channels.messages import Message, Reply
 from channels.router import log_id
 from integrations.rate_limit import Bucket, TokenBuckets, address_key
@@ -200,7 +202,7 @@ class WebChat:
         elif not isinstance(text, str):
             text = ""         # None, lists, objects: treated as empty input
         message = Message(CHANNEL, session_id, text, meta=meta)
-        # One message of a session at a time in this process, FIFO, emit included, so the
+        # One message of a session at a time in this process, FIFO, delivery included, so the
         # replies reach the browser in the order the customer typed.
         try:
             if self._turns.users(session_id) >= self.config.webchat_max_pending:
@@ -213,9 +215,7 @@ class WebChat:
                     await self._refuse(sid, limit, message, address)
                     return
                 replies = await self.app[ROUTER_KEY].handle(message)
-                for reply in replies:
-                    for event in bot_uttered_events(reply):
-                        await self.sio.emit("bot_uttered", event, room=session_id)
+                await self.app[DELIVERER_KEY].deliver(message.conversation_id, replies, "reply")
         except Exception:  # noqa: BLE001 - a broken socket must not take the server down
             log.exception("web chat failed to answer a message")
             metrics.ERRORS.labels("webchat").inc()

@@ -2,13 +2,16 @@
 
 A web visitor is reachable only while a tab of the session is connected, to one of possibly
 many gateway instances. So :class:`WebChatAdapter` (the ``web`` adapter of the delivery facade)
-never emits itself: it appends the rendered ``bot_uttered`` events to the session's outbox (a
-Redis list with a TTL, ``WEBCHAT_OUTBOX_TTL_SECONDS``, refreshed by every append) and publishes
-a wake-up on ``pd:web:outbox:wake``. :class:`WebOutbox`, one per gateway instance, listens to
-the wake-ups; the instance that holds sockets of that session drains the list, in order, into
-the session's room (one drainer at a time per session: a Redis lock). A session that is
-confirmed (``session_request``, or a first message that adopts its id) on any instance drains
-its outbox before anything else, so a visitor who was offline gets the messages on return.
+appends the rendered ``bot_uttered`` events to the session's outbox (a Redis list with a TTL,
+``WEBCHAT_OUTBOX_TTL_SECONDS``, refreshed by every append) and publishes a wake-up on
+``pd:web:outbox:wake``. Fast path (the answers of a live turn): when this instance holds a tab
+of the session and its outbox is empty, it emits the events to the session's room at once (the
+facade's per-conversation turn is held, so nothing can be appended in between: order holds).
+:class:`WebOutbox`, one per gateway instance, listens to the wake-ups; the instance that
+holds sockets of that session drains the list, in order, into the session's room (one drainer
+at a time per session: a Redis lock). A session that is confirmed (``session_request``, or a
+first message that adopts its id) on any instance drains its outbox before anything else, so a
+visitor who was offline gets the messages on return.
 Events leave the list only after they were emitted (at least once: a crash between the emit
 and the trim repeats them).
 
@@ -98,24 +101,28 @@ class WebChatAdapter:
     name = "web"
 
     def __init__(self, redis: Any, ttl_seconds: int = DEFAULT_TTL_SECONDS,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, local: WebOutbox | None = None) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
         self._clock = clock
+        self._local = local  # this instance's sockets, for the fast path
 
     async def send(self, user_id: str, content: Sequence[Reply] | Notice,
                    purpose: Purpose) -> DeliveryResult:
-        """Queue ``content`` for session ``user_id``: ``sent`` when a tab is connected now,
-        else ``queued`` (delivered when the session reconnects, within the outbox TTL)."""
+        """Send ``content`` to session ``user_id``: emitted at once when a tab of it is on this
+        instance and nothing waits before it, else queued in its outbox: ``sent`` when a tab
+        is connected now, else ``queued`` (delivered when the session reconnects, within the
+        outbox TTL)."""
         if not valid_session_id(user_id):
             return DeliveryResult("skipped", "invalid_user")
         replies = [notice_reply(content)] if isinstance(content, Notice) else list(content)
-        events = [json.dumps(event, ensure_ascii=False)
-                  for reply in replies for event in bot_uttered_events(reply)]
+        events = [event for reply in replies for event in bot_uttered_events(reply)]
         if not events:
             return DeliveryResult("skipped", "empty")
+        if self._local is not None and await self._local.emit_now(user_id, events):
+            return DeliveryResult("sent")
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.rpush(outbox_key(user_id), *events)
+            pipe.rpush(outbox_key(user_id), *(json.dumps(e, ensure_ascii=False) for e in events))
             pipe.expire(outbox_key(user_id), self._ttl)
             pipe.publish(WAKE_CHANNEL, user_id)
             pipe.zcount(presence_key(user_id), self._clock(), "+inf")
@@ -144,6 +151,23 @@ class WebOutbox:
 
     def _is_local(self, session_id: str) -> bool:
         return any(True for _ in self.sio.manager.get_participants("/", session_id))
+
+    async def emit_now(self, session_id: str, events: Sequence[dict[str, Any]]) -> bool:
+        """Emit ``events`` to the session's room now if a tab of it is here and its outbox is
+        empty (the caller holds the conversation's delivery turn); False if they must queue.
+        Redis failing here does not hold up an answer for a tab that is here."""
+        if self._redis is None or not self._is_local(session_id):
+            return False
+        try:
+            if await self._redis.llen(outbox_key(session_id)):
+                return False  # older messages first: they drain in order, then these
+        except (RedisError, OSError) as exc:
+            log.warning("web outbox: length check failed (%s); emitting directly",
+                        type(exc).__name__)
+            metrics.ERRORS.labels("webchat_outbox").inc()
+        for event in events:
+            await self.sio.emit("bot_uttered", event, room=session_id)
+        return True
 
     async def session_joined(self, session_id: str) -> None:
         """A tab of ``session_id`` was confirmed here: claim presence, then drain its outbox."""

@@ -80,7 +80,10 @@ class SmsRuntime:
             RateLimiter(redis, {"proactive": cfg.proactive_limits, "reply": cfg.reply_limits}),
             OptOutStore(redis), max_attempts=cfg.max_attempts)
         renderer = SmsRenderer(book, cfg.provider, cfg.sign_name, cfg.max_parts)
-        self.channel = channel = SmsChannel(cfg, redis, app[ROUTER_KEY], outbox, renderer)
+        from channels.delivery import deliver_via  # it imports this package
+
+        self.channel = channel = SmsChannel(cfg, redis, app[ROUTER_KEY], outbox, renderer,
+                                            deliver_via(app))
         self.dispatcher = dispatcher = Dispatcher(
             redis, channel.handle_job, namespace=cfg.dispatch_namespace,
             on_interrupted=channel.handle_interrupted, job_timeout_seconds=cfg.job_timeout_seconds)

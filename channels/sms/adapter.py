@@ -75,7 +75,8 @@ class SmsAdapter:
         sms = self._notice_sms(notice)
         if notice.transactional:  # asked for by the customer: no opt-out, no quiet hours
             if sms is None:
-                log.error("sms: no approved %r template; %s gets no code", notice.kind, mask(phone))
+                log.error("sms: no approved %r template; %s does not get it", notice.kind,
+                          mask(phone))
                 return DeliveryResult("failed", "no_template")
             return await self._submit(phone, sms, SYSTEM)
         if sms is None:

@@ -3,9 +3,10 @@
 An inbound SMS becomes a conversation ``sms:<11-digit phone>``. Opt-out and opt-in words are
 answered here (confirmed once) and never reach the assistant. A number ("1", "２", "二",
 "第2个") picks an option of the last answer sent to that number (:mod:`channels.options`,
-remembered for ``SMS_OPTIONS_TTL_SECONDS``). The assistant's replies go out through
-:class:`~channels.sms.adapter.SmsAdapter` (approved templates, the outbox and its rules);
-proactive notices are sent through the same adapter by the delivery facade.
+remembered for ``SMS_OPTIONS_TTL_SECONDS``). The assistant's replies and the confirmations go
+out through the delivery facade (``deliver``) and its ``sms`` adapter,
+:class:`~channels.sms.adapter.SmsAdapter` (approved templates, the outbox and its rules), like
+every other SMS.
 
 Inbound SMS reach :meth:`SmsChannel.handle_job` through the SMS dispatcher
 (:mod:`channels.dispatcher`), one message of a number at a time across all gateway instances.
@@ -16,13 +17,13 @@ import logging
 from typing import Any
 
 from channels import metrics
-from channels.messages import Message, Reply
+from channels.messages import Deliver, Message, Notice, Reply
 from channels.options import OptionMemory
 from channels.optout import OptOutStore
 from channels.sms.adapter import CHANNEL, SmsAdapter
 from channels.sms.config import SmsConfig
 from channels.sms.optout import keyword
-from channels.sms.outbox import SYSTEM, Outbox
+from channels.sms.outbox import Outbox
 from channels.sms.phones import mask
 from channels.sms.templates import OPTIN_CONFIRM, OPTOUT_CONFIRM, SmsRenderer
 
@@ -36,28 +37,31 @@ class SmsChannel:
     """One gateway instance's SMS conversation logic."""
 
     def __init__(self, config: SmsConfig, redis, router, outbox: Outbox,
-                 renderer: SmsRenderer) -> None:
+                 renderer: SmsRenderer, deliver: Deliver) -> None:
         self.config = config
         self.redis = redis
         self.router = router
         self.outbox = outbox
         self.renderer = renderer
         self.optouts = OptOutStore(redis)
+        self._deliver = deliver
+        # Registered with the deliverer: every SMS of a conversation goes through ``deliver``.
         self.adapter = SmsAdapter(outbox, renderer, OptionMemory(redis, config.options_ttl_seconds))
 
     async def handle_inbound(self, phone: str, text: str, meta: dict[str, Any]) -> None:
-        """Handle one customer SMS (``phone`` already normalised); replies go to the outbox."""
+        """Handle one customer SMS (``phone`` already normalised); the answer (or the
+        confirmation of 退订/订阅, a transactional notice) goes through ``deliver``."""
         conversation_id = f"{CHANNEL}:{phone}"
         command = keyword(text)
         if command == "opt_out":
             if await self.optouts.opt_out(conversation_id):
                 log.info("sms %s opted out of proactive SMS", mask(phone))
-                await self._system(phone, OPTOUT_CONFIRM, conversation_id)
+                await self._deliver(conversation_id, Notice(OPTOUT_CONFIRM), "notice")
             return
         if command == "opt_in":
             if await self.optouts.opt_in(conversation_id):
                 log.info("sms %s opted back in", mask(phone))
-                await self._system(phone, OPTIN_CONFIRM, conversation_id)
+                await self._deliver(conversation_id, Notice(OPTIN_CONFIRM), "notice")
             return
         option = await self.adapter.options.pick(conversation_id, text)
         if option is not None:
@@ -70,7 +74,7 @@ class SmsChannel:
         except Exception:  # noqa: BLE001 - the router should not raise; the customer still hears back
             log.exception("sms %s: router failed", mask(phone))
             replies = [Reply(BUSY_TEXT)]
-        await self.adapter.send(phone, list(replies or ()), "reply")
+        await self._deliver(conversation_id, list(replies or ()), "reply")
 
     async def handle_job(self, phone: str, job: dict[str, Any]) -> None:
         """The SMS dispatcher's handler: one queued inbound SMS (``{"text", "meta"}``)."""
@@ -92,11 +96,4 @@ class SmsChannel:
             return
         log.warning("sms %s: a turn was cut short; answered with the busy reply", mask(phone))
         metrics.BUSY_REPLIES.labels(CHANNEL, "interrupted").inc()
-        await self.adapter.send(phone, [Reply(BUSY_TEXT)], "reply")
-
-    async def _system(self, phone: str, kind: str, conversation_id: str) -> None:
-        sms = self.renderer.of_kind(kind)
-        if sms is None:
-            log.error("sms: template %r is not approved; %s gets no confirmation", kind, mask(phone))
-            return
-        await self.outbox.submit(phone, sms, SYSTEM, conversation_id=conversation_id)
+        await self._deliver(f"{CHANNEL}:{phone}", [Reply(BUSY_TEXT)], "reply")

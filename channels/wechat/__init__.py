@@ -14,7 +14,6 @@ from aiohttp import web
 
 from channels.dispatcher import Dispatcher
 from channels.keys import REDIS_KEY, ROUTER_KEY, WECHAT_CHANNEL
-from channels.messages import Reply
 from channels.wechat.api import WeChatApi
 from channels.wechat.config import WeChatConfig
 from channels.wechat.interrupted import InterruptedJobs
@@ -47,24 +46,15 @@ class WeChatChannel:
             return web.Response(status=503, text="wechat channel disabled")
         return await self.webhook.handle_post(request)
 
-    async def deliver(self, openid: str, replies: list[Reply]) -> None:
-        """Queue bot or agent ``replies`` (channels.messages.Reply) for ``openid``: they go out in
-        order with the conversation's other answers, buttons rendered as numbered options.
-        For hand-off agents and other in-conversation senders; notices go through the delivery
-        facade (``channels.delivery``), which checks the opt-out store."""
-        if self.dispatcher is None:
-            raise RuntimeError("wechat channel is not running")
-        await self.dispatcher.enqueue(openid, {"kind": "outbound", "replies": [
-            {"text": r.text, "buttons": [[b.title, b.payload] for b in r.buttons], "image": r.image}
-            for r in replies]})
-
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: start the API client and dispatcher, stop them at shutdown."""
         redis, router = app[REDIS_KEY], app[ROUTER_KEY]
         cfg = self.config
         self.api = api = WeChatApi(cfg.api_base_url, cfg.app_id, cfg.app_secret, redis,
                                    timeout_seconds=cfg.api_timeout_seconds)
-        self.responder = responder = WeChatResponder(cfg, redis, api, router)
+        from channels.delivery import deliver_via  # it imports this package
+
+        self.responder = responder = WeChatResponder(cfg, redis, api, router, deliver_via(app))
         self.dispatcher = dispatcher = Dispatcher(
             redis, responder, namespace=cfg.dispatch_namespace,
             on_interrupted=InterruptedJobs(responder), concurrency=cfg.workers,

@@ -42,6 +42,7 @@ WINDOW_SECONDS = 48 * 3600
 _UNDELIVERABLE_TTL = 48 * 3600
 NOT_FOLLOWING, OUTSIDE_WINDOW, OVER_LIMIT, INVALID_OPENID = 43004, 45015, 45047, 40003
 REFUSES_MESSAGES = 48002
+_FIXED_TEXT = "wechat_fixed_text"  # the custom payload marking a reply made by fixed_text()
 
 
 def last_seen_key(openid: str) -> str:
@@ -52,6 +53,12 @@ def last_seen_key(openid: str) -> str:
 def undeliverable_key(openid: str) -> str:
     """Redis hash recording why WeChat last refused a message to ``openid``."""
     return f"pd:wechat:undeliverable:{openid}"
+
+
+def fixed_text(text: str) -> Reply:
+    """One of the gateway's own texts (welcome, "please send text", busy) as a reply that
+    leaves the options on offer alone (:meth:`WeChatAdapter.send_fixed_text`)."""
+    return Reply(text, custom={_FIXED_TEXT: True})
 
 
 async def record_interaction(redis: Any, openid: str, at: float | None = None) -> None:
@@ -87,7 +94,10 @@ class WeChatAdapter:
         """Send replies (``reply``/``agent``) or a :class:`Notice` to the openid ``user_id``."""
         if isinstance(content, Notice):
             return await self._notice(user_id, content)
-        return await self._replies(user_id, list(content))
+        replies = list(content)
+        if len(replies) == 1 and replies[0].custom == {_FIXED_TEXT: True}:
+            return await self.send_fixed_text(user_id, replies[0].text)
+        return await self._replies(user_id, replies)
 
     async def send_fixed_text(self, openid: str, text: str) -> DeliveryResult:
         """One of the gateway's own texts (welcome, "please send text", busy), sent like a reply

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 import pytest
 import redis.asyncio as aioredis
 
+from channels.delivery import Deliverer
 from channels.options import Option, OptionMemory, option_number, options_key
+from channels.optout import OptOutStore
+from channels.quiet_hours import QuietHours
 from channels.rasa_client import RasaClient
 from channels.router import ConversationRouter
 from tests.channels.rasa_fake import FakeRasaRest
@@ -101,10 +104,8 @@ class _sms:
         self.redis, self.router, self.rasa = redis, router, rasa
 
     async def __aenter__(self) -> Conversation:
-        from channels.quiet_hours import QuietHours
         from channels.sms.channel import SmsChannel
         from channels.sms.config import RateLimit, SmsConfig
-        from channels.optout import OptOutStore
         from channels.sms.outbox import Outbox
         from channels.sms.providers.aliyun import AliyunSmsSender
         from channels.sms.ratelimit import RateLimiter
@@ -118,8 +119,10 @@ class _sms:
             self.redis, {"reply": (RateLimit(100, 3600),), "proactive": (RateLimit(100, 3600),)}),
             OptOutStore(self.redis), queue_key=f"pd:sms:outbox:test:{uuid.uuid4().hex}")
         renderer = SmsRenderer(TemplateBook.from_dict(TEMPLATES), "aliyun", SIGN)
+        deliverer = Deliverer(self.redis, OptOutStore(self.redis), QuietHours(None))
         channel = SmsChannel(SmsConfig(options_ttl_seconds=TTL), self.redis, self.router, outbox,
-                             renderer)
+                             renderer, deliverer.deliver)
+        deliverer.register(channel.adapter)
         phone = f"1{random.choice('3456789')}{random.randrange(10**9):09d}"
 
         def shown() -> list[str]:
@@ -145,8 +148,10 @@ class _wechat:
         self.fake = FakeWeChatApi(app_id="wx" + secrets.token_hex(8))
         await self.fake.start()
         self.api = WeChatApi(self.fake.base_url, self.fake.app_id, self.fake.app_secret, self.redis)
+        deliverer = Deliverer(self.redis, OptOutStore(self.redis), QuietHours(None))
         responder = WeChatResponder(WeChatConfig(options_ttl_seconds=TTL), self.redis, self.api,
-                                    self.router)
+                                    self.router, deliverer.deliver)
+        deliverer.register(responder.adapter)
         openid = "o" + secrets.token_hex(14)
         return Conversation("wechat", f"wechat:{openid}",
                             lambda text: responder(openid, {"kind": "text", "text": text, "meta": {}}),

@@ -137,3 +137,26 @@ async def test_a_long_backlog_arrives_whole_and_in_order(make_web_gateway, clien
     await client.session(session_id)
     assert [(await client.next())["text"] for _ in range(120)] == [f"第{n}条" for n in range(120)]
     assert await redis.exists(outbox_key(session_id)) == 0
+
+
+async def test_a_live_answer_waits_behind_messages_still_in_the_outbox(
+        make_web_gateway, clients, redis, rasa_fake):
+    """In-turn answers go through the deliverer too: one a tab of this instance gets at once
+    still comes after what the session's outbox holds (an agent message not drained yet)."""
+    from prometheus_client import REGISTRY
+
+    gateway = await make_web_gateway(**ENV)
+    client = await clients(gateway.url)
+    session_id = await client.session(None)
+    await online(redis, session_id)
+    # Appended as another instance's adapter would, its wake-up not arrived yet.
+    await redis.rpush(outbox_key(session_id), '{"text": "人工客服：请稍等。"}')
+    labels = {"channel": "web", "purpose": "reply", "status": "sent", "reason": ""}
+    before = REGISTRY.get_sample_value("powerdesk_gateway_deliveries_total", labels) or 0.0
+    await client.say("你好", session_id)
+    assert [await client.next(), await client.next()] == [{"text": "人工客服：请稍等。"},
+                                                          {"text": "收到：你好"}]
+    assert REGISTRY.get_sample_value("powerdesk_gateway_deliveries_total", labels) == before + 1
+    await client.say("再问一句", session_id)  # nothing waits now: emitted at once
+    assert await client.next() == {"text": "收到：再问一句"}
+    assert await redis.exists(outbox_key(session_id)) == 0

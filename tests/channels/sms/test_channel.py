@@ -141,6 +141,23 @@ async def test_opt_out_confirmed_once_then_proactive_suppressed_until_opt_in(mak
     assert gw.fake.sent[-1]["template"] == "SMS_900000006"
 
 
+async def test_answers_and_confirmations_go_through_the_deliverer(make_gateway, phone):
+    from prometheus_client import REGISTRY
+
+    def delivered(purpose: str) -> float:
+        return REGISTRY.get_sample_value("powerdesk_gateway_deliveries_total", {
+            "channel": "sms", "purpose": purpose, "status": "sent", "reason": ""}) or 0.0
+
+    gw = await make_gateway("aliyun")
+    replies, notices = delivered("reply"), delivered("notice")
+    await gw.post("/sms/aliyun/up", [up_item(phone, "你好", 8101)])
+    await gw.settle()
+    assert gw.texts(phone) == ["收到：你好"] and delivered("reply") == replies + 1
+    await gw.post("/sms/aliyun/up", [up_item(phone, "退订", 8102)])
+    await gw.settle()   # the confirmation is a transactional notice: opt-out does not stop it
+    assert gw.fake.sent[-1]["template"] == "SMS_900000003" and delivered("notice") == notices + 1
+
+
 async def test_delivery_reports_update_message_state(make_gateway, phone):
     gw = await make_gateway("aliyun")
     await gw.post("/sms/aliyun/up", [up_item(phone, "你好", 9001)])

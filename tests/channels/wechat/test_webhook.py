@@ -57,6 +57,21 @@ async def test_text_message_is_acknowledged_at_once_and_answered_by_customer_ser
     assert gw.rasa.received[f"wechat:{user}"] == ["你好 查电费"]
 
 
+async def test_answers_and_the_gateways_own_texts_go_through_the_deliverer(make_gateways):
+    from prometheus_client import REGISTRY
+
+    def delivered() -> float:
+        return REGISTRY.get_sample_value("powerdesk_gateway_deliveries_total", {
+            "channel": "wechat", "purpose": "reply", "status": "sent", "reason": ""}) or 0.0
+
+    gw = await make_gateways()
+    user, before = openid(), delivered()
+    await gw.pusher().post(gw.session, gw.pusher().text_fields(user, "你好"))
+    await until(lambda: gw.wechat_api.texts_to(user))
+    assert gw.wechat_api.texts_to(user) == ["收到：你好"]
+    await until(lambda: delivered() == before + 1)
+
+
 async def test_safe_mode_refuses_plaintext_and_plain_mode_without_key_refuses_ciphertext(make_gateways):
     gw = await make_gateways(WECHAT_ENCRYPT_MODE="safe")
     user = openid()
@@ -309,16 +324,16 @@ async def test_channel_disabled_without_token(make_gateways):
 
 # --- outbound from other parts of the gateway (hand-off agents) ------------------------------------
 
-async def test_deliver_queues_agent_replies_in_order_with_numbered_options(make_gateways, redis):
+async def test_deliver_sends_agent_replies_in_order_with_numbered_options(make_gateways, redis):
+    from channels.delivery import DELIVERER_KEY
     from channels.messages import Button, Reply
-    from channels.wechat import WECHAT_CHANNEL
 
     gw = await make_gateways()
     user = openid()
-    channel = gw.apps[0][WECHAT_CHANNEL]
+    deliver = gw.apps[0][DELIVERER_KEY].deliver
     await record_interaction(redis, user)  # the customer wrote earlier: inside the 48-hour window
-    await channel.deliver(user, [Reply("您好，我是人工客服小王。"),
-                                 Reply("请问问题解决了吗？", (Button("已解决", "/affirm"), Button("未解决", "/deny")))])
+    await deliver(f"wechat:{user}", [Reply("您好，我是人工客服小王。"), Reply(
+        "请问问题解决了吗？", (Button("已解决", "/affirm"), Button("未解决", "/deny")))], "agent")
     await until(lambda: len(gw.wechat_api.texts_to(user)) == 2)
     assert gw.wechat_api.texts_to(user) == ["您好，我是人工客服小王。",
                                            "请问问题解决了吗？\n1. 已解决\n2. 未解决\n请回复序号进行选择。"]

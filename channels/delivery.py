@@ -61,6 +61,7 @@ from channels.messages import (PURPOSES, Button, ChannelAdapter, Deliver, Delive
                                Purpose, Reply)
 from channels.optout import OptOutStore
 from channels.quiet_hours import QuietHours
+from channels.redis_text import redis_text
 from channels.router import log_id
 from integrations.rate_limit import Bucket, Rate, TokenBuckets
 
@@ -107,10 +108,6 @@ def decode_content(data: Mapping[str, Any]) -> Content:
                       bool(notice.get("urgent", False)))
     return [Reply(str(r["text"]), tuple(Button(str(t), str(p)) for t, p in r.get("buttons") or ()),
                   r.get("image"), r.get("custom")) for r in data["replies"]]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _valid(content: Any, purpose: str) -> bool:
@@ -254,7 +251,7 @@ class Deliverer:
         members = await self._lease(keys=[self._schedule_key],
                                     args=[repr(now), repr(now + LEASE_SECONDS), limit])
         for raw in members:
-            member = _text(raw)
+            member = redis_text(raw)
             try:
                 await self._run_scheduled(member, now)
             except Exception:  # noqa: BLE001 - one bad entry must not stop the others

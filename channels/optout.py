@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from channels.redis_text import redis_text
+
 log = logging.getLogger(__name__)
 
 OPT_OUT_KEY = "pd:optout"
@@ -40,10 +42,6 @@ if not at or at > tonumber(ARGV[2]) then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return 1
 """
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class OptOutStore:
@@ -98,16 +96,16 @@ class OptOutStore:
         """
         moved = 0
         async for raw_key in self._redis.scan_iter(match=LEGACY_WECHAT_PATTERN, count=500):
-            key = _text(raw_key)
+            key = redis_text(raw_key)
             value = await self._redis.get(key)
             if value is not None:
                 openid = key[len(LEGACY_WECHAT_PREFIX):]
-                await self._redis.hsetnx(self._key, f"wechat:{openid}", _text(value))
+                await self._redis.hsetnx(self._key, f"wechat:{openid}", redis_text(value))
             await self._redis.delete(key)
             moved += value is not None
         async for raw_phone, value in self._redis.hscan_iter(LEGACY_SMS_KEY, count=500):
-            phone = _text(raw_phone)
-            await self._redis.hsetnx(self._key, f"sms:{phone}", _text(value))
+            phone = redis_text(raw_phone)
+            await self._redis.hsetnx(self._key, f"sms:{phone}", redis_text(value))
             await self._redis.hdel(LEGACY_SMS_KEY, phone)
             moved += 1
         if moved:

@@ -33,6 +33,7 @@ from redis.exceptions import RedisError, ResponseError
 from channels import metrics
 from channels.delivery import Deliverer
 from channels.messages import DeliveryResult, Notice
+from channels.redis_text import redis_text
 from channels.router import log_id
 
 log = logging.getLogger(__name__)
@@ -45,17 +46,13 @@ RETRY_DELAY_SECONDS = 30.0
 MAX_PARAMS_BYTES = 4096
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class MalformedRequest(ValueError):
     """A stream entry that is not a valid outbound request."""
 
 
 def parse_request(fields: Mapping[Any, Any]) -> tuple[str, Notice, str]:
     """``(conversation_id, notice, requested_by)`` of one entry; raises MalformedRequest."""
-    data = {_text(k): _text(v) for k, v in (fields or {}).items()}
+    data = {redis_text(k): redis_text(v) for k, v in (fields or {}).items()}
     conversation_id = data.get("conversation_id", "")
     channel, _, user_id = conversation_id.partition(":")
     if not channel or not user_id:
@@ -120,7 +117,7 @@ class OutboundRequests:
             justid=True)
         if stale:
             for raw_id in stale:
-                entry_id = _text(raw_id)
+                entry_id = redis_text(raw_id)
                 found = await self._redis.xrange(self._stream, entry_id, entry_id)
                 if found:
                     await self.handle(entry_id, found[0][1])
@@ -131,7 +128,7 @@ class OutboundRequests:
                                               count=count, block=self._block_ms)
         entries = answer[0][1] if answer else []
         for entry_id, fields in entries:
-            await self.handle(_text(entry_id), fields)
+            await self.handle(redis_text(entry_id), fields)
         return len(entries)
 
     async def handle(self, entry_id: str, fields: Mapping[Any, Any] | None) -> DeliveryResult | None:

@@ -43,6 +43,7 @@ from channels import metrics
 from channels.delivery import encode_content
 from channels.keys import REDIS_KEY
 from channels.messages import DeliveryResult, Notice, Purpose, Reply
+from channels.redis_text import redis_text
 from channels.webchat import bot_uttered_events, valid_session_id
 from integrations.masking import mask_account
 
@@ -273,7 +274,7 @@ class WebOutbox:
                     if message is None:
                         continue
                     data = message.get("data")
-                    session_id = data.decode() if isinstance(data, bytes) else str(data)
+                    session_id = redis_text(data) or ""
                     if self._is_local(session_id):
                         self._spawn_drain(session_id)
             except (RedisError, OSError) as exc:

@@ -20,6 +20,7 @@ from channels import metrics
 from channels.messages import Deliver, Message, Notice, Reply
 from channels.options import OptionMemory
 from channels.optout import OptOutStore
+from channels.router import BUSY_TEXT
 from channels.sms.adapter import CHANNEL, SmsAdapter
 from channels.sms.config import SmsConfig
 from channels.sms.optout import keyword
@@ -28,9 +29,6 @@ from channels.sms.phones import mask
 from channels.sms.templates import OPTIN_CONFIRM, OPTOUT_CONFIRM, SmsRenderer
 
 log = logging.getLogger("channels.sms")
-
-
-BUSY_TEXT = "系统繁忙，请稍后再试。如有紧急情况，请拨打95598供电服务热线。"
 
 
 class SmsChannel:

@@ -39,8 +39,6 @@ class SmsChannel:
         self.config = config
         self.redis = redis
         self.router = router
-        self.outbox = outbox
-        self.renderer = renderer
         self.optouts = OptOutStore(redis)
         self._deliver = deliver
         # Registered with the deliverer: every SMS of a conversation goes through ``deliver``.

@@ -151,7 +151,11 @@ class WebChat:
         self.sio.on("session_request", self.on_session_request)
         self.sio.on("user_uttered", self.on_user_uttered)
 
-    async def on_connect(self, sid: str, environ: dict, auth: Any = None) -> bool:
+    async def on_connect(self, sid: str, environ: Any = None, auth: Any = None) -> bool:
+        if await self.sio.get_session(sid):
+            # A client's own event named "connect" (python-socketio dispatches it here too):
+            # ignored, or its payload would pose as the environ and forge the client address.
+            return False
         address = socket_client_address(environ, self.config.trusted_proxies)
         await self.sio.save_session(sid, {"client_address": address})
         log.debug("web socket %s… connected", sid[:6])  # a polling sid reads the socket's packets

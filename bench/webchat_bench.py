@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from channels.router import replies_from_rasa  # noqa: E402
-from channels.webchat import bot_uttered_events  # noqa: E402
+from channels.webchat_protocol import bot_uttered_events  # noqa: E402
 from scripts.stack import APP_PY, Stack, free_port  # noqa: E402
 from tests.channels.webclient import WebClient  # noqa: E402
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -18,10 +20,16 @@ from redis.exceptions import RedisError
 
 from channels import sms, webchat, wechat
 from channels.config import ConfigError, GatewayConfig
-from channels.delivery import setup_delivery
-from channels.keys import CONFIG_KEY, GATEWAY_APP_KEY, RASA_KEY, REDIS_KEY, ROUTER_KEY
+from channels.delivery import Deliverer
+from channels.keys import (CONFIG_KEY, DELIVERER_KEY, GATEWAY_APP_KEY, RASA_KEY, REDIS_KEY,
+                           ROUTER_KEY, SMS_RUNTIME, WEBCHAT_KEY, WECHAT_CHANNEL)
+from channels.messages import ChannelAdapter
+from channels.optout import OptOutStore
+from channels.outbound_requests import OutboundRequests
+from channels.quiet_hours import QuietHours
 from channels.rasa_client import RasaClient
 from channels.router import ConversationRouter
+from channels.webchat_outbox import WebChatAdapter
 
 __all__ = ["CONFIG_KEY", "RASA_KEY", "REDIS_KEY", "ROUTER_KEY", "create_admin_app", "create_app",
            "gateway_redis", "serve_admin"]
@@ -133,6 +141,57 @@ def create_app(config: GatewayConfig) -> web.Application:
     sms.setup(app, config.sms, config.trusted_proxies)
     setup_delivery(app, config)  # after the channels: the outbound path (channels.delivery)
     return app
+
+
+def setup_delivery(app: web.Application, config: GatewayConfig) -> None:
+    """Give ``app`` its :class:`Deliverer` (``app[DELIVERER_KEY]``) once it starts: the opt-out
+    store (the legacy stores migrated into it before any notice goes), quiet hours and rate
+    limits from ``config`` (GatewayConfig), the adapters of the web chat and of the WeChat and
+    SMS channels when they are enabled, the scheduled-delivery worker and the consumer of the
+    outbound requests stream. Call after every channel's ``setup``."""
+
+    async def lifespan(app: web.Application) -> AsyncIterator[None]:
+        redis = app[REDIS_KEY]
+        optouts = OptOutStore(redis)
+        deliverer = Deliverer(redis, optouts,
+                              QuietHours(config.delivery_quiet_hours, config.timezone),
+                              config.delivery_rate_limits)
+        webchat = app.get(WEBCHAT_KEY)  # its sockets: the web adapter's fast path
+        deliverer.register(WebChatAdapter(redis, config.webchat_outbox_ttl_seconds,
+                                          local=webchat.outbox if webchat else None))
+        for adapter in _running_channel_adapters(app):
+            deliverer.register(adapter)
+        app[DELIVERER_KEY] = deliverer  # set first: the channels' workers already answer
+        try:  # before the first notice: the legacy stores' opt-outs must hold
+            await optouts.migrate()
+        except (RedisError, OSError) as exc:  # the legacy entries move at the next start
+            log.warning("opt-out: migrating the legacy stores failed (%s); starting anyway",
+                        type(exc).__name__)
+        consumer = OutboundRequests(redis, deliverer, consumer=f"{os.uname().nodename}-"
+                                                              f"{os.getpid()}-{uuid.uuid4().hex[:6]}")
+        tasks = [asyncio.create_task(deliverer.run_forever()),
+                 asyncio.create_task(consumer.run_forever())]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await consumer.leave()
+
+    app.cleanup_ctx.append(lifespan)
+
+
+def _running_channel_adapters(app: web.Application) -> list[ChannelAdapter]:
+    """The adapters of the WeChat and SMS channels that are enabled and started (their cleanup
+    contexts run before this one's)."""
+    wechat, sms = app.get(WECHAT_CHANNEL), app.get(SMS_RUNTIME)
+    adapters = []
+    if wechat is not None and wechat.responder is not None:
+        adapters.append(wechat.responder.adapter)
+    if sms is not None and sms.channel is not None:
+        adapters.append(sms.channel.adapter)
+    return adapters
 
 
 def create_admin_app(gateway: web.Application) -> web.Application:

@@ -44,19 +44,18 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from redis.exceptions import LockError, RedisError
 
 from channels import metrics
-from channels.keys import DELIVERER_KEY, REDIS_KEY, SMS_RUNTIME, WEBCHAT_KEY, WECHAT_CHANNEL
+from channels.keys import DELIVERER_KEY
 from channels.messages import (PURPOSES, Button, ChannelAdapter, Deliver, DeliveryResult, Notice,
                                Purpose, Reply)
 from channels.optout import OptOutStore
@@ -64,9 +63,6 @@ from channels.quiet_hours import QuietHours
 from channels.redis_text import redis_text
 from channels.router import log_id
 from integrations.rate_limit import Bucket, Rate, TokenBuckets
-
-if TYPE_CHECKING:  # channels.config loads the channels' settings, whose packages use this module
-    from channels.config import GatewayConfig
 
 log = logging.getLogger(__name__)
 
@@ -355,49 +351,7 @@ class Deliverer:
                 detail)
 
 
-__all__ = ["DELIVERER_KEY", "Deliverer", "setup_delivery"]
-
-
-def setup_delivery(app: web.Application, config: GatewayConfig) -> None:
-    """Give ``app`` its :class:`Deliverer` (``app[DELIVERER_KEY]``) once it starts: the opt-out
-    store (the legacy stores migrated into it before any notice goes), quiet hours and rate
-    limits from ``config`` (GatewayConfig), the adapters of the web chat and of the WeChat and
-    SMS channels when they are enabled, the scheduled-delivery worker and the consumer of the
-    outbound requests stream. Call after every channel's ``setup``."""
-
-    async def lifespan(app: web.Application) -> AsyncIterator[None]:
-        from channels.outbound_requests import OutboundRequests
-        from channels.webchat_outbox import WebChatAdapter
-
-        redis = app[REDIS_KEY]
-        optouts = OptOutStore(redis)
-        deliverer = Deliverer(redis, optouts,
-                              QuietHours(config.delivery_quiet_hours, config.timezone),
-                              config.delivery_rate_limits)
-        webchat = app.get(WEBCHAT_KEY)  # its sockets: the web adapter's fast path
-        deliverer.register(WebChatAdapter(redis, config.webchat_outbox_ttl_seconds,
-                                          local=webchat.outbox if webchat else None))
-        for adapter in _running_channel_adapters(app):
-            deliverer.register(adapter)
-        app[DELIVERER_KEY] = deliverer  # set first: the channels' workers already answer
-        try:  # before the first notice: the legacy stores' opt-outs must hold
-            await optouts.migrate()
-        except (RedisError, OSError) as exc:  # the legacy entries move at the next start
-            log.warning("opt-out: migrating the legacy stores failed (%s); starting anyway",
-                        type(exc).__name__)
-        consumer = OutboundRequests(redis, deliverer, consumer=f"{os.uname().nodename}-"
-                                                              f"{os.getpid()}-{uuid.uuid4().hex[:6]}")
-        tasks = [asyncio.create_task(deliverer.run_forever()),
-                 asyncio.create_task(consumer.run_forever())]
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await consumer.leave()
-
-    app.cleanup_ctx.append(lifespan)
+__all__ = ["DELIVERER_KEY", "Deliverer", "deliver_via"]
 
 
 def deliver_via(app: web.Application) -> Deliver:
@@ -408,15 +362,3 @@ def deliver_via(app: web.Application) -> Deliver:
         return await app[DELIVERER_KEY].deliver(conversation_id, content, purpose)
 
     return deliver
-
-
-def _running_channel_adapters(app: web.Application) -> list[ChannelAdapter]:
-    """The adapters of the WeChat and SMS channels that are enabled and started (their cleanup
-    contexts run before this one's)."""
-    wechat, sms = app.get(WECHAT_CHANNEL), app.get(SMS_RUNTIME)
-    adapters = []
-    if wechat is not None and wechat.responder is not None:
-        adapters.append(wechat.responder.adapter)
-    if sms is not None and sms.channel is not None:
-        adapters.append(sms.channel.adapter)
-    return adapters

@@ -26,9 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +39,10 @@ from channels.client_address import Network, client_address
 from channels.config import GatewayConfig
 from channels.keyed_lock import KeyedLocks
 from channels.keys import DELIVERER_KEY, REDIS_KEY, ROUTER_KEY, WEBCHAT_KEY
-from channels.messages import Message, Reply
+from channels.messages import Message
 from channels.router import log_id
+from channels.webchat_outbox import WebOutbox
+from channels.webchat_protocol import new_session_id, valid_session_id
 from integrations.rate_limit import Bucket, TokenBuckets, address_key
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "web"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SOCKET_IO_JS = STATIC_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
-# Session ids are bearer secrets (they own the conversation and its bound 户号): only accept
-# ids long and random-looking enough, such as the uuid4 hex we issue.
-_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 MAX_CUSTOM_DATA_BYTES = 2048
 # socket.io packets: far above any sane chat message, so oversized text still reaches the router
 # and gets its polite answer; beyond it the socket is dropped by engine.io.
@@ -62,35 +59,6 @@ RATE_LIMITED_TEXT = "您发送消息过于频繁，请稍后再试。如有紧�
 RATE_LIMITED = Counter("powerdesk_webchat_rate_limited_total",
                        "Web chat messages refused before Rasa, by limit (session, address, pending)",
                        ["limit"])
-
-
-def valid_session_id(value: Any) -> bool:
-    """Is ``value`` a session id we accept from a client?"""
-    return isinstance(value, str) and bool(_SESSION_ID.match(value))
-
-
-def new_session_id() -> str:
-    """A fresh, unguessable session id."""
-    return uuid.uuid4().hex
-
-
-def bot_uttered_events(reply: Reply) -> list[dict[str, Any]]:
-    """The ``bot_uttered`` payloads Rasa's SocketIOOutput would emit for ``reply``."""
-    events: list[dict[str, Any]] = []
-    if reply.text or reply.buttons:
-        parts = [p for p in reply.text.strip().split("\n\n")] if reply.text.strip() else [""]
-        if reply.buttons:
-            events.extend({"text": p, "quick_replies": []} for p in parts)
-            events[-1]["quick_replies"] = [
-                {"content_type": "text", "title": b.title, "payload": b.payload}
-                for b in reply.buttons]
-        else:
-            events.extend({"text": p} for p in parts if p)
-    if reply.image:
-        events.append({"attachment": {"type": "image", "payload": {"src": reply.image}}})
-    if reply.custom:
-        events.append(dict(reply.custom))
-    return events
 
 
 def _custom_data(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -137,7 +105,7 @@ class WebChat:
                                         max_http_buffer_size=MAX_PACKET_BYTES,
                                         logger=False, engineio_logger=False)
         self.app: web.Application | None = None  # set by setup()
-        self.outbox: Any = None  # channels.webchat_outbox.WebOutbox, set by setup()
+        self.outbox = WebOutbox(self.sio)  # this instance's sockets' side of the web outbox
         # A session's turn covers the router call and the delivery of its answer: the router's
         # own turn ends when Rasa has answered, so without this one a session's next answer
         # could go out before the previous one (and a refusal could overtake an earlier answer).
@@ -311,9 +279,6 @@ def setup(app: web.Application, config: GatewayConfig) -> WebChat:
     webchat.sio.attach(app, socketio_path="socket.io")
     app.on_shutdown.append(webchat.on_shutdown)
     app.middlewares.append(webchat.track_transports)
-    from channels.webchat_outbox import WebOutbox  # it imports this module
-
-    webchat.outbox = WebOutbox(webchat.sio)
     app.cleanup_ctx.append(webchat.outbox.lifespan)
     app.router.add_get("/", chat_page)
     app.router.add_get("/chat", chat_page)

@@ -44,7 +44,7 @@ from channels.delivery import encode_content
 from channels.keys import REDIS_KEY
 from channels.messages import DeliveryResult, Notice, Purpose, Reply
 from channels.redis_text import redis_text
-from channels.webchat import bot_uttered_events, valid_session_id
+from channels.webchat_protocol import bot_uttered_events, valid_session_id
 from integrations.masking import mask_account
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from aiohttp import web
 from redis.asyncio import ConnectionPool, Redis
 
 from channels.client_address import Network
+from channels.delivery import deliver_via
 from channels.dispatcher import Dispatcher
 from channels.keys import REDIS_KEY, ROUTER_KEY, SMS_RUNTIME
 from channels.optout import OptOutStore
@@ -80,8 +81,6 @@ class SmsRuntime:
             RateLimiter(redis, {"proactive": cfg.proactive_limits, "reply": cfg.reply_limits}),
             OptOutStore(redis), max_attempts=cfg.max_attempts)
         renderer = SmsRenderer(book, cfg.provider, cfg.sign_name, cfg.max_parts)
-        from channels.delivery import deliver_via  # it imports this package
-
         self.channel = channel = SmsChannel(cfg, redis, app[ROUTER_KEY], outbox, renderer,
                                             deliver_via(app))
         self.dispatcher = dispatcher = Dispatcher(

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from channels.delivery import deliver_via
 from channels.dispatcher import Dispatcher
 from channels.keys import REDIS_KEY, ROUTER_KEY, WECHAT_CHANNEL
 from channels.wechat.api import WeChatApi
@@ -52,8 +53,6 @@ class WeChatChannel:
         cfg = self.config
         self.api = api = WeChatApi(cfg.api_base_url, cfg.app_id, cfg.app_secret, redis,
                                    timeout_seconds=cfg.api_timeout_seconds)
-        from channels.delivery import deliver_via  # it imports this package
-
         self.responder = responder = WeChatResponder(cfg, redis, api, router, deliver_via(app))
         self.dispatcher = dispatcher = Dispatcher(
             redis, responder, namespace=cfg.dispatch_namespace,

@@ -8,7 +8,7 @@ import re
 import aiohttp
 import pytest
 from channels.router import BUSY_TEXT, EMPTY_TEXT
-from channels.webchat import bot_uttered_events
+from channels.webchat_protocol import bot_uttered_events
 from channels.messages import Button, Reply
 from tests.channels.webclient import WebClient
 from tests.support.ports import free_port

@@ -89,6 +89,7 @@ def test_the_channels_do_not_import_the_app():
 
 @pytest.mark.parametrize("first", ["channels.app", "channels.config", "channels.keys",
                                    "channels.wechat.config", "channels.sms.config",
+                                   "channels.sms", "channels.wechat", "channels.webchat",
                                    "channels.delivery", "channels.webchat_outbox",
                                    "channels.outbound_requests", "channels.__main__"])
 def test_any_module_can_be_imported_first(first):

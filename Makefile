@@ -18,12 +18,13 @@ export PYTHONPATH := $(CURDIR)
 apt_install = { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
   $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(1) >/dev/null; }
 
-.PHONY: help env model run test test-unit validate nlu-eval bench lock browser clean
+.PHONY: help env model run test test-unit fuzz validate nlu-eval bench lock browser clean
 
 help:
 	@echo "make run        run the product on embedded defaults (web chat on http://127.0.0.1:8000/)"
 	@echo "make test       run every test (unit, integration, Rasa stories, NLU, browser)"
 	@echo "make test-unit  run the tests that need no Rasa server"
+	@echo "make fuzz       fuzz every inbound endpoint with 10,000 inputs each (tests/fuzz)"
 	@echo "make model      train the Rasa model if its inputs changed"
 	@echo "make validate   rasa data validate"
 	@echo "make nlu-eval   evaluate NLU on the held-back split"
@@ -62,6 +63,9 @@ test: env model browser
 
 test-unit: env
 	$(APP_PY) -m pytest -q -m "not e2e"
+
+fuzz: env
+	FUZZ_EXAMPLES=10000 $(APP_PY) -m pytest -q tests/fuzz
 
 validate: env
 	$(RASA_VENV)/bin/rasa data validate --domain bot/domain --data nlu_data/train nlu_data/synonyms.yml nlu_data/regex.yml nlu_data/lookups bot/data --config config.yml --fail-on-warnings

@@ -55,6 +55,7 @@ from aiohttp import web
 from redis.exceptions import LockError, RedisError
 
 from channels import metrics
+from channels.keyed_lock import KeyedLocks
 from channels.keys import DELIVERER_KEY
 from channels.messages import (PURPOSES, Button, ChannelAdapter, Deliver, DeliveryResult, Notice,
                                Purpose, Reply)
@@ -135,7 +136,7 @@ class Deliverer:
         self._send_timeout = send_timeout_seconds
         self._schedule_key = schedule_key
         self._adapters: dict[str, ChannelAdapter] = {}
-        self._local: dict[str, list[Any]] = {}  # conversation id -> [asyncio.Lock, users]
+        self._local = KeyedLocks()
         self._lease = redis.register_script(_LEASE_LUA)
 
     def register(self, adapter: ChannelAdapter) -> None:
@@ -297,44 +298,35 @@ class Deliverer:
         ``alone_if_redis_fails`` (an answer the customer is waiting for, like the router's busy
         reply when Redis is down), a Redis failure leaves only this process's order."""
         started = time.monotonic()
-        entry = self._local.setdefault(conversation_id, [asyncio.Lock(), 0])
-        entry[1] += 1
         try:
+            held = await self._local.acquire(conversation_id, self._lock_wait)
+        except asyncio.TimeoutError:
+            raise _Busy() from None
+        async with held:
+            remaining = max(0.0, self._lock_wait - (time.monotonic() - started))
+            lock = self._redis.lock(f"pd:delivery:turn:{conversation_id}",
+                                    timeout=self._send_timeout + 5, sleep=0.01,
+                                    blocking=True, blocking_timeout=remaining)
             try:
-                await asyncio.wait_for(entry[0].acquire(), self._lock_wait)
-            except asyncio.TimeoutError:
-                raise _Busy() from None
+                acquired = await lock.acquire()
+            except (RedisError, OSError) as exc:
+                if not alone_if_redis_fails:
+                    raise
+                log.warning("delivery to %s: turn lock unavailable (%s); ordered in this "
+                            "instance only", log_id(conversation_id), type(exc).__name__)
+                metrics.ERRORS.labels("delivery_lock").inc()
+                lock = None
+                acquired = True
+            if not acquired:
+                raise _Busy()
             try:
-                remaining = max(0.0, self._lock_wait - (time.monotonic() - started))
-                lock = self._redis.lock(f"pd:delivery:turn:{conversation_id}",
-                                        timeout=self._send_timeout + 5, sleep=0.01,
-                                        blocking=True, blocking_timeout=remaining)
-                try:
-                    acquired = await lock.acquire()
-                except (RedisError, OSError) as exc:
-                    if not alone_if_redis_fails:
-                        raise
-                    log.warning("delivery to %s: turn lock unavailable (%s); ordered in this "
-                                "instance only", log_id(conversation_id), type(exc).__name__)
-                    metrics.ERRORS.labels("delivery_lock").inc()
-                    lock = None
-                    acquired = True
-                if not acquired:
-                    raise _Busy()
-                try:
-                    yield
-                finally:
-                    if lock is not None:
-                        try:
-                            await lock.release()
-                        except (LockError, RedisError) as exc:
-                            log.warning("delivery lock release failed (%s)", type(exc).__name__)
+                yield
             finally:
-                entry[0].release()
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0 and self._local.get(conversation_id) is entry:
-                del self._local[conversation_id]
+                if lock is not None:
+                    try:
+                        await lock.release()
+                    except (LockError, RedisError) as exc:
+                        log.warning("delivery lock release failed (%s)", type(exc).__name__)
 
     def _record(self, channel: str, conversation_id: str, content: Content, purpose: str,
                 result: DeliveryResult) -> None:

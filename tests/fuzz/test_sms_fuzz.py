@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.fuzz import strategies as fz
 from tests.fuzz.support import FUZZ_SETTINGS, check, fuzz_stats, send, start_gateway

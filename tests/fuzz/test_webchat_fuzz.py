@@ -27,7 +27,8 @@ from typing import Any
 import aiohttp
 import pytest
 import socketio
-from hypothesis import example, given, strategies as st
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from tests.fuzz import strategies as fz
 from tests.fuzz.support import FUZZ_SETTINGS, check, fuzz_stats, send, start_gateway
@@ -94,7 +95,7 @@ def web_gateway(loop_thread, module_env, redis_url, unhandled_log):
         # The known hang below (test_shutdown_after_a_namespace_disconnect_packet): reported,
         # not hidden, while the rest of the suite goes on.
         warnings.warn("web chat gateway still shutting down after 15 s (sockets left by "
-                      "malformed socket.io packets)")
+                      "malformed socket.io packets)", stacklevel=1)
     loop_thread.run(rasa.close())
     unhandled_log.take()
 

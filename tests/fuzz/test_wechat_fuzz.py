@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import example, given, strategies as st
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from tests.fuzz import strategies as fz
 from tests.fuzz.support import FUZZ_SETTINGS, check, fuzz_stats, send, start_gateway

@@ -51,6 +51,7 @@ def sms_gateway(request, loop_thread, module_env, redis_url, unhandled_log, tmp_
     gateway = loop_thread.run(start_gateway())
     gateway.provider = provider
     yield gateway
+    assert not unhandled_log.take(), "unhandled exception logged after the last input"
     loop_thread.run(gateway.close(), timeout=120)
     loop_thread.run(rasa.close())
     loop_thread.run(fake.close())

@@ -90,6 +90,7 @@ def web_gateway(loop_thread, module_env, redis_url, unhandled_log):
     gateway.client = Client(gateway.url)
     gateway.rasa = rasa
     yield gateway
+    assert not unhandled_log.take(), "unhandled exception logged after the last input"
     loop_thread.run(gateway.client.close())
     if not loop_thread.run(closed_within(gateway, 15)):
         # Seen after raw packets (a socket.io disconnect packet, then the websocket closed):

@@ -18,11 +18,12 @@ export PYTHONPATH := $(CURDIR)
 apt_install = { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
   $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(1) >/dev/null; }
 
-.PHONY: help env model run test test-unit fuzz validate nlu-eval bench lock browser clean
+.PHONY: help env model run lint test test-unit fuzz validate nlu-eval bench lock browser clean
 
 help:
 	@echo "make run        run the product on embedded defaults (web chat on http://127.0.0.1:8000/)"
-	@echo "make test       run every test (unit, integration, Rasa stories, NLU, browser)"
+	@echo "make test       run every test (lint, unit, integration, Rasa stories, NLU, browser)"
+	@echo "make lint       ruff check (ruff.toml)"
 	@echo "make test-unit  run the tests that need no Rasa server"
 	@echo "make fuzz       fuzz every inbound endpoint with 10,000 inputs each (tests/fuzz)"
 	@echo "make model      train the Rasa model if its inputs changed"
@@ -58,7 +59,10 @@ run: env model
 browser:
 	@test -x /usr/bin/chromium || $(call apt_install,chromium)
 
-test: env model browser
+lint: env
+	$(APP_VENV)/bin/ruff check .
+
+test: lint env model browser
 	$(APP_PY) -m pytest -q
 
 test-unit: env

@@ -3,8 +3,9 @@
 Residential (居民) prices are 阶梯电价 on the annual cumulative consumption of the calendar
 year (January resets). A residential customer who opted into 峰谷 pays the peak/valley price for
 each period's energy plus, for the energy that falls into tier 2 or 3, the tier's surcharge over
-tier 1 (tier price − tier-1 price); the bill lists that surcharge as the tier's ``price`` (0 for tier 1), so for every line ``amount = kwh × price`` (rounded half-up to the fen) and the bill's ``amount`` is the
-sum of its lines. Commercial and enterprise customers pay a flat price or peak/valley prices.
+tier 1 (tier price − tier-1 price); the bill lists that surcharge as the tier's ``price`` (0 for
+tier 1), so for every line ``amount = kwh × price`` (rounded half-up to the fen) and the bill's
+``amount`` is the sum of its lines. Commercial and enterprise customers pay a flat price or peak/valley prices.
 """
 from __future__ import annotations
 

@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from urllib.parse import urlsplit
-
-from integrations.config import REDIS_SOCKET_TIMEOUT_DEFAULT, REDIS_SOCKET_TIMEOUT_RANGE
 from zoneinfo import ZoneInfo
 
 from channels.client_address import Network, parse_networks
@@ -15,6 +13,7 @@ from channels.config_error import ConfigError
 from channels.quiet_hours import parse_window
 from channels.sms.config import SmsConfig
 from channels.wechat.config import WeChatConfig
+from integrations.config import REDIS_SOCKET_TIMEOUT_DEFAULT, REDIS_SOCKET_TIMEOUT_RANGE
 from integrations.rate_limit import Rate, parse_rate
 
 __all__ = ["ConfigError", "GatewayConfig"]

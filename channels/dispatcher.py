@@ -32,6 +32,7 @@ All keys share the hash tag ``{<namespace>}`` so the Lua scripts also run on Red
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -312,12 +313,13 @@ class Dispatcher:
         while True:
             if held and self._stopping:
                 # Take no more of this user's jobs: stop() hands the user back to another instance.
-                await self._redis_retrying("finishing a job", lambda: self._redis.eval(
-                    _FINISH, 1, keys[3], held))
+                await self._redis_retrying("finishing a job", functools.partial(
+                    self._redis.eval, _FINISH, 1, keys[3], held))
                 return
             token = uuid.uuid4().hex
-            ok, answer = await self._redis_retrying("taking a job", lambda: self._redis.eval(
-                _NEXT_OR_FINISH, 4, *keys, user, GROUP, entry_id, self._queue_ttl_ms, held, token))
+            ok, answer = await self._redis_retrying("taking a job", functools.partial(
+                self._redis.eval, _NEXT_OR_FINISH, 4, *keys, user, GROUP, entry_id,
+                self._queue_ttl_ms, held, token))
             if not ok or answer is None:
                 return
             interrupted, value = int(answer[0]), redis_text(answer[1])

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
+# kind: up | report; outcome: accepted | duplicate | forged | malformed | error
 CALLBACKS = Counter("powerdesk_sms_callbacks_total", "SMS provider callbacks received",
-                    ["provider", "kind", "outcome"])  # kind: up|report; outcome: accepted|duplicate|forged|malformed|error
+                    ["provider", "kind", "outcome"])
 ATTEMPTS = Counter("powerdesk_sms_send_attempts_total", "SMS send attempts, by provider outcome",
                    ["provider", "outcome"])  # sent | throttled | retry | permanent
 SEGMENTS = Counter("powerdesk_sms_segments_total", "Billed SMS segments sent (70/67 rule)",

@@ -67,13 +67,13 @@ async def test_queue_lines(backends):
 async def test_take_a_number_and_follow_it_until_served(backends):
     queue, me = backends.clients.queue, holder()
     hall = demo.FULL_SERVICE_HALL
-    before = {l.business_type: l for l in (await queue.get_queue(hall)).lines}["transfer"]
+    before = {q.business_type: q for q in (await queue.get_queue(hall)).lines}["transfer"]
     issued = await queue.take_ticket(hall, "transfer", me)
     assert issued.ticket_number.startswith("B") and issued.hall_id == hall
     assert issued.position == before.waiting + 1
     assert issued.estimated_wait_minutes == issued.position * before.avg_service_minutes
     assert issued.issued_at == backends.clock.now
-    after = {l.business_type: l for l in (await queue.get_queue(hall)).lines}["transfer"]
+    after = {q.business_type: q for q in (await queue.get_queue(hall)).lines}["transfer"]
     assert after.waiting == before.waiting + 1
 
     again = await queue.take_ticket(hall, "transfer", me)  # a double tap gets the same number
@@ -90,7 +90,7 @@ async def test_take_a_number_and_follow_it_until_served(backends):
         assert (state.status, state.position) == ("waiting", expected_position)
     await queue.http.post_json(f"/halls/{hall}/advance", {})
     assert (await queue.get_ticket(hall, issued.ticket_number)).status == "serving"
-    line = {l.business_type: l for l in (await queue.get_queue(hall)).lines}["transfer"]
+    line = {q.business_type: q for q in (await queue.get_queue(hall)).lines}["transfer"]
     assert line.now_serving == issued.ticket_number
     await queue.http.post_json(f"/halls/{hall}/advance", {})
     done = await queue.get_ticket(hall, issued.ticket_number.lower())
@@ -118,7 +118,7 @@ async def test_closed_hall_refuses_numbers_and_waiting_numbers_expire(backends):
     assert isinstance(caught.value, BackendRejected)
     assert (caught.value.status, caught.value.code) == (409, "hall_closed")
     closed = await queue.get_queue("H03")
-    assert not closed.open_now and all(l.waiting == 0 and l.now_serving is None for l in closed.lines)
+    assert not closed.open_now and all(q.waiting == 0 and q.now_serving is None for q in closed.lines)
     assert (await queue.get_ticket("H03", taken.ticket_number)).status == "expired"
     # The always-open hall still hands out numbers.
     late = await queue.take_ticket(demo.ALWAYS_OPEN_HALL, "payment", me)
@@ -167,9 +167,9 @@ async def test_the_day_is_seeded_deterministically(backends):
     other_day = await backends.clients.queue.get_queue("H05")
     backends.clock.now -= timedelta(days=1)
     again = await backends.clients.queue.get_queue("H05")
-    assert [(l.waiting, l.now_serving) for l in first.lines] == [(l.waiting, l.now_serving) for l in again.lines]
-    assert [(l.waiting, l.now_serving) for l in first.lines] != [
-        (l.waiting, l.now_serving) for l in other_day.lines]
+    assert [(q.waiting, q.now_serving) for q in first.lines] == [(q.waiting, q.now_serving) for q in again.lines]
+    assert [(q.waiting, q.now_serving) for q in first.lines] != [
+        (q.waiting, q.now_serving) for q in other_day.lines]
 
 
 async def test_simulated_queues_move_while_open_and_not_while_closed(backends):
@@ -184,7 +184,7 @@ async def test_simulated_queues_move_while_open_and_not_while_closed(backends):
         before = await queue.get_queue("H04")
         step(db, backends.clock, 30 * 60, random.Random(7))  # half an hour of service
         after = await queue.get_queue("H04")
-        assert [l.now_serving for l in after.lines] != [l.now_serving for l in before.lines]
+        assert [q.now_serving for q in after.lines] != [q.now_serving for q in before.lines]
         backends.clock.now = backends.clock.now.replace(hour=21)
         closed_before = await queue.http.get_json("/halls/H04/queue")
         step(db, backends.clock, 30 * 60, random.Random(7))

@@ -170,7 +170,7 @@ class FakeAliyunSms:
         for name in ("AccessKeyId", "Action", "SignatureMethod", "SignatureNonce",
                      "SignatureVersion", "Timestamp", "Version", "Signature"):
             if not params.get(name):
-                return self._error(400, f"MissingParameter", f"{name} is mandatory.")
+                return self._error(400, "MissingParameter", f"{name} is mandatory.")
         if params["AccessKeyId"] != self.access_key_id:
             return self._error(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
         if params["SignatureMethod"] != "HMAC-SHA1" or params["SignatureVersion"] != "1.0":

@@ -160,7 +160,7 @@ async def test_failures_per_account_across_conversations(store: CustomerStore, c
 async def test_a_refund_takes_the_attempt_back_and_lifts_the_lock_it_caused(
         store: CustomerStore, conv: str):
     account = _account()
-    for i in range(ACCOUNT_MAX_FAILED_VERIFICATIONS - 1):
+    for _ in range(ACCOUNT_MAX_FAILED_VERIFICATIONS - 1):
         await store.reserve_attempt([(ACCOUNT, account)])
     last = await store.reserve_attempt([(CONVERSATION, conv), (ACCOUNT, account)])
     assert last.locked_scope == ACCOUNT

@@ -26,7 +26,8 @@ def test_edge_values(value, expected):
     assert mask_account(value) == expected
 
 
-@pytest.mark.parametrize("name, expected", [("李", "*"), ("欧阳修", "欧**"), (None, ""), ("宁州市百家湖餐饮", "宁*******")])
+@pytest.mark.parametrize("name, expected", [("李", "*"), ("欧阳修", "欧**"), (None, ""),
+                                            ("宁州市百家湖餐饮", "宁*******")])
 def test_names(name, expected):
     assert mask_name(name) == expected
 

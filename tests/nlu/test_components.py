@@ -68,7 +68,7 @@ def test_normalizer_rewrites_training_examples_and_keeps_entities_on_tokens():
     }
     for example in by_text.values():
         assert example["aligned"], example
-        for kind, start, end, value, span in example["entities"]:
+        for kind, _start, _end, value, span in example["entities"]:
             # the span text is the (normalised) value, except for a synonym annotation
             assert value == span or (kind, value) == ("month", "上个月"), example
     assert by_text["等了...好久,户号3209876543,电话13812345678"]["entities"] == [

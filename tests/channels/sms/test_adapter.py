@@ -43,7 +43,8 @@ async def fake():
 async def make_adapter(redis, fake):
     senders = []
 
-    def make(clock=Clock(NOON), templates=None, reply_limit: int = 20) -> SmsAdapter:
+    def make(clock=None, templates=None, reply_limit: int = 20) -> SmsAdapter:
+        clock = clock or Clock(NOON)
         sender = AliyunSmsSender(fake.access_key_id, fake.access_key_secret, fake.url, SIGN)
         senders.append(sender)
         outbox = Outbox(redis, sender, QuietHours((time(21), time(8)), "Asia/Shanghai"),

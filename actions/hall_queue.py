@@ -53,7 +53,9 @@ _BUSINESS_ALIASES = {
     "fault_repair": ("报修", "故障"),
 }
 # "我的号", "排到哪", "轮到我" …: the customer asks about a ticket of their own.
-_OWN_TICKET = re.compile(r"我的号|我的票|我拿的号|我取的号|取的号|拿的号|我的排队|排到哪|到我|轮到我|叫到我|我排第|排第几|我前面")
+_OWN_TICKET = re.compile(
+    r"我的号|我的票|我拿的号|我取的号|取的号|拿的号|我的排队|排到哪|到我|轮到我|叫到我|我排第|排第几|我前面"
+)
 
 
 def _hall_stem(name: str) -> str:
@@ -365,12 +367,12 @@ class ActionQueueLookup(BackendAction):
         queues = await asyncio.gather(*(services.queue.get_queue(h.hall_id) for h in shown))
         rows = []
         for hall, queue in zip(shown, queues):
-            lines = [l for l in queue.lines if bt is None or l.business_type == bt.code]
+            lines = [line for line in queue.lines if bt is None or line.business_type == bt.code]
             if not queue.open_now:
                 rows.append(f"{hall.name}：当前非营业时间（{hall.opening_hours}）")
                 continue
-            waiting = sum(int(l.waiting or 0) for l in lines)
-            longest = max((l.estimated_wait_minutes or 0 for l in lines), default=0)
+            waiting = sum(int(line.waiting or 0) for line in lines)
+            longest = max((line.estimated_wait_minutes or 0 for line in lines), default=0)
             label = f"{bt.name}等待{waiting}人" if bt else f"共等待{waiting}人"
             rows.append(f"{hall.name}：{label}，最长预计等待{_minutes(longest)}")
         head = f"各营业厅{bt.name}业务排队情况：" if bt else "各营业厅当前排队情况："
@@ -474,7 +476,9 @@ class ActionAskTakeNumberFormHall(BackendAction):
                 buttons=buttons(("不用了", "/deny")),
             )
             return []
-        dispatcher.utter_message(response="utter_ask_take_number_form_hall", buttons=_hall_buttons(open_halls, "inform"))
+        dispatcher.utter_message(
+            response="utter_ask_take_number_form_hall", buttons=_hall_buttons(open_halls, "inform")
+        )
         return []
 
 
@@ -563,6 +567,9 @@ class ActionTakeNumber(BackendAction):
             lines.append(hint)
         dispatcher.utter_message(
             text="\n".join(lines),
-            buttons=buttons(("我的号排到哪了", f'/queue_lookup{{"ticket_number":"{ticket.ticket_number}"}}'), ("查看营业厅排队", f'/queue_lookup{{"hall":"{hall.name}"}}')),
+            buttons=buttons(
+                ("我的号排到哪了", f'/queue_lookup{{"ticket_number":"{ticket.ticket_number}"}}'),
+                ("查看营业厅排队", f'/queue_lookup{{"hall":"{hall.name}"}}'),
+            ),
         )
         return reset

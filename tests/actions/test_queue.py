@@ -96,7 +96,7 @@ async def test_one_business_type_and_online_suggestion(action_server_url, backen
         ]),
     )
     queue = await get(backends_url, f"/halls/{hall['hall_id']}/queue")
-    (line,) = [l for l in queue["lines"] if l["business_type"] == online["code"]]
+    (line,) = [each for each in queue["lines"] if each["business_type"] == online["code"]]
     reply = "\n".join(texts(result))
     assert f"{online['name']}：等待{line['waiting']}人" in reply
     assert "在线办理" in reply and online["online_channels"][0] in reply

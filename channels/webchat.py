@@ -70,7 +70,12 @@ def _custom_data(data: dict[str, Any]) -> dict[str, Any] | None:
             return None
     if not isinstance(value, dict):
         return None
-    if len(json.dumps(value, ensure_ascii=False)) > MAX_CUSTOM_DATA_BYTES:
+    text = json.dumps(value, ensure_ascii=False)
+    if len(text) > MAX_CUSTOM_DATA_BYTES:
+        return None
+    try:
+        text.encode("utf-8")  # lone surrogates: the JSON request to Rasa could not carry them
+    except UnicodeEncodeError:
         return None
     return value
 

@@ -155,6 +155,9 @@ def test_session_request_never_fails(web_gateway, loop_thread, unhandled_log, pa
 @given(payload=payloads("user_uttered"))
 @example(payload={"message": "\ud800", "session_id": "f" * 32, "customData": {"\udfff": "\ud800"}})
 @example(payload={"message": "x" * 300_000})
+# Found by this fuzz: a lone surrogate in customData/metadata failed the JSON request to Rasa
+# (UnicodeEncodeError in the router: a traceback and the busy reply).
+@example(payload={"message": "你好", "metadata": {"\ud800": None}})
 def test_user_uttered_never_fails(web_gateway, loop_thread, unhandled_log, payload):
     fuzz_event(web_gateway, loop_thread, unhandled_log, "socket.io user_uttered",
                "user_uttered", payload, ack=True)

@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
 from channels.router import replies_from_rasa  # noqa: E402
 from channels.webchat_protocol import bot_uttered_events  # noqa: E402
 from scripts.stack import APP_PY, Stack, free_port  # noqa: E402
-from tests.channels.webclient import WebClient  # noqa: E402
+from fakes.webclient import WebClient  # noqa: E402
 
 CLIENTS = "benchmark clients"  # this process, in the CPU figures
 
@@ -316,14 +316,14 @@ async def run_fake(args) -> None:
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as redis:
         stack = Stack(run_dir=Path(tmp) / "run", log_dir=Path(tmp) / "logs")
         fake_port = free_port()
-        fake = stack.spawn("rasa-fake", [str(APP_PY), "-m", "tests.channels.rasa_fake",
+        fake = stack.spawn("rasa-fake", [str(APP_PY), "-m", "fakes.rasa_rest",
                                          "--port", str(fake_port), "--delay-ms", str(args.fake_delay_ms)],
                            dict(stack.base_env))
         rasa_url = f"http://127.0.0.1:{fake_port}"
         try:
             stack.wait_http(fake, rasa_url + "/", timeout=30)
             await benchmark(args, stack, redis.url, rasa_url, [
-                "Rasa here is a loopback FAKE of its REST contract (tests/channels/rasa_fake.py), "
+                "Rasa here is a loopback FAKE of its REST contract (fakes/rasa_rest.py), "
                 f"answering after {args.fake_delay_ms} ms: these figures isolate the gateway's own cost."])
         finally:
             stack.stop()

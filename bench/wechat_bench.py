@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.stack import Stack, free_port  # noqa: E402
-from tests.fakes.wechat_api import FakeWeChatApi, WeChatPusher  # noqa: E402
+from fakes.wechat_api import FakeWeChatApi, WeChatPusher  # noqa: E402
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 

@@ -6,7 +6,7 @@ from aiohttp.test_utils import TestServer
 
 from bench.rasa_timing_proxy import create_app
 from bench.webchat_bench import Load, Run, outside_rasa_ms, percentile
-from tests.channels.rasa_fake import FakeRasaRest
+from fakes.rasa_rest import FakeRasaRest
 
 
 def test_percentile_is_nearest_rank_and_nan_when_empty():

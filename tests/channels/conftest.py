@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
-from tests.channels.rasa_fake import FakeRasaRest
+from fakes.rasa_rest import FakeRasaRest
 # The delivery tests' fixtures (a pinned clock, a recording channel, delivery facades).
 from tests.channels.delivery_support import clock, make_deliverer, recording  # noqa: F401
 

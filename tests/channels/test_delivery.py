@@ -61,7 +61,7 @@ async def wechat_target(redis: Redis, clock: Clock, stack: contextlib.AsyncExitS
     from channels.wechat.api import WeChatApi
     from channels.wechat.config import WeChatConfig
     from channels.wechat.templates import WeChatTemplates
-    from tests.fakes.wechat_api import FakeWeChatApi
+    from fakes.wechat_api import FakeWeChatApi
 
     fake = FakeWeChatApi(app_id="wx" + secrets.token_hex(8))
     await fake.start()
@@ -92,7 +92,7 @@ async def sms_target(redis: Redis, clock: Clock, stack: contextlib.AsyncExitStac
     from channels.sms.ratelimit import RateLimiter
     from channels.sms.templates import SmsRenderer, TemplateBook
     from tests.channels.sms.conftest import SIGN, TEMPLATES, aliyun_templates
-    from tests.fakes.aliyun_sms import FakeAliyunSms
+    from fakes.aliyun_sms import FakeAliyunSms
 
     fake = FakeAliyunSms(sign_names=(SIGN,), templates=aliyun_templates())
     await fake.start()

@@ -17,8 +17,8 @@ from channels.delivery import DELIVERER_KEY
 from channels.messages import DeliveryResult, Notice
 from channels.outbound_requests import RESULT_PREFIX, STREAM
 from tests.channels.sms.conftest import SIGN, TEMPLATES, aliyun_templates
-from tests.fakes.aliyun_sms import FakeAliyunSms
-from tests.fakes.wechat_api import FakeWeChatApi
+from fakes.aliyun_sms import FakeAliyunSms
+from fakes.wechat_api import FakeWeChatApi
 
 CODE_TEMPLATE = {"verification_code": {"text": "您的验证码为${code}，5分钟内有效。", "params": ["code"],
                                        "aliyun": "SMS_900000009", "tencent": "900009"}}

@@ -2,7 +2,7 @@
 
 Each channel case goes through that channel's inbound path (``SmsChannel.handle_inbound``,
 ``WeChatResponder``) with the real router, real Redis, the loopback provider fakes (Aliyun SMS,
-the WeChat API) and the FAKE of Rasa's REST contract (tests/channels/rasa_fake.py: ``按钮`` → a
+the WeChat API) and the FAKE of Rasa's REST contract (fakes/rasa_rest.py: ``按钮`` → a
 question with two buttons, ``两组按钮`` → two messages with three buttons in all).
 """
 from __future__ import annotations
@@ -22,10 +22,10 @@ from channels.optout import OptOutStore
 from channels.quiet_hours import QuietHours
 from channels.rasa_client import RasaClient
 from channels.router import ConversationRouter
-from tests.channels.rasa_fake import FakeRasaRest
+from fakes.rasa_rest import FakeRasaRest
 from tests.channels.sms.conftest import SIGN, TEMPLATES, aliyun_templates
-from tests.fakes.aliyun_sms import FakeAliyunSms
-from tests.fakes.wechat_api import FakeWeChatApi
+from fakes.aliyun_sms import FakeAliyunSms
+from fakes.wechat_api import FakeWeChatApi
 
 TTL = 321  # seconds; each channel's own option TTL setting, the same here for both
 

@@ -10,7 +10,7 @@ import pytest
 from channels.router import BUSY_TEXT, EMPTY_TEXT
 from channels.webchat_protocol import bot_uttered_events
 from channels.messages import Button, Reply
-from tests.channels.webclient import WebClient
+from fakes.webclient import WebClient
 from tests.support.ports import free_port
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")

@@ -9,7 +9,7 @@ import pytest
 
 from backends.demo_accounts import RESIDENTIAL_TOU, RESIDENTIAL_TOU_PHONE
 from channels.router import BUSY_TEXT, EMPTY_TEXT
-from tests.channels.webclient import WebClient, texts
+from fakes.webclient import WebClient, texts
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from channels.webchat import RATE_LIMITED_TEXT
-from tests.channels.webclient import WebClient
+from fakes.webclient import WebClient
 
 
 @pytest.fixture

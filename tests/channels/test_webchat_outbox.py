@@ -12,7 +12,7 @@ from channels.delivery import DELIVERER_KEY
 from channels.messages import Button, DeliveryResult, Notice, Reply
 from channels.webchat import WEBCHAT_KEY
 from channels.webchat_outbox import GENERIC_NOTICE_TEXT, notice_reply, outbox_key, presence_key
-from tests.channels.webclient import WebClient
+from fakes.webclient import WebClient
 
 OUTAGE = Notice("outage_notice", {"area": "江宁区东山街道", "start": "11月30日09:00",
                                   "end": "11月30日17:00", "reason": "线路检修"})

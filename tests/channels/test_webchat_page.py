@@ -1,5 +1,5 @@
 """The chat page's JavaScript in Debian's chromium (Playwright) against a gateway on loopback whose
-Rasa is the REST contract FAKE (tests/channels/rasa_fake.py): rendering, quick replies, text-only
+Rasa is the REST contract FAKE (fakes/rasa_rest.py): rendering, quick replies, text-only
 insertion, session persistence and reconnection. The same page against the real assistant is
 tested in tests/browser/ (marker ``e2e``)."""
 from __future__ import annotations

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from backends.demo_accounts import COMMERCIAL, COMMERCIAL_PHONE
 from integrations.customer_store import OUTBOUND_STREAM
 from scripts.stack import Stack, free_port
-from tests.channels.webclient import WebClient, texts
+from fakes.webclient import WebClient, texts
 
 pytestmark = pytest.mark.e2e
 

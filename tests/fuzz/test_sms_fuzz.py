@@ -32,10 +32,10 @@ TOKEN = "fuzz-callback-token-0123456789"
 
 @pytest.fixture(scope="module", params=["aliyun", "tencent"])
 def sms_gateway(request, loop_thread, module_env, redis_url, unhandled_log, tmp_path_factory):
-    from tests.channels.rasa_fake import FakeRasaRest
+    from fakes.rasa_rest import FakeRasaRest
     from tests.channels.sms.conftest import SIGN, TEMPLATES, aliyun_templates, sms_env, tencent_templates
-    from tests.fakes.aliyun_sms import FakeAliyunSms
-    from tests.fakes.tencent_sms import FakeTencentSms
+    from fakes.aliyun_sms import FakeAliyunSms
+    from fakes.tencent_sms import FakeTencentSms
 
     provider = request.param
     templates = tmp_path_factory.mktemp("sms") / "sms_templates.yml"

@@ -79,7 +79,7 @@ class Client:
 
 @pytest.fixture(scope="module")
 def web_gateway(loop_thread, module_env, redis_url, unhandled_log):
-    from tests.channels.rasa_fake import FakeRasaRest
+    from fakes.rasa_rest import FakeRasaRest
 
     rasa = FakeRasaRest()
     loop_thread.run(rasa.start())

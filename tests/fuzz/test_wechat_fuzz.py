@@ -38,8 +38,8 @@ TOKEN = "fuzztoken" + "x" * 8
 
 @pytest.fixture(scope="module", params=["plain", "compatible", "safe"])
 def wechat_gateway(request, loop_thread, module_env, redis_url, unhandled_log):
-    from tests.channels.rasa_fake import FakeRasaRest
-    from tests.fakes.wechat_api import FakeWeChatApi
+    from fakes.rasa_rest import FakeRasaRest
+    from fakes.wechat_api import FakeWeChatApi
 
     mode = request.param
     api = FakeWeChatApi(app_id=APP_ID)
@@ -86,7 +86,7 @@ def random_query() -> st.SearchStrategy:
 
 
 def sign(*parts: str) -> str:
-    from tests.fakes.wechat_api import wechat_signature
+    from fakes.wechat_api import wechat_signature
 
     return wechat_signature(*parts)
 

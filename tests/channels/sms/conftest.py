@@ -17,10 +17,10 @@ import yaml
 from aiohttp.test_utils import TestServer
 
 from channels.sms import SMS_RUNTIME
-from tests.channels.rasa_fake import FakeRasaRest
+from fakes.rasa_rest import FakeRasaRest
 
-from tests.fakes.aliyun_sms import FakeAliyunSms
-from tests.fakes.tencent_sms import FakeTencentSms
+from fakes.aliyun_sms import FakeAliyunSms
+from fakes.tencent_sms import FakeTencentSms
 
 TEMPLATES = {
     "generic_reply": {"text": "${content}", "params": ["content"], "max_param_length": 35,

@@ -20,7 +20,7 @@ from channels.sms.providers.aliyun import AliyunSmsSender
 from channels.sms.ratelimit import RateLimiter
 from channels.sms.templates import SmsRenderer, TemplateBook
 from tests.channels.sms.conftest import SIGN, TEMPLATES, Clock, aliyun_templates
-from tests.fakes.aliyun_sms import FakeAliyunSms
+from fakes.aliyun_sms import FakeAliyunSms
 
 SH = ZoneInfo("Asia/Shanghai")
 NOON = datetime(2026, 11, 23, 12, 0, 30, tzinfo=SH).timestamp()

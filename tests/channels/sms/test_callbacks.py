@@ -23,8 +23,8 @@ from channels.sms import SMS_RUNTIME
 from channels.sms.config import SmsConfig, SmsConfigError
 from channels.sms.templates import TemplateBook, TemplateConfigError
 from tests.channels.sms.conftest import sms_env
-from tests.fakes.aliyun_sms import report_items, up_item
-from tests.fakes.tencent_sms import reply_item
+from fakes.aliyun_sms import report_items, up_item
+from fakes.tencent_sms import reply_item
 
 ROOT = Path(__file__).resolve().parents[3]
 

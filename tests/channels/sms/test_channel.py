@@ -2,7 +2,7 @@
 
 Provider side: the Aliyun / Tencent fakes (signatures verified) receive what we send; tests post
 the providers' callbacks to our four paths. Assistant side: a FAKE of Rasa's REST webhook contract
-(tests/channels/rasa_fake.py — canned answers, not Rasa); the real assistant is used in
+(fakes/rasa_rest.py — canned answers, not Rasa); the real assistant is used in
 test_e2e_sms.py (marker e2e). Redis is the session's real server, shared by two gateway instances.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestServer
 
 from channels.messages import Notice
 from tests.channels.sms.conftest import SIGN
-from tests.fakes.aliyun_sms import report_items, up_item
-from tests.fakes.tencent_sms import reply_item, report_items as tencent_report_items
+from fakes.aliyun_sms import report_items, up_item
+from fakes.tencent_sms import reply_item, report_items as tencent_report_items
 
 
 async def test_aliyun_uplink_becomes_a_conversation_answered_by_sms(make_gateway, phone):

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from backends import demo_accounts as demo
 from channels.sms import SMS_RUNTIME
 from tests.channels.sms.conftest import SIGN
-from tests.fakes.aliyun_sms import up_item
+from fakes.aliyun_sms import up_item
 
 pytestmark = pytest.mark.e2e
 

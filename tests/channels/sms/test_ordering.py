@@ -12,8 +12,8 @@ import time
 import pytest
 
 from channels.router import BUSY_TEXT
-from tests.fakes.aliyun_sms import up_item
-from tests.fakes.tencent_sms import reply_item
+from fakes.aliyun_sms import up_item
+from fakes.tencent_sms import reply_item
 
 
 def uplink(provider: str, phone: str, text: str, index: int) -> list[dict]:

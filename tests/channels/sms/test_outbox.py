@@ -20,7 +20,7 @@ from channels.sms.quiet_hours import QuietHours
 from channels.sms.ratelimit import RateLimiter
 from channels.sms.templates import SmsRenderer, TemplateBook
 from tests.channels.sms.conftest import SIGN, TEMPLATES, Clock
-from tests.fakes.aliyun_sms import report_items
+from fakes.aliyun_sms import report_items
 
 SH = ZoneInfo("Asia/Shanghai")
 NOON = datetime(2026, 11, 23, 12, 0, 30, tzinfo=SH).timestamp()

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.channels.rasa_fake import FakeRasaRest
-from tests.fakes.wechat_api import FakeWeChatApi, WeChatPusher
+from fakes.rasa_rest import FakeRasaRest
+from fakes.wechat_api import FakeWeChatApi, WeChatPusher
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 NEW_AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"

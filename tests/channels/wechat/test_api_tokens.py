@@ -9,7 +9,7 @@ import pytest
 
 from channels.wechat.api import WeChatApi
 from channels.wechat.errors import WeChatApiError
-from tests.fakes.wechat_api import FakeWeChatApi
+from fakes.wechat_api import FakeWeChatApi
 from tests.support.ports import free_port
 
 SEND = "/cgi-bin/message/custom/send"

@@ -19,7 +19,7 @@ from channels.dispatcher import Dispatcher
 from channels.wechat.config import WeChatConfig
 from channels.optout import OPT_OUT_KEY, OptOutStore
 from channels.wechat.webhook import WeChatWebhook
-from tests.fakes.wechat_api import WeChatPusher
+from fakes.wechat_api import WeChatPusher
 
 
 def acl_keys_except(key: str) -> list[str]:

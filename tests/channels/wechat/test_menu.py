@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from channels.wechat.menu import MenuError, build_menu, intent_of_key, load_menu, menu_intents
-from tests.fakes.wechat_api import FakeWeChatApi
+from fakes.wechat_api import FakeWeChatApi
 
 ROOT = Path(__file__).resolve().parents[3]
 MENU_FILE = ROOT / "bot" / "wechat_menu.yml"

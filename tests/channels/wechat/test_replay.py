@@ -12,7 +12,7 @@ import pytest
 from channels.digits import ascii_decimal, ascii_int
 from channels.wechat.config import WeChatConfig, WeChatConfigError
 from tests.channels.wechat.conftest import AES_KEY
-from tests.fakes.wechat_api import wechat_signature
+from fakes.wechat_api import wechat_signature
 
 
 def openid() -> str:

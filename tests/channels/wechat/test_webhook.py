@@ -14,8 +14,8 @@ from channels.optout import OptOutStore
 from channels.wechat.webhook import template_status_key
 from channels.wechat import texts
 from tests.channels.wechat.conftest import AES_KEY, NEW_AES_KEY
-from tests.channels.rasa_fake import LONG_SENTENCE
-from tests.fakes.wechat_api import WeChatPusher, message_xml, wechat_signature
+from fakes.rasa_rest import LONG_SENTENCE
+from fakes.wechat_api import WeChatPusher, message_xml, wechat_signature
 
 
 def openid() -> str:

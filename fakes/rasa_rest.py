@@ -112,7 +112,7 @@ class FakeRasaRest:
 
 
 def main() -> None:
-    """``python -m tests.channels.rasa_fake --port N``: serve the fake until interrupted
+    """``python -m fakes.rasa_rest --port N``: serve the fake until interrupted
     (the web-chat benchmark's ``--fake-rasa`` mode runs it as its own process)."""
     import argparse
 

@@ -1,1 +1,0 @@
-"""Loopback fakes of third-party services we cannot reach from tests (never of our own code)."""

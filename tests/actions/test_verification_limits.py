@@ -33,6 +33,7 @@ from tests.actions.account_data import bind, customer_store, sender, unknown_acc
 from tests.actions.test_account import FORM, give_account, give_last4, validate
 from tests.backends.server import SettableClock
 from tests.support.actions import entity, run_action, slot_events, texts, user_message
+from tests.support.redis_db import VERIFICATION_LIMITS_DB, redis_database
 
 LIMITS = VerificationLimits()
 ACCOUNT_LIMIT = LIMITS.account.max_count
@@ -101,15 +102,22 @@ def _action_server(stack, redis_url: str, counted: CountedBackends, sms: str) ->
 
 
 @pytest.fixture(scope="session")
-def last4_server(stack, redis_url: str, counted: CountedBackends) -> str:
-    """An action server without SMS codes (phone last-4 only)."""
-    return _action_server(stack, redis_url, counted, "off")
+def limits_redis_url(redis_url: str) -> str:
+    """The limit tests' own database: the session's gateways consume the outbound stream (where
+    the codes are requested) in database 0."""
+    return redis_database(redis_url, VERIFICATION_LIMITS_DB)
 
 
 @pytest.fixture(scope="session")
-def sms_server(stack, redis_url: str, counted: CountedBackends) -> str:
+def last4_server(stack, limits_redis_url: str, counted: CountedBackends) -> str:
+    """An action server without SMS codes (phone last-4 only)."""
+    return _action_server(stack, limits_redis_url, counted, "off")
+
+
+@pytest.fixture(scope="session")
+def sms_server(stack, limits_redis_url: str, counted: CountedBackends) -> str:
     """An action server whose default verification is a one-time code by SMS."""
-    return _action_server(stack, redis_url, counted, "on")
+    return _action_server(stack, limits_redis_url, counted, "on")
 
 
 def seeded_account(db_path: Path, index: int) -> tuple[str, str]:
@@ -124,6 +132,13 @@ def seeded_account(db_path: Path, index: int) -> tuple[str, str]:
 @pytest.fixture
 async def redis(redis_url: str):
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def limits_redis(limits_redis_url: str):
+    client = aioredis.Redis.from_url(limits_redis_url, decode_responses=True)
     yield client
     await client.aclose()
 
@@ -173,7 +188,7 @@ async def lookup_from(url: str, conv: str, account: str, address: str) -> dict:
 # --- item 2: brute force ------------------------------------------------------------------------
 
 async def test_fifty_concurrent_guesses_from_fresh_sessions_evaluate_at_most_the_limit(
-        last4_server, sms_server, counted, seeded_db, redis_url, redis):
+        last4_server, sms_server, counted, seeded_db, limits_redis_url, limits_redis):
     account, mobile = seeded_account(seeded_db, 0)
     last4 = mobile[-4:]
     wrong = [f"{(int(last4) + i) % 10000:04d}" for i in range(1, 51)]
@@ -189,24 +204,24 @@ async def test_fifty_concurrent_guesses_from_fresh_sessions_evaluate_at_most_the
     assert slot_events(result)["binding_outcome"] == "locked"
     assert "该户号的验证已暂时锁定" in texts(result)[0]
     assert counted.verify_calls[account] == ACCOUNT_LIMIT
-    async with customer_store(redis_url) as store:
+    async with customer_store(limits_redis_url) as store:
         assert await store.get_binding(owner) is None
 
     # With SMS configured the real owner still has a way in: a code to the phone on file.
     result = await give_last4(sms_server, owner, account, last4)
     assert slot_events(result)["verification_method"] == "sms"
     assert counted.verify_calls[account] == ACCOUNT_LIMIT
-    (request,) = await sent_codes(redis, owner)
+    (request,) = await sent_codes(limits_redis, owner)
     assert request["conversation_id"] == f"sms:{mobile}"
     result = await give_code(sms_server, owner, account, code_of(request))
     assert slot_events(result)["binding_outcome"] == "verified"
-    async with customer_store(redis_url) as store:
+    async with customer_store(limits_redis_url) as store:
         assert await store.get_binding(owner) == account
-    await forget_limits(redis, (ACCOUNT, account))
+    await forget_limits(limits_redis, (ACCOUNT, account))
 
 
 async def test_unknown_accounts_are_counted_per_address_across_sessions(
-        last4_server, backends_url, redis):
+        last4_server, backends_url, limits_redis):
     unknown = await unknown_account(backends_url)
     # Every probe from a fresh session, each from another address of one IPv6 /64.
     for i in range(1, LIMITS.address.max_count + 1):
@@ -220,10 +235,10 @@ async def test_unknown_accounts_are_counted_per_address_across_sessions(
     result = await lookup_from(last4_server, sender("probe"), unknown, "2001:db8:5:8::1")
     assert "binding_outcome" not in slot_events(result)
     assert "还可以尝试" in texts(result)[0]
-    await forget_limits(redis, (ADDRESS, "2001:db8:5:7::/64"), (ADDRESS, "2001:db8:5:8::/64"))
+    await forget_limits(limits_redis, (ADDRESS, "2001:db8:5:7::/64"), (ADDRESS, "2001:db8:5:8::/64"))
 
 
-async def test_a_locked_address_cannot_start_binding(last4_server, backends_url, redis):
+async def test_a_locked_address_cannot_start_binding(last4_server, backends_url, limits_redis):
     address = "198.51.100.23"
     unknown = await unknown_account(backends_url)
     for _ in range(LIMITS.address.max_count):
@@ -233,13 +248,13 @@ async def test_a_locked_address_cannot_start_binding(last4_server, backends_url,
         latest_message=with_address(user_message("绑定户号", "bind_account"), address))
     assert slot_events(result)["needs_binding"] is False
     assert "锁定" in texts(result)[0]
-    await forget_limits(redis, (ADDRESS, address))
+    await forget_limits(limits_redis, (ADDRESS, address))
 
 
 # --- item 2: one-time codes ---------------------------------------------------------------------
 
 async def test_a_code_is_the_default_and_is_sent_to_the_phone_on_file(sms_server, seeded_db,
-                                                                      redis):
+                                                                      limits_redis):
     account, mobile = seeded_account(seeded_db, 1)
     conv = sender("code")
     result = await give_account(sms_server, conv, account)
@@ -247,7 +262,7 @@ async def test_a_code_is_the_default_and_is_sent_to_the_phone_on_file(sms_server
     assert events["account_number"] == account
     assert events["verification_method"] == "sms"
     assert events["requested_slot"] == "verification_code"
-    (request,) = await sent_codes(redis, conv)
+    (request,) = await sent_codes(limits_redis, conv)
     params = json.loads(request.pop("params"))
     assert request == {"conversation_id": f"sms:{mobile}", "purpose": "notice",
                        "kind": "verification_code", "urgent": "1", "requested_by": conv}
@@ -262,22 +277,22 @@ async def test_a_code_is_the_default_and_is_sent_to_the_phone_on_file(sms_server
 
 
 async def test_a_wrong_code_counts_and_the_right_one_binds_once(sms_server, seeded_db,
-                                                               redis_url, redis):
+                                                               limits_redis_url, limits_redis):
     account, _ = seeded_account(seeded_db, 2)
     conv = sender("code")
     await give_account(sms_server, conv, account)
-    code = code_of((await sent_codes(redis, conv))[-1])
+    code = code_of((await sent_codes(limits_redis, conv))[-1])
     wrong = f"{(int(code) + 1) % 10 ** 6:06d}"
     result = await give_code(sms_server, conv, account, wrong)
     assert "验证码不正确" in texts(result)[0] and "还可以尝试2次" in texts(result)[0]
     assert slot_events(result)["verification_code"] is None
-    async with customer_store(redis_url) as store:
+    async with customer_store(limits_redis_url) as store:
         assert await store.attempts_counted(CONVERSATION, conv) == 1
         assert await store.get_binding(conv) is None
     result = await give_code(sms_server, conv, account, f"验证码是{code}")
     events = slot_events(result)
     assert events["binding_outcome"] == "verified" and events["verification_code"] == "******"
-    async with customer_store(redis_url) as store:
+    async with customer_store(limits_redis_url) as store:
         assert await store.get_binding(conv) == account
         assert await store.attempts_counted(CONVERSATION, conv) == 0
     # single use: the same code again is not accepted
@@ -286,7 +301,7 @@ async def test_a_wrong_code_counts_and_the_right_one_binds_once(sms_server, seed
     assert "验证码已失效" in texts(result)[0]
 
 
-async def test_no_code_received_falls_back_to_the_phone_last4(sms_server, seeded_db, redis):
+async def test_no_code_received_falls_back_to_the_phone_last4(sms_server, seeded_db, limits_redis):
     account, mobile = seeded_account(seeded_db, 3)
     conv = sender("code")
     await give_account(sms_server, conv, account)
@@ -305,7 +320,7 @@ async def test_no_code_received_falls_back_to_the_phone_last4(sms_server, seeded
     assert slot_events(result)["binding_outcome"] == "verified"
 
 
-async def test_code_sends_are_rate_limited(sms_server, seeded_db, redis):
+async def test_code_sends_are_rate_limited(sms_server, seeded_db, limits_redis):
     account, _ = seeded_account(seeded_db, 4)
     conv = sender("code")
     await give_account(sms_server, conv, account)
@@ -315,8 +330,8 @@ async def test_code_sends_are_rate_limited(sms_server, seeded_db, redis):
     result = await give_code(sms_server, conv, account, "重新发送")
     assert "验证码发送过于频繁" in texts(result)[0]
     assert slot_events(result)["verification_method"] == "last4"
-    assert len(await sent_codes(redis, conv)) == LIMITS.codes_per_conversation.max_count
-    await forget_limits(redis, ("codes-account", account))
+    assert len(await sent_codes(limits_redis, conv)) == LIMITS.codes_per_conversation.max_count
+    await forget_limits(limits_redis, ("codes-account", account))
 
 
 # --- items 5, 6, 14 -----------------------------------------------------------------------------

@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp.test_utils import TestServer
+from redis.asyncio import Redis
 
 from channels.delivery import DELIVERER_KEY
 from channels.messages import DeliveryResult, Notice
 from channels.outbound_requests import RESULT_PREFIX, STREAM
 from tests.channels.sms.conftest import SIGN, TEMPLATES, aliyun_templates
+from tests.support.redis_db import DELIVERY_GATEWAY_DB, redis_database
 from fakes.aliyun_sms import FakeAliyunSms
 from fakes.wechat_api import FakeWeChatApi
 
@@ -36,7 +38,20 @@ async def fakes():
 
 
 @pytest.fixture
-async def gateway_factory(fakes, redis_url, rasa_fake, tmp_path, monkeypatch):
+def gateway_redis_url(redis_url) -> str:
+    """A database of its own: the session's gateways consume the stream in database 0."""
+    return redis_database(redis_url, DELIVERY_GATEWAY_DB)
+
+
+@pytest.fixture
+async def redis(gateway_redis_url):
+    client = Redis.from_url(gateway_redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def gateway_factory(fakes, gateway_redis_url, rasa_fake, tmp_path, monkeypatch):
     """``await gateway_factory()``: a started gateway app with all three channels."""
     from channels.app import create_app
     from channels.config import GatewayConfig
@@ -53,7 +68,7 @@ async def gateway_factory(fakes, redis_url, rasa_fake, tmp_path, monkeypatch):
     for key in [k for k in os.environ if k.startswith(("WECHAT_", "SMS_", "ALIYUN_SMS", "TENCENT_SMS",
                                                        "GATEWAY_", "DELIVERY_"))]:
         monkeypatch.delenv(key)
-    env = {"REDIS_URL": redis_url, "RASA_URL": rasa_fake.url, "DELIVERY_QUIET_HOURS": "off",
+    env = {"REDIS_URL": gateway_redis_url, "RASA_URL": rasa_fake.url, "DELIVERY_QUIET_HOURS": "off",
            "WECHAT_TOKEN": "tok" + secrets.token_hex(6), "WECHAT_APP_ID": wechat.app_id,
            "WECHAT_APP_SECRET": wechat.app_secret, "WECHAT_API_BASE_URL": wechat.base_url,
            "WECHAT_TEMPLATES_FILE": str(wechat_templates),

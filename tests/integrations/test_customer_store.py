@@ -21,6 +21,7 @@ from integrations.customer_store import (
     Limit,
     VerificationLimits,
 )
+from tests.support.redis_db import CUSTOMER_STORE_CODES_DB, redis_database
 
 LIMITS = VerificationLimits()
 MAX_FAILED_VERIFICATIONS = LIMITS.conversation.max_count
@@ -220,7 +221,8 @@ class Clock:
 
 @pytest.fixture
 async def clocked(redis_url: str):
-    client = await _raw(redis_url)
+    # Its own database: the session's gateways consume the outbound stream in database 0.
+    client = await _raw(redis_database(redis_url, CUSTOMER_STORE_CODES_DB))
     clock = Clock()
     yield CustomerStore(client, clock=clock), clock, client
     await _close(client)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from channels.app import create_admin_app, create_app, serve_admin
 from channels.config import ConfigError, GatewayConfig
+from channels.log_filters import install_client_error_filters
 
 
 def main() -> int:
@@ -29,6 +30,7 @@ def main() -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from integrations.log_masking import install_log_masking
 
+    install_client_error_filters()  # first: the masking drops the exception it needs
     install_log_masking()  # 户号 and phone numbers masked in every log line of the process
     log = logging.getLogger("channels")
     embedded = None

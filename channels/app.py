@@ -23,6 +23,7 @@ from channels.config import ConfigError, GatewayConfig
 from channels.delivery import Deliverer
 from channels.keys import (CONFIG_KEY, DELIVERER_KEY, GATEWAY_APP_KEY, RASA_KEY, REDIS_KEY,
                            ROUTER_KEY, SMS_RUNTIME, WEBCHAT_KEY, WECHAT_CHANNEL)
+from channels.log_filters import install_client_error_filters
 from channels.messages import ChannelAdapter
 from channels.optout import OptOutStore
 from channels.outbound_requests import OutboundRequests
@@ -130,6 +131,7 @@ def create_app(config: GatewayConfig) -> web.Application:
     if not config.redis_url:
         raise ConfigError("REDIS_URL is required by create_app (python -m channels starts an "
                           "embedded Redis when it is unset)")
+    install_client_error_filters()  # a client's garbage logs one line, not a traceback
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[refuse_undecodable_bodies])
     app[CONFIG_KEY] = config
     # Order matters: channels' own cleanup contexts (appended by setup) use the Redis client

@@ -13,12 +13,12 @@ from channels.messages import Reply
 
 # Session ids are bearer secrets (they own the conversation and its bound 户号): only accept
 # ids long and random-looking enough, such as the uuid4 hex we issue.
-_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 def valid_session_id(value: Any) -> bool:
     """Is ``value`` a session id we accept from a client?"""
-    return isinstance(value, str) and bool(_SESSION_ID.match(value))
+    return isinstance(value, str) and bool(_SESSION_ID.fullmatch(value))
 
 
 def new_session_id() -> str:

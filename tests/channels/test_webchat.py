@@ -8,7 +8,7 @@ import re
 import aiohttp
 import pytest
 from channels.router import BUSY_TEXT, EMPTY_TEXT
-from channels.webchat_protocol import bot_uttered_events
+from channels.webchat_protocol import bot_uttered_events, valid_session_id
 from channels.messages import Button, Reply
 from fakes.webclient import WebClient
 from tests.support.ports import free_port
@@ -247,3 +247,9 @@ async def test_without_fanout_a_tab_on_another_instance_hears_nothing(make_web_g
     assert await tab1.next() == {"text": "收到：你好"}
     with pytest.raises(asyncio.TimeoutError):
         await tab2.next(timeout=0.5)
+
+
+def test_session_ids_are_matched_whole():
+    assert valid_session_id("a" * 32)
+    assert not valid_session_id("a" * 32 + "\n")  # `$` alone would accept a trailing newline
+    assert not valid_session_id("a" * 15) and not valid_session_id("a" * 65)

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 INTENT_KEY_PREFIX = "intent:"
-_INTENT_RE = re.compile(r"^[a-z][a-z0-9_]{0,100}$")
+_INTENT_RE = re.compile(r"[a-z][a-z0-9_]{0,100}")
 
 
 class MenuError(ValueError):
@@ -41,7 +41,7 @@ def intent_of_key(key: str) -> str | None:
     if not key.startswith(INTENT_KEY_PREFIX):
         return None
     intent = key[len(INTENT_KEY_PREFIX):]
-    return intent if _INTENT_RE.match(intent) else None
+    return intent if _INTENT_RE.fullmatch(intent) else None
 
 
 def _leaf(item: dict[str, Any], where: str, name_limit: int) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def _leaf(item: dict[str, Any], where: str, name_limit: int) -> dict[str, Any]:
         raise MenuError(f"{where}: name must be 1..{name_limit} bytes (UTF-8), got {name!r}")
     if "intent" in item:
         intent = str(item["intent"])
-        if not _INTENT_RE.match(intent):
+        if not _INTENT_RE.fullmatch(intent):
             raise MenuError(f"{where}: invalid intent name {intent!r}")
         return {"type": "click", "name": name, "key": INTENT_KEY_PREFIX + intent}
     if "url" in item:

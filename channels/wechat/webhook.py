@@ -33,19 +33,13 @@ from channels.wechat.xmlmsg import MalformedXml, parse_xml
 
 log = logging.getLogger(__name__)
 
-_OPENID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+_OPENID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _TEMPLATE_REPORT_TTL = 7 * 86400
-_SCENE_TTL = 30 * 86400
 
 
 def template_status_key(msg_id: str) -> str:
     """Redis hash with the delivery report of template message ``msg_id``."""
     return f"pd:wechat:template:{msg_id}"
-
-
-def scene_key(openid: str) -> str:
-    """Redis key of the QR-code scene ``openid`` last followed or scanned with."""
-    return f"pd:wechat:scene:{openid}"
 
 
 class JobQueue(Protocol):
@@ -174,7 +168,7 @@ class WeChatWebhook:
         try:
             fields, timestamp, nonce = await self._verified_fields(request)
             openid = fields.get("FromUserName", "")
-            if not _OPENID.match(openid):
+            if not _OPENID.fullmatch(openid):
                 raise BadRequest("missing or invalid FromUserName")
             create_time = ascii_int(fields.get("CreateTime", ""), max_digits=12)
             if not fields.get("MsgType") or create_time is None:
@@ -248,13 +242,10 @@ class WeChatWebhook:
         # late retry cannot undo a newer change.
         conversation = f"wechat:{openid}"
         if event == "subscribe":
-            text, scene = texts.WELCOME, ""
+            text = texts.WELCOME
             if key.startswith("qrscene_"):
-                scene = key[len("qrscene_"):][:64]
-                text += "\n" + texts.WELCOME_SCENE.format(scene=scene)
+                text += "\n" + texts.WELCOME_SCENE.format(scene=key[len("qrscene_"):][:64])
             await self._optouts.opt_in(conversation, at=create_time)
-            if scene:
-                await self._redis.set(scene_key(openid), scene, ex=_SCENE_TTL)
             return await self._enqueue_once(openid, _notice(text), f)
         if event == "unsubscribe":
             # A retry of an unsubscribe recorded before a re-follow is dropped as seen.
@@ -264,8 +255,6 @@ class WeChatWebhook:
                 log.info("wechat user unsubscribed; proactive messages stopped")
             return recorded
         if event == "scan":
-            if key:
-                await self._redis.set(scene_key(openid), key[:64], ex=_SCENE_TTL)
             return await self._enqueue_once(openid, _notice(texts.WELCOME_BACK), f)
         if event == "click":
             intent = intent_of_key(key)

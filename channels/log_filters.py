@@ -50,11 +50,9 @@ def quiet_client_error(record: logging.LogRecord) -> logging.LogRecord:
     if not record.exc_info or record.name not in (_AIOHTTP, *_SOCKETIO):
         return record
     exc = record.exc_info[1]
-    if record.name == _AIOHTTP:
-        client_error = _aiohttp_client_error(exc)
-    else:
-        client_error = _raised_in_socketio_library(record)
-    if client_error:
+    # aiohttp also logs what the socket.io libraries raise while parsing a packet on a websocket
+    # they hold (the exception leaves their handler through ours).
+    if (record.name == _AIOHTTP and _aiohttp_client_error(exc)) or _raised_in_socketio_library(record):
         record.msg = "malformed client input refused (%s: %.200s)"
         record.args = (type(exc).__name__, str(exc))
         record.exc_info = record.exc_text = None

@@ -4,10 +4,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from channels import log_filters
 from channels.log_filters import install_client_error_filters, quiet_client_error
+from integrations import log_masking
 from integrations.log_masking import install_log_masking
 
 
@@ -38,6 +41,17 @@ def test_aiohttp_client_errors_become_one_warning_line():
     assert record.getMessage().startswith("malformed client input refused (LineTooLong")
 
 
+def test_a_malformed_packet_raised_inside_engineio_becomes_one_warning_line():
+    from engineio.packet import Packet
+
+    try:
+        Packet(encoded_packet="")  # what a client's empty websocket frame makes engine.io do
+    except ValueError as exc:
+        # aiohttp logs it: the exception left engine.io's websocket handler through ours
+        record = quiet_client_error(_record("aiohttp.server", exc))
+    assert record.levelno == logging.WARNING and record.exc_info is None
+
+
 def test_our_own_failures_keep_their_traceback():
     record = quiet_client_error(_record("aiohttp.server", ZeroDivisionError("bug")))
     assert record.levelno == logging.ERROR and record.exc_info is not None
@@ -45,9 +59,20 @@ def test_our_own_failures_keep_their_traceback():
     assert record.levelno == logging.ERROR and record.exc_info is not None
 
 
-async def test_an_over_long_request_line_logs_no_traceback_even_with_masking():
+@pytest.fixture
+def process_logging(monkeypatch):
+    """The record factories as ``python -m channels`` installs them, undone afterwards (the
+    masking would otherwise format every later test's tracebacks away)."""
+    factory = logging.getLogRecordFactory()
+    monkeypatch.setattr(log_filters, "_installed", False)
+    monkeypatch.setattr(log_masking, "_installed", False)
     install_client_error_filters()
-    install_log_masking()  # as in python -m channels: masking comes after and must not undo it
+    install_log_masking()  # after, as in python -m channels; it must not undo the filter
+    yield
+    logging.setLogRecordFactory(factory)
+
+
+async def test_an_over_long_request_line_logs_no_traceback_even_with_masking(process_logging):
     handler = Records()
     logging.getLogger("aiohttp.server").addHandler(handler)
     app = web.Application()

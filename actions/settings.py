@@ -17,6 +17,7 @@ import chinese_calendar
 import yaml
 
 from integrations.customer_store import Limit, VerificationLimits
+from integrations.env import env_number
 
 CONFIG_DIR = Path(__file__).parent / "config"
 
@@ -111,16 +112,7 @@ class VerificationSettings:
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
-    return value
+    return env_number(env, name, default, low, high, error=SettingsError)
 
 
 @dataclass(frozen=True)

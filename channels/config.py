@@ -14,35 +14,18 @@ from channels.quiet_hours import parse_window
 from channels.sms.config import SmsConfig
 from channels.wechat.config import WeChatConfig
 from integrations.config import REDIS_SOCKET_TIMEOUT_DEFAULT, REDIS_SOCKET_TIMEOUT_RANGE
+from integrations.env import env_number
 from integrations.rate_limit import Rate, parse_rate
 
 __all__ = ["ConfigError", "GatewayConfig"]
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
+    return env_number(env, name, default, low, high, error=ConfigError)
 
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
+    return env_number(env, name, default, low, high, parse=float, error=ConfigError)
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

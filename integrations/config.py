@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Mapping, Optional
 from urllib.parse import urlsplit
 
+from integrations.env import env_number
+
 _DEFAULT_BASE = "http://127.0.0.1:8100"
 
 # REDIS_SOCKET_TIMEOUT_SECONDS: how long one Redis command may wait for its answer before it
@@ -65,15 +67,6 @@ class BackendsConfig:
 
 def redis_socket_timeout(env: Optional[Mapping[str, str]] = None) -> float:
     """``REDIS_SOCKET_TIMEOUT_SECONDS`` [5]: per-command Redis timeout; raises ValueError if invalid."""
-    env = os.environ if env is None else env
-    raw = (env.get("REDIS_SOCKET_TIMEOUT_SECONDS") or "").strip()
-    if not raw:
-        return REDIS_SOCKET_TIMEOUT_DEFAULT
     low, high = REDIS_SOCKET_TIMEOUT_RANGE
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"REDIS_SOCKET_TIMEOUT_SECONDS must be a number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ValueError(f"REDIS_SOCKET_TIMEOUT_SECONDS must be between {low:g} and {high:g}, got {raw}")
-    return value
+    return env_number(os.environ if env is None else env, "REDIS_SOCKET_TIMEOUT_SECONDS",
+                      REDIS_SOCKET_TIMEOUT_DEFAULT, low, high, parse=float)

@@ -88,11 +88,11 @@ RateLimits = Mapping[tuple[str, str], Sequence[Rate]]
 
 
 def encode_content(content: Content) -> dict[str, Any]:
-    """``content`` as JSON-ready data: ``{"notice": {kind, params, urgent}}`` or
+    """``content`` as JSON-ready data: ``{"notice": {kind, params, urgent, key}}`` or
     ``{"replies": [{text, buttons: [[title, payload]], image, custom}]}``."""
     if isinstance(content, Notice):
         return {"notice": {"kind": content.kind, "params": dict(content.params),
-                           "urgent": content.urgent}}
+                           "urgent": content.urgent, "key": content.key}}
     return {"replies": [{"text": r.text, "buttons": [[b.title, b.payload] for b in r.buttons],
                          "image": r.image, "custom": r.custom} for r in content]}
 
@@ -102,7 +102,7 @@ def decode_content(data: Mapping[str, Any]) -> Content:
     if "notice" in data:
         notice = data["notice"]
         return Notice(str(notice["kind"]), {str(k): str(v) for k, v in notice["params"].items()},
-                      bool(notice.get("urgent", False)))
+                      bool(notice.get("urgent", False)), str(notice.get("key") or ""))
     return [Reply(str(r["text"]), tuple(Button(str(t), str(p)) for t, p in r.get("buttons") or ()),
                   r.get("image"), r.get("custom")) for r in data["replies"]]
 

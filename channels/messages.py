@@ -58,11 +58,17 @@ TRANSACTIONAL_KINDS = frozenset({"verification_code", "optout_confirm", "optin_c
 class Notice:
     """A proactive message of a known ``kind`` (e.g. ``outage_notice`` with area, start, end
     and reason); each channel renders it its own way (SMS template, WeChat template message,
-    web chat card). ``urgent`` notices are exempt from quiet hours."""
+    web chat card). ``urgent`` notices are exempt from quiet hours.
+
+    ``key``, when set, identifies this notice to this customer for good (a broadcast sets
+    ``bc:<campaign id>:<customer>``): a channel that is handed the same key twice sends it at
+    most once where its transport allows (an idempotency key), and delivery reports carry it.
+    """
 
     kind: str
     params: dict[str, str] = field(default_factory=dict)
     urgent: bool = False
+    key: str = ""
 
     @property
     def transactional(self) -> bool:

@@ -413,6 +413,8 @@ def test_content_survives_the_schedule_encoding():
     assert decode_content(json.loads(json.dumps(encode_content(replies)))) == replies
     urgent = Notice("outage_notice", {"area": "江宁区"}, urgent=True)
     assert decode_content(json.loads(json.dumps(encode_content(urgent)))) == urgent
+    keyed = Notice("bill_due", {"amount": "12.30"}, key="bc:due_reminder:2026-11-28:3:3301")
+    assert decode_content(json.loads(json.dumps(encode_content(keyed)))) == keyed
 
 
 def test_delivery_settings_are_read_and_validated():

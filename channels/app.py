@@ -7,6 +7,7 @@ which shares the gateway app's Redis and Rasa clients and is served on its own a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import uuid
@@ -25,15 +26,25 @@ from channels.keys import (CONFIG_KEY, DELIVERER_KEY, GATEWAY_APP_KEY, RASA_KEY,
                            ROUTER_KEY, SMS_RUNTIME, WEBCHAT_KEY, WECHAT_CHANNEL)
 from channels.log_filters import install_client_error_filters
 from channels.messages import ChannelAdapter
+from channels.options import OptionMemory
 from channels.optout import OptOutStore
 from channels.outbound_requests import OutboundRequests
 from channels.quiet_hours import QuietHours
 from channels.rasa_client import RasaClient
 from channels.router import ConversationRouter
+from channels.sms import _text_redis
+from channels.sms.adapter import SmsAdapter
+from channels.sms.config import SmsConfig
+from channels.sms.outbox import Outbox
+from channels.sms.providers import sender_from_config
+from channels.sms.ratelimit import RateLimiter
+from channels.sms.templates import SmsRenderer, TemplateBook
 from channels.webchat_outbox import WebChatAdapter
+from channels.wechat.adapter import WeChatAdapter
+from channels.wechat.api import WeChatApi
 
 __all__ = ["CONFIG_KEY", "RASA_KEY", "REDIS_KEY", "ROUTER_KEY", "create_admin_app", "create_app",
-           "gateway_redis", "serve_admin"]
+           "gateway_redis", "new_deliverer", "serve_admin", "standalone_deliverer"]
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +174,8 @@ def setup_delivery(app: web.Application, config: GatewayConfig) -> None:
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         redis = app[REDIS_KEY]
-        optouts = OptOutStore(redis)
-        deliverer = Deliverer(redis, optouts,
-                              QuietHours(config.delivery_quiet_hours, config.timezone),
-                              config.delivery_rate_limits)
+        deliverer = new_deliverer(config, redis)
+        optouts = deliverer.optouts
         webchat = app.get(WEBCHAT_KEY)  # its sockets: the web adapter's fast path
         deliverer.register(WebChatAdapter(redis, config.webchat_outbox_ttl_seconds,
                                           local=webchat.outbox if webchat else None))
@@ -191,6 +200,54 @@ def setup_delivery(app: web.Application, config: GatewayConfig) -> None:
             await consumer.leave()
 
     app.cleanup_ctx.append(lifespan)
+
+
+def new_deliverer(config: GatewayConfig, redis: Redis) -> Deliverer:
+    """A :class:`Deliverer` with ``config``'s opt-out store, quiet hours and rate limits and no
+    adapter yet (the gateway's and :func:`standalone_deliverer`'s)."""
+    return Deliverer(redis, OptOutStore(redis),
+                     QuietHours(config.delivery_quiet_hours, config.timezone),
+                     config.delivery_rate_limits)
+
+
+@contextlib.asynccontextmanager
+async def standalone_deliverer(config: GatewayConfig, redis: Redis) -> AsyncIterator[Deliverer]:
+    """A :class:`Deliverer` for a process outside the gateway (the broadcast workers), with the
+    adapters of the configured channels: the web chat outbox, the WeChat API (when WECHAT_TOKEN
+    is set) and the SMS outbox (when SMS is configured). Only the transports run here: the
+    gateways' workers drain what waits (web outbox wake-ups, SMS held in the outbox, scheduled
+    deliveries)."""
+    deliverer = new_deliverer(config, redis)
+    deliverer.register(WebChatAdapter(redis, config.webchat_outbox_ttl_seconds))
+    async with contextlib.AsyncExitStack() as stack:
+        if config.wechat.enabled:
+            cfg = config.wechat
+            api = WeChatApi(cfg.api_base_url, cfg.app_id, cfg.app_secret, redis,
+                            timeout_seconds=cfg.api_timeout_seconds)
+            stack.push_async_callback(api.close)
+            deliverer.register(WeChatAdapter(cfg, redis, api))
+        if config.sms.enabled:
+            deliverer.register(await stack.enter_async_context(_sms_adapter(config.sms, redis)))
+        yield deliverer
+
+
+@contextlib.asynccontextmanager
+async def _sms_adapter(cfg: SmsConfig, redis: Redis) -> AsyncIterator[ChannelAdapter]:
+    """The SMS channel's adapter on its own outbox (built as the channel builds it)."""
+    book = cfg.templates or TemplateBook.load(cfg.templates_file)
+    text_redis, own_redis = _text_redis(redis)
+    sender = sender_from_config(cfg)
+    outbox = Outbox(text_redis, sender, QuietHours(cfg.quiet_hours, cfg.timezone),
+                    RateLimiter(text_redis, {"proactive": cfg.proactive_limits,
+                                             "reply": cfg.reply_limits}),
+                    OptOutStore(text_redis), max_attempts=cfg.max_attempts)
+    renderer = SmsRenderer(book, cfg.provider, cfg.sign_name, cfg.max_parts)
+    try:
+        yield SmsAdapter(outbox, renderer, OptionMemory(text_redis, cfg.options_ttl_seconds))
+    finally:
+        await sender.close()
+        if own_redis:
+            await text_redis.aclose()
 
 
 def _running_channel_adapters(app: web.Application) -> list[ChannelAdapter]:

@@ -18,8 +18,9 @@ Audience and timing (read by :mod:`channels.broadcast.sources`):
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import yaml
 
 from channels.config_error import ConfigError
 from integrations.env import env_number
+from integrations.rate_limit import Rate, parse_rate
 
 CHANNELS = ("wechat", "sms", "web")
 LAST_USED = "last_used"
@@ -94,4 +96,113 @@ class BroadcastConfig:
             due_reminder_days=_int(env, "BROADCAST_DUE_REMINDER_DAYS", 3, 0, 31),
             low_balance_yuan=low_balance,
             channel_preference=parse_preference(env.get("BROADCAST_CHANNEL_PREFERENCE", "")),
+        )
+
+
+# ---- the engine's settings (channels.broadcast.engine and .scheduler) -------------------------
+
+KINDS = ("bill_issued", "due_reminder", "arrears", "outage", "restoration")
+DEFAULT_RATES = "wechat=50/s,sms=20/s,web=off"
+DEFAULT_SCHEDULE = "bill_issued=09:00;due_reminder=09:30;arrears=10:00;outage=*/10m;restoration=*/5m"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """When a kind's campaigns are planned: daily at ``daily`` ("HH:MM", local time) or every
+    ``every`` seconds."""
+
+    kind: str
+    daily: tuple[int, int] | None = None
+    every: int | None = None
+
+
+def parse_rates(raw: str) -> dict[str, Rate | None]:
+    """``"wechat=50/s,sms=20/s,web=off"`` → {channel: Rate or None (no limit)}."""
+    rates: dict[str, Rate | None] = {}
+    for entry in (e.strip() for e in raw.replace(";", ",").split(",")):
+        if not entry:
+            continue
+        channel, sep, rate = entry.partition("=")
+        channel = channel.strip().lower()
+        if not sep or channel not in CHANNELS:
+            raise ConfigError(f"BROADCAST_RATES: expected channel=rate entries ({', '.join(CHANNELS)}; "
+                              f"rate such as 50/s or off), got {entry!r}")
+        try:
+            rates[channel] = parse_rate(rate, "BROADCAST_RATES")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return rates
+
+
+def parse_schedule(raw: str) -> tuple[Slot, ...]:
+    """``"bill_issued=09:00;outage=*/10m;arrears=off"`` → slots (``off`` drops the kind)."""
+    slots: list[Slot] = []
+    for entry in (e.strip() for e in raw.replace(",", ";").split(";")):
+        if not entry:
+            continue
+        kind, sep, spec = (part.strip().lower() for part in entry.partition("="))
+        if not sep or kind not in KINDS:
+            raise ConfigError(f"BROADCAST_SCHEDULE: expected kind=HH:MM, kind=*/N(m|h) or kind=off "
+                              f"with kind one of {', '.join(KINDS)}; got {entry!r}")
+        if spec == "off":
+            continue
+        daily = re.fullmatch(r"(\d{1,2}):(\d{2})", spec)
+        every = re.fullmatch(r"\*/(\d{1,4})(m|h)", spec)
+        if daily and int(daily[1]) < 24 and int(daily[2]) < 60:
+            slots.append(Slot(kind, daily=(int(daily[1]), int(daily[2]))))
+        elif every and int(every[1]) > 0:
+            slots.append(Slot(kind, every=int(every[1]) * (60 if every[2] == "m" else 3600)))
+        else:
+            raise ConfigError(f"BROADCAST_SCHEDULE: {kind} needs HH:MM, */N(m|h) or off, got {spec!r}")
+    return tuple(slots)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How campaigns are sent and scheduled. Environment variables (defaults in brackets):
+
+    BROADCAST_RATES [wechat=50/s,sms=20/s,web=off]: per provider, one token bucket in Redis shared
+    by every worker (``off``: no limit); BROADCAST_CONCURRENCY [64]: deliveries in flight per
+    worker process; BROADCAST_BATCH [100]: recipients read from the campaign stream at a time;
+    BROADCAST_PAGE_SIZE [500]: recipients asked of the backends at a time while planning;
+    BROADCAST_CLAIM_IDLE_SECONDS [60]: a recipient taken by a worker that has not finished it in
+    this time (a killed worker) is taken over by another; BROADCAST_MAX_ATTEMPTS [5]: transient
+    failures before a recipient is recorded as failed; BROADCAST_THROTTLE_SECONDS [30]: how long a
+    provider is paused for every worker after it answered "throttled" without saying until when;
+    BROADCAST_FAILURES_KEPT [20]: first failures kept per campaign for the report;
+    BROADCAST_SCHEDULE [bill_issued=09:00;due_reminder=09:30;arrears=10:00;outage=*/10m;
+    restoration=*/5m]: when the scheduler plans each kind (local time, POWERDESK_TIMEZONE);
+    BROADCAST_SCHEDULER_TICK_SECONDS [5]: how often the scheduler looks at its slots and at the
+    unfinished campaigns.
+    """
+
+    rates: dict[str, Rate | None] = field(default_factory=lambda: parse_rates(DEFAULT_RATES))
+    concurrency: int = 64
+    batch: int = 100
+    page_size: int = 500
+    claim_idle_seconds: float = 60.0
+    max_attempts: int = 5
+    throttle_seconds: float = 30.0
+    failures_kept: int = 20
+    schedule: tuple[Slot, ...] = field(default_factory=lambda: parse_schedule(DEFAULT_SCHEDULE))
+    tick_seconds: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "EngineConfig":
+        """Read and validate the variables; a bad value raises :class:`ConfigError` (one line)."""
+        env = os.environ if env is None else env
+        return cls(
+            rates=parse_rates(env.get("BROADCAST_RATES", "").strip() or DEFAULT_RATES),
+            concurrency=_int(env, "BROADCAST_CONCURRENCY", 64, 1, 4096),
+            batch=_int(env, "BROADCAST_BATCH", 100, 1, 5000),
+            page_size=_int(env, "BROADCAST_PAGE_SIZE", 500, 1, 10000),
+            claim_idle_seconds=env_number(env, "BROADCAST_CLAIM_IDLE_SECONDS", 60.0, 0.1, 86400.0,
+                                          parse=float, error=ConfigError),
+            max_attempts=_int(env, "BROADCAST_MAX_ATTEMPTS", 5, 1, 100),
+            throttle_seconds=env_number(env, "BROADCAST_THROTTLE_SECONDS", 30.0, 0.1, 86400.0,
+                                        parse=float, error=ConfigError),
+            failures_kept=_int(env, "BROADCAST_FAILURES_KEPT", 20, 0, 1000),
+            schedule=parse_schedule(env.get("BROADCAST_SCHEDULE", "").strip() or DEFAULT_SCHEDULE),
+            tick_seconds=env_number(env, "BROADCAST_SCHEDULER_TICK_SECONDS", 5.0, 0.05, 3600.0,
+                                    parse=float, error=ConfigError),
         )

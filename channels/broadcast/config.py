@@ -9,7 +9,7 @@ Audience and timing (read by :mod:`channels.broadcast.sources`):
   once it starts within this many hours; 0 turns that stage off.
 * ``BROADCAST_DUE_REMINDER_DAYS`` [3]: the due-date reminder goes to unpaid bills due within
   this many days (``run due_reminder --due-within`` overrides it).
-* ``BROADCAST_LOW_BALANCE_YUAN`` [50]: prepaid accounts whose credit is below this get the
+* ``BROADCAST_LOW_BALANCE_YUAN`` [100]: prepaid accounts whose credit is below this get the
   low-balance notice of the arrears campaign.
 * ``BROADCAST_CHANNEL_PREFERENCE`` [``last_used``]: which conversation of a customer comes first;
   ``last_used`` (the latest inbound message, ``pd:seen:<conversation>``), or an order of
@@ -75,14 +75,14 @@ class BroadcastConfig:
     outage_notice_days: int = DEFAULT_NOTICE_DAYS
     outage_imminent_hours: int = 24
     due_reminder_days: int = 3
-    low_balance_yuan: Decimal = Decimal("50")
+    low_balance_yuan: Decimal = Decimal("100")
     channel_preference: tuple[str, ...] = ()  # () = last used first
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "BroadcastConfig":
         """Read and validate the variables; a bad value raises :class:`ConfigError` (one line)."""
         env = os.environ if env is None else env
-        raw_low = env.get("BROADCAST_LOW_BALANCE_YUAN", "").strip() or "50"
+        raw_low = env.get("BROADCAST_LOW_BALANCE_YUAN", "").strip() or "100"
         try:
             low_balance = Decimal(raw_low)
         except InvalidOperation:

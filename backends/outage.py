@@ -15,7 +15,7 @@ from aiohttp import web
 from backends.billing import load_account
 from backends.db import LOCAL_TZ, Clock, Database, iso
 from backends.places import COMMUNITIES, match_communities
-from backends.web import CLOCK, DB, bad_request, json_response, service_app
+from backends.web import CLOCK, DB, bad_request, json_response, not_found, service_app
 
 ACTIVE_HORIZON = timedelta(days=7)
 STATUS_FILTERS = ("active", "planned", "ongoing", "all")
@@ -100,6 +100,14 @@ async def list_outages(request: web.Request) -> web.Response:
     return json_response({"outages": find_outages(db, request.app[CLOCK](), area, account, status)})
 
 
+async def get_outage(request: web.Request) -> web.Response:
+    outage_id = request.match_info["outage_id"]
+    rows = request.app[DB].query("SELECT * FROM outages WHERE outage_id = ?", (outage_id,))
+    if not rows:
+        raise not_found(f"no outage {outage_id[:20]!r}")
+    return json_response(outage_json(rows[0], request.app[CLOCK]()))
+
+
 async def list_areas(request: web.Request) -> web.Response:
     return json_response({"areas": [{"district": c.district, "street": c.street,
                                      "community": c.community} for c in COMMUNITIES]})
@@ -109,5 +117,6 @@ def create_app(db: Database, clock: Clock) -> web.Application:
     """The outage API (mounted at /outage)."""
     app = service_app(db, clock, "outage")
     app.router.add_get("/outages", list_outages)
+    app.router.add_get("/outages/{outage_id}", get_outage)
     app.router.add_get("/areas", list_areas)
     return app

@@ -1,9 +1,10 @@
-"""Outage backend client: planned and fault outages by area or 户号, and the known areas."""
+"""Outage backend client: planned and fault outages by area, 户号 or id, and the known areas."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Optional, Protocol
+from urllib.parse import quote
 
 from integrations.errors import (
     BackendRejected, BackendUnavailable, BadBackendResponse, ErrorFamily, IntegrationError, NotFound,
@@ -72,6 +73,7 @@ class Area:
 class OutageClient(Protocol):
     async def find_outages(self, area: Optional[str] = None, account_number: Optional[str] = None,
                            status: str = "active") -> list[Outage]: ...
+    async def get_outage(self, outage_id: str) -> Outage: ...
     async def list_areas(self) -> list[Area]: ...
     async def close(self) -> None: ...
 
@@ -96,6 +98,11 @@ class HttpOutageClient:
                          "status": status})
         return parse_or_raise(ERRORS, "outage", "outages",
                               lambda d: [Outage.from_json(o) for o in to_list(d["outages"])], data)
+
+    async def get_outage(self, outage_id: str) -> Outage:
+        """One outage by id, as of now (its status may be ``restored``); OutageNotFound if unknown."""
+        data = await self.http.get_json(f"/outages/{quote(outage_id, safe='')}")
+        return parse_or_raise(ERRORS, "outage", "outage", Outage.from_json, data)
 
     async def list_areas(self) -> list[Area]:
         data = await self.http.get_json("/areas")

@@ -86,3 +86,14 @@ async def test_bad_status_and_unknown_account(backends):
         await backends.clients.outage.find_outages(status="soon")
     with pytest.raises(OutageNotFound):
         await backends.clients.outage.find_outages(account_number="3999999999")
+
+
+async def test_one_outage_by_id_as_of_now(backends):
+    outage = backends.clients.outage
+    everything = await outage.find_outages(status="all")
+    for wanted in everything:
+        assert await outage.get_outage(wanted.outage_id) == wanted
+    with pytest.raises(OutageNotFound):
+        await outage.get_outage("NO-SUCH-OUTAGE")
+    with pytest.raises(OutageNotFound):
+        await outage.get_outage("../areas")

@@ -207,7 +207,8 @@ def new_deliverer(config: GatewayConfig, redis: Redis) -> Deliverer:
     adapter yet (the gateway's and :func:`standalone_deliverer`'s)."""
     return Deliverer(redis, OptOutStore(redis),
                      QuietHours(config.delivery_quiet_hours, config.timezone),
-                     config.delivery_rate_limits)
+                     config.delivery_rate_limits,
+                     notice_context_seconds=config.notice_context_hours * 3600)
 
 
 @contextlib.asynccontextmanager

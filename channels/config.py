@@ -130,7 +130,9 @@ class GatewayConfig:
     POWERDESK_TIMEZONE [Asia/Shanghai], DELIVERY_QUIET_HOURS [21:00-08:00 local time; ``off``
     disables: non-urgent notices wait until it ends], DELIVERY_RATE_LIMITS [notice=5/h,10/day:
     per conversation; ``[channel.]purpose=rates`` entries separated by ``;``, ``off`` for none],
-    WEBCHAT_OUTBOX_TTL_SECONDS [604800: how long messages wait for an offline web visitor].
+    WEBCHAT_OUTBOX_TTL_SECONDS [604800: how long messages wait for an offline web visitor],
+    NOTICE_CONTEXT_HOURS [72, 0 = off: how long the last notice sent to a conversation is
+    passed to Rasa with the customer's messages, so replies to it are answered in its context].
     """
 
     host: str = "127.0.0.1"
@@ -157,6 +159,7 @@ class GatewayConfig:
     delivery_quiet_hours: tuple[time, time] | None = (time(21, 0), time(8, 0))
     delivery_rate_limits: DeliveryRateLimits = ((("*", "notice"), (Rate(5, 3600), Rate(10, 86400))),)
     webchat_outbox_ttl_seconds: int = 7 * 86400
+    notice_context_hours: int = 72
     wechat: WeChatConfig = field(default_factory=WeChatConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
 
@@ -208,6 +211,7 @@ class GatewayConfig:
             delivery_rate_limits=_delivery_rate_limits(env, "notice=5/h,10/day"),
             webchat_outbox_ttl_seconds=_int(env, "WEBCHAT_OUTBOX_TTL_SECONDS", 7 * 86400, 60,
                                             90 * 86400),
+            notice_context_hours=_int(env, "NOTICE_CONTEXT_HOURS", 72, 0, 90 * 24),
             wechat=WeChatConfig.from_env(env),
             sms=SmsConfig.from_env(env),
         )

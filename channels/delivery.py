@@ -27,6 +27,10 @@ code, the confirmation of 退订/订阅: what the customer has just asked for) s
 opt-out does not stop it, quiet hours do not hold it and it uses no notice budget (its sender
 caps it); it is still ordered (5).
 
+A non-transactional notice that was sent or queued becomes the conversation's last notice
+(``pd:notice:last:<conversation id>``, see :mod:`channels.notice_context`), which the router
+passes to Rasa with the customer's next messages, so a reply is answered in its context.
+
 It never raises for a channel or Redis failure: the result is ``failed`` with a reason and
 whether a retry may help, plus a log line and a metric. Every call ends in one masked log line
 and one count of ``powerdesk_gateway_deliveries_total{channel, purpose, status, reason}``.
@@ -59,6 +63,7 @@ from channels.keyed_lock import KeyedLocks
 from channels.keys import DELIVERER_KEY
 from channels.messages import (PURPOSES, Button, ChannelAdapter, Deliver, DeliveryResult, Notice,
                                Purpose, Reply)
+from channels.notice_context import encode_notice, notice_key
 from channels.optout import OptOutStore
 from channels.quiet_hours import QuietHours
 from channels.redis_text import redis_text
@@ -71,6 +76,7 @@ SCHEDULE_KEY = "pd:delivery:scheduled"
 LEASE_SECONDS = 120.0        # longer than a lock wait plus a send
 MAX_AGE_SECONDS = 86400.0    # a scheduled delivery still not out after a day is given up
 MAX_ATTEMPTS = 5             # transient failures of a scheduled delivery before giving up
+NOTICE_CONTEXT_SECONDS = 72 * 3600  # how long replies are read in a notice's context
 
 # Members are "<created, µs, 20 digits>:<id>:<json>"; ties in score sort by member.
 _LEASE_LUA = """
@@ -126,7 +132,8 @@ class Deliverer:
     def __init__(self, redis: Any, optouts: OptOutStore, quiet: QuietHours,
                  rate_limits: RateLimits | None = None, *,
                  clock: Callable[[], float] = time.time, lock_wait_seconds: float = 10.0,
-                 send_timeout_seconds: float = 30.0, schedule_key: str = SCHEDULE_KEY) -> None:
+                 send_timeout_seconds: float = 30.0, schedule_key: str = SCHEDULE_KEY,
+                 notice_context_seconds: int = NOTICE_CONTEXT_SECONDS) -> None:
         self._redis = redis
         self.optouts = optouts  # the opt-out store it honours (for channels' 退订 handling)
         self._quiet = quiet
@@ -135,6 +142,7 @@ class Deliverer:
         self._lock_wait = lock_wait_seconds
         self._send_timeout = send_timeout_seconds
         self._schedule_key = schedule_key
+        self._notice_context_seconds = notice_context_seconds
         self._adapters: dict[str, ChannelAdapter] = {}
         self._local = KeyedLocks()
         self._lease = redis.register_script(_LEASE_LUA)
@@ -178,7 +186,22 @@ class Deliverer:
             metrics.ERRORS.labels("delivery").inc()
             result = DeliveryResult("failed", "error", retry=True)
         self._record(channel if adapter else "unknown", conversation_id, content, purpose, result)
+        if (isinstance(content, Notice) and not content.transactional
+                and result.status in ("sent", "queued") and self._notice_context_seconds > 0):
+            await self._remember_notice(conversation_id, content)
         return result
+
+    async def _remember_notice(self, conversation_id: str, notice: Notice) -> None:
+        """The conversation's last notice, for replies to it (channels/notice_context.py): one
+        SET with a TTL; a Redis failure is logged, the delivery's result stands."""
+        try:
+            await self._redis.set(notice_key(conversation_id),
+                                  encode_notice(notice, self._clock()),
+                                  ex=self._notice_context_seconds)
+        except (RedisError, OSError) as exc:
+            log.warning("notice context of %s not recorded (%s)", log_id(conversation_id),
+                        type(exc).__name__)
+            metrics.ERRORS.labels("notice_context").inc()
 
     async def _gate_and_send(self, adapter: ChannelAdapter, conversation_id: str, user_id: str,
                              content: Content, purpose: Purpose, attempt: int) -> DeliveryResult:

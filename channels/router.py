@@ -3,6 +3,8 @@
 It cleans the text, answers empty and oversized input itself, serialises each conversation
 (a local FIFO lock plus a Redis lock shared by every gateway instance, with a bounded wait),
 forwards the rest to Rasa's REST channel and turns the answer into :class:`Reply` objects.
+Each message also marks the conversation as used now and carries the last notice the
+conversation received to Rasa as ``metadata["notice"]`` (see :mod:`channels.notice_context`).
 It never raises to a channel: every failure becomes a polite Chinese reply, a log line and a
 metric.
 """
@@ -22,6 +24,7 @@ from redis.exceptions import LockError, RedisError
 from channels import metrics
 from channels.keyed_lock import Held, KeyedLocks
 from channels.messages import Button, Message, Reply
+from channels.notice_context import SEEN_TTL_SECONDS, decode_notice, notice_key, seen_key
 from channels.rasa_client import RasaClient, RasaUnavailable
 from integrations.masking import log_conversation_id
 
@@ -127,8 +130,13 @@ class ConversationRouter:
             return [Reply(TOO_LONG_TEXT.format(length=len(text), limit=limit))]
         metadata = dict(message.meta)
         metadata.setdefault("channel", channel)
+        metadata.pop("notice", None)  # only ever the gateway's own record
         try:
             async with self._turn(conversation_id):
+                # In the turn: an await before it would reorder a conversation's messages.
+                notice = await self._seen_and_notice(conversation_id)
+                if notice is not None:
+                    metadata["notice"] = notice
                 answer = await self._rasa.send(conversation_id, text, metadata)
         except TurnTimeout:
             log.warning("%s: previous message still in progress after %.1fs; busy reply",
@@ -145,6 +153,22 @@ class ConversationRouter:
             metrics.EMPTY_ANSWERS.labels(channel).inc()
             return [Reply(NO_ANSWER_TEXT)]
         return replies
+
+    async def _seen_and_notice(self, conversation_id: str) -> dict[str, Any] | None:
+        """One round trip: mark the conversation as used now (``pd:seen:<cid>``, for the
+        broadcasts' channel choice) and read the last notice it received (``pd:notice:last:<cid>``,
+        Rasa's ``metadata["notice"]``). A Redis failure costs only the context, not the message."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(seen_key(conversation_id), str(int(time.time())), ex=SEEN_TTL_SECONDS)
+                pipe.get(notice_key(conversation_id))
+                _, raw = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("conversation context of %s unavailable (%s); message goes on without it",
+                        log_id(conversation_id), type(exc).__name__)
+            metrics.ERRORS.labels("notice_context").inc()
+            return None
+        return decode_notice(raw)
 
     @contextlib.asynccontextmanager
     async def _turn(self, conversation_id: str) -> AsyncIterator[None]:

@@ -13,11 +13,12 @@ from calendar import monthrange
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from aiohttp import web
 
 from backends.db import LOCAL_TZ, Clock, Database, iso
+from backends.paging import SCAN_FACTOR, PageRequest, page_request
 from backends.tariffs import TARIFFS, Charges, compute_charges
 from backends.web import (CLOCK, DB, ascii_digits, bad_request, json_response, not_found,
                           read_json_object, service_app)
@@ -29,6 +30,8 @@ DUE_DAY = 25
 PAY_CHANNELS = ("网上国网App", "微信", "支付宝", "银行代扣", "营业厅柜台")
 _ACCOUNT_RE = re.compile(r"[0-9]{10}")
 _MONTH_RE = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_AMOUNT_RE = re.compile(r"[0-9]{1,7}(\.[0-9]{1,2})?")
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,144 @@ async def list_tariffs(request: web.Request) -> web.Response:
     return json_response({"tariffs": [t.to_json() for t in TARIFFS.values()]})
 
 
+# ---- bulk listings for the broadcasts (keyset pages in 户号 order, see backends.paging) -------
+
+def contact_json(row: sqlite3.Row) -> dict[str, Any]:
+    """An account in a bulk listing: its place and the mobile on file. Internal, like
+    ``/contact``: the broadcasts text it; it must never be shown to a customer."""
+    return {**{k: row[k] for k in ("account_number", "customer_type", "district", "street",
+                                   "community", "status")}, "mobile": row["phone"]}
+
+
+def scan_accounts(db: Database, where: list[str], params: list[Any], page: PageRequest,
+                  select: Callable[[sqlite3.Row], list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], Optional[str]]:
+    """Accounts matching ``where`` after the cursor, in 户号 order, each mapped by ``select`` to
+    its items (none, one or several: an account's items never straddle two pages). Stops at
+    ``limit`` items or ``SCAN_FACTOR × limit`` accounts read; returns the items and the cursor
+    of the next page (None after the last account)."""
+    sql = (f"SELECT * FROM accounts WHERE {' AND '.join([*where, 'account_number > ?'])}"
+           " ORDER BY account_number LIMIT ?")
+    items: list[dict[str, Any]] = []
+    after, budget = page.after or "", page.limit * SCAN_FACTOR
+    while True:
+        chunk = min(page.limit, budget)
+        rows = db.query(sql, (*params, after, chunk))
+        for row in rows:
+            after = row["account_number"]
+            budget -= 1
+            items.extend(select(row))
+            if len(items) >= page.limit:
+                return items, after
+        if len(rows) < chunk:
+            return items, None
+        if budget <= 0:
+            return items, after
+
+
+def _date_param(request: web.Request, name: str) -> date:
+    raw = request.query.get(name, "")
+    try:
+        if not _DATE_RE.fullmatch(raw):
+            raise ValueError
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be a date YYYY-MM-DD") from None
+
+
+async def list_month_bills(request: web.Request) -> web.Response:
+    """Every active account's bill of one month (issued at the start of the next month)."""
+    month = request.query.get("month", "")
+    if not _MONTH_RE.fullmatch(month):
+        raise bad_request("month must be YYYY-MM")
+    page = page_request(request)
+    now = request.app[CLOCK]()
+    months = bill_months(now.date())
+    year, number = int(month[:4]), int(month[5:])
+    if (year, number) not in months:
+        raise bad_request("month must be one of the last 12 full months")
+    index = months.index((year, number))
+    items, after = scan_accounts(
+        request.app[DB], ["status = 'active'"], [], page,
+        lambda row: [{"account": contact_json(row),
+                      "bill": _public(build_bill(row, year, number, index, now))}])
+    return json_response({"bills": items, "next": after})
+
+
+async def list_due_bills(request: web.Request) -> web.Response:
+    """Unpaid bills (unpaid or overdue) whose due date lies from ``from`` to ``to``, inclusive."""
+    start, end = _date_param(request, "from"), _date_param(request, "to")
+    if end < start or (end - start).days > 366:
+        raise bad_request("to must be on or after from, at most 366 days later")
+    page = page_request(request)
+    now = request.app[CLOCK]()
+    months = [(i, y, m) for i, (y, m) in enumerate(bill_months(now.date()))
+              if start <= date(*_shift(y, m, 1), DUE_DAY) <= end]
+    months.reverse()  # oldest due date first
+
+    def unpaid(row: sqlite3.Row) -> list[dict[str, Any]]:
+        bills = (build_bill(row, y, m, i, now) for i, y, m in months)
+        return [{"account": contact_json(row), "bill": _public(b)} for b in bills
+                if b["status"] != "paid"]
+
+    if not months:
+        return json_response({"bills": [], "next": None})
+    # Prepaid bills are settled from the credit on the 1st: never unpaid.
+    items, after = scan_accounts(request.app[DB], ["status = 'active'", "payer != 'prepaid'"], [],
+                                 page, unpaid)
+    return json_response({"bills": items, "next": after})
+
+
+async def list_arrears(request: web.Request) -> web.Response:
+    """Active accounts with overdue bills (past their due date, unpaid), with those bills."""
+    page = page_request(request)
+    now = request.app[CLOCK]()
+
+    def overdue(row: sqlite3.Row) -> list[dict[str, Any]]:
+        bills = [b for b in reversed(account_bills(row, now)) if b["status"] == "overdue"]
+        if not bills:
+            return []
+        total = sum((Decimal(str(b["amount"])) - Decimal(str(b["paid_amount"])) for b in bills),
+                    Decimal("0.00"))
+        return [{"account": contact_json(row), "arrears": _money(total),
+                 "bills": [_public(b) for b in bills]}]
+
+    # Prompt payers pay before the due date and prepaid bills are settled from the credit, so
+    # only late and overdue payers can be in arrears (the bills still decide).
+    items, after = scan_accounts(request.app[DB], ["status = 'active'", "payer IN ('late', 'overdue')"],
+                                 [], page, overdue)
+    return json_response({"accounts": items, "next": after})
+
+
+async def list_low_balance(request: web.Request) -> web.Response:
+    """Active prepaid accounts whose credit is below ``below`` yuan."""
+    raw = request.query.get("below", "")
+    if not _AMOUNT_RE.fullmatch(raw) or not 0 < Decimal(raw) <= 1_000_000:
+        raise bad_request("below must be an amount in yuan (at most 2 decimals), above 0")
+    page = page_request(request)
+    below_fen = int(Decimal(raw) * 100)
+    items, after = scan_accounts(
+        request.app[DB], ["status = 'active'", "payer = 'prepaid'", "credit_fen < ?"], [below_fen],
+        page, lambda row: [{"account": contact_json(row),
+                            "balance": _money(Decimal(row["credit_fen"]) / 100)}])
+    return json_response({"accounts": items, "next": after})
+
+
+async def list_accounts(request: web.Request) -> web.Response:
+    """Active accounts of an area: a district, a street (街道) or a community (社区/村)."""
+    where, params = ["status = 'active'"], []
+    for level in ("district", "street", "community"):
+        value = (request.query.get(level) or "").strip()
+        if len(value) > 50:
+            raise bad_request(f"{level} is too long")
+        if value:
+            where.append(f"{level} = ?")
+            params.append(value)
+    page = page_request(request)
+    items, after = scan_accounts(request.app[DB], where, params, page,
+                                 lambda row: [contact_json(row)])
+    return json_response({"accounts": items, "next": after})
+
+
 def create_app(db: Database, clock: Clock) -> web.Application:
     """The billing API (mounted at /billing)."""
     app = service_app(db, clock, "billing")
@@ -223,4 +364,9 @@ def create_app(db: Database, clock: Clock) -> web.Application:
     app.router.add_get("/accounts/{account}/bills/{month}", get_bill)
     app.router.add_get("/accounts/{account}/balance", get_balance)
     app.router.add_get("/tariffs", list_tariffs)
+    app.router.add_get("/accounts", list_accounts)
+    app.router.add_get("/bills", list_month_bills)
+    app.router.add_get("/bills/due", list_due_bills)
+    app.router.add_get("/arrears", list_arrears)
+    app.router.add_get("/prepaid/low-balance", list_low_balance)
     return app

@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     credit_fen INTEGER NOT NULL DEFAULT 0     -- prepaid credit in fen
 );
 CREATE INDEX IF NOT EXISTS accounts_place ON accounts (district, street, community);
+-- Keyset pages of an area's accounts in 户号 order (the broadcasts' audience of an outage).
+CREATE INDEX IF NOT EXISTS accounts_place_number ON accounts (district, street, community, account_number);
 
 CREATE TABLE IF NOT EXISTS halls (
     hall_id TEXT PRIMARY KEY,
@@ -94,7 +96,12 @@ CREATE TABLE IF NOT EXISTS outages (
     end_clock TEXT,
     start_offset_min INTEGER,           -- fault: minutes from the current hour
     end_offset_min INTEGER,             -- fault: expected restoration
-    restored_offset_min INTEGER         -- fault: restored at (NULL = not yet)
+    restored_offset_min INTEGER,        -- fault: restored at (NULL = not yet)
+    revision INTEGER NOT NULL DEFAULT 1,  -- 1 + how many times the window was changed
+    changed_offset_min INTEGER,         -- planned: window last changed, minutes from the current hour
+    previous_day_offset INTEGER,        -- planned: the window before that change
+    previous_start_clock TEXT,
+    previous_end_clock TEXT
 );
 
 CREATE TABLE IF NOT EXISTS applications (
@@ -136,6 +143,13 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 
+# Columns added after the first release: a database created before gets them on start.
+ADDED_COLUMNS = {
+    "outages": (("revision", "INTEGER NOT NULL DEFAULT 1"), ("changed_offset_min", "INTEGER"),
+                ("previous_day_offset", "INTEGER"), ("previous_start_clock", "TEXT"),
+                ("previous_end_clock", "TEXT")),
+}
+
 
 class Database:
     """One SQLite connection shared by the process, serialised by a lock.
@@ -157,6 +171,10 @@ class Database:
     def create_schema(self) -> None:
         with self.lock:
             self.conn.executescript(SCHEMA)
+            present = {row["name"] for row in self.conn.execute("PRAGMA table_info(outages)")}
+            for column, declaration in ADDED_COLUMNS["outages"]:
+                if column not in present:
+                    self.conn.execute(f"ALTER TABLE outages ADD COLUMN {column} {declaration}")
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self.lock:

@@ -239,9 +239,15 @@ def _outages(conn: sqlite3.Connection, rng: random.Random) -> None:
         fault(place, start, end, restored)
     for i, (kind, place, area, reason, day, start, end, s_min, e_min, r_min) in enumerate(rows, 1):
         outage_id = f"{'JH' if kind == 'planned' else 'GZ'}{i:05d}"
-        conn.execute("INSERT INTO outages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        conn.execute("INSERT INTO outages (outage_id, kind, district, street, community, affected_area,"
+                     " reason, day_offset, start_clock, end_clock, start_offset_min, end_offset_min,"
+                     " restored_offset_min) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      (outage_id, kind, place.district, place.street, place.community, area, reason,
                       day, start, end, s_min, e_min, r_min))
+    # The outage in 3 days was moved there from the day after tomorrow, three hours ago.
+    conn.execute("UPDATE outages SET revision = 2, changed_offset_min = -180, previous_day_offset = 2,"
+                 " previous_start_clock = start_clock, previous_end_clock = end_clock"
+                 " WHERE kind = 'planned' AND day_offset = 3")
 
 
 STAGES = {

@@ -10,6 +10,7 @@
   "use strict";
 
   var API = "/console/api";
+  var LOGIN_PATH = "/console/login";  // outside the API: it needs no session
   var CSRF_HEADER = "X-CSRF-Token";
   var LIVE_PATH = API + "/live";
   var STATS_REFRESH_MS = 15000;
@@ -98,7 +99,7 @@
     this.body = body || {};
   }
 
-  function request(method, path, body) {
+  function request(method, path, body, absolute) {
     var headers = { "Accept": "application/json" };
     var init = { method: method, headers: headers, credentials: "same-origin", cache: "no-store" };
     if (method !== "GET") {
@@ -108,7 +109,7 @@
         init.body = JSON.stringify(body);
       }
     }
-    return fetch(API + path, init).then(function (response) {
+    return fetch(absolute ? path : API + path, init).then(function (response) {
       return response.text().then(function (text) {
         var data = {};
         if (text) {
@@ -171,7 +172,8 @@
     var button = $("login-submit");
     button.disabled = true;
     $("login-error").textContent = "";
-    request("POST", "/login", { username: $("login-username").value, password: $("login-password").value })
+    request("POST", LOGIN_PATH, { username: $("login-username").value, password: $("login-password").value },
+            true)
       .then(function (data) {
         adoptSession(data);
         $("login-password").value = "";
@@ -513,8 +515,12 @@
     $("send").disabled = true;
     request("POST", conversationPath(cid, "messages"), { text: text }).then(function (data) {
       reply.value = "";
-      if (data && data.message && state.current === cid) { addMessage(data.message); }
-      if (data && data.delivered === false) { notice("消息未能送达客户（" + (data.reason || "渠道异常") + "）"); }
+      var delivery = (data && data.delivery) || {};
+      if (data && data.ok === false) {
+        notice("消息未能送达客户（" + (delivery.reason || delivery.status || "渠道异常") + "）");
+      } else if (delivery.status === "queued") {
+        notice("客户暂时离线，消息将在其上线后送达", "ok");
+      }
     }).catch(failed).then(function () { $("send").disabled = false; reply.focus(); });
   });
 
@@ -575,14 +581,14 @@
       if (!e || typeof e !== "object") { return; }
       if (e.type === "message") {
         if (e.cid === state.current) {
-          addMessage({ id: e.message_id || e.id, sender: e.sender, text: e.text, at: e.at, agent: e.agent });
+          addMessage({ id: e.msg_id || e.id, sender: e.sender, text: e.text, at: e.at, agent: e.agent });
         } else if (e.sender === "customer" && isMine(e.cid)) {
           markUnread(e.cid);
         }
         updateLastMessage(e);
       } else if (e.type === "error") {
         notice(e.text || e.message || "操作失败");
-      } else if (e.type && e.type !== "ack" && e.type !== "hello" && e.type !== "ping") {
+      } else if (e.type && e.type !== "ack" && e.type !== "hello" && e.type !== "pong") {
         scheduleRefresh();  // requested, claimed, transferred, closed, rated, timeout …
       }
     });
@@ -648,12 +654,37 @@
     });
   }
 
-  function renderStats(stats) {
+  /** The store's figures as lists: queues {name: {...}} → [{queue, ...}], per_hour, and each
+   * ratings distribution {"1": n, ...} → [n1..n5]. */
+  function normalised(stats) {
     var queues = stats.queues || [];
+    if (!Array.isArray(queues)) {
+      queues = Object.keys(queues).sort().map(function (name) {
+        return Object.assign({ queue: name }, queues[name]);
+      });
+    }
+    queues.forEach(function (q) {
+      if (q.longest_wait_seconds === undefined) { q.longest_wait_seconds = q.oldest_wait_seconds || 0; }
+    });
+    var ratings = stats.ratings || {};
+    ["agents", "queues"].forEach(function (group) {
+      var entries = ratings[group] || {};
+      Object.keys(entries).forEach(function (name) {
+        var d = entries[name].distribution || [];
+        if (!Array.isArray(d)) { entries[name].distribution = [1, 2, 3, 4, 5].map(function (s) { return d[s] || 0; }); }
+      });
+    });
+    return { queues: queues, hourly: stats.per_hour || stats.handoffs_per_hour || [], ratings: ratings,
+             containment: stats.containment || {} };
+  }
+
+  function renderStats(raw) {
+    var stats = normalised(raw);
+    var queues = stats.queues;
     var waiting = queues.reduce(function (sum, q) { return sum + (q.waiting || 0); }, 0);
     var longest = queues.reduce(function (m, q) { return Math.max(m, q.longest_wait_seconds || 0); }, 0);
-    var hourly = stats.handoffs_per_hour || [];
-    var containment = stats.containment || {};
+    var hourly = stats.hourly;
+    var containment = stats.containment;
     $("fig-waiting").textContent = String(waiting);
     $("fig-longest").textContent = duration(longest);
     $("fig-handoffs").textContent = String(hourly.reduce(function (a, b) { return a + b; }, 0));
@@ -684,7 +715,7 @@
       },
       options: { scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } }
     });
-    var ratings = stats.ratings || {};
+    var ratings = stats.ratings;
     ratingsChart("chart-agents", ratings.agents || {});
     ratingsChart("chart-queue-ratings", ratings.queues || {});
     var handed = containment.handed_off || 0, total = containment.conversations || 0;

@@ -35,6 +35,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -221,7 +222,9 @@ async def baseline_conversation(client: RelayClient, load: Load, index: int, lat
 
 class Agent:
     """One console agent on gateway B: logged in (session cookie + CSRF token), with the live
-    WebSocket open; customer messages that arrive on it resolve the waiting futures by tag."""
+    WebSocket open. Customer messages arriving on it resolve the futures waiting for their tag;
+    replies go over the same socket (``{"type": "reply", "cid", "text", "ref"}``) and their
+    ``ack``/``error`` frames are counted."""
 
     def __init__(self, http, base_url: str, name: str, password: str) -> None:
         self.http = http
@@ -230,17 +233,21 @@ class Agent:
         self.password = password
         self.csrf = ""
         self.ws = None
+        self.acks = 0
+        self.errors: list[dict] = []
         self._waiting: dict[tuple[int, int], asyncio.Future] = {}
         self._early: dict[tuple[int, int], float] = {}
         self._reader: asyncio.Task | None = None
+        self._refs = 0
 
     async def login(self) -> None:
-        async with self.http.post(f"{self.base}/console/api/login",
+        async with self.http.post(f"{self.base}/console/login",
                                   json={"username": self.name, "password": self.password}) as response:
             response.raise_for_status()
             body = await response.json()
-        self.csrf = body.get("csrf_token") or body.get("csrf") or ""
-        self.ws = await self.http.ws_connect(f"{self.base}/console/api/live", heartbeat=30)
+        self.csrf = body["csrf_token"]
+        self.ws = await self.http.ws_connect(f"{self.base}/console/api/live", heartbeat=30,
+                                             headers={"Origin": self.base})
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -249,25 +256,30 @@ class Agent:
                 continue
             now = time.perf_counter()
             try:
-                data = frame.json()
+                event = frame.json()
             except ValueError:
                 continue
-            for event in data if isinstance(data, list) else data.get("events", [data]):
-                if not isinstance(event, dict) or event.get("type") != "message":
-                    continue
-                if event.get("sender") != "customer":
-                    continue
-                found = parse_tag(event.get("text"))
-                if found is None or found[2] != "c":
-                    continue
-                key = found[:2]
-                future = self._waiting.pop(key, None)
-                if future is not None and not future.done():
-                    future.set_result(now)
-                else:
-                    self._early[key] = now
+            if not isinstance(event, dict):
+                continue
+            if event.get("type") == "ack":
+                self.acks += 1
+            elif event.get("type") == "error":
+                self.errors.append(event)
+            elif event.get("type") == "message" and event.get("sender") == "customer":
+                self._arrived(parse_tag(event.get("text")), now)
+
+    def _arrived(self, found: tuple[int, int, str] | None, now: float) -> None:
+        if found is None or found[2] != "c":
+            return
+        key = found[:2]
+        future = self._waiting.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(now)
+        else:
+            self._early[key] = now
 
     def expect(self, conversation: int, round_number: int) -> asyncio.Future:
+        """A future resolved (perf_counter) when this round's customer message reaches the agent."""
         key = (conversation, round_number)
         future = asyncio.get_running_loop().create_future()
         if key in self._early:
@@ -283,10 +295,14 @@ class Agent:
             return await response.json(content_type=None)
 
     async def claim(self, cid: str) -> None:
-        await self.post(f"/conversations/{cid}/claim")
+        await self.post(f"/conversations/{quote(cid, safe='')}/claim")
+
+    async def close_conversation(self, cid: str) -> None:
+        await self.post(f"/conversations/{quote(cid, safe='')}/close")
 
     async def reply(self, cid: str, text: str) -> None:
-        await self.post(f"/conversations/{cid}/messages", {"text": text})
+        self._refs += 1
+        await self.ws.send_json({"type": "reply", "cid": cid, "text": text, "ref": f"{self.name}-{self._refs}"})
 
     async def close(self) -> None:
         if self.ws is not None:
@@ -334,7 +350,7 @@ async def handoff_conversation(index: int, load: Load, customer_url: str, store,
                 latencies.fail(A2C)
             if round_number < len(pauses):
                 await asyncio.sleep(pauses[round_number])
-        await agent.post(f"/conversations/{cid}/close")
+        await agent.close_conversation(cid)
     finally:
         await client.close()
 
@@ -361,9 +377,9 @@ async def create_agents(redis_url: str, count: int, password: str) -> list[str]:
 
 
 async def measure(load: Load, redis_url: str, customer_url: str, agent_url: str,
-                  pids: dict[str, int], timeout: float) -> tuple[Latencies, dict[str, float], float]:
+                  pids: dict[str, int], timeout: float) -> tuple[Latencies, dict[str, float], float, list[str]]:
     """Baseline then hand-off path, same load; returns the latencies, the CPU seconds per process
-    during the hand-off part and its wall time."""
+    during the hand-off part, its wall time and notes (the agents' replies acknowledged or refused)."""
     import aiohttp
     from redis.asyncio import Redis
 
@@ -396,11 +412,14 @@ async def measure(load: Load, redis_url: str, customer_url: str, agent_url: str,
         after = {name: cpu_seconds(pid) for name, pid in pids.items()}
         after[CLIENTS] = time.process_time()
         cpu = {name: after[name] - before[name] for name in before}
+        errors = [e for agent in agents for e in agent.errors]
+        notes = [f"agents' replies acknowledged by gateway B: {sum(a.acks for a in agents)}, refused: {len(errors)}"
+                 + (f" (first: {errors[0]})" if errors else "")]
     finally:
         await asyncio.gather(*(agent.close() for agent in agents), return_exceptions=True)
         await asyncio.gather(*(http.close() for http in sessions))
         await redis.aclose()
-    return latencies, cpu, wall
+    return latencies, cpu, wall, notes
 
 
 def report(args, load: Load, latencies: Latencies, cpu: dict[str, float], wall: float,
@@ -444,8 +463,9 @@ async def run(args) -> None:
             pids["gateway A (customers)"] = stack.processes[-1].popen.pid
             agent_url = stack.start_gateway("127.0.0.1", free_port(), redis_url, rasa_url, extra)
             pids["gateway B (agents)"] = stack.processes[-1].popen.pid
-            latencies, cpu, wall = await measure(load, redis_url, customer_url, agent_url, pids, args.timeout)
-            report(args, load, latencies, cpu, wall, load_before, ["RSS after the run: " + ", ".join(
+            latencies, cpu, wall, notes = await measure(load, redis_url, customer_url, agent_url, pids,
+                                                        args.timeout)
+            report(args, load, latencies, cpu, wall, load_before, notes + ["RSS after the run: " + ", ".join(
                 f"{name} {rss_mb(pid):.0f} MiB" for name, pid in pids.items())])
         finally:
             stack.stop()

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from channels import sms, webchat, wechat
 from channels.config import ConfigError, GatewayConfig
+from channels.console import api as console_api
 from channels.delivery import Deliverer
 from channels.keys import (CONFIG_KEY, DELIVERER_KEY, GATEWAY_APP_KEY, RASA_KEY, REDIS_KEY,
                            ROUTER_KEY, SMS_RUNTIME, WEBCHAT_KEY, WECHAT_CHANNEL)
@@ -162,6 +163,7 @@ def create_app(config: GatewayConfig) -> web.Application:
     wechat.setup(app, config.wechat)
     sms.setup(app, config.sms, config.trusted_proxies)
     setup_delivery(app, config)  # after the channels: the outbound path (channels.delivery)
+    console_api.setup(app, config)  # the agent console under /console/ (its JSON API: /console/api/)
     return app
 
 

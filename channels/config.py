@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from channels.client_address import Network, parse_networks
 from channels.config_error import ConfigError
+from channels.console.config import ConsoleConfig
 from channels.quiet_hours import parse_window
 from channels.sms.config import SmsConfig
 from channels.wechat.config import WeChatConfig
@@ -106,7 +107,8 @@ def _delivery_rate_limits(env: Mapping[str, str], default: str) -> DeliveryRateL
 class GatewayConfig:
     """Everything the gateway needs, the channels' own settings included (``wechat``: the
     WECHAT_* variables, see :class:`~channels.wechat.config.WeChatConfig`; ``sms``: the SMS_*
-    ones, see :class:`~channels.sms.config.SmsConfig`), read and validated once at start.
+    ones, see :class:`~channels.sms.config.SmsConfig`; ``console``: the CONSOLE_* ones, see
+    :class:`~channels.console.config.ConsoleConfig`), read and validated once at start.
 
     Environment variables (defaults in brackets):
     GATEWAY_HOST [127.0.0.1], GATEWAY_PORT [8000], GATEWAY_ADMIN_HOST [127.0.0.1] and
@@ -162,6 +164,7 @@ class GatewayConfig:
     notice_context_hours: int = 72
     wechat: WeChatConfig = field(default_factory=WeChatConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     @property
     def lock_ttl_seconds(self) -> float:
@@ -214,4 +217,5 @@ class GatewayConfig:
             notice_context_hours=_int(env, "NOTICE_CONTEXT_HOURS", 72, 0, 90 * 24),
             wechat=WeChatConfig.from_env(env),
             sms=SmsConfig.from_env(env),
+            console=ConsoleConfig.from_env(env),
         )

@@ -1,0 +1,270 @@
+"""The broadcast engine against real Redis, a real Deliverer and the WeChat and Aliyun SMS
+loopback fakes: each customer of a campaign gets the notice at most once and ends sent or
+skipped with a reason, across re-runs, two workers, a crashed worker and a crashed planner."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from channels.broadcast.campaigns import (Campaigns, Outcome, decode_recipient, encode_recipient,
+                                          key)
+from channels.broadcast.engine import PAUSE_KEY, ReportConsumer, notice_key, parse_notice_key
+from channels.broadcast.report import campaign_report
+from channels.config import GatewayConfig
+from channels.messages import DeliveryResult, Notice
+from channels.optout import OptOutStore
+from channels.webchat_outbox import WebChatAdapter
+from tests.channels.broadcast.engine_support import (MORNING, NIGHT, OUTAGE_PARAMS, Plan,
+                                                     Recipient, Source, sms_counts,
+                                                     wechat_audience, wechat_counts)
+
+
+async def report(redis, campaign_id: str = "outage:O-1:notice") -> dict:
+    result = await campaign_report(Campaigns(redis), campaign_id)
+    assert result is not None
+    return result
+
+
+async def test_recipient_states_move_only_forward_and_counters_follow(redis):
+    campaigns = Campaigns(redis)
+    plan = Plan()
+    assert await campaigns.create(plan, 1.0)
+    assert not await campaigns.create(plan, 2.0)  # the same id: nothing new
+    payload = encode_recipient("3100000001", ("wechat:o1",), None, {})
+    rows = [("3100000001", payload, ""), ("3100000002", payload, "no_channel")]
+    assert await campaigns.add(plan.campaign_id, rows) == 2
+    assert await campaigns.add(plan.campaign_id, rows) == 0  # planning again adds nobody
+    await campaigns.planned(plan.campaign_id)
+    entries = await campaigns.read(plan.campaign_id, "w1", 10)
+    assert [p for _, p in entries] == [payload]
+    assert await campaigns.claim(plan.campaign_id, ["3100000001", "3100000002"]) == [0, -1]
+    assert await campaigns.claim(plan.campaign_id, ["3100000001"]) == [-2]  # taken over
+    entry_id = entries[0][0]
+    sent = Outcome("3100000001", entry_id, "sent", "wechat")
+    assert await campaigns.finish(plan.campaign_id, [sent], 5) == 1
+    assert await campaigns.finish(plan.campaign_id, [replace(sent, state="failed")], 5) == 0
+    assert await campaigns.recipient(plan.campaign_id, "3100000001") == {
+        "state": "sent", "channel": "wechat", "reason": "", "attempts": 0}
+    assert await campaigns.pending(plan.campaign_id) == 0
+    counters = await campaigns.counters(plan.campaign_id)
+    assert counters.values == {"audience": 2, "open": 0, "c:wechat:sent": 1,
+                               "c:none:skipped:no_channel": 1}
+    assert (await campaigns.meta(plan.campaign_id))["state"] == "done"
+
+
+async def test_a_campaign_reaches_each_customer_once_and_a_rerun_sends_nothing(make_engine, fakes,
+                                                                               redis):
+    wechat, _sms = fakes
+    audience = wechat_audience(25) + [Recipient("3199999999", ()),
+                                      Recipient("3199999998", ("alipay:u1",))]
+    source = Source(audience)
+    engine = await make_engine(batch=7, page_size=10)
+    assert await engine.run(Plan(), source) == "done"
+    counts = wechat_counts(wechat)
+    assert len(counts) == 25 and set(counts.values()) == {1}
+    result = await report(redis)
+    assert result["state"] == "done" and result["audience"] == 27 and result["open"] == 0
+    assert result["channels"]["wechat"]["sent"] == 25
+    assert result["channels"]["none"]["skipped"] == {"no_channel": 2}
+    assert source.pages == 3  # 27 recipients read 10 at a time
+
+    again = await make_engine()
+    assert await again.run(Plan(), source) == "done"
+    assert wechat_counts(wechat) == counts
+    assert await report(redis) == result
+
+
+async def test_two_workers_at_once_send_each_notice_once(make_engine, fakes, redis):
+    wechat, _sms = fakes
+    source = Source(wechat_audience(120))
+    first = await make_engine(batch=10, consumer="w1")
+    second = await make_engine(batch=10, consumer="w2")
+    assert await asyncio.gather(first.run(Plan(), source), second.run(Plan(), source)) == [
+        "done", "done"]
+    counts = wechat_counts(wechat)
+    assert len(counts) == 120 and set(counts.values()) == {1}
+    result = await report(redis)
+    assert result["channels"]["wechat"]["sent"] == 120 and result["open"] == 0
+
+
+async def test_a_dead_workers_recipients_are_taken_over_and_sent_once(make_engine, fakes, redis):
+    wechat, _sms = fakes
+    source = Source(wechat_audience(40))
+    engine = await make_engine(claim_idle_seconds=0.2)
+    await engine.open(Plan())
+    assert await engine.plan_audience(Plan(), source)
+    campaigns = Campaigns(redis)
+    # A worker read 15 recipients, claimed them (state "sending") and was killed.
+    entries = await campaigns.read(Plan().campaign_id, "dead-worker", 15)
+    await campaigns.claim(Plan().campaign_id, [decode_recipient(p)[0] for _, p in entries])
+    assert await campaigns.pending(Plan().campaign_id) == 15
+    await asyncio.sleep(0.3)
+    assert await engine.work(Plan().campaign_id) == "done"
+    counts = wechat_counts(wechat)
+    assert len(counts) == 40 and set(counts.values()) == {1}
+    assert await campaigns.pending(Plan().campaign_id) == 0
+    assert (await report(redis))["channels"]["wechat"]["sent"] == 40
+
+
+async def test_planning_stopped_midway_resumes_and_adds_nobody_twice(make_engine, fakes, redis):
+    wechat, _sms = fakes
+    source = Source(wechat_audience(30))
+    source.fail_after = 17
+    engine = await make_engine(page_size=5)
+    with pytest.raises(ConnectionError):
+        await engine.run(Plan(), source)
+    assert (await report(redis))["audience_complete"] is False
+    source.fail_after = None
+    assert await (await make_engine()).run(Plan(), source) == "done"
+    counts = wechat_counts(wechat)
+    assert len(counts) == 30 and set(counts.values()) == {1}
+    result = await report(redis)
+    assert result["audience"] == 30 and result["audience_complete"] is True
+
+
+async def test_a_permanent_wechat_failure_falls_back_to_sms(make_engine, fakes, redis):
+    wechat, sms = fakes
+    wechat.refuse_user("o00000000", 43004)       # not following: SMS to the phone on record
+    wechat.refuse_user("o00000001", 43004)       # and no phone: skipped not_following
+    wechat.refuse_user("o00000002", 40003)       # invalid openid: SMS conversation of theirs
+    audience = [Recipient("3100000000", ("wechat:o00000000",), "13800000000"),
+                Recipient("3100000001", ("wechat:o00000001",), None),
+                Recipient("3100000002", ("wechat:o00000002", "sms:13900000002"), None),
+                Recipient("3100000003", ("wechat:o00000003",), "13800000003")]
+    await OptOutStore(redis).opt_out("sms:13800000000")  # ... who said TD to SMS: not sent
+    audience.append(Recipient("3100000004", ("wechat:o00000004",), "13800000004"))
+    wechat.refuse_user("o00000004", 43004)
+    assert await (await make_engine()).run(Plan(), Source(audience)) == "done"
+    assert sms_counts(sms) == {"13900000002": 1, "13800000004": 1}
+    assert wechat_counts(wechat) == {"o00000003": 1}
+    result = await report(redis)
+    assert result["channels"]["sms"]["sent"] == 2 and result["channels"]["sms"]["fallback"] == 2
+    assert result["channels"]["sms"]["skipped"] == {"opted_out": 1}
+    assert result["channels"]["wechat"]["skipped"] == {"not_following": 1}
+    assert result["channels"]["wechat"]["sent"] == 1
+
+
+async def test_quiet_hours_hold_ordinary_notices_until_morning_and_urgent_ones_go(
+        make_engine, fakes, redis, clock):
+    wechat, _sms = fakes
+    clock.now = NIGHT
+    engine = await make_engine()
+    assert await engine.run(Plan(), Source(wechat_audience(12))) == "waiting"
+    assert wechat_counts(wechat) == {}
+    result = await report(redis)
+    assert result["held"] == {"quiet_hours": 12} and result["open"] == 12
+    assert result["state"] == "running"
+
+    fault = Plan(campaign_id="outage:F-9:fault", stage="fault", urgent=True)
+    assert await engine.run(fault, Source(wechat_audience(3, start=100))) == "done"
+    assert len(wechat_counts(wechat)) == 3
+
+    clock.now = MORNING
+    assert await engine.work(Plan().campaign_id) == "done"
+    counts = wechat_counts(wechat)
+    assert len(counts) == 15 and set(counts.values()) == {1}
+    result = await report(redis)
+    assert result["held"] == {} and result["channels"]["wechat"]["sent"] == 12
+
+
+class Throttling:
+    """The web channel's adapter, answering "throttled" (as a provider's flow control maps to)
+    the first ``times`` sends."""
+
+    name = "web"
+
+    def __init__(self, inner: WebChatAdapter, times: int, when: float | None) -> None:
+        self.inner, self.times, self.when, self.calls = inner, times, when, 0
+
+    async def send(self, user_id, content, purpose):
+        self.calls += 1
+        if self.calls <= self.times:
+            return DeliveryResult("failed", "throttled", when=self.when, retry=True)
+        return await self.inner.send(user_id, content, purpose)
+
+
+async def test_throttling_pauses_the_provider_for_every_worker_and_requeues(make_engine, redis,
+                                                                            clock):
+    engine = await make_engine(batch=5, concurrency=1, throttle_seconds=40.0)
+    throttling = Throttling(WebChatAdapter(engine.redis), times=1, when=None)
+    engine.deliverer.register(throttling)
+    audience = [Recipient(f"32000000{i:02d}", (f"web:{'s' * 20}{i:02d}",)) for i in range(20)]
+    assert await engine.run(Plan(), Source(audience)) == "waiting"
+    result = await report(redis)
+    assert result["held"] == {"throttled": 20}  # the first answer paused the provider for all
+    assert throttling.calls == 1
+    until = float(await redis.get(PAUSE_KEY.format("web")))
+    assert until == pytest.approx(clock.now + 40.0)
+    other = await make_engine(consumer="other")  # another worker respects the pause
+    other.deliverer.register(throttling)
+    assert await other.work(Plan().campaign_id) == "waiting"
+    calls = throttling.calls
+    clock.now += 41
+    await redis.delete(PAUSE_KEY.format("web"))  # its TTL runs on Redis's own clock
+    assert await other.work(Plan().campaign_id) == "done"
+    assert throttling.calls == calls + 20
+    result = await report(redis)
+    assert result["channels"]["web"]["sent"] == 20 and result["held"] == {}
+
+
+async def test_transient_failures_are_retried_then_recorded_failed_and_masked(make_engine, fakes,
+                                                                              redis, clock):
+    wechat, _sms = fakes
+    wechat.fail_next("/cgi-bin/message/template/send", -1, times=100)  # system busy, each time
+    engine = await make_engine(max_attempts=2)
+    assert await engine.run(Plan(), Source(wechat_audience(2))) == "waiting"
+    assert (await report(redis))["held"] == {"retry": 2}
+    clock.now += 31
+    assert await engine.work(Plan().campaign_id) == "done"
+    result = await report(redis)
+    assert sum(result["channels"]["wechat"]["failed"].values()) == 2
+    assert len(result["first_failures"]) == 2
+    assert all("3100000000" not in line and "****" in line for line in result["first_failures"])
+
+
+async def test_delivery_reports_update_the_recipients(make_engine, fakes, redis):
+    source = Source(wechat_audience(3))
+    assert await (await make_engine()).run(Plan(), source) == "done"
+    campaign = Plan().campaign_id
+    for customer, status in (("3100000000", "delivered"), ("3100000001", "undelivered"),
+                             ("3100000000", "delivered"), ("9", "delivered")):
+        await redis.xadd("pd:notice:reports", {"key": notice_key(campaign, customer),
+                                               "channel": "wechat", "status": status,
+                                               "code": "" if status == "delivered" else "43004"})
+    await redis.xadd("pd:notice:reports", {"key": "otp:1", "channel": "sms", "status": "delivered"})
+    consumer = ReportConsumer(redis)
+    assert await consumer.run_once() == 5
+    assert await consumer.run_once() == 0
+    wechat = (await report(redis))["channels"]["wechat"]
+    assert (wechat["sent"], wechat["delivered"], wechat["undelivered"]) == (3, 1, 1)
+    assert (await Campaigns(redis).recipient(campaign, "3100000000"))["state"] == "delivered"
+    assert parse_notice_key("bc:due_reminder:2026-11-28:3:3100000000") == (
+        "due_reminder:2026-11-28:3", "3100000000")
+
+
+async def test_dry_run_counts_channels_and_skip_reasons_and_records_nothing(
+        make_engine, fakes, redis, gateway_env, clock):
+    wechat, _sms = fakes
+    config = GatewayConfig.from_env({**gateway_env, "DELIVERY_RATE_LIMITS": "notice=1/day"})
+    engine = await make_engine(config=config)
+    audience = wechat_audience(6) + [Recipient("3300000000", ()),
+                                     Recipient("3300000001", ("sms:13900000001",))]
+    await OptOutStore(redis).opt_out("wechat:o00000001")
+    # One customer's notice budget is used up; another was notified by an earlier run.
+    await engine.deliverer.deliver("wechat:o00000002", Notice("outage_notice", OUTAGE_PARAMS),
+                                   "notice")
+    done = Plan()
+    await engine.campaigns.create(done)
+    await engine.campaigns.add(done.campaign_id, [("3100000003", "{}", "no_channel")])
+    dry = await engine.dry_run(done, Source(audience))
+    assert dry.as_dict() == {"campaign_id": done.campaign_id, "audience": 8,
+                             "channels": {"wechat": 3, "sms": 1},
+                             "skipped": {"opted_out": 1, "quiet_hours": 0, "no_channel": 1,
+                                         "rate_limited": 1, "already_notified": 1}}
+    clock.now = NIGHT
+    dry = await engine.dry_run(done, Source(audience))
+    assert dry.skipped["quiet_hours"] == 5 and not dry.channels
+    assert await redis.hlen(key(done.campaign_id, "state")) == 1  # nothing recorded
+    assert len(wechat_counts(wechat)) == 1  # the one sent above, none by the dry runs

@@ -5,6 +5,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 # One database per test module that needs its own; the session's gateways all use database 0.
 BROADCAST_ENGINE_DB = 9
+CONSOLE_BROWSER_DB = 11
 DELIVERY_GATEWAY_DB = 12
 CUSTOMER_STORE_CODES_DB = 13
 VERIFICATION_LIMITS_DB = 14

@@ -6,11 +6,12 @@ kind: reachable on WeChat only, SMS only, both (the one used last is preferred),
 no conversation at all (skipped ``no_channel``) or opted out (skipped ``opted_out``).
 :func:`customers` builds them deterministically, in exact proportions (:class:`Mix`);
 :func:`seed_backend` writes them into a reference-backends SQLite file (bulk inserts) and
-:func:`seed_redis` writes their conversations into Redis the way the product does (bindings and
-outage subscriptions with :class:`~integrations.customer_store.CustomerStore`'s keys, the
-last-used mark ``pd:seen:<conversation>``, opt-outs in :data:`channels.optout.OPT_OUT_KEY`),
-pipelined. :func:`tally` compares what the fakes accepted per recipient with what each customer
-should have got: duplicates, missing, and messages to customers who should have got none.
+:func:`seed_redis` writes their conversations into Redis the way the product does, pipelined:
+bindings (with the by-account index ``pd:bindings:account:<account>`` that ``CustomerStore.bind``
+keeps) and outage subscriptions with :class:`~integrations.customer_store.CustomerStore`'s keys,
+the last-used mark ``pd:seen:<conversation>``, opt-outs in :data:`channels.optout.OPT_OUT_KEY`.
+:func:`tally` compares what the fakes accepted per recipient with what each customer should have
+got: duplicates, missing, and messages to customers who should have got none.
 """
 from __future__ import annotations
 
@@ -214,6 +215,12 @@ def seed_backend(path: Path, audience: Iterable[Customer], outage: Outage = OUTA
         db.close()
 
 
+def _account_bindings_key(account: str) -> str:
+    """The reverse index of bindings (account → conversations) that CustomerStore.bind keeps."""
+    helper = getattr(CustomerStore, "_account_bindings_key", None)
+    return helper(account) if helper else f"pd:bindings:account:{account}"
+
+
 def redis_commands(c: Customer, now: float) -> Iterator[tuple[str, tuple[Any, ...], dict[str, Any]]]:
     """The Redis writes that make ``c``'s conversations exist, as (method, args, kwargs) of
     redis-py: what binding, subscribing, talking and opting out leave behind."""
@@ -221,6 +228,7 @@ def redis_commands(c: Customer, now: float) -> Iterator[tuple[str, tuple[Any, ..
     for rank, cid in enumerate(c.conversations):
         ttl = WEB_IDLE_SECONDS if cid.startswith("web:") else None
         yield "set", (CustomerStore._binding_key(cid), c.account), {"ex": ttl}
+        yield "sadd", (_account_bindings_key(c.account), cid), {}
         if c.subscribed:
             yield "sadd", (CustomerStore._subs_key(cid), f"{c.account}|outage"), {}
             yield "sadd", (CustomerStore._subscribers_key(c.account, "outage"), cid), {}

@@ -111,6 +111,8 @@ async def test_seed_redis_is_what_the_stores_read(tmp_path):
             for cid in c.conversations:
                 assert await store.get_binding(cid) == c.account
                 assert await redis.get(f"pd:seen:{cid}") is not None
+            indexed = await redis.smembers(f"pd:bindings:account:{c.account}")
+            assert sorted(m.decode() for m in indexed) == sorted(c.conversations)
             subscribed = await store.subscribers_of(c.account, "outage")
             assert sorted(subscribed) == (sorted(c.conversations) if c.subscribed else [])
             for cid in c.conversations:

@@ -32,6 +32,7 @@ from channels.console.desk import Desk
 from channels.console.live import LiveHub, live_socket
 from channels.console.lookups import Lookups
 from channels.console.sessions import COOKIE_NAME, CSRF_HEADER, Session, SessionStore
+from channels.console.static_routes import setup_static
 from channels.handoff.store import HandoffStore
 from channels.keys import CONFIG_KEY, CONSOLE_KEY, DELIVERER_KEY, RASA_KEY, REDIS_KEY
 from channels.messages import DeliveryResult, Reply
@@ -295,6 +296,7 @@ def setup(app: web.Application, config: GatewayConfig) -> None:
     add.add_get(API_PREFIX + "/queues", queues)
     add.add_get(API_PREFIX + "/stats", stats)
     add.add_get(API_PREFIX + "/live", live)
+    setup_static(app)  # the page itself: /console/ and /console/static/* (no session needed)
 
 
 async def _lifespan(app: web.Application) -> AsyncIterator[None]:

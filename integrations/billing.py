@@ -4,15 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Optional, Protocol
+from typing import Any, AsyncIterator, Optional, Protocol
 
 from integrations.errors import (
     BackendRejected, BackendUnavailable, BadBackendResponse, ErrorFamily, IntegrationError, NotFound,
 )
 from integrations.http import (
     JsonHttpClient, parse_or_raise, path_segment, to_date, to_datetime, to_decimal,
-    to_decimal_or_none, to_list,
+    to_decimal_or_none, to_list, to_str_or_none,
 )
+from integrations.paging import Page, check_limit, every_page, page_from_json
 
 
 class BillingError(IntegrationError):
@@ -196,6 +197,59 @@ class Tariff:
                    tuple(TimeOfUsePeriod.from_json(p, tou[p]) for p in ("peak", "valley") if p in tou))
 
 
+@dataclass(frozen=True)
+class Contact:
+    """An account in a bulk listing: where it is and the mobile on file (internal: for
+    texting notices, never shown to a customer)."""
+
+    account_number: str
+    customer_type: str
+    district: str
+    street: str
+    community: str
+    status: str
+    mobile: Optional[str]
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Contact":
+        return cls(str(d["account_number"]), str(d["customer_type"]), str(d["district"]),
+                   str(d["street"]), str(d["community"]), str(d["status"]), to_str_or_none(d.get("mobile")))
+
+
+@dataclass(frozen=True)
+class AccountBill:
+    account: Contact
+    bill: Bill
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "AccountBill":
+        return cls(Contact.from_json(d["account"]), Bill.from_json(d["bill"]))
+
+
+@dataclass(frozen=True)
+class Arrears:
+    """An account in arrears: the total overdue and its overdue bills, oldest first."""
+
+    account: Contact
+    arrears: Decimal
+    bills: tuple[Bill, ...]
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Arrears":
+        return cls(Contact.from_json(d["account"]), to_decimal(d["arrears"]),
+                   tuple(Bill.from_json(b) for b in to_list(d["bills"])))
+
+
+@dataclass(frozen=True)
+class PrepaidCredit:
+    account: Contact
+    balance: Decimal
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "PrepaidCredit":
+        return cls(Contact.from_json(d["account"]), to_decimal(d["balance"]))
+
+
 class BillingClient(Protocol):
     async def get_account(self, account_number: str) -> Account: ...
     async def verify_phone(self, account_number: str, phone_last4: str) -> bool: ...
@@ -204,6 +258,24 @@ class BillingClient(Protocol):
     async def get_bill(self, account_number: str, month: str) -> Bill: ...
     async def get_balance(self, account_number: str) -> Balance: ...
     async def list_tariffs(self) -> list[Tariff]: ...
+    async def month_bills_page(self, month: str, *, after: Optional[str] = None,
+                               limit: int = 100) -> Page[AccountBill]: ...
+    def month_bills(self, month: str, page_size: int = 500) -> AsyncIterator[tuple[AccountBill, ...]]: ...
+    async def due_bills_page(self, due_from: date, due_to: date, *, after: Optional[str] = None,
+                             limit: int = 100) -> Page[AccountBill]: ...
+    def due_bills(self, due_from: date, due_to: date,
+                  page_size: int = 500) -> AsyncIterator[tuple[AccountBill, ...]]: ...
+    async def arrears_page(self, *, after: Optional[str] = None, limit: int = 100) -> Page[Arrears]: ...
+    def arrears(self, page_size: int = 500) -> AsyncIterator[tuple[Arrears, ...]]: ...
+    async def low_balance_page(self, below: Decimal, *, after: Optional[str] = None,
+                               limit: int = 100) -> Page[PrepaidCredit]: ...
+    def low_balance(self, below: Decimal, page_size: int = 500) -> AsyncIterator[tuple[PrepaidCredit, ...]]: ...
+    async def area_accounts_page(self, district: Optional[str] = None, street: Optional[str] = None,
+                                 community: Optional[str] = None, *, after: Optional[str] = None,
+                                 limit: int = 100) -> Page[Contact]: ...
+    def area_accounts(self, district: Optional[str] = None, street: Optional[str] = None,
+                      community: Optional[str] = None,
+                      page_size: int = 500) -> AsyncIterator[tuple[Contact, ...]]: ...
     async def close(self) -> None: ...
 
 
@@ -262,6 +334,65 @@ class HttpBillingClient:
     async def list_tariffs(self) -> list[Tariff]:
         data = await self.http.get_json("/tariffs")
         return self._parse("tariffs", lambda d: [Tariff.from_json(t) for t in to_list(d["tariffs"])], data)
+
+    # ---- bulk listings (keyset pages in 户号 order; see integrations.paging) ---------------
+
+    async def _page(self, path: str, params: dict[str, Any], key: str, parse, after: Optional[str],
+                    limit: int) -> Page:
+        data = await self.http.get_json(path, {**params, "after": after, "limit": check_limit(limit)})
+        return self._parse(key, lambda d: page_from_json(d, key, parse), data)
+
+    def _every(self, fetch, page_size: int) -> AsyncIterator[tuple]:
+        return every_page(fetch, page_size, ERRORS, "billing")
+
+    async def month_bills_page(self, month: str, *, after: Optional[str] = None,
+                               limit: int = 100) -> Page[AccountBill]:
+        """Active accounts' bills of ``month`` (``YYYY-MM``, one of the last 12 full months)."""
+        return await self._page("/bills", {"month": month}, "bills", AccountBill.from_json, after, limit)
+
+    def month_bills(self, month: str, page_size: int = 500) -> AsyncIterator[tuple[AccountBill, ...]]:
+        return self._every(lambda after, n: self.month_bills_page(month, after=after, limit=n), page_size)
+
+    async def due_bills_page(self, due_from: date, due_to: date, *, after: Optional[str] = None,
+                             limit: int = 100) -> Page[AccountBill]:
+        """Unpaid bills (``unpaid`` or ``overdue``) due from ``due_from`` to ``due_to`` inclusive;
+        an account's bills are never split between pages."""
+        return await self._page("/bills/due", {"from": due_from.isoformat(), "to": due_to.isoformat()},
+                                "bills", AccountBill.from_json, after, limit)
+
+    def due_bills(self, due_from: date, due_to: date,
+                  page_size: int = 500) -> AsyncIterator[tuple[AccountBill, ...]]:
+        return self._every(lambda after, n: self.due_bills_page(due_from, due_to, after=after, limit=n),
+                           page_size)
+
+    async def arrears_page(self, *, after: Optional[str] = None, limit: int = 100) -> Page[Arrears]:
+        """Active accounts with overdue bills."""
+        return await self._page("/arrears", {}, "accounts", Arrears.from_json, after, limit)
+
+    def arrears(self, page_size: int = 500) -> AsyncIterator[tuple[Arrears, ...]]:
+        return self._every(lambda after, n: self.arrears_page(after=after, limit=n), page_size)
+
+    async def low_balance_page(self, below: Decimal, *, after: Optional[str] = None,
+                               limit: int = 100) -> Page[PrepaidCredit]:
+        """Active prepaid accounts whose credit is below ``below`` yuan."""
+        return await self._page("/prepaid/low-balance", {"below": f"{below:.2f}"}, "accounts",
+                                PrepaidCredit.from_json, after, limit)
+
+    def low_balance(self, below: Decimal, page_size: int = 500) -> AsyncIterator[tuple[PrepaidCredit, ...]]:
+        return self._every(lambda after, n: self.low_balance_page(below, after=after, limit=n), page_size)
+
+    async def area_accounts_page(self, district: Optional[str] = None, street: Optional[str] = None,
+                                 community: Optional[str] = None, *, after: Optional[str] = None,
+                                 limit: int = 100) -> Page[Contact]:
+        """Active accounts of a district, street (街道) and/or community (exact names)."""
+        return await self._page("/accounts", {"district": district, "street": street, "community": community},
+                                "accounts", Contact.from_json, after, limit)
+
+    def area_accounts(self, district: Optional[str] = None, street: Optional[str] = None,
+                      community: Optional[str] = None,
+                      page_size: int = 500) -> AsyncIterator[tuple[Contact, ...]]:
+        return self._every(lambda after, n: self.area_accounts_page(district, street, community,
+                                                                    after=after, limit=n), page_size)
 
     async def close(self) -> None:
         await self.http.close()

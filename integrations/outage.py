@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Optional, Protocol
+from typing import Any, AsyncIterator, Optional, Protocol
 from urllib.parse import quote
 
 from integrations.errors import (
     BackendRejected, BackendUnavailable, BadBackendResponse, ErrorFamily, IntegrationError, NotFound,
 )
 from integrations.http import JsonHttpClient, parse_or_raise, to_datetime, to_datetime_or_none, to_list
+from integrations.paging import Page, check_limit, every_page, page_from_json
 
 
 class OutageError(IntegrationError):
@@ -50,13 +51,33 @@ class Outage:
     start_time: datetime
     end_time: Optional[datetime]  # planned end / expected restoration
     announced_at: datetime
+    restored_at: Optional[datetime] = None  # set once restored
+    updated_at: Optional[datetime] = None  # the latest change: announced, rescheduled or restored
+    revision: int = 1  # 1 + how many times the window was moved
+    previous_start_time: Optional[datetime] = None  # the window before it was moved
+    previous_end_time: Optional[datetime] = None
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Outage":
         return cls(str(d["outage_id"]), str(d["kind"]), str(d["status"]), str(d["district"]),
                    str(d["street"]), str(d["community"]), str(d["affected_area"]),
                    str(d.get("reason") or ""), to_datetime(d["start_time"]),
-                   to_datetime_or_none(d.get("end_time")), to_datetime(d["announced_at"]))
+                   to_datetime_or_none(d.get("end_time")), to_datetime(d["announced_at"]),
+                   to_datetime_or_none(d.get("restored_at")), to_datetime_or_none(d.get("updated_at")),
+                   int(d.get("revision") or 1), to_datetime_or_none(d.get("previous_start_time")),
+                   to_datetime_or_none(d.get("previous_end_time")))
+
+
+@dataclass(frozen=True)
+class OutageChange:
+    """An outage and its latest change: ``new`` (announced), ``rescheduled`` or ``restored``."""
+
+    change: str
+    outage: Outage
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "OutageChange":
+        return cls(str(d["change"]), Outage.from_json(d))
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,9 @@ class OutageClient(Protocol):
                            status: str = "active") -> list[Outage]: ...
     async def get_outage(self, outage_id: str) -> Outage: ...
     async def list_areas(self) -> list[Area]: ...
+    async def changes_page(self, since: datetime, *, after: Optional[str] = None,
+                           limit: int = 100) -> Page[OutageChange]: ...
+    def changes(self, since: datetime, page_size: int = 100) -> AsyncIterator[tuple[OutageChange, ...]]: ...
     async def close(self) -> None: ...
 
 
@@ -108,6 +132,20 @@ class HttpOutageClient:
         data = await self.http.get_json("/areas")
         return parse_or_raise(ERRORS, "outage", "areas",
                               lambda d: [Area.from_json(a) for a in to_list(d["areas"])], data)
+
+    async def changes_page(self, since: datetime, *, after: Optional[str] = None,
+                           limit: int = 100) -> Page[OutageChange]:
+        """Outages announced, rescheduled or restored after ``since`` (aware), oldest change first."""
+        if since.tzinfo is None:
+            raise ValueError("since must be an aware datetime")
+        data = await self.http.get_json("/outages/changes", {"since": since.isoformat(), "after": after,
+                                                             "limit": check_limit(limit)})
+        return parse_or_raise(ERRORS, "outage", "changes",
+                              lambda d: page_from_json(d, "outages", OutageChange.from_json), data)
+
+    def changes(self, since: datetime, page_size: int = 100) -> AsyncIterator[tuple[OutageChange, ...]]:
+        return every_page(lambda after, n: self.changes_page(since, after=after, limit=n), page_size,
+                          ERRORS, "outage")
 
     async def close(self) -> None:
         await self.http.close()

@@ -1,4 +1,5 @@
-"""Tickets service: repair (抢修, ids GD…) and complaint (投诉, ids TS…) tickets."""
+"""Tickets service: repair (抢修, ids GD…), complaint (投诉, ids TS…) and callback (人工回电, ids HF…:
+a customer who asked for a human agent outside business hours or stopped waiting) tickets."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from backends.web import (
     required_str, service_app,
 )
 
-KINDS = {"repair": "GD", "complaint": "TS"}
+KINDS = {"repair": "GD", "complaint": "TS", "callback": "HF"}
 SEVERITIES = ("urgent", "high", "normal", "low")
 _ACCOUNT_RE = re.compile(r"[0-9]{10}")
 _PHONE_RE = re.compile(r"1[3-9][0-9]{9}|0[0-9]{2,3}-?[0-9]{7,8}")

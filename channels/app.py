@@ -23,6 +23,7 @@ from channels import sms, webchat, wechat
 from channels.config import ConfigError, GatewayConfig
 from channels.console import api as console_api
 from channels.delivery import Deliverer
+from channels.handoff import wiring as handoff
 from channels.keys import (CONFIG_KEY, DELIVERER_KEY, GATEWAY_APP_KEY, RASA_KEY, REDIS_KEY,
                            ROUTER_KEY, SMS_RUNTIME, WEBCHAT_KEY, WECHAT_CHANNEL)
 from channels.log_filters import install_client_error_filters
@@ -163,6 +164,7 @@ def create_app(config: GatewayConfig) -> web.Application:
     wechat.setup(app, config.wechat)
     sms.setup(app, config.sms, config.trusted_proxies)
     setup_delivery(app, config)  # after the channels: the outbound path (channels.delivery)
+    handoff.setup(app, config.handoff, config.timezone)  # after delivery: agents' messages use it
     console_api.setup(app, config)  # the agent console under /console/ (its JSON API: /console/api/)
     return app
 

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from channels.client_address import Network, parse_networks
 from channels.config_error import ConfigError
 from channels.console.config import ConsoleConfig
+from channels.handoff.config import HandoffConfig
 from channels.quiet_hours import parse_window
 from channels.sms.config import SmsConfig
 from channels.wechat.config import WeChatConfig
@@ -164,6 +165,7 @@ class GatewayConfig:
     notice_context_hours: int = 72
     wechat: WeChatConfig = field(default_factory=WeChatConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
+    handoff: HandoffConfig = field(default_factory=HandoffConfig)  # HANDOFF_*, channels.handoff.config
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     @property
@@ -217,5 +219,6 @@ class GatewayConfig:
             notice_context_hours=_int(env, "NOTICE_CONTEXT_HOURS", 72, 0, 90 * 24),
             wechat=WeChatConfig.from_env(env),
             sms=SmsConfig.from_env(env),
+            handoff=HandoffConfig.from_env(env, _timezone(env)),
             console=ConsoleConfig.from_env(env),
         )

@@ -1,4 +1,6 @@
-"""A small client for Rasa's REST channel (``POST /webhooks/rest/webhook``).
+"""A small client for Rasa's REST channel (``POST /webhooks/rest/webhook``) and, for the
+hand-off, its HTTP API's tracker events (``POST /conversations/<id>/tracker/events``; Rasa runs
+with ``--enable-api`` on loopback).
 
 One ``aiohttp.ClientSession`` (keep-alive connection pool) per gateway process, explicit
 timeouts, and one exception type for everything that means "Rasa did not answer usefully".
@@ -9,6 +11,7 @@ import asyncio
 import json
 import time
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -91,6 +94,29 @@ class RasaClient:
             raise RasaUnavailable(outcome, type(exc).__name__) from None
         finally:
             metrics.RASA_LATENCY.labels(outcome).observe(time.perf_counter() - started)
+
+    async def append_events(self, sender: str, events: list[dict[str, Any]]) -> None:
+        """Append ``events`` (Rasa's JSON events, e.g. ``{"event": "pause"}``) to the tracker of
+        ``sender``; Rasa takes the conversation's lock first, so this waits for a turn in
+        progress. Raises :class:`RasaUnavailable` like :meth:`send`."""
+        url = f"{self.base_url}/conversations/{quote(sender, safe=':')}/tracker/events"
+        try:
+            async with self.session.post(url, json=events, params={"include_events": "NONE"}) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RasaUnavailable(f"http_{response.status // 100}xx", f"status {response.status}")
+        except asyncio.TimeoutError:
+            raise RasaUnavailable("timeout", f"no answer within {self._timeout.total}s") from None
+        except aiohttp.ClientError as exc:
+            raise RasaUnavailable("connection", type(exc).__name__) from None
+
+    async def pause(self, sender: str) -> None:
+        """Record in Rasa's tracker that an agent took the conversation (``ConversationPaused``)."""
+        await self.append_events(sender, [{"event": "pause", "timestamp": time.time()}])
+
+    async def resume(self, sender: str) -> None:
+        """Record that the assistant has the conversation again (``ConversationResumed``)."""
+        await self.append_events(sender, [{"event": "resume", "timestamp": time.time()}])
 
     async def ping(self) -> tuple[bool, str]:
         """Is Rasa up? ``GET /`` (Rasa answers "Hello from Rasa: <version>"); (ok, detail)."""

@@ -94,6 +94,9 @@ class ConversationRouter:
         self._lock_ttl = lock_ttl_seconds
         self._local = KeyedLocks()
         self._releasing: set[asyncio.Task] = set()
+        # The hand-off hook (channels.handoff.service.HandoffService.divert), set by the app:
+        # a handed-off conversation's messages go to its agent, never to Rasa.
+        self.handoff: Any = None
 
     async def close(self) -> None:
         """Wait for conversation locks still being released (call before closing Redis)."""
@@ -128,6 +131,10 @@ class ConversationRouter:
             log.info("%s sent %d characters (limit %d); asked to shorten it",
                      log_id(conversation_id), len(text), limit)
             return [Reply(TOO_LONG_TEXT.format(length=len(text), limit=limit))]
+        if self.handoff is not None:
+            diverted = await self.handoff.divert(message)
+            if diverted is not None:
+                return diverted
         metadata = dict(message.meta)
         metadata.setdefault("channel", channel)
         metadata.pop("notice", None)  # only ever the gateway's own record

@@ -18,6 +18,11 @@ Scripted behaviour, by incoming message:
 - anything else → ``收到：<message>``.
 ``fail_status`` (settable) makes every call answer that HTTP status. Every call is recorded, and
 overlapping calls for one sender are noticed (the router must serialise a conversation).
+
+``POST /conversations/<sender>/tracker/events`` (Rasa's HTTP API, as the hand-off uses it) takes
+one event or a list of them (each a JSON object with an ``event`` name) and records them in
+``tracker_events[sender]``; it answers the tracker's state without events, like
+``include_events=NONE``, with ``paused`` following the recorded pause/resume events.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ class FakeRasaRest:
         self.fail_status: int | None = None
         self.calls: list[dict[str, Any]] = []
         self.received: dict[str, list[str]] = defaultdict(list)
+        self.tracker_events: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.overlaps: list[str] = []
         self.max_parallel = 0
         self._parallel = 0
@@ -51,6 +57,7 @@ class FakeRasaRest:
         app = web.Application(client_max_size=10 * 1024 * 1024)
         app.router.add_post("/webhooks/rest/webhook", self._webhook)
         app.router.add_get("/", self._root)
+        app.router.add_post("/conversations/{sender}/tracker/events", self._tracker_events)
         self._server = TestServer(app, host="127.0.0.1")
         await self._server.start_server()
         self.url = str(self._server.make_url("")).rstrip("/")
@@ -64,6 +71,28 @@ class FakeRasaRest:
         if self.fail_status:
             return web.Response(status=self.fail_status)
         return web.Response(text="Hello from Rasa: 3.6.21 (FAKE of the REST contract)")
+
+    def paused(self, sender: str) -> bool:
+        """Whether the recorded events leave ``sender``'s tracker paused."""
+        state = False
+        for event in self.tracker_events[sender]:
+            state = {"pause": True, "resume": False}.get(event.get("event"), state)
+        return state
+
+    async def _tracker_events(self, request: web.Request) -> web.Response:
+        sender = request.match_info["sender"]
+        if self.fail_status:
+            return web.json_response({"error": "fake failure"}, status=self.fail_status)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"status": "failure", "reason": "BadRequest"}, status=400)
+        events = body if isinstance(body, list) else [body]
+        if not events or not all(isinstance(e, dict) and isinstance(e.get("event"), str) for e in events):
+            return web.json_response({"status": "failure", "reason": "BadRequest"}, status=400)
+        self.tracker_events[sender].extend(events)
+        return web.json_response({"sender_id": sender, "slots": {}, "latest_message": {},
+                                  "paused": self.paused(sender), "events": None})
 
     @staticmethod
     def answer_for(message: str) -> list[dict[str, Any]]:

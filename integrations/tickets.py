@@ -1,4 +1,4 @@
-"""Tickets backend client: repair (抢修) and complaint (投诉) tickets."""
+"""Tickets backend client: repair (抢修), complaint (投诉) and callback (人工回电) tickets."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -36,7 +36,7 @@ class BadTicketsResponse(TicketsError, BadBackendResponse):
 
 ERRORS = ErrorFamily(TicketsUnavailable, TicketNotFound, TicketRejected, BadTicketsResponse)
 
-KINDS = ("repair", "complaint")
+KINDS = ("repair", "complaint", "callback")
 SEVERITIES = ("urgent", "high", "normal", "low")
 
 

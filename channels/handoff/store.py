@@ -8,11 +8,12 @@ Keys (all times are unix seconds as text, e.g. ``"1764316800.125"``):
   the customer was asked for a 1-5 score) or ``closed``. While waiting or active the hash has no
   expiry; afterwards it lives ``CLOSED_TTL_SECONDS``.
 * ``pd:handoff:queue:<queue>`` sorted set of the waiting conversation ids, scored by
-  ``created_at``; ``pd:handoff:queues`` the set of every queue name ever used.
+  ``created_at``; ``pd:handoff:queues`` the set of every queue name ever used;
+  ``pd:handoff:active`` sorted set of the active conversation ids, scored by ``claimed_at``.
 * ``pd:handoff:msgs:<cid>`` stream of the transcript: ``sender`` (customer|agent|bot|system),
   ``text``, ``at``, ``agent``.
 * ``pd:handoff:events`` stream of every change and message: ``type`` (requested, taken_over,
-  claimed, transferred, closed, message, rated, finished), ``cid``, ``queue``, ``agent``,
+  claimed, transferred, closed, message, rated, finished, cancelled), ``cid``, ``queue``, ``agent``,
   ``handoff_id``, ``at`` and per type more (``sender``/``text``/``msg_id`` of a message,
   ``score``/``comment`` of a rating, ``from_queue``/``from_agent`` of a transfer). Each gateway
   instance tails it (:meth:`HandoffStore.events`) to push live updates to its agents.
@@ -43,6 +44,7 @@ PREFIX = "pd:handoff:"
 EVENTS_KEY = PREFIX + "events"
 RATINGS_KEY = PREFIX + "ratings"
 QUEUES_KEY = PREFIX + "queues"
+ACTIVE_KEY = PREFIX + "active"
 EVENTS_MAXLEN = 100_000
 RATINGS_MAXLEN = 100_000
 MESSAGES_MAXLEN = 1000
@@ -88,6 +90,8 @@ redis.call('HSET', KEYS[1], 'handoff_id', ARGV[2], 'state', ARGV[12], 'queue', A
   'account', ARGV[7], 'created_at', ARGV[8], 'claimed_at', claimed, 'closed_at', '')
 if ARGV[12] == 'waiting' then
   redis.call('ZADD', ARGV[10] .. 'queue:' .. ARGV[3], ARGV[8], ARGV[1])
+else
+  redis.call('ZADD', ARGV[10] .. 'active', ARGV[8], ARGV[1])
 end
 redis.call('SADD', KEYS[3], ARGV[3])
 redis.call('HINCRBY', KEYS[4], 'requests', 1)
@@ -108,6 +112,7 @@ local queue = redis.call('HGET', KEYS[1], 'queue')
 local created = tonumber(redis.call('HGET', KEYS[1], 'created_at')) or tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'state', 'active', 'agent', ARGV[2], 'claimed_at', ARGV[3])
 redis.call('ZREM', ARGV[4] .. 'queue:' .. queue, ARGV[1])
+redis.call('ZADD', ARGV[4] .. 'active', ARGV[3], ARGV[1])
 redis.call('HINCRBY', KEYS[3], 'claims', 1)
 redis.call('HINCRBY', KEYS[3], 'claim_wait_ms', math.max(0, math.floor((tonumber(ARGV[3]) - created) * 1000)))
 redis.call('EXPIRE', KEYS[3], ARGV[5])
@@ -131,9 +136,13 @@ if ARGV[3] == '' then
   redis.call('HSET', KEYS[1], 'state', 'waiting', 'queue', queue, 'agent', '', 'claimed_at', '')
   local created = redis.call('HGET', KEYS[1], 'created_at')
   redis.call('ZADD', ARGV[5] .. 'queue:' .. queue, created, ARGV[1])
+  redis.call('ZREM', ARGV[5] .. 'active', ARGV[1])
 else
   redis.call('HSET', KEYS[1], 'state', 'active', 'queue', queue, 'agent', ARGV[3])
-  if state == 'waiting' then redis.call('HSET', KEYS[1], 'claimed_at', ARGV[4]) end
+  if state == 'waiting' then
+    redis.call('HSET', KEYS[1], 'claimed_at', ARGV[4])
+    redis.call('ZADD', ARGV[5] .. 'active', ARGV[4], ARGV[1])
+  end
 end
 redis.call('SADD', KEYS[3], queue)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'type', 'transferred', 'cid', ARGV[1],
@@ -148,6 +157,7 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'waiting' and state ~= 'active' then return 0 end
 local queue = redis.call('HGET', KEYS[1], 'queue')
 redis.call('ZREM', ARGV[4] .. 'queue:' .. queue, ARGV[1])
+redis.call('ZREM', ARGV[4] .. 'active', ARGV[1])
 redis.call('HSET', KEYS[1], 'state', 'rating', 'closed_at', ARGV[3])
 if redis.call('HGET', KEYS[1], 'agent') == '' then redis.call('HSET', KEYS[1], 'agent', ARGV[2]) end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'closed', 'cid', ARGV[1],
@@ -184,6 +194,22 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'type', 'finished', 'cid', ARGV[1],
   'queue', redis.call('HGET', KEYS[1], 'queue'), 'agent', redis.call('HGET', KEYS[1], 'agent'),
   'handoff_id', redis.call('HGET', KEYS[1], 'handoff_id'), 'at', ARGV[2])
+return 1
+"""
+
+# KEYS: conv, events; ARGV: cid, now, prefix, closed ttl, events maxlen, why. Open → closed
+# without an agent's close (the customer took a callback ticket instead of waiting).
+_CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'waiting' and state ~= 'active' then return 0 end
+local queue = redis.call('HGET', KEYS[1], 'queue')
+redis.call('ZREM', ARGV[3] .. 'queue:' .. queue, ARGV[1])
+redis.call('ZREM', ARGV[3] .. 'active', ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'closed', 'closed_at', ARGV[2], 'cancelled', ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'cancelled', 'cid', ARGV[1],
+  'queue', queue, 'agent', redis.call('HGET', KEYS[1], 'agent'),
+  'handoff_id', redis.call('HGET', KEYS[1], 'handoff_id'), 'at', ARGV[2], 'why', ARGV[6])
 return 1
 """
 
@@ -225,6 +251,7 @@ class HandoffStore:
         self._rate = redis.register_script(_RATE)
         self._finish = redis.register_script(_FINISH)
         self._message = redis.register_script(_MESSAGE)
+        self._cancel = redis.register_script(_CANCEL)
 
     def now(self) -> float:
         return self._clock()
@@ -296,6 +323,20 @@ class HandoffStore:
                 records.append({**record, "cid": cid})
         return records
 
+    async def active(self, agent: str | None = None) -> list[dict]:
+        """The active hand-offs (held by ``agent``, or all when None), oldest claim first."""
+        cids = [redis_text(m) for m in await self._redis.zrange(ACTIVE_KEY, 0, -1)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for cid in cids:
+                pipe.hgetall(conv_key(cid))
+            rows = await pipe.execute() if cids else []
+        records = []
+        for cid, row in zip(cids, rows):
+            record = _decode(row)
+            if record.get("state") == "active" and (agent is None or record.get("agent") == agent):
+                records.append({**record, "cid": cid})
+        return records
+
     async def claim(self, cid: str, agent: str) -> bool:
         """``agent`` takes a waiting conversation; atomic: of two claims exactly one wins."""
         now = self.now()
@@ -334,6 +375,21 @@ class HandoffStore:
         return bool(int(await self._finish(keys=[conv_key(cid), EVENTS_KEY],
                                            args=[cid, _stamp(self.now()), CLOSED_TTL_SECONDS,
                                                  EVENTS_MAXLEN])))
+
+    async def cancel(self, cid: str, why: str) -> bool:
+        """End an open hand-off without a rating (state closed; ``why``, e.g. ``callback``, is
+        kept in the record and the ``cancelled`` event). False when it was not open."""
+        return bool(int(await self._cancel(keys=[conv_key(cid), EVENTS_KEY],
+                                           args=[cid, _stamp(self.now()), PREFIX, CLOSED_TTL_SECONDS,
+                                                 EVENTS_MAXLEN, why])))
+
+    async def overdue(self, queues: list[str], waited_seconds: float) -> list[str]:
+        """The conversations of ``queues`` waiting for at least ``waited_seconds``."""
+        cutoff = self.now() - waited_seconds
+        found = []
+        for queue in queues:
+            found += [redis_text(m) for m in await self._redis.zrangebyscore(queue_key(queue), "-inf", cutoff)]
+        return found
 
     async def mark_once(self, cid: str, flag: str) -> bool:
         """Set ``flag`` on the open record; True only for the first caller (e.g. the waiting

@@ -131,3 +131,24 @@ async def test_stats_of_the_day(hredis, hclock):
     assert stats["containment"] == {"conversations": 6, "handed_off": 3, "contained": 3, "rate": 0.5}
     assert (await store.stats("2026-11-26"))["requests"] == 0
     assert await hredis.xlen(EVENTS_KEY) > 0
+
+
+async def test_active_index_follows_claims_transfers_and_closes(hredis, hclock):
+    store = HandoffStore(hredis, clock=hclock)
+    for cid in ("web:p", "web:q", "web:r"):
+        await store.request(cid, queue="general", **FIELDS)
+    await store.claim("web:q", "alice")
+    hclock.now += 1
+    await store.claim("web:p", "alice")
+    await store.take_over("web:s", "bob", queue="vip", **FIELDS)
+    assert [r["cid"] for r in await store.active("alice")] == ["web:q", "web:p"]
+    assert [r["cid"] for r in await store.active()] == ["web:q", "web:p", "web:s"]
+    await store.transfer("web:q", agent="bob")
+    await store.transfer("web:p", queue="vip")
+    await store.close("web:s", "bob")
+    await store.cancel("web:r", "callback")
+    assert [r["cid"] for r in await store.active("bob")] == ["web:q"]
+    assert await store.active("alice") == []
+    assert [r["cid"] for r in await store.waiting(["general", "vip"])] == ["web:p"]
+    assert (await store.get("web:r"))["state"] == "closed"
+    assert await store.overdue(["general", "vip"], 0) == ["web:p"]

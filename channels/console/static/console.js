@@ -20,6 +20,10 @@
   var CUSTOMER_TYPES = { residential: "居民", commercial: "商业", enterprise: "政企" };
   var STATES = { waiting: "排队中", active: "服务中", rating: "待评价", closed: "已结束" };
   var SENDERS = { customer: "客户", agent: "坐席", bot: "智能客服", system: "系统" };
+  var TICKET_KINDS = { repair: "报修", complaint: "投诉" };
+  var ITEM_STATES = {
+    received: "已受理", dispatched: "已派单", processing: "处理中", in_progress: "办理中"
+  };
   var REASONS = {
     request_human: "客户要求转人工", fallback: "连续未识别", urgent_fault: "紧急故障",
     complaint: "投诉", manager: "客户经理服务", agent_takeover: "坐席主动接管"
@@ -284,7 +288,7 @@
     }
   }
 
-  $("tab-work").addEventListener("click", function () { showTab("work"); });
+  $("tab-work").addEventListener("click", function () { showTab("work"); refreshLists(); });
   $("tab-supervisor").addEventListener("click", function () { showTab("supervisor"); });
 
   // ---- lists -------------------------------------------------------------------------------
@@ -348,7 +352,7 @@
     meta.appendChild(el("span", "queue", queueLabel(c.queue)));
     meta.appendChild(el("span", "reason", label(REASONS, c.reason)));
     li.appendChild(meta);
-    var last = (c.last_messages || []).slice(-3);
+    var last = (c.assistant_messages || []).slice(-3);
     if (last.length) {
       var ul = el("ul", "conv-last");
       last.forEach(function (m) {
@@ -382,7 +386,7 @@
   function openConversation(cid) {
     state.current = cid;
     state.seenMessageIds = {};
-    clear($("chat-messages"));
+    clear($("chat-transcript"));
     showChat(findConversation(cid));
     renderLists();
     request("GET", conversationPath(cid)).then(function (data) {
@@ -402,7 +406,7 @@
     state.currentInfo = info;
     $("chat-placeholder").hidden = !!info;
     $("chat-body").hidden = !info;
-    if (!info) { clear($("chat-messages")); return; }
+    if (!info) { clear($("chat-transcript")); return; }
     $("chat-title").textContent = label(CHANNELS, info.channel) + "客户 " +
       (info.account_masked || info.account || "（未绑定户号）");
     var facts = $("chat-facts");
@@ -420,16 +424,33 @@
     $("composer").hidden = !mineActive;
     var items = $("open-items");
     clear(items);
-    (info.open_tickets || []).forEach(function (t) { items.appendChild(openItem("工单", t)); });
-    (info.open_applications || []).forEach(function (a) { items.appendChild(openItem("申请", a)); });
+    (info.open_tickets || []).forEach(function (t) {
+      items.appendChild(el("li", null, "工单 " + (t.ticket_id || "") + " " + label(TICKET_KINDS, t.kind) +
+        (t.category ? "·" + t.category : "") + "（" + label(ITEM_STATES, t.status) + "）" +
+        (t.promised_by ? " 承诺时限 " + t.promised_by : "")));
+    });
+    (info.open_applications || []).forEach(function (a) {
+      items.appendChild(el("li", null, "申请 " + (a.application_number || "") + " " + (a.business_type || "") +
+        "（" + label(ITEM_STATES, a.status) + (a.current_stage ? "，" + a.current_stage : "") + "）"));
+    });
     if (!items.firstChild) { items.appendChild(el("li", "muted", "无")); }
+    if ((info.unavailable || []).length) { items.appendChild(el("li", "muted", "部分信息暂时无法查询")); }
+    showHistory(info.assistant_messages || []);
   }
 
-  function openItem(kind, item) {
-    var text = kind + " " + (item.id || item.ticket_id || item.application_id || "") + " " +
-      (item.title || item.kind || item.type || item.category || "") +
-      (item.status ? "（" + item.status + "）" : "");
-    return el("li", null, text);
+  /** The conversation with the assistant before the hand-off, above the transcript. */
+  function showHistory(history) {
+    var box = $("chat-history");
+    clear(box);
+    box.hidden = history.length === 0;
+    if (!history.length) { return; }
+    box.appendChild(el("h3", null, "与智能客服的对话"));
+    history.forEach(function (m) {
+      var row = el("div", "msg " + (m.sender === "customer" ? "customer" : "bot"));
+      row.appendChild(el("div", "msg-head", label(SENDERS, m.sender) + (m.at ? " · " + clockTime(Number(m.at)) : "")));
+      row.appendChild(el("div", "msg-text", m.text || ""));
+      box.appendChild(row);
+    });
   }
 
   function addMessage(m) {
@@ -437,14 +458,14 @@
     var key = m.id || (m.sender + "|" + m.at + "|" + m.text);
     if (state.seenMessageIds[key]) { return; }
     state.seenMessageIds[key] = true;
-    var box = $("chat-messages");
+    var box = $("chat-transcript");
     var row = el("div", "msg " + (m.sender || "system"));
     var head = el("div", "msg-head", label(SENDERS, m.sender) + (m.agent && m.sender === "agent" ? " " + m.agent : "") +
       (m.at ? " · " + clockTime(Number(m.at)) : ""));
     row.appendChild(head);
     row.appendChild(el("div", "msg-text", m.text || ""));
     box.appendChild(row);
-    box.scrollTop = box.scrollHeight;
+    $("chat-messages").scrollTop = $("chat-messages").scrollHeight;
   }
 
   function act(action, body, done) {
@@ -608,7 +629,6 @@
   function updateLastMessage(e) {
     var c = findConversation(e.cid);
     if (!c) { return; }
-    c.last_messages = (c.last_messages || []).concat([{ sender: e.sender, text: e.text, at: e.at }]).slice(-3);
     scheduleRefresh();
   }
 

@@ -1,10 +1,13 @@
 """Outage queries (停电查询).
 
 ``action_query_outage`` lists planned and ongoing outages for the area the customer named or,
-with none named, for the bound 户号's address; ``query_outage_form`` asks for an area only when
-the customer named none and has no bound 户号. How an outage is told to a customer
-(:func:`describe_outage`) is shared with the fault report (actions/fault_report.py), which
-first checks whether a known outage explains the fault.
+with none named, for the bound 户号's address; after an outage notice (message metadata, see
+actions/notice_context.py) a question naming no area is answered about THAT outage, fresh from
+the backend by its id (restored, ongoing with its expected restoration, or still planned).
+``query_outage_form`` asks for an area only when the customer named none, has no bound 户号
+and asks about no notice. How an outage is told to a customer (:func:`describe_outage`) is
+shared with the fault report (actions/fault_report.py), which first checks whether a known
+outage explains the fault.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.clock import as_local, describe_day, now_local
+from actions.clock import as_local, describe_day, describe_moment, now_local
 from actions.common import (
     BackendAction,
     BackendFormValidationAction,
@@ -28,8 +31,10 @@ from actions.common import (
 )
 from actions.constants import HOTLINE
 from actions.entities import entity_values
+from actions.notice_context import NoticeContext, notice_of
 from actions.places import area_query, place_from_text
 from actions.text import normalize
+from integrations.errors import NotFound
 from integrations.masking import mask_account
 
 logger = logging.getLogger(__name__)
@@ -118,7 +123,7 @@ class ValidateQueryOutageForm(BackendFormValidationAction):
     ) -> list[str]:
         # Must not depend on the area slot itself: rasa-sdk drops extracted slots that are not
         # required any more. With ["area"] Rasa asks only when the slot is still empty.
-        if await bound_account(tracker, self.services):
+        if await bound_account(tracker, self.services) or _about_notice_outage(tracker):
             return []
         return ["area"]
 
@@ -170,6 +175,43 @@ class ActionAskQueryOutageFormArea(BackendAction):
         return []
 
 
+# --- replies to an outage notice ----------------------------------------------------------------
+
+def _about_notice_outage(tracker: Tracker) -> Optional[NoticeContext]:
+    """The outage notice the question is about: one is in the metadata and no area is named."""
+    notice = notice_of(tracker)
+    if notice is None or not notice.is_outage or entity_values(tracker, "area"):
+        return None
+    return notice
+
+
+async def notice_outage_reply(services: Services, notice: NoticeContext) -> Optional[str]:
+    """THAT outage now (restored, ongoing with the expected restoration, or still planned);
+    None when the notice names no outage the backend knows."""
+    outage_id = notice.outage_id
+    if not outage_id:
+        return None
+    try:
+        outage = await services.outage.get_outage(outage_id)
+    except NotFound:
+        logger.info("notice outage %s not found", outage_id[:20])
+        return None
+    today = now_local().date()
+    if outage.status == "restored":
+        place = notice.params.get("community") or outage.community or outage.affected_area
+        return (f"您好，您收到通知的{place}停电已经恢复供电。\n"
+                "如果您家里仍然没电，请先检查家中的漏电保护器和空气开关是否跳闸；"
+                f"仍无法恢复的话，可以直接向我报修，或拨打{HOTLINE}。")
+    if outage.status == "ongoing":
+        return (f"您好，您收到通知的停电目前仍在进行：\n{describe_outage(outage, today)}\n"
+                "抢修人员正在全力工作，恢复供电后无需另行报修；如果到了预计时间仍未来电，"
+                f"或发现电线掉落、冒烟等危险情况，请及时告诉我或拨打{HOTLINE}。")
+    end = as_local(outage.end_time)
+    restore = f"，预计{describe_moment(end, today)}恢复供电" if end else ""
+    return (f"您好，您收到通知的停电尚未开始{restore}：\n{describe_outage(outage, today)}\n"
+            "请您提前做好准备，停电期间注意关闭大功率电器，来电后再使用。")
+
+
 # Each outage query names its own area (or uses the bound 户号); an area left in the slot would
 # silently answer the next "停电吗" for the old place.
 _AREA_CONSUMED: EventList = [SlotSet("area", None)]
@@ -182,6 +224,11 @@ class ActionQueryOutage(BackendAction):
         return "action_query_outage"
 
     async def act(self, dispatcher, tracker, domain, services: Services) -> EventList:
+        notice = _about_notice_outage(tracker)
+        answer = await notice_outage_reply(services, notice) if notice else None
+        if answer:
+            dispatcher.utter_message(text=answer, buttons=buttons(("我要报修", "/report_fault")))
+            return _AREA_CONSUMED
         area = area_query(entity_values(tracker, "area"))
         account = None if area else await bound_account(tracker, services)
         if not area and not account:

@@ -3,7 +3,8 @@
 The methods, their order and their descriptions come from the payment-methods settings
 (actions/config/payment_methods.yml, see actions/settings.py), so a utility edits the file,
 not the code. When the customer names one method (微信, 支付宝, 代扣, 营业厅, 网上国网) it is
-answered first.
+answered first. After a bill notice (actions/notice_context.py) the answer starts with the
+notice's amount and due date.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import BackendAction, EventList, Services, buttons
+from actions.notice_context import notice_of
 from actions.settings import PaymentMethod
 from actions.text import normalize
 
@@ -65,8 +67,11 @@ class ActionListPaymentMethods(BackendAction):
                   domain: DomainDict, services: Services) -> EventList:
         methods = services.settings.payment_methods
         first = named_method(tracker.latest_message.get("text") or "", methods)
+        notice = notice_of(tracker)
+        figures = notice.amount_line() if notice is not None and notice.is_bill else None
         dispatcher.utter_message(
-            text=describe_methods(methods, first),
+            text=f"{figures}\n{describe_methods(methods, first)}" if figures
+            else describe_methods(methods, first),
             buttons=buttons(("查电费", "/query_bill"), ("订阅缴费提醒", "/subscribe_reminder"),
                             ("附近营业厅", "/queue_lookup")),
         )

@@ -6,6 +6,8 @@ Subscriptions live in the CustomerStore per conversation and per 户号 (kinds `
 their own conversation. Which kinds the customer means is read from the text (缴费/电费/账单 →
 bill_due, 停电 → outage, neither or both → both); clauses that keep something (留着, 保留,
 只要…) are left out when unsubscribing, so "电费提醒关掉，停电的留着" removes only bill_due.
+After a notice (actions/notice_context.py), an unsubscribe naming no kind ("TD" on WeChat or the
+web chat; SMS handles TD in the gateway) removes that notice's kind only.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.account import require_binding, requested_account
 from actions.common import BackendAction, EventList, Services, buttons, conversation_id
+from actions.notice_context import notice_of, unsubscribe_note
 from actions.text import normalize
 from integrations.customer_store import REMINDER_KINDS
 from integrations.masking import mask_account
@@ -27,6 +30,7 @@ KIND_NAMES = {"bill_due": "缴费到期提醒", "outage": "停电通知"}
 _BILL_WORDS = re.compile(r"缴费|交费|电费|电废|账单|帐单|欠费|到期|截止|出账|代扣")
 _OUTAGE_WORDS = re.compile(r"停电|停点|断电|检修|来电|限电")
 _KEEP_WORDS = re.compile(r"留着|保留|继续|还要|只要|不用取消|别取消|不要取消")
+_ALL_WORDS = re.compile(r"全部|所有|都|一切|统统")
 
 
 def kinds_in(text: str, skip_keep_clauses: bool = False) -> tuple[str, ...]:
@@ -42,6 +46,12 @@ def kinds_in(text: str, skip_keep_clauses: bool = False) -> tuple[str, ...]:
     if _OUTAGE_WORDS.search(joined):
         found.append("outage")
     return tuple(found) or REMINDER_KINDS
+
+
+def names_no_kind(text: str) -> bool:
+    """Whether the text names no reminder kind and not "all" either ("TD", "退订")."""
+    text = normalize(text)
+    return not (_BILL_WORDS.search(text) or _OUTAGE_WORDS.search(text) or _ALL_WORDS.search(text))
 
 
 def kinds_text(kinds) -> str:
@@ -92,16 +102,20 @@ class ActionUnsubscribeReminder(BackendAction):
         text = tracker.latest_message.get("text") or ""
         account: Optional[str] = requested_account(tracker)
         subscribed = await customers.subscriptions_of(conv)
+        notice = notice_of(tracker)
+        note = unsubscribe_note(notice)
         if not subscribed:
-            dispatcher.utter_message(text="您当前没有订阅任何提醒，不会收到缴费或停电提醒消息。")
+            dispatcher.utter_message(text="您当前没有订阅任何提醒，不会收到缴费或停电提醒消息。" + note)
             return []
         kinds = kinds_in(text, skip_keep_clauses=True)
+        if notice is not None and notice.reminder_kind and names_no_kind(text):
+            kinds = (notice.reminder_kind,)  # "TD" to a notice: that notice's kind
         removed = await customers.unsubscribe_reminder(
             conv, account_number=account,
             kinds=None if set(kinds) == set(REMINDER_KINDS) else kinds)
         if not removed:
             target = f"户号{mask_account(account)}的" if account else ""
-            dispatcher.utter_message(text=f"您没有订阅{target}{kinds_text(kinds)}，无需取消。")
+            dispatcher.utter_message(text=f"您没有订阅{target}{kinds_text(kinds)}，无需取消。{note}")
             return []
         done = "；".join(f"户号{mask_account(a)}的{kinds_text(k)}" for a, k in sorted(removed.items()))
         remaining = await customers.subscriptions_of(conv)
@@ -112,6 +126,6 @@ class ActionUnsubscribeReminder(BackendAction):
             reply += f"您仍订阅着：{left}。"
         else:
             reply += "您将不再收到提醒消息。"
-        reply += "如需重新订阅，随时告诉我“订阅提醒”。"
+        reply += "如需重新订阅，随时告诉我“订阅提醒”。" + note
         dispatcher.utter_message(text=reply, buttons=buttons(("重新订阅", "/subscribe_reminder")))
         return []

@@ -152,8 +152,18 @@ def load_account(db: Database, account_number: str) -> sqlite3.Row:
     return row
 
 
+def customer_manager(db: Database, account_number: str) -> Optional[dict[str, str]]:
+    """The account's customer manager (客户经理: 政企/大客户 accounts) as ``{id, name}``, or None."""
+    row = db.one("SELECT manager_id, manager_name FROM customer_managers WHERE account_number = ?",
+                 (account_number,))
+    return {"id": row["manager_id"], "name": row["manager_name"]} if row else None
+
+
 async def get_account(request: web.Request) -> web.Response:
-    return json_response(account_json(load_account(request.app[DB], request.match_info["account"])))
+    db = request.app[DB]
+    account = load_account(db, request.match_info["account"])
+    return json_response({**account_json(account),
+                          "customer_manager": customer_manager(db, account["account_number"])})
 
 
 async def verify(request: web.Request) -> web.Response:

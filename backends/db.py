@@ -118,6 +118,13 @@ CREATE TABLE IF NOT EXISTS applications (
 );
 CREATE INDEX IF NOT EXISTS applications_account ON applications (account_number);
 
+-- 客户经理制: the customer manager serving a 政企/大客户 account (its hand-offs go to their queue)
+CREATE TABLE IF NOT EXISTS customer_managers (
+    account_number TEXT PRIMARY KEY,
+    manager_id TEXT NOT NULL,
+    manager_name TEXT NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS tickets (
     ticket_id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,

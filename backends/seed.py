@@ -38,6 +38,10 @@ MANAGERS = (("周立伟", "13951760231"), ("孙晓燕", "13851920457"), ("陈国
             ("刘芳", "15905183326"), ("王海涛", "18951750912"), ("朱丽萍", "13605189074"))
 
 
+# 客户经理 of 政企/大客户 accounts: (id, name); the id names the hand-off queue manager:<id>.
+CUSTOMER_MANAGERS = (("KH01", "周立伟"), ("KH02", "孙晓燕"), ("KH03", "陈国栋"), ("KH04", "刘芳"))
+
+
 @dataclass
 class AccountRow:
     account_number: str
@@ -334,10 +338,31 @@ def _applications(conn: sqlite3.Connection, rng: random.Random, accounts: list[A
     conn.executemany("INSERT INTO applications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
+def assign_customer_managers(conn: sqlite3.Connection) -> None:
+    """Give the active enterprise accounts their customer manager, deterministically, unless the
+    table is filled already (it also fills a database seeded before the table existed): the demo
+    enterprise account gets KH01; of the others, in 户号 order, every fifth has none (served by
+    the VIP queue), the rest take the managers in turn."""
+    if conn.execute("SELECT 1 FROM customer_managers LIMIT 1").fetchone():
+        return
+    numbers = [row[0] for row in conn.execute(
+        "SELECT account_number FROM accounts WHERE customer_type = 'enterprise' AND status = 'active'"
+        " ORDER BY account_number")]
+    rows = []
+    for i, number in enumerate(n for n in numbers if n != demo.ENTERPRISE):
+        if i % 5 != 4:
+            rows.append((number, *CUSTOMER_MANAGERS[i % len(CUSTOMER_MANAGERS)]))
+    if demo.ENTERPRISE in numbers:
+        rows.append((demo.ENTERPRISE, *CUSTOMER_MANAGERS[0]))
+    conn.executemany("INSERT INTO customer_managers VALUES (?, ?, ?)", rows)
+
+
 def seed_if_empty(db: Database) -> bool:
     """Create the schema and, if there are no accounts yet, the reference data. True if seeded."""
     db.create_schema()
     if db.one("SELECT 1 FROM accounts LIMIT 1"):
+        with db.transaction() as conn:
+            assign_customer_managers(conn)
         return False
     rng = random.Random(SEED)
     accounts = _accounts(rng)
@@ -350,4 +375,5 @@ def seed_if_empty(db: Database) -> bool:
         _halls(conn)
         _outages(conn, rng)
         _applications(conn, rng, accounts)
+        assign_customer_managers(conn)
     return True

@@ -40,6 +40,14 @@ ERRORS = ErrorFamily(BillingUnavailable, BillingNotFound, BillingRejected, BadBi
 
 
 @dataclass(frozen=True)
+class CustomerManager:
+    """The 客户经理 serving a 政企/大客户 account; ``id`` names the hand-off queue ``manager:<id>``."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
 class Account:
     account_number: str
     name: str
@@ -50,12 +58,16 @@ class Account:
     community: str
     tariff_code: str
     status: str  # active | closed
+    customer_manager: Optional[CustomerManager] = None
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Account":
+        manager = d.get("customer_manager")
         return cls(str(d["account_number"]), str(d["name"]), str(d["customer_type"]),
                    str(d["address"]), str(d["district"]), str(d["street"]),
-                   str(d["community"]), str(d["tariff_code"]), str(d["status"]))
+                   str(d["community"]), str(d["tariff_code"]), str(d["status"]),
+                   CustomerManager(str(manager["id"]), str(manager["name"]))
+                   if isinstance(manager, dict) and manager.get("id") else None)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 # One database per test module that needs its own; the session's gateways all use database 0.
+BROADCAST_SOURCES_DB = 8
 BROADCAST_ENGINE_DB = 9
+BINDING_INDEX_DB = 10
 CONSOLE_BROWSER_DB = 11
 DELIVERY_GATEWAY_DB = 12
 CUSTOMER_STORE_CODES_DB = 13

@@ -6,6 +6,11 @@
   anyone can mint; a shared or kiosk browser keeps its session) have a sliding idle expiry
   (``web_idle_seconds``) on their binding and subscriptions, renewed on every use; WeChat and
   SMS ids belong to one person and keep theirs until unbound or unsubscribed.
+* Bound conversations of an account (``pd:bindings:account:<account>``, a set): the reverse
+  index of the bindings, for the broadcasts' outage audience; kept by bind/unbind. A member
+  whose binding expired (web, idle) or moved to another 户号 is dropped when read
+  (:meth:`CustomerStore.bound_conversations_of`). Bindings made before the index existed are
+  indexed once by :meth:`CustomerStore.ensure_binding_index` (one SCAN, then a marker key).
 * Verification limits (:class:`VerificationLimits`): an attempt is *reserved* atomically before
   the backend is asked (:meth:`CustomerStore.reserve_attempt`) in each scope it touches (the
   conversation, the client address, the 户号, the whole service) and *refunded* on success, so
@@ -48,6 +53,7 @@ CODE_TTL_SECONDS = 5 * 60
 CODE_MAX_TRIES = 3
 STRIKE_MEMORY_SECONDS = 7 * 24 * 3600
 WEB_PREFIX = "web:"
+BINDING_INDEX_MARKER = PREFIX + "bindings:index:v1"
 
 # Scopes of the verification limits.
 CONVERSATION = "conversation"
@@ -275,6 +281,10 @@ class CustomerStore:
         return f"{PREFIX}binding:{conversation_id}"
 
     @staticmethod
+    def _account_bindings_key(account_number: str) -> str:
+        return f"{PREFIX}bindings:account:{account_number}"
+
+    @staticmethod
     def _limit_key(scope: str, subject: str) -> str:
         return f"{PREFIX}verify:{{verify}}:{scope}:{subject}"
 
@@ -323,6 +333,12 @@ class CustomerStore:
         key = self._binding_key(conversation_id)
         previous = await self._redis.get(key)
         await self._redis.set(key, account_number, ex=self._idle_ttl(conversation_id))
+        # Indexed after the binding is written: see bound_conversations_of.
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.sadd(self._account_bindings_key(account_number), conversation_id)
+        if previous is not None and _text(previous) != account_number:
+            pipe.srem(self._account_bindings_key(_text(previous)), conversation_id)
+        await pipe.execute()
         if previous is None or _text(previous) == account_number:
             return {}
         return await self.unsubscribe_reminder(conversation_id, account_number=_text(previous))
@@ -339,8 +355,89 @@ class CustomerStore:
         if previous is None:
             return None
         account = _text(previous)
+        await self._redis.srem(self._account_bindings_key(account), conversation_id)
         await self.unsubscribe_reminder(conversation_id, account_number=account)
         return account
+
+    async def bound_conversations(self, account_number: str) -> list[str]:
+        """The conversations bound to the account now, sorted (see :meth:`bound_conversations_of`)."""
+        return (await self.bound_conversations_of([account_number]))[account_number]
+
+    async def bound_conversations_of(self, account_numbers: Iterable[str]) -> dict[str, list[str]]:
+        """``{account: sorted conversation ids bound to it}`` for many accounts in three round
+        trips. Each member of the reverse index is checked against its binding with a plain GET
+        (reading for a broadcast is not a use: a web binding's idle expiry is not renewed);
+        members whose binding expired or moved are removed from the index, and re-added if a
+        bind of this account slipped in between (bind writes the binding before the index)."""
+        accounts = [_check_id("account_number", a) for a in dict.fromkeys(account_numbers)]
+        if not accounts:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for account in accounts:
+            pipe.smembers(self._account_bindings_key(account))
+        candidates = [(account, cid) for account, members in zip(accounts, await pipe.execute())
+                      for cid in sorted(_text(m) for m in members)]
+        result: dict[str, list[str]] = {account: [] for account in accounts}
+        if not candidates:
+            return result
+        pipe = self._redis.pipeline(transaction=False)
+        for _, cid in candidates:
+            pipe.get(self._binding_key(cid))
+        stale = []
+        for (account, cid), value in zip(candidates, await pipe.execute()):
+            if value is not None and _text(value) == account:
+                result[account].append(cid)
+            else:
+                stale.append((account, cid))
+        if stale:
+            pipe = self._redis.pipeline(transaction=False)
+            for account, cid in stale:
+                pipe.srem(self._account_bindings_key(account), cid)
+                pipe.get(self._binding_key(cid))
+            values = (await pipe.execute())[1::2]
+            rebound = [(a, c) for (a, c), v in zip(stale, values) if v is not None and _text(v) == a]
+            if rebound:
+                pipe = self._redis.pipeline(transaction=False)
+                for account, cid in rebound:
+                    pipe.sadd(self._account_bindings_key(account), cid)
+                    result[account].append(cid)
+                await pipe.execute()
+                for account in {a for a, _ in rebound}:
+                    result[account].sort()
+        return result
+
+    async def ensure_binding_index(self, scan_count: int = 1000) -> int:
+        """Index the bindings made before the reverse index existed, once per Redis: a SCAN of
+        ``pd:binding:*`` when the marker ``pd:bindings:index:v1`` is absent, then the marker.
+        Returns how many bindings were indexed (0 when the marker was there: one EXISTS).
+        Concurrent first runs both scan (SADD is idempotent); an interrupted one runs again."""
+        if await self._redis.exists(BINDING_INDEX_MARKER):
+            return 0
+        indexed, batch = 0, []
+
+        async def flush() -> int:
+            pipe = self._redis.pipeline(transaction=False)
+            for key in batch:
+                pipe.get(key)
+            values = await pipe.execute()
+            pipe = self._redis.pipeline(transaction=False)
+            count = 0
+            for key, value in zip(batch, values):
+                if value is not None:
+                    pipe.sadd(self._account_bindings_key(_text(value)), key[len(PREFIX + "binding:"):])
+                    count += 1
+            await pipe.execute()
+            batch.clear()
+            return count
+
+        async for key in self._redis.scan_iter(match=f"{PREFIX}binding:*", count=scan_count):
+            batch.append(_text(key))
+            if len(batch) >= scan_count:
+                indexed += await flush()
+        if batch:
+            indexed += await flush()
+        await self._redis.set(BINDING_INDEX_MARKER, str(int(self._clock())))
+        return indexed
 
     # ---- verification limits ---------------------------------------------------------------
 
@@ -535,25 +632,50 @@ class CustomerStore:
 
         A web conversation whose subscriptions expired (idle) is dropped from the index here.
         """
-        _check_id("account_number", account_number)
+        return (await self.subscribers_of_many([account_number], kind))[account_number]
+
+    async def subscribers_of_many(self, account_numbers: Iterable[str], kind: str) -> dict[str, list[str]]:
+        """:meth:`subscribers_of` for many accounts, in two or three round trips."""
+        accounts = [_check_id("account_number", a) for a in dict.fromkeys(account_numbers)]
         (kind,) = _check_kinds((kind,))
-        index = self._subscribers_key(account_number, kind)
-        members = sorted(_text(m) for m in await self._redis.smembers(index))
+        if not accounts:
+            return {}
         pipe = self._redis.pipeline(transaction=False)
-        for conv in members:
-            pipe.sismember(self._subs_key(conv), f"{account_number}|{kind}")
-        present = await pipe.execute() if members else []
-        expired = [conv for conv, here in zip(members, present) if not here]
+        for account in accounts:
+            pipe.smembers(self._subscribers_key(account, kind))
+        candidates = [(account, conv) for account, members in zip(accounts, await pipe.execute())
+                      for conv in sorted(_text(m) for m in members)]
+        result: dict[str, list[str]] = {account: [] for account in accounts}
+        if not candidates:
+            return result
+        pipe = self._redis.pipeline(transaction=False)
+        for account, conv in candidates:
+            pipe.sismember(self._subs_key(conv), f"{account}|{kind}")
+        expired: dict[str, list[str]] = {}
+        for (account, conv), here in zip(candidates, await pipe.execute()):
+            if here:
+                result[account].append(conv)
+            else:
+                expired.setdefault(account, []).append(conv)
         if expired:
-            await self._redis.srem(index, *expired)
-        return [conv for conv, here in zip(members, present) if here]
+            pipe = self._redis.pipeline(transaction=False)
+            for account, convs in expired.items():
+                pipe.srem(self._subscribers_key(account, kind), *convs)
+            await pipe.execute()
+        return result
 
     # ---- hand-off --------------------------------------------------------------------------
 
-    async def record_human_request(self, conversation_id: str, reason: str) -> str:
-        """Append a request for a human agent to ``pd:handoff:requests``; returns its stream id."""
+    async def record_human_request(self, conversation_id: str, reason: str,
+                                   details: Optional[dict[str, str]] = None) -> str:
+        """Append a request for a human agent to ``pd:handoff:requests``; returns its stream id.
+
+        ``details`` adds string fields for the gateway's hand-off (``queue`` hint,
+        ``customer_type``, ``account_masked``, ``channel``, ``trigger``: see
+        :mod:`channels.handoff.requests`); the three base fields keep their meaning."""
         _check_id("conversation_id", conversation_id)
         fields = {
+            **{str(k): str(v) for k, v in (details or {}).items() if v is not None},
             "conversation_id": conversation_id,
             "reason": reason or "",
             "requested_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

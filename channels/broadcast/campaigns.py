@@ -427,3 +427,15 @@ def _entries(raw: Sequence[Any]) -> list[tuple[str, str]]:
         payload = fields.get(b"r", fields.get("r"))
         out.append((redis_text(entry_id), redis_text(payload) if payload is not None else ""))
     return out
+
+
+def plan_from_meta(meta: Mapping[str, str]) -> Any:
+    """The :class:`~channels.broadcast.sources.CampaignPlan` a campaign was created from,
+    rebuilt from its stored fields (to read its audience again after planning stopped)."""
+    from channels.broadcast.sources import CampaignPlan  # the sources import the backends
+
+    return CampaignPlan(campaign_id=meta["campaign_id"], kind=meta["kind"], stage=meta["stage"],
+                        notice_kind=meta["notice_kind"], urgent=meta.get("urgent") == "1",
+                        title=meta.get("title", ""),
+                        subject={str(k): str(v) for k, v in
+                                 json.loads(meta.get("subject") or "{}").items()})

@@ -17,7 +17,10 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from aiohttp import web
+
 from channels.broadcast.campaigns import Campaigns
+from channels.keys import GATEWAY_APP_KEY, REDIS_KEY
 
 
 def _time(raw: str | None) -> str | None:
@@ -124,3 +127,22 @@ def render_report(report: dict[str, Any]) -> str:
         lines.append("  first failures:")
         lines += [f"    {line}" for line in report["first_failures"]]
     return "\n".join(lines)
+
+
+async def campaigns_view(request: web.Request) -> web.Response:
+    """``GET /admin/campaigns`` on the admin port: ``{"campaigns": [...]}``, newest first."""
+    campaigns = Campaigns(request.app[GATEWAY_APP_KEY][REDIS_KEY])
+    return web.json_response({"campaigns": await campaign_list(campaigns)}, dumps=_dumps)
+
+
+async def campaign_view(request: web.Request) -> web.Response:
+    """``GET /admin/campaigns/<id>`` on the admin port: the report (404 when unknown)."""
+    campaigns = Campaigns(request.app[GATEWAY_APP_KEY][REDIS_KEY])
+    report = await campaign_report(campaigns, request.match_info["campaign_id"])
+    if report is None:
+        return web.json_response({"error": "no such campaign"}, status=404)
+    return web.json_response(report, dumps=_dumps)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False)

@@ -20,6 +20,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from channels import sms, webchat, wechat
+from channels.broadcast.report import campaign_view, campaigns_view
 from channels.config import ConfigError, GatewayConfig
 from channels.console import api as console_api
 from channels.delivery import Deliverer
@@ -268,12 +269,15 @@ def _running_channel_adapters(app: web.Application) -> list[ChannelAdapter]:
 
 
 def create_admin_app(gateway: web.Application) -> web.Application:
-    """The operators' app: ``/healthz`` and ``/metrics``, using ``gateway``'s Redis and Rasa
+    """The operators' app: ``/healthz``, ``/metrics`` and the broadcast campaigns' reports
+    (``/admin/campaigns``, ``/admin/campaigns/<id>``), using ``gateway``'s Redis and Rasa
     clients (so it answers once ``gateway`` has started)."""
     admin = web.Application(client_max_size=MAX_BODY_BYTES)
     admin[GATEWAY_APP_KEY] = gateway
     admin.router.add_get("/healthz", healthz)
     admin.router.add_get("/metrics", metrics_view)
+    admin.router.add_get("/admin/campaigns", campaigns_view)
+    admin.router.add_get("/admin/campaigns/{campaign_id}", campaign_view)
     return admin
 
 

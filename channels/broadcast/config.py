@@ -9,6 +9,8 @@ Audience and timing (read by :mod:`channels.broadcast.sources`):
   once it starts within this many hours; 0 turns that stage off.
 * ``BROADCAST_DUE_REMINDER_DAYS`` [3]: the due-date reminder goes to unpaid bills due within
   this many days (``run due_reminder --due-within`` overrides it).
+* ``BROADCAST_RESTORATION_LOOKBACK_HOURS`` [24]: ``run restoration`` announces the outages
+  restored within this many hours.
 * ``BROADCAST_LOW_BALANCE_YUAN`` [100]: prepaid accounts whose credit is below this get the
   low-balance notice of the arrears campaign.
 * ``BROADCAST_CHANNEL_PREFERENCE`` [``last_used``]: which conversation of a customer comes first;
@@ -75,6 +77,7 @@ class BroadcastConfig:
     outage_notice_days: int = DEFAULT_NOTICE_DAYS
     outage_imminent_hours: int = 24
     due_reminder_days: int = 3
+    restoration_lookback_hours: int = 24
     low_balance_yuan: Decimal = Decimal("100")
     channel_preference: tuple[str, ...] = ()  # () = last used first
 
@@ -94,6 +97,7 @@ class BroadcastConfig:
             outage_notice_days=notice_days,
             outage_imminent_hours=_int(env, "BROADCAST_OUTAGE_IMMINENT_HOURS", 24, 0, 24 * notice_days),
             due_reminder_days=_int(env, "BROADCAST_DUE_REMINDER_DAYS", 3, 0, 31),
+            restoration_lookback_hours=_int(env, "BROADCAST_RESTORATION_LOOKBACK_HOURS", 24, 1, 24 * 30),
             low_balance_yuan=low_balance,
             channel_preference=parse_preference(env.get("BROADCAST_CHANNEL_PREFERENCE", "")),
         )

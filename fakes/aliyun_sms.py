@@ -1,4 +1,5 @@
-"""Loopback fake of Aliyun SMS (dysmsapi 2017-05-25: SendSms, SendBatchSms) and of its pushes.
+"""Loopback fake of Aliyun SMS (dysmsapi 2017-05-25: SendSms, SendBatchSms, QuerySendDetails)
+and of its pushes.
 
 ``FakeAliyunSms`` verifies every request the way Aliyun does — RPC signature v1 (HMAC-SHA1)
 recomputed here independently of the product's signer, AccessKeyId, timestamp skew, nonce
@@ -6,7 +7,11 @@ replay — and answers with Aliyun's real shapes: HTTP 200 ``{"Code": "OK", "Biz
 "Message"}``, business errors as HTTP 200 with another Code (``isv.BUSINESS_LIMIT_CONTROL``,
 ``isv.MOBILE_NUMBER_ILLEGAL`` …), request errors as HTTP 4xx (``SignatureDoesNotMatch`` …).
 Tests can queue codes for the next calls (throttle, fail), hold a call until they release it
-(a slow provider) and read what was "delivered".
+(a slow provider) and read what was "delivered". ``QuerySendDetails`` (same signature checks)
+lists the messages accepted for a number on a China date (``SendStatus`` 1 waiting for the
+report, 2 failed, 3 delivered; set an entry's ``status`` to change it), with their ``OutId``;
+``clock`` (default ``time.time``) dates what is accepted. ``POST /_fake/fail`` with
+``{"code": …, "times": N}`` queues failures from another process (a benchmark).
 
 ``report_items`` / ``up_items`` build the JSON arrays Aliyun's HTTP batch push (消息推送) posts to
 the SmsReport and SmsUp receiving URLs.
@@ -22,10 +27,12 @@ import re
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -43,6 +50,8 @@ MESSAGES = {
     "Throttling.User": "Request was denied due to user flow control.",
 }
 MOBILE = re.compile(r"1[3-9]\d{9}")
+CHINA = ZoneInfo("Asia/Shanghai")
+SEND_ACTIONS = ("SendSms", "SendBatchSms")
 
 
 def _enc(value: str) -> str:
@@ -82,7 +91,10 @@ class FakeAliyunSms:
     def __init__(self, access_key_id: str = "LTAI-test-id", access_key_secret: str = "test-secret",
                  sign_names: tuple[str, ...] = ("国网供电",),
                  templates: dict[str, tuple[str, ...]] | None = None,
-                 max_param_length: int = 35) -> None:
+                 max_param_length: int = 35, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.queries: list[dict[str, str]] = []
+        self._query_failures: deque[str] = deque()
         self.access_key_id = access_key_id
         self.access_key_secret = access_key_secret
         self.sign_names = set(sign_names)
@@ -103,6 +115,10 @@ class FakeAliyunSms:
         """Answer the next ``times`` sends with ``code`` (after verifying the signature)."""
         self._queued.extend([(http_status, code)] * times)
 
+    def fail_queries_next(self, code: str, times: int = 1) -> None:
+        """Answer the next ``times`` QuerySendDetails calls with ``code`` (HTTP 200)."""
+        self._query_failures.extend([code] * times)
+
     def throttle_next(self, times: int = 1) -> None:
         """Answer the next sends with Aliyun's per-number flow control."""
         self.fail_next("isv.BUSINESS_LIMIT_CONTROL", times)
@@ -118,6 +134,7 @@ class FakeAliyunSms:
         """Start on a free loopback port; returns the endpoint URL."""
         app = web.Application()
         app.router.add_route("*", "/", self._handle)
+        app.router.add_post("/_fake/fail", self._control_fail)
         self._server = TestServer(app, host="127.0.0.1")
         await self._server.start_server()
         return self.url
@@ -130,6 +147,11 @@ class FakeAliyunSms:
     async def close(self) -> None:
         if self._server is not None:
             await self._server.close()
+
+    async def _control_fail(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.fail_next(str(body["code"]), int(body.get("times", 1)))
+        return web.json_response({"queued": len(self._queued)})
 
     # -- protocol ------------------------------------------------------------------------------
     def _error(self, status: int, code: str, message: str) -> web.Response:
@@ -188,8 +210,11 @@ class FakeAliyunSms:
         if params["SignatureNonce"] in self._nonces:
             return self._error(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
         self._nonces.add(params["SignatureNonce"])
-        if params["Version"] != "2017-05-25" or params["Action"] not in ("SendSms", "SendBatchSms"):
+        if params["Version"] != "2017-05-25" or params["Action"] not in (*SEND_ACTIONS,
+                                                                         "QuerySendDetails"):
             return self._error(400, "InvalidAction.NotFound", "Specified api is not found.")
+        if params["Action"] == "QuerySendDetails":
+            return self._query(params)
         if self._queued:
             status, code = self._queued.popleft()
             if status != 200:
@@ -226,9 +251,41 @@ class FakeAliyunSms:
             self.sent.append({"phone": phone, "sign_name": sign, "template": template,
                               "params": value, "biz_id": biz_id,
                               "out_id": params.get("OutId", ""), "action": params["Action"],
-                              "send_time": datetime.now().strftime("%Y-%m-%d %H:%M:%S")})
+                              "send_time": datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
+                              "sent_at": self.clock(), "status": 1, "err_code": "",
+                              "receive_date": ""})
         return web.json_response({"Message": "OK", "RequestId": str(uuid.uuid4()).upper(),
                                   "BizId": biz_id, "Code": "OK"})
+
+
+    def _query(self, params: dict[str, str]) -> web.Response:
+        """QuerySendDetails: the messages to one number on one date, a page at a time."""
+        self.queries.append(params)
+        for name in ("PhoneNumber", "SendDate", "PageSize", "CurrentPage"):
+            if not params.get(name):
+                return self._error(400, "MissingParameter", f"{name} is mandatory.")
+        if self._query_failures:
+            return self._business(self._query_failures.popleft())
+        if not MOBILE.fullmatch(params["PhoneNumber"]):
+            return self._business("isv.MOBILE_NUMBER_ILLEGAL")
+        if not re.fullmatch(r"\d{8}", params["SendDate"]) \
+                or not params["PageSize"].isdigit() or not 1 <= int(params["PageSize"]) <= 50 \
+                or not params["CurrentPage"].isdigit() or int(params["CurrentPage"]) < 1:
+            return self._business("isv.INVALID_PARAMETERS")
+        matching = [s for s in self.sent if s["phone"] == params["PhoneNumber"] and
+                    datetime.fromtimestamp(s["sent_at"], CHINA).strftime("%Y%m%d")
+                    == params["SendDate"]]
+        size, page = int(params["PageSize"]), int(params["CurrentPage"])
+        items = [{"PhoneNum": s["phone"], "SendStatus": s["status"], "ErrCode": s["err_code"],
+                  "TemplateCode": s["template"], "Content": json.dumps(s["params"],
+                                                                        ensure_ascii=False),
+                  "SendDate": datetime.fromtimestamp(s["sent_at"], CHINA)
+                  .strftime("%Y-%m-%d %H:%M:%S"),
+                  "ReceiveDate": s["receive_date"], "OutId": s["out_id"]}
+                 for s in matching[(page - 1) * size:page * size]]
+        return web.json_response({"TotalCount": len(matching), "Message": "OK",
+                                  "RequestId": str(uuid.uuid4()).upper(), "Code": "OK",
+                                  "SmsSendDetailDTOs": {"SmsSendDetailDTO": items}})
 
 
 def report_items(sent: list[dict[str, Any]], success: bool = True, err_code: str = "DELIVERED",

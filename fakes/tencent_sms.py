@@ -5,13 +5,19 @@ independently of the product's signer, from the headers actually received — pl
 timestamp skew, action/version headers, SmsSdkAppId, sign name and templates. It answers with
 Tencent's real shapes: ``{"Response": {"Error": {"Code", "Message"}, "RequestId"}}`` for a
 rejected request and ``{"Response": {"SendStatusSet": [...], "RequestId"}}`` with a per-number
-``Code`` (``Ok``, ``LimitExceeded.PhoneNumberThirtySecondLimit`` …). Tests can queue codes.
+``Code`` (``Ok``, ``LimitExceeded.PhoneNumberThirtySecondLimit`` …). Tests can queue codes
+(``POST /_fake/fail`` ``{"code", "times", "per_number"}`` from another process).
+
+``PullSmsSendStatusByPhoneNumber`` (same signature checks) lists, like Tencent, only messages
+whose status report is in: an accepted message is reported ``report_delay_seconds`` after it
+was accepted (by ``clock``; None: never), with the ``SessionContext`` it was sent with.
 
 ``report_items`` / ``reply_item`` build the bodies Tencent posts to the 短信回执 (status report,
 a JSON array) and 短信回复 (reply, one JSON object) callback URLs.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -19,11 +25,14 @@ import re
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+from fakes.aliyun_sms import Hold
 
 MOBILE = re.compile(r"\+861[3-9]\d{9}")
 AUTH = re.compile(r"TC3-HMAC-SHA256 Credential=([^/]+)/(\d{4}-\d{2}-\d{2})/([a-z]+)/tc3_request, "
@@ -53,7 +62,12 @@ class FakeTencentSms:
 
     def __init__(self, secret_id: str = "AKID-test-id", secret_key: str = "test-key",
                  sdk_app_id: str = "1400000001", sign_names: tuple[str, ...] = ("国网供电",),
-                 templates: dict[str, int] | None = None, max_param_length: int = 35) -> None:
+                 templates: dict[str, int] | None = None, max_param_length: int = 35,
+                 clock: Callable[[], float] = time.time,
+                 report_delay_seconds: float | None = 0.0) -> None:
+        self.clock = clock
+        self.report_delay_seconds = report_delay_seconds
+        self.pulls: list[dict[str, Any]] = []
         self.secret_id = secret_id
         self.secret_key = secret_key
         self.sdk_app_id = sdk_app_id
@@ -66,7 +80,16 @@ class FakeTencentSms:
         self._number_codes: deque[str] = deque()
         self.next_serials: deque[str] = deque()  # tests may fix the SerialNo of the next sends
         self.calls = 0
+        self.abandoned: list[bytes] = []  # held calls dropped because the client left
+        self._holds: deque[Hold] = deque()
         self._server: TestServer | None = None
+
+    def hold_next(self, accept_if_abandoned: bool = False) -> Hold:
+        """Keep the next call waiting until the test releases it (a slow provider); a call
+        whose client left meanwhile is dropped unless ``accept_if_abandoned``."""
+        hold = Hold(accept_if_abandoned)
+        self._holds.append(hold)
+        return hold
 
     def fail_next(self, code: str, times: int = 1) -> None:
         """Reject the next ``times`` requests as a whole with ``code`` (Response.Error)."""
@@ -83,6 +106,7 @@ class FakeTencentSms:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/", self._handle)
+        app.router.add_post("/_fake/fail", self._control_fail)
         self._server = TestServer(app, host="127.0.0.1")
         await self._server.start_server()
         return self.url
@@ -96,6 +120,12 @@ class FakeTencentSms:
         if self._server is not None:
             await self._server.close()
 
+    async def _control_fail(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        queue = self.number_code_next if body.get("per_number") else self.fail_next
+        queue(str(body["code"]), int(body.get("times", 1)))
+        return web.json_response({"ok": True})
+
     def _error(self, code: str, message: str) -> web.Response:
         self.rejected.append(code)
         return web.json_response({"Response": {"Error": {"Code": code, "Message": message},
@@ -104,6 +134,24 @@ class FakeTencentSms:
     async def _handle(self, request: web.Request) -> web.Response:
         self.calls += 1
         body = await request.read()
+        if self._holds:
+            # Run apart from this handler, which aiohttp cancels when the client goes away.
+            held = asyncio.ensure_future(self._held(request, body, self._holds.popleft()))
+            return await asyncio.shield(held)
+        return await self._answer(request, body)
+
+    async def _held(self, request: web.Request, body: bytes, hold: Hold) -> web.Response:
+        try:
+            hold.arrived.set()
+            await hold.released.wait()
+            if request.transport is None and not hold.accept_if_abandoned:
+                self.abandoned.append(body)
+                return web.Response(status=503)
+            return await self._answer(request, body)
+        finally:
+            hold.done.set()
+
+    async def _answer(self, request: web.Request, body: bytes) -> web.Response:
         match = AUTH.fullmatch(request.headers.get("Authorization", ""))
         if not match:
             return self._error("AuthFailure.InvalidAuthorization",
@@ -122,9 +170,12 @@ class FakeTencentSms:
         if not hmac.compare_digest(expected, signature):
             return self._error("AuthFailure.SignatureFailure",
                                "The provided credentials could not be validated.")
-        if request.headers.get("X-TC-Action") != "SendSms" \
+        action = request.headers.get("X-TC-Action")
+        if action not in ("SendSms", "PullSmsSendStatusByPhoneNumber") \
                 or request.headers.get("X-TC-Version") != "2021-01-11":
             return self._error("InvalidAction", "The action or version is invalid.")
+        if action == "PullSmsSendStatusByPhoneNumber":
+            return self._pull(body)
         if self._request_errors:
             code = self._request_errors.popleft()
             return self._error(code, f"fake failure {code}")
@@ -165,10 +216,49 @@ class FakeTencentSms:
             if code == "Ok":
                 self.sent.append({"phone": str(phone)[-11:], "template": template,
                                   "params": values, "serial": serial,
-                                  "sign_name": params["SignName"]})
+                                  "sign_name": params["SignName"], "sent_at": self.clock(),
+                                  "session_context": str(params.get("SessionContext") or ""),
+                                  "report_ok": True})
             else:
                 self.rejected.append(code)
         return web.json_response({"Response": {"SendStatusSet": statuses,
+                                               "RequestId": str(uuid.uuid4())}})
+
+
+    def _pull(self, body: bytes) -> web.Response:
+        """PullSmsSendStatusByPhoneNumber: reported messages to one number in a time range."""
+        try:
+            params = json.loads(body)
+            begin, limit = params["BeginTime"], params["Limit"]
+            phone, end = str(params["PhoneNumber"]), params.get("EndTime")
+            offset = params["Offset"]
+        except (ValueError, KeyError, TypeError):
+            return self._error("MissingParameter", "BeginTime, Offset, Limit, PhoneNumber.")
+        self.pulls.append(params)
+        if str(params.get("SmsSdkAppId")) != self.sdk_app_id:
+            return self._error("UnauthorizedOperation.SmsSdkAppIdVerifyFail", "SmsSdkAppId verify failed.")
+        if not all(isinstance(v, int) for v in (begin, limit, offset)) or offset != 0 \
+                or not 1 <= limit <= 100 or (end is not None and not isinstance(end, int)):
+            return self._error("InvalidParameterValue", "BeginTime/Offset/Limit/EndTime invalid.")
+        if not MOBILE.fullmatch(phone):
+            return self._error("InvalidParameterValue.IncorrectPhoneNumber", "Incorrect phone number.")
+        if self.report_delay_seconds is None:
+            return web.json_response({"Response": {"PullSmsSendStatusSet": [],
+                                                   "RequestId": str(uuid.uuid4())}})
+        now = self.clock()
+        items = []
+        for sent in self.sent:
+            reported = sent["sent_at"] + self.report_delay_seconds
+            if f"+86{sent['phone']}" != phone or reported > now or reported < begin \
+                    or (end is not None and reported > end):
+                continue
+            items.append({"UserReceiveTime": int(reported), "CountryCode": "86",
+                          "SubscriberNumber": sent["phone"], "PhoneNumber": phone,
+                          "SerialNo": sent["serial"],
+                          "ReportStatus": "SUCCESS" if sent["report_ok"] else "FAIL",
+                          "Description": "DELIVRD" if sent["report_ok"] else "UNDELIV",
+                          "SessionContext": sent["session_context"]})
+        return web.json_response({"Response": {"PullSmsSendStatusSet": items[:limit],
                                                "RequestId": str(uuid.uuid4())}})
 
 

@@ -11,6 +11,14 @@
 
 The outbox's state right after submitting becomes the result: sent; queued (with the time it
 may go); suppressed → skipped; failed → failed (the outbox already retried what could be).
+
+A notice with a ``key`` (a broadcast's idempotency key) is submitted as a keyed outbox message:
+submitting the same key to the same number again sends nothing and answers from the first
+message's state (see :mod:`channels.sms.outbox`); provider flow control of a keyed notice is
+``failed`` ``throttled`` with ``retry`` and ``when`` the provider's suggested time, for the
+broadcast engine to back off (an unkeyed message waits in the outbox instead). An urgent
+``outage_notice`` uses the ``outage_notice_urgent`` template (text marked 【紧急】) when it is
+approved.
 """
 from __future__ import annotations
 
@@ -19,13 +27,14 @@ from collections.abc import Sequence
 
 from channels.messages import DeliveryResult, Notice, Purpose, Reply
 from channels.options import OptionMemory
-from channels.sms.outbox import PROACTIVE, REPLY, SYSTEM, Outbox
+from channels.sms.outbox import PROACTIVE, REPLY, SYSTEM, THROTTLED, Outbox
 from channels.sms.phones import mask
 from channels.sms.templates import FALLBACK, OutgoingSms, SmsRenderer
 
 log = logging.getLogger("channels.sms")
 
 CHANNEL = "sms"
+URGENT_SUFFIX = "_urgent"  # an urgent notice's own template kind, e.g. outage_notice_urgent
 _RANK = {"sent": 0, "queued": 1, "skipped": 2, "failed": 3}
 
 
@@ -39,6 +48,8 @@ def _result(msg: dict[str, str]) -> DeliveryResult:
     if state in ("failed", "undelivered"):
         return DeliveryResult("failed", msg.get("error_code") or msg.get("report_code") or state)
     when = msg.get("not_before")
+    if state == THROTTLED:
+        return DeliveryResult("failed", "throttled", float(when) if when else None, retry=True)
     return DeliveryResult("queued", msg.get("waiting_for", ""), float(when) if when else None)
 
 
@@ -85,11 +96,14 @@ class SmsAdapter:
             sms = self.renderer.of_kind(FALLBACK)
         if sms is None:
             return DeliveryResult("failed", "no_template")
-        return await self._submit(phone, sms, PROACTIVE, notice.urgent)
+        return await self._submit(phone, sms, PROACTIVE, notice.urgent, notice.key)
 
     def _notice_sms(self, notice: Notice) -> OutgoingSms | None:
-        """The notice in its own approved template, None when not approved or incomplete."""
-        template = self.renderer.book.get(notice.kind, self.renderer.provider)
+        """The notice in its own approved template (an urgent one's ``<kind>_urgent`` first),
+        None when not approved or incomplete."""
+        book, provider = self.renderer.book, self.renderer.provider
+        template = (notice.urgent and book.get(notice.kind + URGENT_SUFFIX, provider)) \
+            or book.get(notice.kind, provider)
         if template is None:
             return None
         missing = [p for p in template.params if not str(notice.params.get(p) or "").strip()]
@@ -99,7 +113,7 @@ class SmsAdapter:
         return self.renderer.make(template, notice.params)
 
     async def _submit(self, phone: str, sms: OutgoingSms, send_class: str,
-                      urgent: bool = False) -> DeliveryResult:
+                      urgent: bool = False, key: str = "") -> DeliveryResult:
         msg_id = await self.outbox.submit(phone, sms, send_class, urgent=urgent,
-                                          conversation_id=f"{CHANNEL}:{phone}")
+                                          conversation_id=f"{CHANNEL}:{phone}", key=key)
         return _result(await self.outbox.get(msg_id))

@@ -13,5 +13,8 @@ SEGMENTS = Counter("powerdesk_sms_segments_total", "Billed SMS segments sent (70
 HELD = Counter("powerdesk_sms_held_total", "SMS held back in the outbox, by reason",
                ["reason"])  # quiet_hours | rate_limit | suppressed_optout
 UNKNOWN_OUTCOME = Counter("powerdesk_sms_unknown_outcome_total",
-                          "SMS sent again because an earlier attempt's worker stopped before "
-                          "recording the provider's answer (the customer may get it twice)")
+                          "SMS taken again after an earlier attempt's worker stopped before "
+                          "recording the provider's answer (reconciled before any resend)")
+RECONCILED = Counter("powerdesk_sms_reconciled_total",
+                     "Lost attempts looked up in the provider's query API, by answer",
+                     ["provider", "answer"])  # found | not_found

@@ -13,14 +13,31 @@ in the same transaction as the new state. A worker that crashes or is cancelled 
 leaves its entry behind, and any instance takes the message again once the lease has run out.
 On shutdown the gateway first lets the worker finish the message in hand (``stop``).
 
-Delivery is at least once. Providers have no idempotency key, so a message whose provider call
-succeeded but whose result was not recorded is sent again after its lease. That window is one
-provider answer plus one Redis transaction: an ``sending_since`` mark is set just before the
-call, the outcome is recorded (shielded from cancellation) right after it, and a message taken
-again with the mark still set is logged and counted (``powerdesk_sms_unknown_outcome_total``).
-A worker still busy when its lease runs out could also cause a second attempt, so the lease
-(default 60 s) is many times the provider timeout; ``submit_many`` leaves what it cannot send
-within half its lease to the workers.
+Providers have no idempotency key, so a message whose provider call succeeded but whose result
+was not recorded would be sent again after its lease. That window is one provider answer plus
+one Redis transaction: an ``sending_since`` mark is set just before the call, the outcome is
+recorded (shielded from cancellation) right after it, and a message taken again with the mark
+still set is logged and counted (``powerdesk_sms_unknown_outcome_total``) and *reconciled*
+before anything is resent: a message sent alone carries a reference (Aliyun ``OutId``, Tencent
+``SessionContext``: the notice's key, else the message id), and the provider's query API
+(Aliyun QuerySendDetails, Tencent PullSmsSendStatusByPhoneNumber) is asked whether it accepted
+it. Found: recorded as sent (with its status report when there is one), never resent. Not found:
+resent at once where the query lists every accepted message (Aliyun); where it lists a message
+only after its status report (Tencent), resent only once ``reconcile_grace_seconds`` (default
+300) have passed since the lost attempt without a report. The query failing: asked again a
+minute later. Messages sent in a batch (``submit_many``) carry no reference and are resent (at
+least once). A worker still busy when its lease runs out could also cause a second attempt, so
+the lease (default 60 s) is many times the provider timeout; ``submit_many`` leaves what it
+cannot send within half its lease to the workers.
+
+Keyed messages (``submit(..., key=…)``, a broadcast notice's idempotency key): the message id is
+derived from the key and the number, and the message is stored only if it does not exist yet,
+so a second submit of the same key finds the first one and answers from its state (taking it
+over first when its lease ran out, reconciling as above); nothing is sent twice. Provider flow
+control of a keyed message is not waited out here: the message is parked as ``throttled`` (out
+of the queue) and the caller (the broadcast engine) decides when to submit the key again.
+Status reports of keyed messages are appended to ``pd:notice:reports``
+(:mod:`channels.notice_reports`).
 
 Rules, in order, before each attempt:
 - a message past its deadline (a day; a verification code: its validity) is given up;
@@ -36,6 +53,7 @@ recorded is parked and applied when it is.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -45,10 +63,11 @@ from datetime import datetime
 from dataclasses import dataclass
 from typing import Any
 
+from channels.notice_reports import append_report
 from channels.optout import OptOutStore
 from channels.sms import metrics
 from channels.sms.phones import mask
-from channels.sms.providers.base import Outcome, SendResult, SmsRequest, SmsSender
+from channels.sms.providers.base import Outcome, SendResult, SentRecord, SmsRequest, SmsSender
 from channels.sms.quiet_hours import QuietHours
 from channels.sms.ratelimit import RateLimiter
 from channels.sms.templates import OutgoingSms
@@ -62,7 +81,10 @@ MAX_AGE = 86400          # a message still not sent after a day is given up (rec
 STALE_REPLY = 600        # a reply still waiting after 10 minutes respects quiet hours
 MIN_LEASE = 60.0         # seconds a taken message stays with its worker (at least)
 RETRY_AFTER_ERROR = 60   # seconds before a message whose processing raised is tried again
+RECONCILE_RETRY = 60     # seconds before a failed provider query is asked again
+RECONCILE_GRACE = 300.0  # Tencent: how long a lost attempt may wait for its status report
 FINAL = {"delivered", "undelivered", "failed", "suppressed"}
+THROTTLED = "throttled"  # a keyed message refused by provider flow control, left to the caller
 
 # Send classes: replies answer the customer's own message (no quiet hours, opt-out does not
 # apply, "reply" budget); proactive are notifications; system are the opt-out/opt-in
@@ -80,9 +102,40 @@ redis.call('ZADD', KEYS[1], ARGV[2], due[1])
 return due[1]
 """
 
+# KEYS[1]: the message hash, KEYS[2]: the queue. ARGV: lease deadline, id, then field/value
+# pairs. Stores a keyed message, leased to the caller, only if it does not exist yet.
+_STORE_NEW = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], %d)
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+return 1
+""" % MSG_TTL
+
+# KEYS[1]: the message hash, KEYS[2]: the queue. ARGV: now, lease deadline, id. Takes the
+# message for the caller when nobody holds it: queued and due, or parked as throttled.
+_TAKE_ONE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'throttled' then
+  redis.call('HSET', KEYS[1], 'state', 'queued')
+elseif state == 'queued' then
+  local score = redis.call('ZSCORE', KEYS[2], ARGV[3])
+  if score and tonumber(score) > tonumber(ARGV[1]) then return 0 end
+else
+  return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1
+"""
+
 
 def _msg_key(msg_id: str) -> str:
     return f"pd:sms:msg:{msg_id}"
+
+
+def keyed_id(key: str, phone: str) -> str:
+    """The message id of the notice ``key`` to ``phone`` (the same on every submit)."""
+    return "k" + hashlib.sha256(f"{key}\n{phone}".encode()).hexdigest()[:31]
 
 
 def _pid_key(provider: str, provider_id: str, phone: str) -> str:
@@ -102,6 +155,7 @@ class DeliveryReport:
     delivered: bool
     code: str
     reported_at: str   # provider's time string, "YYYY-MM-DD HH:MM:SS" (sortable)
+    out_id: str = ""   # the reference sent with the message (Aliyun OutId), when reported
 
 
 class Outbox:
@@ -110,7 +164,8 @@ class Outbox:
     def __init__(self, redis, sender: SmsSender, quiet: QuietHours, limiter: RateLimiter,
                  optouts: OptOutStore, max_attempts: int = 5,
                  clock: Callable[[], float] = time.time, queue_key: str = QUEUE_KEY,
-                 lease_seconds: float | None = None) -> None:
+                 lease_seconds: float | None = None,
+                 reconcile_grace_seconds: float = RECONCILE_GRACE) -> None:
         self.redis = redis
         self.sender = sender
         self.quiet = quiet
@@ -120,7 +175,10 @@ class Outbox:
         self.clock = clock
         self.queue_key = queue_key
         self.lease_seconds = lease_seconds or max(MIN_LEASE, 6 * sender.timeout_s)
+        self.reconcile_grace_seconds = reconcile_grace_seconds
         self._take_due = redis.register_script(_TAKE_DUE)
+        self._store_new = redis.register_script(_STORE_NEW)
+        self._take_one = redis.register_script(_TAKE_ONE)
         self._stopping = asyncio.Event()
 
     @property
@@ -129,9 +187,10 @@ class Outbox:
 
     def _new_message(self, phone: str, sms: OutgoingSms, send_class: str, urgent: bool,
                      conversation_id: str, now: float,
-                     expires_in: float | None = None) -> dict[str, str]:
+                     expires_in: float | None = None, key: str = "") -> dict[str, str]:
         expires_in = sms.expires_in if expires_in is None else expires_in
-        return {"id": uuid.uuid4().hex, "phone": phone, "kind": sms.kind,
+        return {"id": keyed_id(key, phone) if key else uuid.uuid4().hex, "key": key,
+                "phone": phone, "kind": sms.kind,
                 "template_id": sms.template_id,
                 "params": json.dumps(sms.params, ensure_ascii=False), "text": sms.text,
                 "segments": str(sms.segments), "class": send_class, "urgent": str(int(urgent)),
@@ -150,13 +209,26 @@ class Outbox:
 
     async def submit(self, phone: str, sms: OutgoingSms, send_class: str = REPLY,
                      urgent: bool = False, conversation_id: str = "",
-                     expires_in: float | None = None) -> str:
+                     expires_in: float | None = None, key: str = "") -> str:
         """Store ``sms`` to ``phone`` and try to send it now; returns the message id.
         ``expires_in``: seconds after which it is given up rather than sent (default: the
-        SMS's own, e.g. a verification code's validity, else a day)."""
+        SMS's own, e.g. a verification code's validity, else a day). With ``key`` (an
+        idempotency key) a message of that key to that number is stored once: a second submit
+        returns the first one's id, after taking it over if nobody holds it (module doc)."""
         now = self.clock()
-        msg = self._new_message(phone, sms, send_class, urgent, conversation_id, now, expires_in)
-        await self._store_leased([msg], now + self.lease_seconds)
+        msg = self._new_message(phone, sms, send_class, urgent, conversation_id, now, expires_in,
+                                key)
+        if not key:
+            await self._store_leased([msg], now + self.lease_seconds)
+        elif not await self._store_new(
+                keys=[_msg_key(msg["id"]), self.queue_key],
+                args=[now + self.lease_seconds, msg["id"],
+                      *[x for pair in msg.items() for x in pair]]):
+            if await self._take_one(keys=[_msg_key(msg["id"]), self.queue_key],
+                                    args=[now, now + self.lease_seconds, msg["id"]]):
+                log.info("sms %s to %s: submitted again, taken over", msg["id"], mask(phone))
+                await self.process(msg["id"])
+            return msg["id"]
         await self._attempt([msg])
         return msg["id"]
 
@@ -195,10 +267,16 @@ class Outbox:
         pipe.hset(_msg_key(msg_id), mapping={**fields, "updated_at": self.clock()})
         pipe.hdel(_msg_key(msg_id), "sending_since")
 
-    async def _defer(self, msg: dict[str, str], when: float, reason: str, **fields: Any) -> None:
+    async def _defer(self, msg: dict[str, str], when: float, reason: str,
+                     keep_mark: bool = False, **fields: Any) -> None:
+        """Queue ``msg`` again until ``when``; ``keep_mark``: its last attempt's outcome is still
+        unknown (the ``sending_since`` mark stays)."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            self._set_state(pipe, msg["id"], {**fields, "state": "queued", "not_before": when,
-                                              "waiting_for": reason})
+            state = {**fields, "state": "queued", "not_before": when, "waiting_for": reason}
+            if keep_mark:
+                pipe.hset(_msg_key(msg["id"]), mapping={**state, "updated_at": self.clock()})
+            else:
+                self._set_state(pipe, msg["id"], state)
             pipe.zadd(self.queue_key, {msg["id"]: when})
             await pipe.execute()
         log.info("sms %s to %s queued until %s: %s", msg["id"], mask(msg["phone"]),
@@ -219,10 +297,52 @@ class Outbox:
             return msg.get("state", "")
         if msg.get("sending_since"):
             metrics.UNKNOWN_OUTCOME.inc()
-            log.warning("sms %s to %s: the attempt started at %s has no recorded result (its "
-                        "worker stopped); sending again, the customer may get it twice", msg_id,
-                        mask(msg["phone"]), msg["sending_since"])
+            settled = await self._reconcile(msg)
+            if settled:
+                return settled
         return (await self._attempt([msg]))[0]
+
+    async def _reconcile(self, msg: dict[str, str]) -> str | None:
+        """The last attempt of ``msg`` has no recorded outcome: ask the provider (module doc).
+        Returns the message's new state, or None when it is to be sent again now."""
+        msg_id, phone = msg["id"], msg["phone"]
+        since = float(msg["sending_since"])
+        if msg.get("ref_sent") != "1":
+            log.warning("sms %s to %s: the attempt started at %s has no recorded result and "
+                        "carried no reference to ask the provider about; sending again, the "
+                        "customer may get it twice", msg_id, mask(phone), msg["sending_since"])
+            return None
+        lookup = await self.sender.lookup(phone, msg.get("key") or msg_id, since)
+        now = self.clock()
+        if not lookup.ok:
+            await self._defer(msg, now + RECONCILE_RETRY, "unknown outcome: provider query failed",
+                              keep_mark=True)
+            return "queued"
+        if lookup.record is not None:
+            log.info("sms %s to %s: the provider had accepted the lost attempt; not resent",
+                     msg_id, mask(phone))
+            metrics.RECONCILED.labels(self.provider, "found").inc()
+            return await self._record_found(msg, lookup.record)
+        if not self.sender.lookup_is_conclusive and now - since < self.reconcile_grace_seconds:
+            await self._defer(msg, since + self.reconcile_grace_seconds,
+                              "unknown outcome: waiting for the provider's status report",
+                              keep_mark=True)
+            return "queued"
+        metrics.RECONCILED.labels(self.provider, "not_found").inc()
+        log.warning("sms %s to %s: the provider never accepted the lost attempt; sending again",
+                    msg_id, mask(phone))
+        return None
+
+    async def _record_found(self, msg: dict[str, str], record: SentRecord) -> str:
+        state = await self._record(msg, SendResult(msg["phone"], Outcome.SENT, "reconciled",
+                                                   "found by the provider's query API",
+                                                   provider_id=record.provider_id))
+        if record.state != "pending":
+            await self._apply_report(msg["id"], DeliveryReport(
+                record.provider_id, msg["phone"], record.state == "delivered", record.code,
+                record.reported_at or datetime.fromtimestamp(self.clock(), self.quiet.tz)
+                .strftime("%Y-%m-%d %H:%M:%S")))
+        return state
 
     async def _attempt(self, messages: list[dict[str, str]]) -> list[str]:
         """Gate each message, send those allowed now in one provider call, record each outcome;
@@ -235,9 +355,13 @@ class Outbox:
             if not held:
                 ready.append(msg)
         if ready:
+            # One message alone goes with its reference (OutId / SessionContext), by which the
+            # provider's query API can find it if this attempt's outcome is lost.
+            alone = "1" if len(ready) == 1 else "0"
             async with self.redis.pipeline(transaction=False) as pipe:
                 for msg in ready:
-                    pipe.hset(_msg_key(msg["id"]), "sending_since", self.clock())
+                    pipe.hset(_msg_key(msg["id"]), mapping={"sending_since": self.clock(),
+                                                            "ref_sent": alone})
                 await pipe.execute()
             results = await self.sender.send_many([self._request(m) for m in ready])
             # Recorded even if this task is cancelled now: the provider has answered, and an
@@ -253,7 +377,7 @@ class Outbox:
     @staticmethod
     def _request(msg: dict[str, str]) -> SmsRequest:
         return SmsRequest(msg["phone"], msg["template_id"], json.loads(msg["params"]),
-                          out_id=msg["id"])
+                          out_id=msg.get("key") or msg["id"])
 
     async def _gate(self, msg: dict[str, str]) -> str | None:
         """The rules before an attempt: None when the message may go now, else its new state."""
@@ -315,6 +439,16 @@ class Outbox:
                 if parked:
                     await self._apply_report(msg_id, DeliveryReport(**json.loads(parked)))
             return "sent"
+        if result.outcome is Outcome.THROTTLED and msg.get("key"):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                self._set_state(pipe, msg_id, {**counts, "state": THROTTLED,
+                                               "not_before": now + (result.retry_after or 60),
+                                               "waiting_for": f"provider flow control {result.code}"})
+                pipe.zrem(self.queue_key, msg_id)
+                await pipe.execute()
+            log.info("sms %s to %s: provider flow control %s; left to the sender", msg_id,
+                     mask(phone), result.code)
+            return THROTTLED
         if result.outcome is Outcome.THROTTLED:
             await self._defer(msg, now + (result.retry_after or 60),
                               f"provider flow control {result.code}", **counts)
@@ -368,11 +502,25 @@ class Outbox:
         "parked" (send not recorded yet), "stale" (older than what we have) or "duplicate"."""
         provider = provider or self.provider
         msg_id = await self.redis.get(_pid_key(provider, report.provider_id, report.phone))
+        if not msg_id and report.out_id:
+            # Sent but recorded through reconciliation, which may not learn the provider's id:
+            # the reference names the message (a keyed one by its key and number).
+            msg_id = await self._by_reference(report.out_id, report.phone)
+            if msg_id:
+                await self.redis.set(_pid_key(provider, report.provider_id, report.phone),
+                                     msg_id, ex=REPORT_TTL)
         if not msg_id:
             await self.redis.set(_pending_key(provider, report.provider_id, report.phone),
                                  json.dumps(report.__dict__), ex=REPORT_TTL)
             return "parked"
         return await self._apply_report(msg_id, report)
+
+    async def _by_reference(self, out_id: str, phone: str) -> str | None:
+        for candidate in (keyed_id(out_id, phone), out_id):
+            msg = await self.redis.hmget(_msg_key(candidate), "phone", "state")
+            if msg[0] == phone and msg[1] in ("sent", "delivered", "undelivered"):
+                return candidate
+        return None
 
     async def _apply_report(self, msg_id: str, report: DeliveryReport) -> str:
         msg = await self.get(msg_id)
@@ -386,6 +534,8 @@ class Outbox:
             return "duplicate"
         await self._update(msg_id, state=state, reported_at=report.reported_at,
                            report_code=report.code)
+        if msg.get("key"):
+            await append_report(self.redis, msg["key"], "sms", report.delivered, report.code)
         if not report.delivered:
             log.warning("sms %s to %s not delivered: %s", msg_id, mask(report.phone), report.code)
         return "applied"

@@ -180,6 +180,10 @@ def summarise(text: str, limit: int, max_parts: int) -> list[str]:
     return split_text(kept.rstrip() + SUMMARY_SUFFIX, limit)
 
 
+def _fit(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[:limit - 1] + "…"
+
+
 def options_text(titles: list[str]) -> str:
     """Buttons as numbered options: ``回复1 查询电费；回复2 …``."""
     return "；".join(f"回复{i} {title}" for i, title in enumerate(titles, 1))
@@ -195,8 +199,11 @@ class SmsRenderer:
         self.max_parts = max_parts
 
     def make(self, template: SmsTemplate, values: dict[str, Any]) -> OutgoingSms:
-        """An SMS of ``template`` with ``values`` (strings, in the template's variable order)."""
-        params = {name: str(values.get(name, "")) for name in template.params}
+        """An SMS of ``template`` with ``values`` (strings, in the template's variable order);
+        a value longer than the template's per-variable limit is shortened to fit (ending in
+        "…"): the provider would refuse the whole SMS."""
+        limit = template.max_param_length
+        params = {name: _fit(str(values.get(name, "")), limit) for name in template.params}
         text = template.render(params)
         minutes = ascii_int(params.get("minutes")) if template.kind == VERIFICATION_CODE else None
         return OutgoingSms(template.kind, template.id_for(self.provider) or "", params, text,

@@ -216,7 +216,7 @@ class SmsWebhooks:
             try:
                 report = parse(item)
                 if report is not None:  # id and code go to Redis: UTF-8 only, no lone surrogates
-                    (report.provider_id + report.code).encode("utf-8")
+                    (report.provider_id + report.code + report.out_id).encode("utf-8")
             except (TypeError, ValueError, KeyError):  # UnicodeEncodeError is a ValueError
                 report = None
             if report is None:
@@ -248,7 +248,8 @@ class SmsWebhooks:
                     or not isinstance(item.get("success"), bool):
                 return None
             return DeliveryReport(str(item["biz_id"]), phone, item["success"],
-                                  str(item.get("err_code", "")), reported_at)
+                                  str(item.get("err_code", "")), reported_at,
+                                  str(item.get("out_id") or ""))
         return await self._reports("aliyun", request, parse)
 
     async def tencent_report(self, request: web.Request) -> web.Response:

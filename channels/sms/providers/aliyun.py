@@ -17,14 +17,20 @@ import hmac
 import json
 import uuid
 from datetime import datetime, timezone
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from channels.sms.providers.base import (
-    Outcome, ProviderResponseError, SendResult, SmsRequest, SmsSender,
+    Outcome, ProviderResponseError, SendResult, SentRecord, SmsRequest, SmsSender,
 )
 
 API_VERSION = "2017-05-25"
+CHINA = ZoneInfo("Asia/Shanghai")  # QuerySendDetails' SendDate is a date in China
+QUERY_PAGE_SIZE = 50               # the most QuerySendDetails returns per page
+QUERY_MAX_PAGES = 20
+# QuerySendDetails' SendStatus: 1 waiting for the report, 2 failed, 3 delivered.
+SEND_STATUS = {"1": "pending", "2": "undelivered", "3": "delivered"}
 
 # Flow control: the same message later. Values: seconds to wait when the code implies it.
 THROTTLE_CODES = {
@@ -67,6 +73,7 @@ class AliyunSmsSender(SmsSender):
 
     name: ClassVar[str] = "aliyun"
     max_batch: ClassVar[int] = 100
+    lookup_is_conclusive: ClassVar[bool] = True  # QuerySendDetails lists a message once accepted
 
     def __init__(self, access_key_id: str, access_key_secret: str, endpoint: str,
                  sign_name: str, timeout_s: float = 5.0, region_id: str = "cn-hangzhou") -> None:
@@ -136,6 +143,42 @@ class AliyunSmsSender(SmsSender):
         else:
             outcome, delay = self.classify(code)
         return [SendResult(r.phone, outcome, code, message, retry_after=delay) for r in requests]
+
+    async def _post(self, action: str, params: dict[str, str]) -> dict[str, Any]:
+        async with self.session().post(f"{self.endpoint}/",
+                                       data=self.signed_params(action, params)) as response:
+            status, text = response.status, await response.text()
+        try:
+            payload = json.loads(text)
+        except ValueError as exc:
+            raise ProviderResponseError(f"HTTP {status}: not JSON") from exc
+        if not isinstance(payload, dict) or payload.get("Code") != "OK":
+            code = payload.get("Code") if isinstance(payload, dict) else None
+            raise ProviderResponseError(f"HTTP {status}: {action} answered {str(code)[:60]}")
+        return payload
+
+    async def _find(self, phone: str, ref: str, since: float) -> SentRecord | None:
+        """QuerySendDetails by number and send date (the China date of ``since``, and the next
+        one when ``since`` is within a minute of midnight), page by page, matching ``OutId``."""
+        days = sorted({datetime.fromtimestamp(since + shift, CHINA).date() for shift in (0, 60)})
+        for day in days:
+            for page in range(1, QUERY_MAX_PAGES + 1):
+                payload = await self._post("QuerySendDetails", {
+                    "PhoneNumber": phone, "SendDate": day.strftime("%Y%m%d"),
+                    "PageSize": str(QUERY_PAGE_SIZE), "CurrentPage": str(page)})
+                box = payload.get("SmsSendDetailDTOs") or {}
+                items = box.get("SmsSendDetailDTO") if isinstance(box, dict) else None
+                if not isinstance(items, list):
+                    raise ProviderResponseError("QuerySendDetails: no SmsSendDetailDTO list")
+                for item in items:
+                    if isinstance(item, dict) and str(item.get("OutId", "")) == ref:
+                        state = SEND_STATUS.get(str(item.get("SendStatus", "")), "pending")
+                        return SentRecord("", state, str(item.get("ErrCode", "")),
+                                          str(item.get("ReceiveDate") or "")
+                                          if state != "pending" else "")
+                if len(items) < QUERY_PAGE_SIZE:
+                    break
+        return None
 
     def classify(self, code: str) -> tuple[Outcome, float | None]:
         if code == "OK":

@@ -53,6 +53,26 @@ class SendResult:
     out_id: str = ""
 
 
+@dataclass(frozen=True)
+class SentRecord:
+    """What a provider's query API says of one message it accepted: ``state`` ``pending`` (no
+    status report yet), ``delivered`` or ``undelivered``; ``provider_id`` may be unknown ("")."""
+
+    provider_id: str
+    state: str
+    code: str = ""
+    reported_at: str = ""   # provider's "YYYY-MM-DD HH:MM:SS" of the report, "" when pending
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The answer of :meth:`SmsSender.lookup`: ``ok`` False when the query itself failed (then
+    nothing is known); else ``record`` is the message, or None when the provider lists none."""
+
+    ok: bool
+    record: SentRecord | None = None
+
+
 class ProviderResponseError(Exception):
     """The provider answered something that is not its documented response shape."""
 
@@ -62,6 +82,9 @@ class SmsSender(ABC):
 
     name: ClassVar[str] = ""
     max_batch: ClassVar[int] = 1
+    # True when the query API lists every accepted message at once (a message it does not list
+    # was never accepted); False when it lists a message only after its status report.
+    lookup_is_conclusive: ClassVar[bool] = False
 
     def __init__(self, sign_name: str, timeout_s: float = 5.0) -> None:
         self.sign_name = sign_name
@@ -89,6 +112,29 @@ class SmsSender(ABC):
     @abstractmethod
     def classify(self, code: str) -> tuple[Outcome, float | None]:
         """The outcome of a provider error code, and a retry delay in seconds if it has one."""
+
+    async def _find(self, phone: str, ref: str, since: float) -> SentRecord | None:
+        """The message to ``phone`` sent with reference ``ref`` (OutId / SessionContext) at or
+        after ``since`` (unix time), from the provider's query API; may raise like ``_send``."""
+        raise NotImplementedError
+
+    @final
+    async def lookup(self, phone: str, ref: str, since: float) -> Lookup:
+        """Ask the provider whether it accepted the message to ``phone`` with reference ``ref``
+        (sent at or after ``since``); never raises for provider or network failures."""
+        number = normalise_phone(phone)
+        if number is None or not ref:
+            return Lookup(False)
+        try:
+            record = await asyncio.wait_for(self._find(number, ref, since), self.timeout_s * 2)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ProviderResponseError,
+                NotImplementedError) as exc:
+            log.warning("sms %s query for %s failed: %s", self.name, mask(number),
+                        type(exc).__name__)
+            return Lookup(False)
+        log.info("sms %s query for %s: %s", self.name, mask(number),
+                 record.state if record else "not found")
+        return Lookup(True, record)
 
     @final
     async def send(self, request: SmsRequest) -> SendResult:

@@ -19,9 +19,10 @@ import time
 from datetime import datetime, timezone
 from typing import ClassVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from channels.sms.providers.base import (
-    Outcome, ProviderResponseError, SendResult, SmsRequest, SmsSender,
+    Outcome, ProviderResponseError, SendResult, SentRecord, SmsRequest, SmsSender,
 )
 
 API_VERSION = "2021-01-11"
@@ -38,6 +39,10 @@ THROTTLE_CODES = {
     "LimitExceeded.AppGlobalDailyLimit": 3600.0,
     "RequestLimitExceeded": 5.0,
 }
+THROTTLE_PREFIX = "LimitExceeded."   # any other LimitExceeded.* is flow control too
+THROTTLE_DEFAULT = 60.0
+CHINA = ZoneInfo("Asia/Shanghai")
+PULL_LIMIT = 100                     # the most PullSmsSendStatusByPhoneNumber returns
 RETRY_PREFIXES = ("InternalError.", "InternalError")
 RETRY_CODES = {"FailedOperation.JsonParseFail", "ResourceUnavailable"}
 
@@ -167,6 +172,38 @@ class TencentSmsSender(SmsSender):
             return Outcome.SENT, None
         if code in THROTTLE_CODES:
             return Outcome.THROTTLED, THROTTLE_CODES[code]
+        if code.startswith(THROTTLE_PREFIX):
+            return Outcome.THROTTLED, THROTTLE_DEFAULT
         if code in RETRY_CODES or code.startswith(RETRY_PREFIXES):
             return Outcome.RETRY, None
         return Outcome.PERMANENT, None
+
+    async def _find(self, phone: str, ref: str, since: float) -> SentRecord | None:
+        """PullSmsSendStatusByPhoneNumber from ``since`` on, matching ``SessionContext``. It lists
+        a message only once its status report is in, so "not found" is not conclusive."""
+        body = {"BeginTime": int(since) - 60, "EndTime": int(max(since, time.time())) + 3600,
+                "Offset": 0,
+                "Limit": PULL_LIMIT, "PhoneNumber": f"+86{phone}", "SmsSdkAppId": self.sdk_app_id}
+        payload = json.dumps(body, separators=(",", ":"))
+        async with self.session().post(
+                f"{self.endpoint}/", data=payload.encode(),
+                headers=self.signed_headers(payload, "PullSmsSendStatusByPhoneNumber")) as response:
+            status, text = response.status, await response.text()
+        try:
+            answer = json.loads(text)["Response"]
+            items = answer.get("PullSmsSendStatusSet")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ProviderResponseError(f"HTTP {status}: not a Tencent response") from exc
+        if "Error" in answer or not isinstance(items, list):
+            raise ProviderResponseError(f"HTTP {status}: pull refused")
+        for item in items:
+            if not isinstance(item, dict) or str(item.get("SessionContext", "")) != ref:
+                continue
+            seconds = item.get("UserReceiveTime")
+            reported_at = datetime.fromtimestamp(seconds, CHINA).strftime("%Y-%m-%d %H:%M:%S") \
+                if isinstance(seconds, int) and not isinstance(seconds, bool) else ""
+            delivered = item.get("ReportStatus") == "SUCCESS"
+            return SentRecord(str(item.get("SerialNo", "")),
+                              "delivered" if delivered else "undelivered",
+                              str(item.get("Description", "")), reported_at)
+        return None

@@ -415,13 +415,15 @@ async def test_broadcast_cancelled_mid_batch_is_sent_by_the_workers(redis, aliyu
         await second.sender.close()
 
 
-async def test_unrecorded_success_is_sent_again_at_least_once_and_counted(
-        redis, aliyun_fake, phone, caplog):
+async def test_unrecorded_success_is_reconciled_not_sent_again_and_counted(
+        redis, aliyun_fake, phone):
     # The documented window: the provider accepted the SMS but the worker stopped before it
-    # read and recorded the answer. Providers have no idempotency key, so the SMS goes again.
+    # read and recorded the answer. The message went alone, with its OutId: the provider's
+    # query API finds it, and it is recorded as sent instead of being sent again.
     from channels.sms import metrics
 
     clock = Clock(NOON)
+    aliyun_fake.clock = clock  # the provider dates what it accepts by the same clock
     first = make_outbox(redis, aliyun_fake, clock)
     hold = aliyun_fake.hold_next(accept_if_abandoned=True)
     await stop_mid_send(first.submit(phone, renderer().text_messages("您好")[0], REPLY), hold)
@@ -436,8 +438,29 @@ async def test_unrecorded_success_is_sent_again_at_least_once_and_counted(
         await second.run_due()
         state = await second.get(msg_id)
         assert state["state"] == "sent" and "sending_since" not in state
-        assert len(sent_to(aliyun_fake, phone)) == 2
+        assert len(sent_to(aliyun_fake, phone)) == 1
+        assert aliyun_fake.queries[-1]["PhoneNumber"] == phone
         assert metrics.UNKNOWN_OUTCOME._value.get() == before + 1
+        assert metrics.RECONCILED.labels("aliyun", "found")._value.get() >= 1
+    finally:
+        await second.sender.close()
+
+
+async def test_an_unrecorded_batch_send_is_sent_again_at_least_once(redis, aliyun_fake, phone,
+                                                                     caplog):
+    # A batch (SendBatchSms) carries no per-message reference to look up: sent again.
+    clock = Clock(NOON)
+    other = f"139{random.randrange(10**8):08d}"
+    first = make_outbox(redis, aliyun_fake, clock)
+    hold = aliyun_fake.hold_next(accept_if_abandoned=True)
+    await stop_mid_send(first.submit_many([phone, other], outage(), PROACTIVE), hold)
+    await first.sender.close()
+    assert len(sent_to(aliyun_fake, phone)) == 1
+    second = make_outbox(redis, aliyun_fake, clock, queue_key=first.queue_key)
+    try:
+        clock.advance(second.lease_seconds + 1)
+        assert await second.run_due() == 2
+        assert len(sent_to(aliyun_fake, phone)) == 2
         assert "may get it twice" in caplog.text
     finally:
         await second.sender.close()

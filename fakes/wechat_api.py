@@ -4,8 +4,17 @@
 ``GET /cgi-bin/token``, ``POST /cgi-bin/message/custom/send``, ``POST /cgi-bin/message/template/send``,
 ``POST /cgi-bin/menu/create``, ``GET /cgi-bin/menu/get``, ``GET /cgi-bin/menu/delete``.  Tests
 can tell it to fail: expire or revoke tokens (42001 / 40001), inject any errcode for the next N
-calls of a path (-1, 45009, 45015 ...), refuse one user permanently (43004, 48002, 45015), or
+calls of a path (-1, 45009, 45015 ...; also ``POST /_fake/fail`` ``{"path", "errcode",
+"times"}`` from another process), refuse one user permanently (43004, 48002, 45015), or
 enforce the per-user customer-service quota (45047).
+
+Template sends honour ``client_msg_id`` as WeChat documents it (防重入id): for the same openid
+and ``client_msg_id`` only one message is sent within ``client_msg_id_ttl`` (10 minutes); a
+repeat within it is answered like the first send (same msgid) and sends nothing. With
+``reporter`` (a :class:`WeChatPusher` to the gateway), each accepted template message is
+reported by a ``TEMPLATESENDJOBFINISH`` push, signed and (in safe/compatible mode) encrypted
+like WeChat's, either at once (``auto_report``) or when the test calls
+:meth:`FakeWeChatApi.push_template_reports`.
 
 ``WeChatPusher`` plays the WeChat server posting to our ``/wechat`` webhook: it signs every
 request and, in safe/compatible mode, encrypts the body with wechatpy's own crypto (not ours).
@@ -93,8 +102,16 @@ class FakeWeChatApi:
     menu: dict[str, Any] | None = None
     token_requests: int = 0
     calls: list[tuple[str, int]] = field(default_factory=list)  # (path, errcode answered)
+    client_msg_id_ttl: float = 600.0  # WeChat: one message per openid + client_msg_id, 10 min
+    duplicates: int = 0               # template sends answered from a client_msg_id
+    reporter: WeChatPusher | None = None
+    auto_report: bool = False
+    report_status: str = "success"    # or "failed:user block", "failed: system failed"
 
     def __post_init__(self) -> None:
+        self._client_msg_ids: dict[tuple[str, str], tuple[int, float]] = {}
+        self._unreported: list[dict[str, Any]] = []
+        self._report_tasks: set[asyncio.Task] = set()
         self._tokens: dict[str, float] = {}
         self._fail: dict[str, deque[int]] = defaultdict(deque)
         self._refusing: dict[str, int] = {}
@@ -112,9 +129,25 @@ class FakeWeChatApi:
         return self.base_url
 
     async def close(self) -> None:
-        """Stop serving."""
+        """Stop serving (after the report pushes under way)."""
+        if self._report_tasks:
+            await asyncio.gather(*self._report_tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.close()
+
+    async def push_template_reports(self, status: str | None = None) -> list[tuple[int, str]]:
+        """Push ``TEMPLATESENDJOBFINISH`` for every accepted template message not reported yet
+        (``status`` default ``report_status``) to the ``reporter``; the gateway's answers."""
+        assert self.reporter is not None, "FakeWeChatApi.reporter is not set"
+        pending, self._unreported = self._unreported, []
+        answers = []
+        async with aiohttp.ClientSession() as session:
+            for template in pending:
+                fields = self.reporter.event_fields(template["touser"], "TEMPLATESENDJOBFINISH",
+                                                    MsgID=template["msgid"],
+                                                    Status=status or self.report_status)
+                answers.append(await self.reporter.post(session, fields))
+        return answers
 
     def expire_tokens(self) -> None:
         """Every issued token expires now (next use answers 42001)."""
@@ -163,7 +196,13 @@ class FakeWeChatApi:
         app.router.add_get("/cgi-bin/menu/get", self._menu_get)
         app.router.add_get("/cgi-bin/menu/delete", self._menu_delete)
         app.router.add_get("/_fake/state", self._state)  # for a fake running in another process
+        app.router.add_post("/_fake/fail", self._control_fail)
         return app
+
+    async def _control_fail(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.fail_next(str(body["path"]), int(body["errcode"]), int(body.get("times", 1)))
+        return web.json_response({"ok": True})
 
     async def _state(self, _request: web.Request) -> web.Response:
         return web.json_response({"sent": [[m.openid, m.content, m.at] for m in self.sent],
@@ -278,9 +317,26 @@ class FakeWeChatApi:
         too_long = [k for k, v in data.items() if _template_value_too_long(k, v["value"])]
         if too_long:
             return self._answer(request, 47003)
+        client_msg_id = body.get("client_msg_id")
+        now = time.time()
+        if isinstance(client_msg_id, str) and client_msg_id:
+            earlier = self._client_msg_ids.get((openid, client_msg_id))
+            if earlier is not None and now - earlier[1] < self.client_msg_id_ttl:
+                self.duplicates += 1
+                self.calls.append((request.path, 0))
+                return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": earlier[0]})
         self._next_msgid += 1
-        self.templates.append({**body, "msgid": self._next_msgid})
+        if isinstance(client_msg_id, str) and client_msg_id:
+            self._client_msg_ids[(openid, client_msg_id)] = (self._next_msgid, now)
+        accepted = {**body, "msgid": self._next_msgid}
+        self.templates.append(accepted)
         self.calls.append((request.path, 0))
+        if self.reporter is not None:
+            self._unreported.append(accepted)
+            if self.auto_report:
+                task = asyncio.create_task(self.push_template_reports())
+                self._report_tasks.add(task)
+                task.add_done_callback(self._report_tasks.discard)
         return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": self._next_msgid})
 
     async def _menu_create(self, request: web.Request) -> web.Response:

@@ -17,17 +17,48 @@ the window) and 45047 (customer-service quota for this customer used up) → the
 instead; 40003 (bad openid) → failed ``invalid_openid``; 48002 (the customer refuses the
 account's messages) → skipped ``refuses_messages``; anything else → failed, ``retry`` when the
 error is transient (the API client already retried what was worth retrying at once).
+
+Keyed notices (``Notice.key``, a broadcast's ``bc:<campaign>:<customer>``) go out at most once
+per openid, however often they are delivered again (a re-run, a resumed campaign):
+- a template message carries the key as WeChat's ``client_msg_id`` (:func:`client_msg_id`), so
+  WeChat itself sends one message for a repeated send within 10 minutes; once WeChat answered,
+  the msgid is recorded (``pd:wechat:notice:<openid>:<key>``, 30 days) and a later delivery of
+  the key is answered from the record (``sent`` ``duplicate``) without calling WeChat. The
+  msgid is also mapped to the key (``pd:wechat:template-notice:<msgid>``, 7 days) so the
+  ``TEMPLATESENDJOBFINISH`` report reaches ``pd:notice:reports``. In-flight window: a worker
+  killed after WeChat accepted but before the record was written resends with the same
+  ``client_msg_id`` when the key is delivered again, which WeChat de-duplicates when that
+  happens within 10 minutes; a resume later than that may send a second message.
+- a customer-service message has no de-duplication id: the key is recorded as ``sending``
+  before the call and ``sent`` after it (a refusal or transport failure removes the mark). A
+  delivery that finds ``sent`` is answered from the record; one that finds ``sending`` (the
+  previous worker died mid-call, or its send outlived the delivery turn's lock) sends nothing
+  and answers ``sent`` ``unconfirmed``: at most once, so a worker killed before its request
+  reached WeChat loses that message (counted by
+  ``powerdesk_wechat_notice_unconfirmed_total``). A transport timeout of a customer-service
+  send may have reached the customer and is tried again: that one may arrive twice.
+- throttling (45009 daily API quota, 45011 minute quota, 45047 customer-service quota of this
+  customer) of a keyed notice is ``failed`` ``throttled`` with ``retry`` (``when``: the next
+  midnight in China for the daily quota, else None) and is not retried inside the client: the
+  broadcast engine backs off. Unkeyed sends keep the behaviour above.
+An urgent notice gets the parameter ``urgent_mark`` = 【紧急】 (``""`` otherwise), which the
+templates put first (``bot/wechat_templates.yml``).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from channels.messages import DeliveryResult, Notice, Purpose, Reply
 from channels.options import OptionMemory
 from channels.optout import OptOutStore
+from channels.redis_text import redis_text
 from channels.wechat import metrics
 from channels.wechat.api import WeChatApi
 from channels.wechat.config import WeChatConfig
@@ -42,7 +73,29 @@ WINDOW_SECONDS = 48 * 3600
 _UNDELIVERABLE_TTL = 48 * 3600
 NOT_FOLLOWING, OUTSIDE_WINDOW, OVER_LIMIT, INVALID_OPENID = 43004, 45015, 45047, 40003
 REFUSES_MESSAGES = 48002
+DAILY_QUOTA = 45009
 _FIXED_TEXT = "wechat_fixed_text"  # the custom payload marking a reply made by fixed_text()
+NOTICE_RECORD_TTL = 30 * 86400     # how long a keyed notice's record answers repeats
+TEMPLATE_KEY_TTL = 7 * 86400       # how long a template's msgid maps to its notice key
+URGENT_MARK = "【紧急】"
+CHINA = ZoneInfo("Asia/Shanghai")
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_:.\-]{1,64}")
+
+
+def client_msg_id(key: str) -> str:
+    """The ``client_msg_id`` of a template send for notice ``key``: the key itself when it is
+    short plain ASCII, else a digest of it (deterministic either way)."""
+    return key if _PLAIN_ID.fullmatch(key) else "k" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def notice_record_key(openid: str, key: str) -> str:
+    """Redis hash recording the keyed notice ``key`` to ``openid`` (state, via, msgid, at)."""
+    return f"pd:wechat:notice:{openid}:{key}"
+
+
+def template_notice_key(msg_id: int | str) -> str:
+    """Redis key holding the notice key of template message ``msg_id`` (for its report)."""
+    return f"pd:wechat:template-notice:{msg_id}"
 
 
 def last_seen_key(openid: str) -> str:
@@ -139,15 +192,55 @@ class WeChatAdapter:
         if template is None:
             log.warning("wechat: no template configured for notice kind %r", notice.kind)
             return DeliveryResult("skipped", "no_template")
+        params = {**notice.params, "urgent_mark": URGENT_MARK if notice.urgent else ""}
+        if notice.key:
+            answered = await self._answered(openid, notice.key)
+            if answered is not None:
+                return answered
         if template.template_id:
-            return await self._template(openid, template.template_id,
-                                        template.data(notice.params), template.url)
-        text = template.customer_service_text(notice.params)
+            return await self._template(openid, template.template_id, template.data(params),
+                                        template.url, notice.key)
+        text = template.customer_service_text(params)
         if not text:
             return DeliveryResult("skipped", "no_template")
         if not await self.in_window(openid):
             return DeliveryResult("skipped", "outside_window")
+        if notice.key:
+            return await self._keyed_customer_service(openid, text, notice.key)
         return await self._customer_service(openid, [text], None)
+
+    async def _answered(self, openid: str, key: str) -> DeliveryResult | None:
+        """The answer to a repeated keyed notice from its record, None when it is to be sent."""
+        raw = await self._redis.hgetall(notice_record_key(openid, key))
+        record = {redis_text(k): redis_text(v) for k, v in raw.items()}
+        if record.get("state") == "sent":
+            return DeliveryResult("sent", "duplicate")
+        if record.get("state") == "sending" and record.get("via") == "cs":
+            metrics.NOTICE_UNCONFIRMED.inc()
+            log.warning("wechat notice %s: an earlier customer-service send has no recorded "
+                        "outcome; not sent again (at most once)", key.rsplit(":", 1)[0])
+            return DeliveryResult("sent", "unconfirmed")
+        return None
+
+    async def _keyed_customer_service(self, openid: str, text: str, key: str) -> DeliveryResult:
+        record = notice_record_key(openid, key)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(record, mapping={"state": "sending", "via": "cs",
+                                       "at": str(int(self._clock()))})
+            pipe.expire(record, NOTICE_RECORD_TTL)
+            await pipe.execute()
+        try:
+            await self._api.send_text(openid, text, retry_throttled=False)
+        except WeChatApiError as exc:
+            await self._redis.delete(record)  # answered, or never answered: not sent
+            await self._record_refusal(openid, exc)
+            if exc.errcode == OUTSIDE_WINDOW:
+                await self._redis.delete(last_seen_key(openid))
+                return DeliveryResult("skipped", "outside_window")
+            return self._refused(exc, keyed=True)
+        await self._redis.hset(record, "state", "sent")
+        metrics.SENDS.labels("ok").inc()
+        return DeliveryResult("sent")
 
     async def _customer_service(self, openid: str, texts: list[str],
                                 fallback: Callable[[str, list[str]], Any] | None) -> DeliveryResult:
@@ -171,17 +264,33 @@ class WeChatAdapter:
         return DeliveryResult("sent")
 
     async def _template(self, openid: str, template_id: str, data: dict[str, Any],
-                        url: str) -> DeliveryResult:
+                        url: str, key: str = "") -> DeliveryResult:
         try:
-            await self._api.send_template(openid, template_id, data, url or None)
+            msg_id = await self._api.send_template(
+                openid, template_id, data, url or None,
+                client_msg_id=client_msg_id(key) if key else None, retry_throttled=not key)
         except WeChatApiError as exc:
             await self._record_refusal(openid, exc)
-            return self._refused(exc)
+            return self._refused(exc, keyed=bool(key))
+        if key:
+            record = notice_record_key(openid, key)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(template_notice_key(msg_id), key, ex=TEMPLATE_KEY_TTL)
+                pipe.hset(record, mapping={"state": "sent", "via": "template",
+                                           "msgid": str(msg_id), "at": str(int(self._clock()))})
+                pipe.expire(record, NOTICE_RECORD_TTL)
+                await pipe.execute()
         metrics.SENDS.labels("ok").inc()
         return DeliveryResult("sent")
 
-    @staticmethod
-    def _refused(exc: WeChatApiError) -> DeliveryResult:
+    def _refused(self, exc: WeChatApiError, keyed: bool = False) -> DeliveryResult:
+        if keyed and exc.is_throttled:
+            when = None
+            if exc.errcode == DAILY_QUOTA:  # the daily quotas start over at midnight (China)
+                today = datetime.fromtimestamp(self._clock(), CHINA).date()
+                when = datetime.combine(today + timedelta(days=1), datetime.min.time(),
+                                        CHINA).timestamp()
+            return DeliveryResult("failed", "throttled", when=when, retry=True)
         if exc.errcode == NOT_FOLLOWING:
             return DeliveryResult("skipped", "not_following")
         if exc.errcode == REFUSES_MESSAGES:

@@ -2,8 +2,13 @@
 
 Customer-service messages (客服消息), template messages, the custom menu and the access_token.
 Every authenticated call refreshes the shared token once on 40001/40014/42001 and retries
-transient failures (-1, throttling, network) a bounded number of times with backoff; all other
-errors are raised as :class:`WeChatApiError` for the caller to handle by meaning.
+transient failures (-1, throttling, network) a bounded number of times with backoff (throttling
+not, with ``retry_throttled=False``: a broadcast backs off on its own); all other errors are
+raised as :class:`WeChatApiError` for the caller to handle by meaning.
+
+Template sends may carry ``client_msg_id``, WeChat's de-duplication id (防重入id): for the same
+openid and ``client_msg_id`` WeChat sends one message only, within 10 minutes (beyond that it
+does not guarantee it).
 """
 from __future__ import annotations
 
@@ -89,8 +94,10 @@ class WeChatApi:
                 await asyncio.sleep(self._retry_delays[attempt])
         raise AssertionError("unreachable")
 
-    async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Call ``path`` with the shared access_token (refresh-once and bounded retries)."""
+    async def call(self, method: str, path: str, body: dict[str, Any] | None = None, *,
+                   retry_throttled: bool = True) -> dict[str, Any]:
+        """Call ``path`` with the shared access_token (refresh-once and bounded retries; with
+        ``retry_throttled`` False, frequency limits are raised at once)."""
         refreshed = False
         attempt = 0
         token = await self.tokens.get()
@@ -103,7 +110,8 @@ class WeChatApi:
                     refreshed = True
                     token = await self.tokens.refresh(stale=token)
                     continue
-                if exc.is_transient and attempt < len(self._retry_delays):
+                if exc.is_transient and attempt < len(self._retry_delays) \
+                        and (retry_throttled or not exc.is_throttled):
                     delay = self._retry_delays[attempt]
                     attempt += 1
                     log.warning("wechat %s failed (%s); retry %d in %.1fs", path, exc, attempt, delay)
@@ -111,18 +119,24 @@ class WeChatApi:
                     continue
                 raise
 
-    async def send_text(self, openid: str, content: str) -> None:
+    async def send_text(self, openid: str, content: str, *, retry_throttled: bool = True) -> None:
         """Send a customer-service text message (客服消息; within 48 h of the user's last message)."""
         await self.call("POST", "/cgi-bin/message/custom/send",
-                        {"touser": openid, "msgtype": "text", "text": {"content": content}})
+                        {"touser": openid, "msgtype": "text", "text": {"content": content}},
+                        retry_throttled=retry_throttled)
 
     async def send_template(self, openid: str, template_id: str, data: dict[str, Any],
-                            url: str | None = None) -> int:
-        """Send a template message; returns WeChat's msgid (reported later by TEMPLATESENDJOBFINISH)."""
+                            url: str | None = None, *, client_msg_id: str | None = None,
+                            retry_throttled: bool = True) -> int:
+        """Send a template message; returns WeChat's msgid (reported later by
+        TEMPLATESENDJOBFINISH). ``client_msg_id``: WeChat's de-duplication id (module doc)."""
         body: dict[str, Any] = {"touser": openid, "template_id": template_id, "data": data}
         if url:
             body["url"] = url
-        answer = await self.call("POST", "/cgi-bin/message/template/send", body)
+        if client_msg_id:
+            body["client_msg_id"] = client_msg_id
+        answer = await self.call("POST", "/cgi-bin/message/template/send", body,
+                                 retry_throttled=retry_throttled)
         msg_id = ascii_int(answer.get("msgid"), max_digits=20)
         if msg_id is None:
             raise WeChatUnavailable("no msgid in answer", "/cgi-bin/message/template/send")

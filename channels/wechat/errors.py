@@ -9,6 +9,9 @@ TRANSIENT_ERRORS = frozenset({-1, 45009, 45011, 45033})
 # Outside the 48-hour customer-service window (45015), user not subscribed (43004), user
 # refuses messages (48002), 45047 customer-service quota for this user reached: stop and record.
 UNDELIVERABLE_ERRORS = frozenset({45015, 43004, 48002, 45047})
+# Frequency limits and quotas (daily API quota 45009, minute quota 45011, customer-service quota
+# for this user 45047): a broadcast backs off on them instead of retrying at once.
+THROTTLE_ERRORS = frozenset({45009, 45011, 45047})
 # Credentials or IP whitelist problems: nothing a retry can fix.
 CONFIG_ERRORS = frozenset({40013, 40125, 40164, 41002, 41004, 89503})
 
@@ -31,6 +34,11 @@ class WeChatApiError(Exception):
     def is_transient(self) -> bool:
         """A bounded retry may succeed (busy, throttled, network)."""
         return self.errcode is None or self.errcode in TRANSIENT_ERRORS
+
+    @property
+    def is_throttled(self) -> bool:
+        """A frequency limit or quota: later, not now."""
+        return self.errcode in THROTTLE_ERRORS
 
     @property
     def is_undeliverable(self) -> bool:

@@ -11,6 +11,11 @@ into jobs on the sender's queue (see :mod:`channels.dispatcher`) and acknowledge
 clear of WeChat's 5-second rule.  A push that Redis could not take is answered 503, and WeChat
 retries it; effects are recorded as done only after they were written, so a retry redoes
 whatever a failure interrupted.
+
+``TEMPLATESENDJOBFINISH`` (the outcome of a template message) is recorded per msgid; when the
+template carried a keyed notice (the adapter mapped its msgid to the key), the report is also
+appended to ``pd:notice:reports`` (``delivered`` for ``success``; else ``undelivered`` with the
+code ``user_block`` or ``system_failed``).
 """
 from __future__ import annotations
 
@@ -23,8 +28,11 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from channels.digits import ascii_int
+from channels.notice_reports import append_report
 from channels.optout import OptOutStore
+from channels.redis_text import redis_text
 from channels.wechat import metrics, texts
+from channels.wechat.adapter import template_notice_key
 from channels.wechat.config import WeChatConfig
 from channels.wechat.crypto import ForgedRequest, WeChatSecurity
 from channels.wechat.dedupe import Deduper, SignedUrlLedger, content_digest, push_identity
@@ -269,13 +277,22 @@ class WeChatWebhook:
             if ascii_int(msg_id, max_digits=20) is None:
                 return True
             status_key = template_status_key(msg_id)
+            status = f.get("Status", "")[:100]
             return await self._record_once(
                 f,
                 lambda: self._redis.hset(status_key, mapping={
-                    "status": f.get("Status", "")[:100], "openid": openid, "at": str(int(time.time()))}),
-                lambda: self._redis.expire(status_key, _TEMPLATE_REPORT_TTL))
+                    "status": status, "openid": openid, "at": str(int(time.time()))}),
+                lambda: self._redis.expire(status_key, _TEMPLATE_REPORT_TTL),
+                lambda: self._report_notice(msg_id, status))
         log.debug("wechat event %s ignored", event)
         return True
+
+    async def _report_notice(self, msg_id: str, status: str) -> None:
+        """The template's outcome as a notice report, when it carried a keyed notice."""
+        key = redis_text(await self._redis.get(template_notice_key(msg_id)))
+        if key:
+            code = status.removeprefix("failed:").strip().replace(" ", "_") or "unknown"
+            await append_report(self._redis, key, "wechat", status == "success", code)
 
 
 def _notice(text: str) -> dict[str, Any]:

@@ -50,12 +50,13 @@ from actions.clock import describe_moment, now_local
 from actions.constants import HOTLINE
 from actions.creation_limits import COMPLAINT, creation_allowed
 from actions.entities import first_entity_value
+from actions.handoff import MAX_REASON_CHARS, handoff_settings, request_handoff
 from actions.phones import find_phone
 from actions.settings import add_working_days
 from actions.severity import max_severity
 from actions.text import normalize
 from actions.tickets import answer_ticket_status, find_ticket_id
-from integrations.masking import mask_account, mask_phone
+from integrations.masking import mask_account, mask_phone, mask_text
 
 logger = logging.getLogger(__name__)
 
@@ -404,6 +405,10 @@ class ActionSubmitComplaint(BackendAction):
             lines.append(safety_text())
         elif severity == "high":
             lines.append("您的问题已标记为优先处理。")
+        if severity in handoff_settings().complaint_severities:
+            await request_handoff(tracker, services, trigger="severe_complaint", reason=mask_text(
+                f"{SEVERITY_LABELS[severity]}投诉，工单{ticket.ticket_id}（{category}）：{description}")[:MAX_REASON_CHARS])
+            lines.append("已同时为您转接人工客服，请稍候。")
         lines.append("您可以随时发送工单号向我查询处理进度。")
         dispatcher.utter_message(
             text="\n".join(lines),

@@ -30,13 +30,14 @@ from actions.common import (
 from actions.constants import HOTLINE
 from actions.creation_limits import REPAIR_TICKET, creation_allowed
 from actions.entities import entity_values
+from actions.handoff import MAX_REASON_CHARS, handoff_settings, request_handoff
 from actions.outage import MAX_OUTAGES_SHOWN, describe_outage, is_ongoing, sorted_outages
 from actions.phones import find_phone
 from actions.places import ZONE_LABELS, Place, area_query, outage_covers, place_from_text
 from actions.safety import grade_fault, safety_advice, self_help_tripped
 from actions.severity import HIGH, NORMAL, URGENT, max_severity
 from actions.text import normalize
-from integrations.masking import mask_phone
+from integrations.masking import mask_phone, mask_text
 from integrations.tickets import NewTicket
 
 SEVERITY_LABELS = {URGENT: "紧急（安全隐患）", HIGH: "较急（多户停电）", NORMAL: "一般"}
@@ -261,6 +262,10 @@ class ActionSubmitFaultReport(BackendAction):
         )
         if severity == URGENT:
             lines.append(f"在抢修人员到达前，请继续远离危险区域，不要触碰；如情况恶化请立即拨打{HOTLINE}。")
+        if severity == URGENT and handoff_settings().on_urgent_fault:
+            await request_handoff(tracker, services, trigger="urgent_fault", reason=mask_text(
+                f"紧急故障报修，工单{ticket.ticket_id}：{description}")[:MAX_REASON_CHARS])
+            lines.append("因情况紧急，已同时为您转接人工客服，请稍候。")
         lines.append("您可以随时凭工单号向我查询处理进度。")
         dispatcher.utter_message(text="\n".join(lines))
         return reset

@@ -134,6 +134,31 @@ class CreationLimits:
 
 
 @dataclass(frozen=True)
+class HandoffSettings:
+    """When actions hand a conversation to a human agent on their own (besides 转人工 and the
+    accepted offer after two misunderstandings): ``HANDOFF_ON_URGENT_FAULT`` [on]: a fault report
+    graded urgent (danger to life) is also handed off; ``HANDOFF_ON_SEVERE_COMPLAINT`` [high]:
+    complaints graded ``high`` or worse (``urgent``: only urgent ones; ``off``: none)."""
+
+    on_urgent_fault: bool = True
+    complaint_severities: frozenset[str] = frozenset({"high", "urgent"})
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "HandoffSettings":
+        """Read both variables; raises :class:`SettingsError` naming the variable on a bad value."""
+        env = os.environ if env is None else env
+        raw_fault = (env.get("HANDOFF_ON_URGENT_FAULT") or "on").strip().lower()
+        if raw_fault not in ("on", "off", "1", "0", "true", "false", "yes", "no"):
+            raise SettingsError(f"HANDOFF_ON_URGENT_FAULT must be on or off, got {raw_fault!r}")
+        raw_complaint = (env.get("HANDOFF_ON_SEVERE_COMPLAINT") or "high").strip().lower()
+        severities = {"off": frozenset(), "urgent": frozenset({"urgent"}),
+                      "high": frozenset({"high", "urgent"})}.get(raw_complaint)
+        if severities is None:
+            raise SettingsError(f"HANDOFF_ON_SEVERE_COMPLAINT must be high, urgent or off, got {raw_complaint!r}")
+        return cls(on_urgent_fault=raw_fault in ("on", "1", "true", "yes"), complaint_severities=severities)
+
+
+@dataclass(frozen=True)
 class Settings:
     commitments: ServiceCommitments
     payment_methods: tuple[PaymentMethod, ...]

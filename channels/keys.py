@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from channels.console.api import Console
     from channels.delivery import Deliverer
     from channels.handoff.service import HandoffService
-    from channels.handoff.service import HandoffService
     from channels.sms import SmsRuntime
     from channels.webchat import WebChat
     from channels.wechat import WeChatChannel
@@ -35,6 +34,5 @@ WEBCHAT_KEY: web.AppKey[WebChat] = web.AppKey("webchat")
 WECHAT_CHANNEL: web.AppKey[WeChatChannel] = web.AppKey("wechat_channel")
 SMS_RUNTIME: web.AppKey[SmsRuntime] = web.AppKey("sms_runtime")
 GATEWAY_APP_KEY = web.AppKey("gateway_app", web.Application)  # on the admin app
-HANDOFF_KEY: web.AppKey[HandoffService] = web.AppKey("handoff")
 HANDOFF_KEY: web.AppKey[HandoffService] = web.AppKey("handoff")
 CONSOLE_KEY: web.AppKey[Console] = web.AppKey("console")

@@ -22,6 +22,7 @@ import getpass
 import json
 import os
 import sys
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (RedisError, OSError) as exc:
-        print(f"error: Redis at {_redis_url(args.redis_url)} is not reachable ({type(exc).__name__}); "
+        where = urlsplit(_redis_url(args.redis_url))  # no password in the message
+        print(f"error: Redis at {where.hostname}:{where.port} is not reachable ({type(exc).__name__}); "
               "start it (make run) or set REDIS_URL / --redis-url", file=sys.stderr)
         return 1
 

@@ -34,8 +34,7 @@ from channels.console.lookups import Lookups
 from channels.console.sessions import COOKIE_NAME, CSRF_HEADER, Session, SessionStore
 from channels.console.static_routes import setup_static
 from channels.handoff.store import HandoffStore
-from channels.keys import CONFIG_KEY, CONSOLE_KEY, DELIVERER_KEY, RASA_KEY, REDIS_KEY
-from channels.messages import DeliveryResult, Reply
+from channels.keys import CONFIG_KEY, CONSOLE_KEY, HANDOFF_KEY, RASA_KEY, REDIS_KEY
 from integrations.applications import HttpApplicationsClient
 from integrations.masking import mask_text
 from integrations.tickets import HttpTicketsClient
@@ -45,9 +44,9 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/console/api"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_CANNED_REPLIES = 500
-_USER = "console_user"
-_SESSION = "console_session"
-_TOKEN = "console_token"
+_USER = web.RequestKey("console_user", User)
+_SESSION = web.RequestKey("console_session", Session)
+_TOKEN = web.RequestKey("console_token", str)
 
 
 class Console:
@@ -135,6 +134,11 @@ async def console_guard(request: web.Request, handler) -> web.StreamResponse:
             return _json(403, {"error": "csrf", "header": CSRF_HEADER})
         request[_USER], request[_SESSION], request[_TOKEN] = user, session, token
         return await handler(request)
+    except web.HTTPException as exc:  # the router's 404/405, as JSON like every API answer
+        if exc.status < 400:
+            raise
+        return _json(exc.status, {"error": exc.reason.lower().replace(" ", "_")}, headers={
+            k: v for k, v in exc.headers.items() if k == "Allow"})
     except (RedisError, OSError) as exc:
         log.warning("console: %s %s failed: Redis %s", request.method, request.path, type(exc).__name__)
         return _json(503, {"error": "unavailable"})
@@ -232,6 +236,11 @@ async def close(request: web.Request) -> web.Response:
     return _json(*await desk.close(_user(request), request.match_info["cid"]))
 
 
+async def take_over(request: web.Request) -> web.Response:
+    desk = request.app[CONSOLE_KEY].desk
+    return _json(*await desk.take_over(_user(request), request.match_info["cid"], await _body(request)))
+
+
 async def send_message(request: web.Request) -> web.Response:
     desk = request.app[CONSOLE_KEY].desk
     body = await _body(request)
@@ -281,6 +290,7 @@ def setup(app: web.Application, config: GatewayConfig) -> None:
     load_canned_replies(config.console.canned_replies)  # a bad file fails at start, not later
     app.middlewares.append(console_guard)
     app.cleanup_ctx.append(_lifespan)
+    app.on_shutdown.append(_close_sockets)
     add = app.router
     add.add_post("/console/login", login)
     add.add_post(API_PREFIX + "/logout", logout)
@@ -292,6 +302,7 @@ def setup(app: web.Application, config: GatewayConfig) -> None:
     add.add_post(API_PREFIX + "/conversations/{cid}/claim", claim)
     add.add_post(API_PREFIX + "/conversations/{cid}/transfer", transfer)
     add.add_post(API_PREFIX + "/conversations/{cid}/close", close)
+    add.add_post(API_PREFIX + "/conversations/{cid}/take_over", take_over)
     add.add_get(API_PREFIX + "/canned", canned)
     add.add_get(API_PREFIX + "/queues", queues)
     add.add_get(API_PREFIX + "/stats", stats)
@@ -303,20 +314,13 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     gateway: GatewayConfig = app[CONFIG_KEY]
     config = gateway.console
     redis = app[REDIS_KEY]
-    store = HandoffStore(redis)
     tickets = HttpTicketsClient(config.backends.tickets_url, config.backends.timeout_s)
     applications = HttpApplicationsClient(config.backends.applications_url, config.backends.timeout_s)
-
-    async def reply(cid: str, agent: str, text: str) -> DeliveryResult:
-        await store.append_message(cid, "agent", text, agent)
-        return await app[DELIVERER_KEY].deliver(cid, [Reply(text)], "agent")
-
-    async def close_handoff(cid: str, agent: str) -> bool:
-        return await store.close(cid, agent)
-
-    desk = Desk(store, UserStore(redis), Lookups(app.get(RASA_KEY), tickets, applications,
-                                                 config.lookup_timeout_seconds), reply, close_handoff)
-    hub = LiveHub(store)
+    # The hand-off service is set by its own cleanup context, maybe after this one: looked up
+    # per request.
+    desk = Desk(lambda: app[HANDOFF_KEY], UserStore(redis),
+                Lookups(app.get(RASA_KEY), tickets, applications, config.lookup_timeout_seconds))
+    hub = LiveHub(HandoffStore(redis))  # reads the events stream only
     app[CONSOLE_KEY] = Console(
         config, gateway, desk,
         SessionStore(redis, config.session_idle_seconds, config.session_max_seconds),
@@ -324,10 +328,15 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
                      config.login_window_seconds),
         hub, load_canned_replies(config.canned_replies))
     hub.start()
-    app.on_shutdown.append(hub.on_shutdown)
     try:
         yield
     finally:
         await hub.stop()
         await tickets.close()
         await applications.close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    console = app.get(CONSOLE_KEY)
+    if console is not None:
+        await console.hub.close_all()

@@ -35,7 +35,8 @@ MAX_PASSWORD_CHARS = 256
 HASH_CONCURRENCY = 2
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
-_QUEUE = re.compile(r"(general|vip|manager:[A-Za-z0-9_.-]{1,64}|[a-z][a-z0-9_-]{0,31})")
+# The hand-off's queues (channels.handoff.service.QUEUE_RE): general, vip, a customer manager's.
+_QUEUE = re.compile(r"general|vip|manager:[A-Za-z0-9_.-]{1,32}")
 
 
 def user_key(name: str) -> str:
@@ -48,7 +49,7 @@ def valid_name(name: object) -> bool:
 
 
 def valid_queue(queue: object) -> bool:
-    """``general``, ``vip``, ``manager:<id>`` or another short lower-case name."""
+    """``general``, ``vip`` or ``manager:<id>`` (a customer manager's queue)."""
     return isinstance(queue, str) and _QUEUE.fullmatch(queue) is not None
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from channels.console.auth import User, UserStore, valid_queue
 from channels.console.lookups import Lookups
-from channels.handoff.store import HandoffStore, conv_key
-from channels.messages import DeliveryResult
-from channels.redis_text import redis_text
+from channels.handoff.service import HandoffService
+from channels.handoff.store import HandoffStore
 from integrations.masking import log_conversation_id, mask_account
 
 log = logging.getLogger(__name__)
@@ -26,9 +25,9 @@ log = logging.getLogger(__name__)
 MAX_TEXT_CHARS = 2000
 TRANSCRIPT_MESSAGES = 100
 LOOKUP_CONCURRENCY = 16
+CHANNELS = ("web", "wechat", "sms")
+TAKE_OVER_REASON = "客服主动接入"
 
-Reply = Callable[[str, str, str], Awaitable[DeliveryResult]]   # (cid, agent, text)
-Close = Callable[[str, str], Awaitable[bool]]                  # (cid, agent)
 Answer = tuple[int, dict[str, Any]]
 
 
@@ -51,15 +50,22 @@ def _error(status: int, error: str, **more: Any) -> Answer:
 class Desk:
     """The operations of one gateway instance's console."""
 
-    def __init__(self, store: HandoffStore, users: UserStore, lookups: Lookups, reply: Reply,
-                 close: Close, clock: Callable[[], float] = time.time) -> None:
-        self.store = store
+    def __init__(self, handoff: Callable[[], HandoffService], users: UserStore, lookups: Lookups,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``handoff`` gives the gateway's hand-off service (set once the app has started)."""
+        self._handoff = handoff
         self.users = users
         self.lookups = lookups
-        self._reply = reply
-        self._close = close
         self._clock = clock
         self._lookup_slots = asyncio.Semaphore(LOOKUP_CONCURRENCY)
+
+    @property
+    def service(self) -> HandoffService:
+        return self._handoff()
+
+    @property
+    def store(self) -> HandoffStore:
+        return self._handoff().store
 
     # -- views -------------------------------------------------------------------------------
 
@@ -101,26 +107,12 @@ class Desk:
             records = await self.store.waiting(await self.visible_queues(user))
         elif state == "active":
             holder = user.name if mine or not user.supervisor else None
-            records = await self._active(holder)
+            records = await self.store.active(holder)
         else:
             return _error(400, "bad_state", allowed=["waiting", "active"])
         records = [r for r in records if can_see(user, r.get("queue"), r.get("agent"))]
         items = await asyncio.gather(*(self._enriched(r) for r in records))
         return 200, {"conversations": list(items), "now": self._clock()}
-
-    async def _active(self, holder: str | None) -> list[dict[str, str]]:
-        """Active hand-offs (held by ``holder`` when given), oldest claim first."""
-        active = getattr(self.store, "active", None)
-        if active is not None:
-            return await active(holder)
-        records = []  # until the store keeps an index of active hand-offs
-        redis = self.store._redis  # noqa: SLF001
-        async for key in redis.scan_iter(match=conv_key("*"), count=500):
-            cid = redis_text(key)[len(conv_key("")):]
-            record = await self.store.get(cid)
-            if record and record.get("state") == "active" and (holder is None or record.get("agent") == holder):
-                records.append(record)
-        return sorted(records, key=lambda r: _number(r.get("claimed_at")) or 0.0)
 
     async def _visible(self, user: User, cid: str) -> tuple[dict[str, str] | None, Answer | None]:
         record = await self.store.get(cid) if cid else None
@@ -151,7 +143,7 @@ class Desk:
         record, refused = await self._visible(user, cid)
         if refused:
             return refused
-        if not await self.store.claim(cid, user.name):
+        if not await self.service.claim(cid, user.name):
             current = await self.store.get(cid) or record
             return _error(409, "not_waiting", conversation=self.summary(current))
         log.info("console: %s claimed %s", user.name, log_conversation_id(cid))
@@ -172,7 +164,7 @@ class Desk:
             return refused
         if not user.supervisor and _held_by_other(record, user):
             return _error(409, "not_yours", conversation=self.summary(record))
-        if not await self.store.transfer(cid, queue=queue, agent=agent):
+        if not await self.service.transfer(cid, queue=queue, agent=agent):
             return _error(409, "not_open", conversation=self.summary(record))
         log.info("console: %s transferred %s to %s", user.name, log_conversation_id(cid),
                  agent or queue)
@@ -184,10 +176,34 @@ class Desk:
             return refused
         if not user.supervisor and _held_by_other(record, user):
             return _error(409, "not_yours", conversation=self.summary(record))
-        if record.get("state") not in ("waiting", "active") or not await self._close(cid, user.name):
+        if record.get("state") not in ("waiting", "active") or not await self.service.close(cid, user.name):
             return _error(409, "not_open", conversation=self.summary(record))
         log.info("console: %s closed %s", user.name, log_conversation_id(cid))
         return 200, {"ok": True, "conversation": self.summary(await self.store.get(cid) or record)}
+
+    async def take_over(self, user: User, cid: str, body: Any) -> Answer:
+        """``user`` takes ``cid`` over from the assistant (no request needed): active, held by
+        them, in ``queue`` (default their first queue), which must be theirs."""
+        body = body if isinstance(body, dict) else {}
+        queue = body.get("queue") or (user.queues[0] if user.queues else "general")
+        if not valid_queue(queue):
+            return _error(400, "bad_queue")
+        channel, _, user_id = cid.partition(":")
+        if channel not in CHANNELS or not user_id:
+            return _error(400, "bad_conversation")
+        if not user.supervisor and queue not in user.queues:
+            return _error(403, "forbidden")
+        record = await self.store.get(cid)
+        if record and record.get("state") in ("waiting", "active") \
+                and not can_see(user, record.get("queue"), record.get("agent")):
+            return _error(403, "forbidden")
+        reason = body.get("reason") if isinstance(body.get("reason"), str) else ""
+        record = await self.service.take_over(cid, user.name, queue=queue,
+                                              reason=reason.strip()[:200] or TAKE_OVER_REASON)
+        if record.get("state") != "active" or record.get("agent") != user.name:
+            return _error(409, "not_yours", conversation=self.summary(record))
+        log.info("console: %s took %s over", user.name, log_conversation_id(cid))
+        return 200, {"ok": True, "conversation": self.summary(record)}
 
     async def reply(self, user: User, cid: str, text: Any) -> Answer:
         """Send ``text`` to the customer of ``cid``, held by ``user``."""
@@ -198,7 +214,7 @@ class Desk:
             return refused
         if record.get("state") != "active" or record.get("agent") != user.name:
             return _error(409, "not_yours", conversation=self.summary(record))
-        result = await self._reply(cid, user.name, text.strip())
+        result = await self.service.agent_reply(cid, user.name, text.strip())
         return 200, {"ok": result.status in ("sent", "queued"),
                      "delivery": {"status": result.status, "reason": result.reason,
                                   "when": result.when, "retry": result.retry}}

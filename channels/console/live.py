@@ -97,7 +97,7 @@ class LiveHub:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def on_shutdown(self, _app: web.Application) -> None:
+    async def close_all(self) -> None:
         """Close every socket (browsers reconnect, to another instance too), so the server need
         not wait for them."""
         for client in list(self.clients):

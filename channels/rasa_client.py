@@ -114,9 +114,13 @@ class RasaClient:
         """Record in Rasa's tracker that an agent took the conversation (``ConversationPaused``)."""
         await self.append_events(sender, [{"event": "pause", "timestamp": time.time()}])
 
-    async def resume(self, sender: str) -> None:
-        """Record that the assistant has the conversation again (``ConversationResumed``)."""
-        await self.append_events(sender, [{"event": "resume", "timestamp": time.time()}])
+    async def resume(self, sender: str, slots: dict[str, Any] | None = None) -> None:
+        """Record that the assistant has the conversation again (``ConversationResumed``), with
+        ``slots`` set in the same call (e.g. ``{"handoff_requested_at": None}``)."""
+        now = time.time()
+        await self.append_events(sender, [{"event": "resume", "timestamp": now}] + [
+            {"event": "slot", "name": name, "value": value, "timestamp": now}
+            for name, value in (slots or {}).items()])
 
     async def ping(self) -> tuple[bool, str]:
         """Is Rasa up? ``GET /`` (Rasa answers "Hello from Rasa: <version>"); (ok, detail)."""

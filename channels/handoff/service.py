@@ -286,7 +286,10 @@ class HandoffService:
         if self._rasa is None:
             return
         try:
-            await (self._rasa.pause(cid) if event == "pause" else self._rasa.resume(cid))
+            if event == "pause":
+                await self._rasa.pause(cid)
+            else:  # a new 转人工 after this one is a new request, not "already registered"
+                await self._rasa.resume(cid, {"handoff_requested_at": None})
         except RasaUnavailable as exc:
             log.warning("Rasa tracker %s of %s failed (%s)", event, log_id(cid), exc.reason)
             metrics.ERRORS.labels(f"rasa_{event}").inc()

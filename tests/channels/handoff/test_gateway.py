@@ -119,7 +119,7 @@ async def test_web_customer_on_one_instance_agent_on_the_other(make_gateways, hr
 
         assert await service_b.close(cid, "alice")
         assert (await client.next())["text"] == RATING_TEXT
-        assert [e["event"] for e in rasa_fake.tracker_events[cid]] == ["pause", "resume"]
+        assert [e["event"] for e in rasa_fake.tracker_events[cid]] == ["pause", "resume", "slot"]
         await client.say("５ 很满意")
         assert (await client.next())["text"] == THANKS_TEXT
         stats = await app_a[HANDOFF_KEY].store.stats()

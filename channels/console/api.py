@@ -272,14 +272,14 @@ async def live(request: web.Request) -> web.StreamResponse:
         return _json(403, {"error": "origin"})
     token, user = request[_TOKEN], _user(request)
 
-    async def session_alive(touch: bool) -> bool:
+    async def session_user(touch: bool) -> User | None:
         try:
             session = await console.sessions.get(token, touch=touch)
-            return session is not None and await console.users.get(session.user) is not None
+            return await console.users.get(session.user) if session else None
         except (RedisError, OSError):
-            return True  # a Redis hiccup does not log an agent out
+            return user  # a Redis hiccup does not log an agent out
 
-    return await live_socket(request, console.hub, user, session_alive, console.desk.reply)
+    return await live_socket(request, console.hub, user, session_user, console.desk.reply)
 
 
 # -- wiring ---------------------------------------------------------------------------------

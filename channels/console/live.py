@@ -145,9 +145,11 @@ class LiveHub:
 
 
 async def live_socket(request: web.Request, hub: LiveHub, user: User,
-                      session_alive: Callable[[bool], Awaitable[bool]],
+                      session_user: Callable[[bool], Awaitable[User | None]],
                       reply: Callable[[User, str, Any], Awaitable[Answer]]) -> web.StreamResponse:
-    """Serve one console socket (the caller has checked the session and the Origin)."""
+    """Serve one console socket (the caller has checked the session and the Origin).
+    ``session_user(touch)`` gives the session's user as stored now (None: the session ended), so
+    a change of the user's queues or role applies to the socket within a check."""
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
     await ws.prepare(request)
     client = LiveClient(ws, user)
@@ -161,23 +163,24 @@ async def live_socket(request: web.Request, hub: LiveHub, user: User,
             except asyncio.TimeoutError:
                 message = None
             if time.monotonic() - checked >= SESSION_CHECK_SECONDS or message is None:
-                if not await session_alive(False):
+                current = await session_user(False)
+                if current is None:
                     await ws.close(code=CLOSE_SESSION_ENDED, message=b"session ended")
                     break
-                checked = time.monotonic()
+                client.user, checked = current, time.monotonic()
             if message is None:
                 continue
             if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 break
             if message.type == WSMsgType.TEXT:
-                await _client_frame(client, message.data, session_alive, reply)
+                await _client_frame(client, message.data, session_user, reply)
     finally:
         hub.clients.discard(client)
         await client.stop()
     return ws
 
 
-async def _client_frame(client: LiveClient, data: str, session_alive, reply) -> None:
+async def _client_frame(client: LiveClient, data: str, session_user, reply) -> None:
     try:
         frame = json.loads(data)
     except ValueError:
@@ -189,11 +192,17 @@ async def _client_frame(client: LiveClient, data: str, session_alive, reply) -> 
     if frame.get("type") == "ping":
         client.push({"type": "pong", "ref": ref})
     elif frame.get("type") == "reply":
-        if not await session_alive(True):  # a reply is activity: the idle timer restarts
+        current = await session_user(True)  # a reply is activity: the idle timer restarts
+        if current is None:
             await client.ws.close(code=CLOSE_SESSION_ENDED, message=b"session ended")
             return
+        client.user = current
         cid = frame.get("cid") if isinstance(frame.get("cid"), str) else ""
-        status, body = await reply(client.user, cid, frame.get("text"))
+        try:
+            status, body = await reply(current, cid, frame.get("text"))
+        except (RedisError, OSError) as exc:
+            log.warning("console live: a reply failed: Redis %s", type(exc).__name__)
+            status, body = 503, {"error": "unavailable"}
         if status == 200:
             client.push({"type": "ack", "ref": ref, "cid": cid, **body})
         else:

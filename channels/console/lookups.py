@@ -78,7 +78,7 @@ class Lookups:
         """The last customer and assistant messages of Rasa's tracker, oldest first."""
         if self._rasa is None:
             return []
-        url = f"{self._rasa.base_url}/conversations/{quote(cid, safe='')}/tracker"
+        url = f"{self._rasa.base_url}/conversations/{quote(cid, safe=':')}/tracker"
         async with self._rasa.session.get(url, params={"include_events": "ALL"}) as response:
             if response.status != 200:
                 await response.read()

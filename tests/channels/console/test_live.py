@@ -2,6 +2,8 @@
 another, filtered by queue; Origin and session checks; replies over the socket."""
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -99,5 +101,21 @@ async def test_the_socket_closes_when_the_session_ends(gateway, users, make_agen
     ws = await agent.live()
     assert (await ws.receive_json(timeout=5))["type"] == "hello"
     assert await agent.post("/console/api/logout") == (200, {"ok": True})
+    message = await ws.receive(timeout=5)
+    assert message.type == aiohttp.WSMsgType.CLOSE and message.data == live.CLOSE_SESSION_ENDED
+
+
+async def test_a_change_of_queues_applies_to_an_open_socket(gateway, users, make_agent, store, monkeypatch):
+    monkeypatch.setattr(live, "SESSION_CHECK_SECONDS", 0.2)
+    li = make_agent(gateway)
+    await li.login("li")
+    ws = await li.live()
+    await ws.receive_json(timeout=5)
+    await users.update("li", queues=("vip", "general"))  # e.g. `users update li --queues vip,general`
+    await asyncio.sleep(0.5)  # a session check re-reads the user
+    await hand_off(store, WEB, "general")
+    event = await _next_event(ws)
+    assert (event["type"], event["cid"]) == ("requested", WEB)
+    await users.remove("li")
     message = await ws.receive(timeout=5)
     assert message.type == aiohttp.WSMsgType.CLOSE and message.data == live.CLOSE_SESSION_ENDED

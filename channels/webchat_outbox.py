@@ -22,6 +22,13 @@ at once; if that tab just closed, they wait for its return) and ``queued`` (``wh
 soon as the visitor is back) when no tab is. A periodic pass also drains any non-empty outbox of
 a local session, so a wake-up lost to a Redis reconnect delays messages by seconds, not forever.
 
+A notice with a ``key`` (a broadcast's idempotency key) is appended at most once per session:
+one Lua script appends its events only if ``pd:web:{<session>}:notice:<key>`` does not exist
+and records there, in the same step, what it answered (``sent``/``queued``, kept as long as the
+outbox); a later delivery of the key appends nothing and gets that answer with the reason
+``duplicate``. Keyed notices always take the outbox path (no fast path), so the record and the
+append cannot be separated by a crash.
+
 Keys carry the session id as a hash tag (``pd:web:{<session>}:…``), so one session's keys share
 a Redis Cluster slot. With GATEWAY_SOCKETIO_FANOUT on, the drained events reach every tab of the
 session on every instance; without it, the tabs on the draining instance.
@@ -54,13 +61,30 @@ DEFAULT_TTL_SECONDS = 7 * 86400
 PRESENCE_SECONDS = 30.0     # how long one instance's claim "a tab of this session is here" lasts
 DRAIN_BATCH = 50
 
+# KEYS: the notice's record, the outbox, the presence set. ARGV: TTL, now, then the events.
+# Appends a keyed notice's events unless its record exists; returns {appended, answer}.
+_APPEND_ONCE = """
+local prior = redis.call('GET', KEYS[1])
+if prior then return {0, prior} end
+redis.call('RPUSH', KEYS[2], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[1]))
+local status = 'queued'
+if redis.call('ZCOUNT', KEYS[3], ARGV[2], '+inf') > 0 then status = 'sent' end
+redis.call('SET', KEYS[1], status, 'EX', tonumber(ARGV[1]))
+return {1, status}
+"""
+
 # Web texts of the notices; the card's ``custom`` payload carries the kind and parameters for
-# pages that render notices themselves.
+# pages that render notices themselves. An urgent notice's text starts with URGENT_MARK.
+URGENT_MARK = "【紧急】"
 NOTICE_TEXTS = {
     "outage_notice": "【停电通知】{area}将于{start}至{end}停电，原因：{reason}。给您带来不便，敬请谅解。",
+    "power_restored": "【恢复供电】{area}已于{restored_at}恢复供电，感谢您的耐心等待。",
     "outage_restored": "【恢复供电】{area}已恢复供电，感谢您的耐心等待。",
     "bill_due": "【缴费提醒】您户号{account}的{month}电费{amount}元，请于{due_date}前缴纳。",
     "bill_summary": "【电费账单】您户号{account}的{month}电费{amount}元，请于{due_date}前缴纳。",
+    "arrears": "【欠费提醒】您户号{account}尚有{months}电费共{amount}元未缴，请尽快缴纳，以免影响用电。",
+    "low_balance": "【余额提醒】您户号{account}的预付费余额为{balance}元，已低于{threshold}元，请及时充值。",
     "ticket_receipt": "【工单回执】您的{kind}工单{ticket_id}已受理，我们将于{promised_by}前处理。",
     "verification_code": "您的验证码是{code}，{minutes}分钟内有效。请勿告诉他人，工作人员不会索要验证码。",
 }
@@ -77,6 +101,11 @@ def presence_key(session_id: str) -> str:
     return f"pd:web:{{{session_id}}}:online"
 
 
+def notice_record_key(session_id: str, key: str) -> str:
+    """What the keyed notice ``key`` to ``session_id`` was answered (``sent``/``queued``)."""
+    return f"pd:web:{{{session_id}}}:notice:{key}"
+
+
 def _drain_lock_key(session_id: str) -> str:
     return f"pd:web:{{{session_id}}}:drain"
 
@@ -87,13 +116,18 @@ class _Defaults(dict):
 
 
 def notice_reply(notice: Notice) -> Reply:
-    """A notice as a web chat card: its Chinese text plus ``custom`` ``{"notice": {…}}``."""
+    """A notice as a web chat card: its Chinese text plus ``custom`` ``{"notice": {kind,
+    params, urgent}}``."""
     params = dict(notice.params)
     if params.get("account"):
         params["account"] = mask_account(params["account"])
     template = NOTICE_TEXTS.get(notice.kind)
     text = template.format_map(_Defaults(params)) if template else GENERIC_NOTICE_TEXT
-    return Reply(text, custom=encode_content(notice))
+    if notice.urgent:
+        text = URGENT_MARK + text
+    card = encode_content(notice)
+    card["notice"].pop("key", None)  # the idempotency key names the raw account: not for pages
+    return Reply(text, custom=card)
 
 
 class WebChatAdapter:
@@ -107,6 +141,7 @@ class WebChatAdapter:
         self._ttl = ttl_seconds
         self._clock = clock
         self._local = local  # this instance's sockets, for the fast path
+        self._append_once = redis.register_script(_APPEND_ONCE)
 
     async def send(self, user_id: str, content: Sequence[Reply] | Notice,
                    purpose: Purpose) -> DeliveryResult:
@@ -120,6 +155,8 @@ class WebChatAdapter:
         events = [event for reply in replies for event in bot_uttered_events(reply)]
         if not events:
             return DeliveryResult("skipped", "empty")
+        if isinstance(content, Notice) and content.key:
+            return await self._append_keyed(user_id, content.key, events)
         if self._local is not None and await self._local.emit_now(user_id, events):
             return DeliveryResult("sent")
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -129,6 +166,17 @@ class WebChatAdapter:
             pipe.zcount(presence_key(user_id), self._clock(), "+inf")
             *_, online = await pipe.execute()
         return DeliveryResult("sent") if online else DeliveryResult("queued")
+
+    async def _append_keyed(self, user_id: str, key: str,
+                            events: list[dict[str, Any]]) -> DeliveryResult:
+        appended, answer = await self._append_once(
+            keys=[notice_record_key(user_id, key), outbox_key(user_id), presence_key(user_id)],
+            args=[self._ttl, self._clock(), *(json.dumps(e, ensure_ascii=False) for e in events)])
+        status = "sent" if redis_text(answer) == "sent" else "queued"
+        if not appended:
+            return DeliveryResult(status, "duplicate")
+        await self._redis.publish(WAKE_CHANNEL, user_id)
+        return DeliveryResult(status)
 
 
 class WebOutbox:

@@ -11,7 +11,8 @@ import pytest
 from channels.delivery import DELIVERER_KEY
 from channels.messages import Button, DeliveryResult, Notice, Reply
 from channels.webchat import WEBCHAT_KEY
-from channels.webchat_outbox import GENERIC_NOTICE_TEXT, notice_reply, outbox_key, presence_key
+from channels.webchat_outbox import (GENERIC_NOTICE_TEXT, NOTICE_TEXTS, URGENT_MARK, notice_record_key,
+                                     notice_reply, outbox_key, presence_key)
 from fakes.webclient import WebClient
 
 OUTAGE = Notice("outage_notice", {"area": "江宁区东山街道", "start": "11月30日09:00",
@@ -160,3 +161,41 @@ async def test_a_live_answer_waits_behind_messages_still_in_the_outbox(
     await client.say("再问一句", session_id)  # nothing waits now: emitted at once
     assert await client.next() == {"text": "收到：再问一句"}
     assert await redis.exists(outbox_key(session_id)) == 0
+
+
+async def test_a_keyed_notice_is_appended_once_per_session(make_web_gateway, clients, redis):
+    gateway = await make_web_gateway(**ENV)
+    session_id = uuid.uuid4().hex
+    deliver = gateway.app[DELIVERER_KEY].deliver
+    key = f"bc:outage:JH{uuid.uuid4().hex[:6]}:notice:3201234567"
+    keyed = Notice(OUTAGE.kind, OUTAGE.params, key=key)
+    assert await deliver(f"web:{session_id}", keyed, "notice") == DeliveryResult("queued")
+    assert await deliver(f"web:{session_id}", keyed, "notice") == DeliveryResult("queued", "duplicate")
+    assert await redis.llen(outbox_key(session_id)) == 2  # one notice: its text and its card
+    assert await redis.get(notice_record_key(session_id, key)) in (b"queued", "queued")
+    client = await clients(gateway.url)
+    assert await client.session(session_id) == session_id
+    text, card = await client.next(), await client.next()
+    assert text["text"].startswith("【停电通知】")
+    assert card == {"notice": {"kind": "outage_notice", "params": dict(OUTAGE.params), "urgent": False}}
+    with pytest.raises(asyncio.TimeoutError):
+        await client.next(timeout=0.3)
+    # Online now: a repeat still sends nothing; another key is another notice, emitted at once.
+    await online(redis, session_id)
+    assert (await deliver(f"web:{session_id}", keyed, "notice")).reason == "duplicate"
+    other = Notice(OUTAGE.kind, OUTAGE.params, urgent=True, key=key + "x")
+    assert await deliver(f"web:{session_id}", other, "notice") == DeliveryResult("sent")
+    assert (await client.next())["text"].startswith(URGENT_MARK + "【停电通知】")
+
+
+def test_every_broadcast_kind_has_a_web_text():
+    params = {"account": "3201234567", "month": "2026年10月", "amount": "123.45",
+              "due_date": "2026年11月25日", "months": "2026年9月、2026年10月", "balance": "32.50",
+              "threshold": "50.00", "area": "百家湖社区", "start": "11月29日 08:30",
+              "end": "11月29日 17:30", "reason": "10千伏线路检修", "restored_at": "11月28日 14:05"}
+    for kind in ("bill_summary", "bill_due", "arrears", "low_balance", "outage_notice",
+                 "power_restored"):
+        assert kind in NOTICE_TEXTS
+        text = notice_reply(Notice(kind, params)).text
+        assert "{" not in text and "3201234567" not in text and "******4567" in text \
+            or kind in ("outage_notice", "power_restored"), text

@@ -10,9 +10,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from backends import demo_accounts as demo
-from channels.broadcast.campaigns import plan_from_meta
+from channels.broadcast.campaigns import Campaigns, plan_from_meta
 from channels.broadcast.config import BroadcastConfig
+from channels.broadcast.report import campaign_report
 from channels.broadcast.sources import BroadcastSources, CampaignPlan, order_conversations
+from fakes.broadcast_fakes import sms_counts, wechat_counts
 from integrations.customer_store import BINDING_INDEX_MARKER, CustomerStore
 from tests.support.redis_db import BROADCAST_SOURCES_DB, redis_database
 
@@ -251,3 +253,30 @@ def test_order_of_conversations():
     assert order_conversations(["web:x", "wechat:a", "sms:1", "sms:2"], seen, ("wechat", "sms")) == (
         "wechat:a", "sms:1", "sms:2", "web:x")
     assert order_conversations(["sms:1", "sms:1"], seen) == ("sms:1",)
+
+
+async def test_the_engine_sends_a_fault_notice_to_the_area_once_per_customer(backends, make_engine, fakes, redis):
+    """The real sources behind the engine, the WeChat and SMS fakes at the end: a customer with
+    WeChat and SMS conversations gets one notice, on the one used last; the rest of the area
+    without a conversation is skipped (no_channel)."""
+    wechat, sms = fakes
+    store = CustomerStore(redis)
+    sources = BroadcastSources(backends.clients.billing, backends.clients.outage, store, redis, BroadcastConfig())
+    area = [c async for page in backends.clients.billing.area_accounts(
+        "江宁区", "秣陵街道", "翠屏社区") for c in page]
+    both, only_sms = area[0], area[1]
+    await store.bind("wechat:o-both-0001", both.account_number)
+    await store.bind(f"sms:{both.mobile}", both.account_number)
+    await _seen(redis, "wechat:o-both-0001", 2_000)
+    await _seen(redis, f"sms:{both.mobile}", 1_000)
+    await store.bind(f"sms:{only_sms.mobile}", only_sms.account_number)
+    plan = (await sources.plans("outage", outage_id="GZ00002", now=backends.clock.now))[0]
+    engine = await make_engine(page_size=3)
+    assert await engine.run(plan, sources) == "done"
+    assert wechat_counts(wechat) == {"o-both-0001": 1}
+    assert sms_counts(sms) == {only_sms.mobile: 1}
+    assert await engine.run(plan, sources) == "done"  # a re-run sends nothing more
+    assert wechat_counts(wechat) == {"o-both-0001": 1} and sms_counts(sms) == {only_sms.mobile: 1}
+    result = await campaign_report(Campaigns(redis), plan.campaign_id)
+    assert result["audience"] == len(area)
+    assert result["channels"]["none"]["skipped"] == {"no_channel": len(area) - 2}

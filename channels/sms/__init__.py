@@ -79,7 +79,8 @@ class SmsRuntime:
         self.outbox = outbox = Outbox(
             redis, sender, QuietHours(cfg.quiet_hours, cfg.timezone),
             RateLimiter(redis, {"proactive": cfg.proactive_limits, "reply": cfg.reply_limits}),
-            OptOutStore(redis), max_attempts=cfg.max_attempts)
+            OptOutStore(redis), max_attempts=cfg.max_attempts,
+            reconcile_grace_seconds=cfg.reconcile_grace_seconds)
         renderer = SmsRenderer(book, cfg.provider, cfg.sign_name, cfg.max_parts)
         self.channel = channel = SmsChannel(cfg, redis, app[ROUTER_KEY], outbox, renderer,
                                             deliver_via(app))

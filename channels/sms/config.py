@@ -124,6 +124,7 @@ class SmsConfig:
     max_parts: int = 3
     poll_interval_seconds: float = 1.0
     job_timeout_seconds: float = 60.0
+    reconcile_grace_seconds: float = 300.0
     dispatch_namespace: str = "pd:sms:dispatch"
     templates: TemplateBook | None = field(default=None, compare=False)
     missing: tuple[str, ...] = field(default=(), compare=False)
@@ -149,8 +150,10 @@ class SmsConfig:
         SMS_PROACTIVE_LIMITS [1/min,5/h,10/day], SMS_REPLY_LIMITS [20/h],
         SMS_SEND_TIMEOUT_SECONDS [5], SMS_MAX_ATTEMPTS [5], SMS_OPTIONS_TTL_SECONDS [900],
         SMS_MAX_PARTS [3], SMS_JOB_TIMEOUT_SECONDS [60: one inbound message's turn, Rasa and
-        the hand-over of the answer to the outbox included]. The templates file is read and
-        checked here when the channel is enabled (:class:`TemplateConfigError` when broken).
+        the hand-over of the answer to the outbox included], SMS_RECONCILE_GRACE_SECONDS [300:
+        how long a lost attempt's status report is awaited before Tencent's "not found" counts,
+        see channels.sms.outbox]. The templates file is read and checked here when the
+        channel is enabled (:class:`TemplateConfigError` when broken).
         """
         env = os.environ if env is None else env
         get = lambda name, default="": (env.get(name) or default).strip()  # noqa: E731
@@ -193,6 +196,7 @@ class SmsConfig:
             options_ttl_seconds=int(_number(env, "SMS_OPTIONS_TTL_SECONDS", 900)),
             max_parts=int(_number(env, "SMS_MAX_PARTS", 3)),
             job_timeout_seconds=_number(env, "SMS_JOB_TIMEOUT_SECONDS", 60.0),
+            reconcile_grace_seconds=_number(env, "SMS_RECONCILE_GRACE_SECONDS", 300.0),
             missing=missing,
         )
         if config.enabled:

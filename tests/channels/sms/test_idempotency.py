@@ -5,14 +5,18 @@ reports of keyed notices reach ``pd:notice:reports``."""
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 
 import pytest
+import yaml
 
+from channels.delivery import DELIVERER_KEY
 from channels.messages import Notice
 from channels.notice_reports import REPORTS_STREAM
 from channels.options import OptionMemory
 from channels.sms.adapter import SmsAdapter
 from channels.sms.outbox import PROACTIVE, DeliveryReport, keyed_id
+from channels.sms.config import DEFAULT_TEMPLATES_FILE
 from channels.sms.templates import SmsRenderer, TemplateBook
 from fakes.aliyun_sms import FakeAliyunSms, report_items
 from fakes.tencent_sms import FakeTencentSms
@@ -256,3 +260,71 @@ async def test_status_reports_of_keyed_notices_reach_the_reports_stream(redis, o
     await outbox.record_report(DeliveryReport(other_serial, phone, True, "DELIVRD",
                                               "2026-11-23 12:02:00"))
     assert len(await redis.xrange(REPORTS_STREAM)) == before
+
+
+async def test_keyed_notices_through_the_gateway_and_their_report_pushes(make_gateway, redis, phone):
+    gw = await make_gateway("aliyun", DELIVERY_QUIET_HOURS="off")
+    deliver = gw.apps[0][DELIVERER_KEY].deliver
+    key = new_key()
+    notice = Notice("outage_notice", OUTAGE, key=key)
+    assert (await deliver(f"sms:{phone}", notice, "notice")).status == "sent"
+    await deliver(f"sms:{phone}", notice, "notice")
+    assert len(gw.texts(phone)) == 1
+    (sent,) = sent_to(gw.fake, phone)
+    assert sent["out_id"] == key
+    assert await gw.post("/sms/aliyun/report", report_items([sent], success=False,
+                                                            err_code="MK:0001")) \
+        == (200, {"code": 0, "msg": "成功"})
+    assert [(r["status"], r["code"]) for r in await reports(redis, key)] == \
+        [("undelivered", "MK:0001")]
+
+
+def shipped_book(provider: str) -> TemplateBook:
+    entries = yaml.safe_load(DEFAULT_TEMPLATES_FILE.read_text(encoding="utf-8"))["templates"]
+    return TemplateBook.from_dict({kind: {**entry, provider: f"ID_{kind}"}
+                                   for kind, entry in entries.items()})
+
+
+@pytest.mark.parametrize("provider", ["aliyun", "tencent"])
+async def test_every_broadcast_kind_renders_in_its_shipped_template(redis, outboxes, clock, phone,
+                                                                    provider):
+    from tests.channels.wechat.test_notice_keys import H1_PARAMS
+
+    book = shipped_book(provider)
+    if provider == "aliyun":
+        fake = FakeAliyunSms(sign_names=(SIGN,), clock=clock,
+                             templates={f"ID_{k}": t.params for k, t in book.templates.items()})
+    else:
+        fake = FakeTencentSms(sign_names=(SIGN,), clock=clock,
+                              templates={f"ID_{k}": len(t.params) for k, t in book.templates.items()})
+    await fake.start()
+    try:
+        sms = SmsAdapter(outboxes(fake, clock, provider, limits={}),
+                         SmsRenderer(book, provider, SIGN), OptionMemory(redis, 600))
+        fault = {**H1_PARAMS["outage_notice"], "outage_kind": "fault"}
+        notices = [Notice(kind, params, key=new_key()) for kind, params in H1_PARAMS.items()]
+        notices.append(Notice("outage_notice", fault, urgent=True, key=new_key()))
+        for notice in notices:
+            assert (await sms.send(phone, notice, "notice")).status == "sent", notice.kind
+        assert [s["template"] for s in sent_to(fake, phone)] == \
+            [f"ID_{n.kind}" for n in notices[:-1]] + ["ID_outage_notice_urgent"]
+        texts = [(await sms.outbox.get(keyed_id(n.key, phone)))["text"] for n in notices]
+        assert all("${" not in text for text in texts)
+        assert texts[-1].startswith("【紧急】") and not texts[4].startswith("【紧急】")
+        assert "百家湖社区双龙大道沿线（双龙大道100号至500号）" in texts[4]  # within 35 characters
+        # A kind not approved at this provider goes as the fallback template.
+        book.templates["arrears"] = replace(book.templates["arrears"], ids={})
+        arrears = Notice("arrears", H1_PARAMS["arrears"], key=new_key())
+        assert (await sms.send(phone, arrears, "notice")).status == "sent"
+        assert sent_to(fake, phone)[-1]["template"] == "ID_fallback"
+    finally:
+        await fake.close()
+
+
+def test_the_reconcile_grace_is_configurable():
+    from channels.sms.config import SmsConfig, SmsConfigError
+
+    assert SmsConfig.from_env({}).reconcile_grace_seconds == 300.0
+    assert SmsConfig.from_env({"SMS_RECONCILE_GRACE_SECONDS": "30"}).reconcile_grace_seconds == 30.0
+    with pytest.raises(SmsConfigError, match="SMS_RECONCILE_GRACE_SECONDS"):
+        SmsConfig.from_env({"SMS_RECONCILE_GRACE_SECONDS": "soon"})

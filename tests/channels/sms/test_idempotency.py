@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import replace
 
+import aiohttp
 import pytest
 import yaml
 
@@ -328,3 +329,18 @@ def test_the_reconcile_grace_is_configurable():
     assert SmsConfig.from_env({"SMS_RECONCILE_GRACE_SECONDS": "30"}).reconcile_grace_seconds == 30.0
     with pytest.raises(SmsConfigError, match="SMS_RECONCILE_GRACE_SECONDS"):
         SmsConfig.from_env({"SMS_RECONCILE_GRACE_SECONDS": "soon"})
+
+
+@pytest.mark.parametrize("provider", ["aliyun", "tencent"])
+async def test_the_fakes_inject_flow_control_over_http(redis, outboxes, clock, aliyun, tencent,
+                                                       phone, provider):
+    fake = aliyun if provider == "aliyun" else tencent
+    body = {"code": "isv.BUSINESS_LIMIT_CONTROL", "times": 1} if provider == "aliyun" \
+        else {"code": "LimitExceeded.PhoneNumberOneHourLimit", "times": 1, "per_number": True}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{fake.url}/_fake/fail", json=body) as response:
+            assert response.status == 200
+    sms = adapter(redis, outboxes(fake, clock, provider), provider)
+    result = await sms.send(phone, Notice("outage_notice", OUTAGE, key=new_key()), "notice")
+    assert (result.status, result.reason) == ("failed", "throttled")
+    assert sent_to(fake, phone) == []

@@ -5,9 +5,11 @@ the sender, every broadcast kind renders, and ``TEMPLATESENDJOBFINISH`` of a key
 reaches ``pd:notice:reports``."""
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import datetime
 
+import aiohttp
 import pytest
 import yaml
 
@@ -229,3 +231,27 @@ async def test_templatesendjobfinish_of_a_keyed_notice_reaches_the_reports_strea
                                                 b"status": b"delivered", b"code": b"success"}]
     assert [(r[b"status"], r[b"code"]) for r in await reports(redis, blocked)] == \
         [(b"undelivered", b"user_block")]
+
+
+async def test_the_fake_injects_throttling_over_http_and_reports_on_its_own(
+        make_gateways, make_adapter, redis, wechat_api):
+    adapter, user = make_adapter(), openid()
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{wechat_api.base_url}/_fake/fail",
+                                json={"path": TPL, "errcode": 45009, "times": 2}) as response:
+            assert response.status == 200
+    key = new_key()
+    notice = Notice("outage_notice", OUTAGE, key=key)
+    for _ in range(2):
+        assert (await adapter.send(user, notice, "notice")).reason == "throttled"
+    assert (await adapter.send(user, notice, "notice")).status == "sent"
+    # auto_report: the fake pushes TEMPLATESENDJOBFINISH by itself, like WeChat.
+    gw = await make_gateways()
+    wechat_api.reporter, wechat_api.auto_report = gw.pusher(), True
+    other = new_key()
+    assert (await adapter.send(user, Notice("outage_notice", OUTAGE, key=other), "notice")).status == "sent"
+    for _ in range(200):
+        if await reports(redis, other):
+            break
+        await asyncio.sleep(0.02)
+    assert [r[b"status"] for r in await reports(redis, other)] == [b"delivered"]

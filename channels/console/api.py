@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/console/api"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_CANNED_REPLIES = 500
+NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 _USER = web.RequestKey("console_user", User)
 _SESSION = web.RequestKey("console_session", Session)
 _TOKEN = web.RequestKey("console_token", str)
@@ -103,8 +104,10 @@ def load_canned_replies(path: Path) -> list[dict[str, str]]:
 
 # -- the guard ------------------------------------------------------------------------------
 
-def _json(status: int, body: dict[str, Any], **kwargs: Any) -> web.Response:
-    return web.json_response(body, status=status, dumps=_dumps, **kwargs)
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer that no cache keeps (customers' data)."""
+    return web.json_response(body, status=status, dumps=_dumps,
+                             headers={**NO_STORE, **(headers or {})})
 
 
 def _dumps(value: Any) -> str:
@@ -140,7 +143,7 @@ async def console_guard(request: web.Request, handler) -> web.StreamResponse:
         return _json(exc.status, {"error": exc.reason.lower().replace(" ", "_")}, headers={
             k: v for k, v in exc.headers.items() if k == "Allow"})
     except (RedisError, OSError) as exc:
-        log.warning("console: %s %s failed: Redis %s", request.method, request.path, type(exc).__name__)
+        log.warning("console: %s %s failed (%s)", request.method, request.path, type(exc).__name__)
         return _json(503, {"error": "unavailable"})
 
 
@@ -173,14 +176,14 @@ async def login(request: web.Request) -> web.Response:
     address = console.client_address(request)
     wait = await console.limiter.retry_after(name, address)
     if wait:
-        log.warning("console: login of %s from %s refused: too many failed attempts (%d s left)",
+        log.warning("console: login of %r from %s refused: too many failed attempts (%d s left)",
                     mask_text(name), address or "an unknown address", wait)
         return _json(429, {"error": "too_many_attempts", "retry_after": wait},
                      headers={"Retry-After": str(wait)})
     user = await console.users.verify(name, password)
     if user is None:
         await console.limiter.failed(name, address)
-        log.warning("console: failed login of %s from %s", mask_text(name), address or "an unknown address")
+        log.warning("console: failed login of %r from %s", mask_text(name), address or "an unknown address")
         return _json(401, {"error": "invalid_credentials"})
     await console.limiter.succeeded(name, address)
     token, session = await console.sessions.create(user.name)

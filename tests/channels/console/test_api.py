@@ -25,6 +25,7 @@ async def test_login_sets_a_strict_httponly_cookie_and_answers_the_csrf_token(ga
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console" in cookie
     assert "Secure" not in cookie
+    assert response.headers["Cache-Control"] == "no-store"
     status, me = await agent.get("/console/api/me")
     assert status == 200 and me["user"]["name"] == "wang" and me["csrf_token"] == body["csrf_token"]
     # A form works as well as JSON; the typed name is case-insensitive.

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from channels.client_address import client_address
 from channels.config import GatewayConfig
 from channels.config_error import ConfigError
+from channels.console import metrics
 from channels.console.auth import LoginLimiter, User, UserStore
 from channels.console.config import ConsoleConfig
 from channels.console.desk import Desk
@@ -144,6 +145,7 @@ async def console_guard(request: web.Request, handler) -> web.StreamResponse:
             k: v for k, v in exc.headers.items() if k == "Allow"})
     except (RedisError, OSError) as exc:
         log.warning("console: %s %s failed (%s)", request.method, request.path, type(exc).__name__)
+        metrics.ERRORS.labels("api").inc()
         return _json(503, {"error": "unavailable"})
 
 
@@ -178,15 +180,18 @@ async def login(request: web.Request) -> web.Response:
     if wait:
         log.warning("console: login of %r from %s refused: too many failed attempts (%d s left)",
                     mask_text(name), address or "an unknown address", wait)
+        metrics.LOGINS.labels("limited").inc()
         return _json(429, {"error": "too_many_attempts", "retry_after": wait},
                      headers={"Retry-After": str(wait)})
     user = await console.users.verify(name, password)
     if user is None:
         await console.limiter.failed(name, address)
         log.warning("console: failed login of %r from %s", mask_text(name), address or "an unknown address")
+        metrics.LOGINS.labels("invalid").inc()
         return _json(401, {"error": "invalid_credentials"})
     await console.limiter.succeeded(name, address)
     token, session = await console.sessions.create(user.name)
+    metrics.LOGINS.labels("ok").inc()
     log.info("console: %s logged in from %s", user.name, address or "an unknown address")
     response = _json(200, {"user": user.to_json(), "csrf_token": session.csrf, "session": session.to_json()})
     response.set_cookie(COOKIE_NAME, token, path="/console", httponly=True, samesite="Strict",

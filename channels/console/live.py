@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
+from channels.console import metrics
 from channels.console.auth import User
 from channels.console.desk import Answer, can_see
 from channels.handoff.store import HandoffStore, conv_key
@@ -61,6 +62,7 @@ class LiveClient:
             self._frames.put_nowait(json.dumps(frame, ensure_ascii=False))
         except asyncio.QueueFull:
             log.warning("console live: %s's socket is too slow; closing it", self.user.name)
+            metrics.LIVE_DROPPED.inc()
             asyncio.ensure_future(self.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow"))
 
     async def _write(self) -> None:
@@ -119,9 +121,11 @@ class LiveHub:
             except (RedisError, OSError, asyncio.TimeoutError) as exc:
                 log.warning("console live: reading the hand-off events failed (%s); retrying",
                             type(exc).__name__)
+                metrics.ERRORS.labels("live_tail").inc()
                 await asyncio.sleep(1.0)
             except Exception:  # noqa: BLE001 - the tail must outlive one bad event
                 log.exception("console live: an event could not be fanned out")
+                metrics.ERRORS.labels("live_fanout").inc()
                 await asyncio.sleep(0.1)
 
     async def fan_out(self, event_id: str, event: dict[str, str]) -> None:
@@ -142,6 +146,7 @@ class LiveHub:
             if (can_see(user, event.get("queue"), holder) or event.get("from_agent") == user.name
                     or (event.get("from_queue") or "") in user.queues):
                 client.push(frame)
+                metrics.LIVE_FRAMES.inc()
 
 
 async def live_socket(request: web.Request, hub: LiveHub, user: User,
@@ -154,6 +159,7 @@ async def live_socket(request: web.Request, hub: LiveHub, user: User,
     await ws.prepare(request)
     client = LiveClient(ws, user)
     hub.clients.add(client)
+    metrics.LIVE_SOCKETS.inc()
     client.push({"type": "hello", "user": user.to_json(), "last_event_id": hub.last_id})
     checked = time.monotonic()
     try:
@@ -176,6 +182,7 @@ async def live_socket(request: web.Request, hub: LiveHub, user: User,
                 await _client_frame(client, message.data, session_user, reply)
     finally:
         hub.clients.discard(client)
+        metrics.LIVE_SOCKETS.dec()
         await client.stop()
     return ws
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from aiohttp import ClientSession, CookieJar
+from prometheus_client import REGISTRY
 
 from channels.console.api import load_canned_replies
 from channels.console.config import DEFAULT_CANNED_REPLIES
@@ -14,6 +15,10 @@ from tests.channels.console.conftest import PASSWORD, hand_off
 
 WEB = "web:AAAAAAAAAAAAAAAAAAAAAA"     # a general-queue conversation
 VIP = "wechat:o6_bmjrPTlm6_2sgVt7hMZOPfL2M"  # a vip-queue conversation
+
+
+def _logins(outcome: str) -> float:
+    return REGISTRY.get_sample_value("powerdesk_console_logins_total", {"outcome": outcome}) or 0.0
 
 
 async def test_login_sets_a_strict_httponly_cookie_and_answers_the_csrf_token(gateway, users, make_agent):
@@ -59,6 +64,7 @@ async def test_repeated_failed_logins_are_refused_with_429_and_retry_after(make_
                                                                           caplog):
     gateway = await make_gateway(CONSOLE_LOGIN_ATTEMPTS="3", CONSOLE_LOGIN_ATTEMPTS_PER_ADDRESS="5",
                                  CONSOLE_LOGIN_WINDOW_MINUTES="10")
+    limited_before = _logins("limited")
     agent = make_agent(gateway)
     assert [(await agent.login("wang", "wrong-password")).status for _ in range(3)] == [401] * 3
     refused = await agent.login("wang")  # the right password too, while the name is locked
@@ -69,6 +75,7 @@ async def test_repeated_failed_logins_are_refused_with_429_and_retry_after(make_
     assert [(await agent.login("13812345678", "x" * 8)).status for _ in range(2)] == [401, 401]
     assert (await agent.login("boss")).status == 429  # 5 failures from this address
     assert "13812345678" not in caplog.text and "*******5678" in caplog.text  # masked log lines
+    assert _logins("limited") == limited_before + 2
 
 
 async def test_every_api_path_needs_a_session_before_routing(gateway, users, make_agent):

@@ -34,8 +34,7 @@ from redis.exceptions import RedisError
 from channels.console import metrics
 from channels.console.auth import User
 from channels.console.desk import Answer, can_see
-from channels.handoff.store import HandoffStore, conv_key
-from channels.redis_text import redis_text
+from channels.handoff.store import HandoffStore
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,9 @@ CLIENT_BACKLOG = 1000
 CLOSE_SESSION_ENDED = 4401
 CLOSE_TOO_SLOW = 4408
 _NUMBERS = {"at": float, "score": int}
+HOLDING_EVENTS = frozenset({"requested", "taken_over", "claimed", "transferred"})
+RELEASING_EVENTS = frozenset({"closed", "finished", "cancelled", "rated"})
+MAX_HOLDERS = 100_000
 
 
 class LiveClient:
@@ -87,6 +89,7 @@ class LiveHub:
         self.store = store
         self.clients: set[LiveClient] = set()
         self.last_id = "0-0"
+        self._holders: dict[str, str] = {}  # cid → the agent holding it ("" = nobody)
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -128,12 +131,29 @@ class LiveHub:
                 metrics.ERRORS.labels("live_fanout").inc()
                 await asyncio.sleep(0.1)
 
+    async def _holder(self, event: dict[str, str]) -> str:
+        """The agent holding the event's conversation: the events keep a per-instance map
+        current (every instance reads every event, in order); a customer's message of a
+        conversation not in the map asks the store once."""
+        cid, kind = event.get("cid", ""), event.get("type")
+        if kind in HOLDING_EVENTS:
+            self._holders[cid] = event.get("agent") or ""
+        elif kind in RELEASING_EVENTS:
+            self._holders.pop(cid, None)
+        elif kind == "message" and not event.get("agent") and cid:
+            if cid not in self._holders:
+                if len(self._holders) > MAX_HOLDERS:
+                    self._holders.clear()
+                stored = await self.store.get(cid) or {}
+                self._holders[cid] = stored.get("agent") or ""
+            return self._holders[cid]
+        return event.get("agent") or ""
+
     async def fan_out(self, event_id: str, event: dict[str, str]) -> None:
+        holder = await self._holder(event)  # also when no socket is open: the map stays current
         if not self.clients:
             return
-        holder = event.get("agent") or ""
-        if event.get("type") == "message" and not holder and event.get("cid"):
-            holder = redis_text(await self.store._redis.hget(conv_key(event["cid"]), "agent")) or ""  # noqa: SLF001
+        holder = await self._holder(event)
         frame: dict[str, Any] = {**event, "id": event_id}
         for name, parse in _NUMBERS.items():
             try:

@@ -119,3 +119,18 @@ async def test_a_change_of_queues_applies_to_an_open_socket(gateway, users, make
     await users.remove("li")
     message = await ws.receive(timeout=5)
     assert message.type == aiohttp.WSMsgType.CLOSE and message.data == live.CLOSE_SESSION_ENDED
+
+
+async def test_a_customer_message_reaches_the_holder_when_the_instance_started_later(
+        make_gateway, users, make_agent, store):
+    await hand_off(store, WEB, "general")
+    await store.transfer(WEB, agent="li")  # before this instance read any event
+    gateway = await make_gateway()
+    li = make_agent(gateway)
+    await li.login("li")
+    ws = await li.live()
+    await ws.receive_json(timeout=5)
+    await store.append_message(WEB, "customer", "还在吗？")
+    event = await _next_event(ws)
+    assert (event["type"], event["cid"], event["text"]) == ("message", WEB, "还在吗？")
+    await ws.close()

@@ -87,10 +87,22 @@ end
 return due
 """
 
+# KEYS[1]: a conversation's turn (redis-py's Lock format: the key holds the holder's token),
+# deleted if it still holds ARGV[1].
+_GIVE_TURN_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
 Content = Sequence[Reply] | Notice
 _REASON = re.compile(r"[a-z0-9_.]{0,40}")
 # Rate limits by (channel, purpose); channel "*" applies to every channel without its own entry.
 RateLimits = Mapping[tuple[str, str], Sequence[Rate]]
+
+
+def _turn_key(conversation_id: str) -> str:
+    """The Redis lock of a conversation's delivery turn."""
+    return f"pd:delivery:turn:{conversation_id}"
 
 
 def encode_content(content: Content) -> dict[str, Any]:
@@ -146,6 +158,7 @@ class Deliverer:
         self._adapters: dict[str, ChannelAdapter] = {}
         self._local = KeyedLocks()
         self._lease = redis.register_script(_LEASE_LUA)
+        self._give_turn = redis.register_script(_GIVE_TURN_LUA)
 
     def register(self, adapter: ChannelAdapter) -> None:
         """Send conversations ``<adapter.name>:…`` through ``adapter`` (replaces an earlier one)."""
@@ -189,6 +202,113 @@ class Deliverer:
         if (isinstance(content, Notice) and not content.transactional
                 and result.status in ("sent", "queued") and self._notice_context_seconds > 0):
             await self._remember_notice(conversation_id, content)
+        return result
+
+    async def deliver_notices(self, items: Sequence[tuple[str, Notice]]) -> list[DeliveryResult]:
+        """Deliver many notices at once (a broadcast's batch): for each, the same rules, result,
+        metric and log line as :meth:`deliver` with purpose ``notice``; the batch shares its
+        Redis work: one opt-out lookup, one pipeline to take the conversations' turns and one to
+        give them back, one for the last-notice records. What the batch cannot settle
+        alike (a transactional notice, a rate-limited channel, quiet hours, a conversation whose
+        turn is held) goes through :meth:`deliver` one by one. Never raises (but cancellation)."""
+        results: list[DeliveryResult | None] = [None] * len(items)
+        batch: list[tuple[int, ChannelAdapter, str, str, Notice]] = []
+        alone: list[int] = []
+        now = self._clock()
+        for i, (conversation_id, notice) in enumerate(items):
+            channel, _, user_id = conversation_id.partition(":")
+            adapter = self._adapters.get(channel) if user_id else None
+            if (adapter is None or not isinstance(notice, Notice) or notice.transactional
+                    or self._limits(channel, "notice")
+                    or (not notice.urgent and self._quiet.is_quiet(now))):
+                alone.append(i)
+            else:
+                batch.append((i, adapter, conversation_id, user_id, notice))
+        if batch:
+            try:
+                await self._deliver_batch(batch, results)
+            except (RedisError, OSError) as exc:
+                log.warning("delivery of %d notices: Redis failed (%s)", len(batch),
+                            type(exc).__name__)
+                for i, adapter, conversation_id, _user, notice in batch:
+                    if results[i] is None:
+                        results[i] = DeliveryResult("failed", "redis_unavailable", retry=True)
+                        self._record(adapter.name, conversation_id, notice, "notice", results[i])
+        alone += [i for i, *_ in batch if results[i] is None]  # their turn was held
+        settled = await asyncio.gather(*(self.deliver(items[i][0], items[i][1], "notice")
+                                         for i in alone))
+        for i, result in zip(alone, settled):
+            results[i] = result
+        return [r if r is not None else DeliveryResult("failed", "error", retry=True)
+                for r in results]
+
+    async def _deliver_batch(self, batch: Sequence[tuple[int, ChannelAdapter, str, str, Notice]],
+                             results: list[DeliveryResult | None]) -> None:
+        opted = await self.optouts.opted_out_among([b[2] for b in batch])
+        going = []
+        for entry in batch:
+            i, adapter, conversation_id, _user, notice = entry
+            if conversation_id in opted:
+                results[i] = DeliveryResult("skipped", "opted_out")
+                self._record(adapter.name, conversation_id, notice, "notice", results[i])
+            else:
+                going.append(entry)
+        if not going:
+            return
+        # The turns, taken and given back in one pipeline each (one key per command, so it
+        # works on a Redis Cluster too).
+        token = uuid.uuid4().hex
+        keys = [_turn_key(b[2]) for b in going]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(key, token, nx=True, px=int((self._send_timeout + 5) * 1000))
+            taken = await pipe.execute()
+        mine = [entry for entry, ok in zip(going, taken) if ok]
+        try:
+            sent = await asyncio.gather(*(self._send_alone(adapter, conversation_id, user_id, notice)
+                                          for _i, adapter, conversation_id, user_id, notice in mine))
+        finally:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in (key for key, ok in zip(keys, taken) if ok):
+                    await self._give_turn(keys=[key], args=[token], client=pipe)
+                await pipe.execute()
+        remember = []
+        for (i, adapter, conversation_id, _user, notice), result in zip(mine, sent):
+            results[i] = result
+            self._record(adapter.name, conversation_id, notice, "notice", result)
+            if result.status in ("sent", "queued") and self._notice_context_seconds > 0:
+                remember.append((conversation_id, notice))
+        if remember:
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for conversation_id, notice in remember:
+                        pipe.set(notice_key(conversation_id), encode_notice(notice, self._clock()),
+                                 ex=self._notice_context_seconds)
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                log.warning("notice context of %d conversations not recorded (%s)", len(remember),
+                            type(exc).__name__)
+                metrics.ERRORS.labels("notice_context").inc()
+
+    async def _send_alone(self, adapter: ChannelAdapter, conversation_id: str, user_id: str,
+                          notice: Notice) -> DeliveryResult:
+        """The adapter's send, the conversation's turn already held; like :meth:`_send`."""
+        try:
+            result = await asyncio.wait_for(adapter.send(user_id, notice, "notice"),
+                                            self._send_timeout)
+        except asyncio.TimeoutError:
+            return DeliveryResult("failed", "timeout", retry=True)
+        except (RedisError, OSError) as exc:
+            log.warning("delivery to %s: Redis failed (%s)", log_id(conversation_id),
+                        type(exc).__name__)
+            return DeliveryResult("failed", "redis_unavailable", retry=True)
+        except Exception:  # noqa: BLE001 - an adapter bug or transport error
+            log.exception("channel %s failed to send to %s", adapter.name, log_id(conversation_id))
+            metrics.ERRORS.labels("delivery").inc()
+            return DeliveryResult("failed", "error", retry=True)
+        if not isinstance(result, DeliveryResult):
+            log.error("channel %s returned %r instead of a DeliveryResult", adapter.name, result)
+            return DeliveryResult("failed", "error", retry=True)
         return result
 
     async def _remember_notice(self, conversation_id: str, notice: Notice) -> None:
@@ -327,7 +447,7 @@ class Deliverer:
             raise _Busy() from None
         async with held:
             remaining = max(0.0, self._lock_wait - (time.monotonic() - started))
-            lock = self._redis.lock(f"pd:delivery:turn:{conversation_id}",
+            lock = self._redis.lock(_turn_key(conversation_id),
                                     timeout=self._send_timeout + 5, sleep=0.01,
                                     blocking=True, blocking_timeout=remaining)
             try:

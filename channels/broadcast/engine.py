@@ -351,6 +351,7 @@ class Engine:
         paused = await self._paused(now)
         quiet_until = None if urgent else self.quiet.next_allowed(now)
         sends: list[Awaitable[Outcome]] = []
+        grouped: list[tuple[_Recipient, str, Notice]] = []  # providers without a rate limit
         for (entry_id, payload, customer, conversations, phone, params), claim in zip(decoded,
                                                                                       claims):
             if claim == -1:  # already finished (or not this worker's to send)
@@ -371,7 +372,12 @@ class Engine:
                                         attempts, when=paused[channel], payload=payload))
             else:
                 notice = Notice(notice_kind, params, urgent, notice_key(campaign_id, customer))
-                sends.append(self._send(r, cid, notice))
+                if self.config.rates.get(channel) is None:
+                    grouped.append((r, cid, notice))
+                else:
+                    sends.append(self._send(r, cid, notice))
+        for start in range(0, len(grouped), self.config.concurrency):
+            outcomes += await self._send_group(grouped[start:start + self.config.concurrency])
         outcomes += await asyncio.gather(*sends)
         await self.campaigns.finish(campaign_id, outcomes, self.config.failures_kept, self.clock())
         for o in outcomes:
@@ -421,6 +427,36 @@ class Engine:
                 return
             await asyncio.sleep(min(max(verdict.retry_after, 0.001), 1.0))
 
+    async def _send_group(self, group: Sequence[tuple[_Recipient, str, Notice]]) -> list[Outcome]:
+        """Deliver a group at once (``Deliverer.deliver_notices``: the batch shares its Redis
+        work), then the WeChat→SMS fallbacks one by one."""
+        held, going = [], []
+        now = self.clock()
+        for r, cid, notice in group:
+            until = self._paused_until.get(cid.partition(":")[0], 0.0)
+            if until > now:  # paused by a send of this process since the batch began
+                held.append(Outcome(r.customer, r.entry_id, "held", cid.partition(":")[0],
+                                    "throttled", r.attempts, when=until, payload=r.payload))
+            else:
+                going.append((r, cid, notice))
+        if not going:
+            return held
+        results = await self.deliverer.deliver_notices([(cid, notice) for _r, cid, notice in going])
+        outcomes: list[Awaitable[Outcome]] = []
+        for (r, cid, notice), result in zip(going, results):
+            fallback = self._fallback(r, cid) if cid.startswith("wechat:") and _permanent(result) else None
+            if fallback is not None:
+                outcomes.append(self._fall_back(r, fallback, notice))
+            else:
+                outcomes.append(self._outcome(r, cid, result))
+        return held + list(await asyncio.gather(*outcomes))
+
+    async def _fall_back(self, r: _Recipient, cid: str, notice: Notice) -> Outcome:
+        async with self._in_flight:
+            await self._token("sms")
+            result = await self.deliverer.deliver(cid, notice, "notice")
+            return await self._outcome(r, cid, result, fallback=True)
+
     async def _send(self, r: _Recipient, cid: str, notice: Notice) -> Outcome:
         async with self._in_flight:
             channel = cid.partition(":")[0]
@@ -430,13 +466,10 @@ class Engine:
                                when=until, payload=r.payload)
             await self._token(channel)
             result = await self.deliverer.deliver(cid, notice, "notice")
-            if channel == "wechat" and _permanent(result):
-                fallback = self._fallback(r, cid)
-                if fallback is not None:
-                    await self._token("sms")
-                    second = await self.deliverer.deliver(fallback, notice, "notice")
-                    return await self._outcome(r, fallback, second, fallback=True)
-            return await self._outcome(r, cid, result)
+            fallback = self._fallback(r, cid) if channel == "wechat" and _permanent(result) else None
+        if fallback is not None:
+            return await self._fall_back(r, fallback, notice)
+        return await self._outcome(r, cid, result)
 
     async def _outcome(self, r: _Recipient, cid: str, result: DeliveryResult,
                        fallback: bool = False) -> Outcome:

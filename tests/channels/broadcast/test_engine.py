@@ -193,8 +193,10 @@ async def test_throttling_pauses_the_provider_for_every_worker_and_requeues(make
     audience = [Recipient(f"32000000{i:02d}", (f"web:{'s' * 20}{i:02d}",)) for i in range(20)]
     assert await engine.run(Plan(), Source(audience)) == "waiting"
     result = await report(redis)
-    assert result["held"] == {"throttled": 20}  # the first answer paused the provider for all
-    assert throttling.calls == 1
+    # The first answer paused the provider: only the other batch in flight went out meanwhile.
+    held = result["held"]["throttled"]
+    assert held >= 18 and result["channels"]["web"]["sent"] == 20 - held
+    assert throttling.calls == 21 - held
     until = float(await redis.get(PAUSE_KEY.format("web")))
     assert until == pytest.approx(clock.now + 40.0)
     other = await make_engine(consumer="other")  # another worker respects the pause
@@ -204,7 +206,7 @@ async def test_throttling_pauses_the_provider_for_every_worker_and_requeues(make
     clock.now += 41
     await redis.delete(PAUSE_KEY.format("web"))  # its TTL runs on Redis's own clock
     assert await other.work(Plan().campaign_id) == "done"
-    assert throttling.calls == calls + 20
+    assert throttling.calls == calls + held
     result = await report(redis)
     assert result["channels"]["web"]["sent"] == 20 and result["held"] == {}
 

@@ -10,7 +10,9 @@ every interaction (:func:`record_interaction`, ``pd:wechat:last_seen:<openid>``)
   outside it as the ``generic_reply`` template when one is configured and the text fits its
   field, else skipped (``outside_window``).
 - ``notice``: the template message of the notice's kind (``bot/wechat_templates.yml``); without a
-  template id, the kind's customer-service text inside the window; else skipped.
+  template id, the kind's customer-service text inside the window; else skipped. With
+  WECHAT_NOTICE_TEXT_IN_WINDOW on, a kind with both goes as its text inside the window and as
+  its template outside it (or when WeChat refuses the text: 45015 window closed, 45047 quota).
 
 WeChat's refusals by meaning: 43004 (not following) → skipped ``not_following``; 45015 (outside
 the window) and 45047 (customer-service quota for this customer used up) → the template
@@ -197,16 +199,24 @@ class WeChatAdapter:
             answered = await self._answered(openid, notice.key)
             if answered is not None:
                 return answered
+        text = template.customer_service_text(params)
+        if template.template_id and text and self._config.notice_text_in_window \
+                and await self.in_window(openid):
+            result = await self._notice_text(openid, text, notice.key)
+            if result.reason not in ("outside_window", "over_limit", "throttled"):
+                return result
         if template.template_id:
             return await self._template(openid, template.template_id, template.data(params),
                                         template.url, notice.key)
-        text = template.customer_service_text(params)
         if not text:
             return DeliveryResult("skipped", "no_template")
         if not await self.in_window(openid):
             return DeliveryResult("skipped", "outside_window")
-        if notice.key:
-            return await self._keyed_customer_service(openid, text, notice.key)
+        return await self._notice_text(openid, text, notice.key)
+
+    async def _notice_text(self, openid: str, text: str, key: str) -> DeliveryResult:
+        if key:
+            return await self._keyed_customer_service(openid, text, key)
         return await self._customer_service(openid, [text], None)
 
     async def _answered(self, openid: str, key: str) -> DeliveryResult | None:

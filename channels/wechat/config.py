@@ -44,6 +44,15 @@ def _positive(env: Mapping[str, str], name: str, default: float, allow_zero: boo
     return value
 
 
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "off", "false", "no"):
+        return False
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    raise WeChatConfigError(f"{name} must be on or off, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class WeChatConfig:
     """Settings of the 公众号 channel (see :meth:`from_env` for the variable names)."""
@@ -59,6 +68,7 @@ class WeChatConfig:
     max_body_bytes: int = 64 * 1024
     dedupe_ttl_seconds: int = 3600
     options_ttl_seconds: int = 600
+    notice_text_in_window: bool = False
     reply_max_bytes: int = 2048
     api_timeout_seconds: float = 5.0
     job_timeout_seconds: float = 60.0
@@ -82,8 +92,10 @@ class WeChatConfig:
         WECHAT_AES_KEY_PREVIOUS, WECHAT_ENCRYPT_MODE (plain|compatible|safe),
         WECHAT_API_BASE_URL, WECHAT_WORKERS (conversations answered at once by this instance;
         0 = acknowledge and queue only, other instances answer), WECHAT_JOB_TIMEOUT_SECONDS,
-        WECHAT_OPTIONS_TTL_SECONDS [600] and WECHAT_TEMPLATES_FILE [bot/wechat_templates.yml:
-        template messages per kind, read when the channel is enabled]; validate them.
+        WECHAT_OPTIONS_TTL_SECONDS [600], WECHAT_NOTICE_TEXT_IN_WINDOW [off: on = inside the
+        48-hour window a notice goes as its customer-service text even when its kind has a
+        template id] and WECHAT_TEMPLATES_FILE [bot/wechat_templates.yml: template messages per
+        kind, read when the channel is enabled]; validate them.
 
         Raises :class:`WeChatConfigError` when the channel is enabled but misconfigured.
         """
@@ -102,6 +114,7 @@ class WeChatConfig:
             workers=int(_positive(env, "WECHAT_WORKERS", 64, allow_zero=True)),
             job_timeout_seconds=_positive(env, "WECHAT_JOB_TIMEOUT_SECONDS", 60.0),
             options_ttl_seconds=int(_positive(env, "WECHAT_OPTIONS_TTL_SECONDS", 600)),
+            notice_text_in_window=_switch(env, "WECHAT_NOTICE_TEXT_IN_WINDOW"),
         )
         if cfg.enabled:
             templates_file = env.get("WECHAT_TEMPLATES_FILE", "").strip()

@@ -255,3 +255,34 @@ async def test_the_fake_injects_throttling_over_http_and_reports_on_its_own(
             break
         await asyncio.sleep(0.02)
     assert [r[b"status"] for r in await reports(redis, other)] == [b"delivered"]
+
+
+async def test_notices_may_go_as_text_inside_the_window(redis, wechat_api):
+    api = WeChatApi(wechat_api.base_url, wechat_api.app_id, wechat_api.app_secret, redis,
+                    retry_delays=())
+    adapter = WeChatAdapter(WeChatConfig(templates=shipped_templates(True),
+                                         notice_text_in_window=True), redis, api, clock=lambda: NOW)
+    try:
+        inside, outside, closed = openid(), openid(), openid()
+        for user in (inside, closed):
+            await record_interaction(redis, user, at=NOW - 3600)
+        wechat_api.refuse_user(closed, 45015)  # WeChat says the window is closed after all
+        params = H1_PARAMS["power_restored"]
+        for user in (inside, outside, closed):
+            notice = Notice("power_restored", params, key=new_key())
+            assert (await adapter.send(user, notice, "notice")).status == "sent"
+            assert (await adapter.send(user, notice, "notice")).reason == "duplicate"
+        assert len(wechat_api.texts_to(inside)) == 1 and wechat_api.templates_to(inside) == []
+        assert wechat_api.texts_to(outside) == [] and len(wechat_api.templates_to(outside)) == 1
+        assert wechat_api.texts_to(closed) == [] and len(wechat_api.templates_to(closed)) == 1
+    finally:
+        await api.close()
+
+
+def test_the_text_in_window_switch_is_read_from_the_environment():
+    from channels.wechat.config import WeChatConfigError
+
+    assert not WeChatConfig.from_env({}).notice_text_in_window
+    assert WeChatConfig.from_env({"WECHAT_NOTICE_TEXT_IN_WINDOW": "on"}).notice_text_in_window
+    with pytest.raises(WeChatConfigError, match="WECHAT_NOTICE_TEXT_IN_WINDOW"):
+        WeChatConfig.from_env({"WECHAT_NOTICE_TEXT_IN_WINDOW": "maybe"})

@@ -146,6 +146,12 @@ def _pending_key(provider: str, provider_id: str, phone: str) -> str:
     return f"pd:sms:report-pending:{provider}:{provider_id}:{phone}"
 
 
+def _pending_ref_key(provider: str, out_id: str, phone: str) -> str:
+    """A parked report by the message's reference (for a message recorded by reconciliation,
+    which may not learn the provider's id)."""
+    return f"pd:sms:report-pending-ref:{provider}:{out_id}:{phone}"
+
+
 @dataclass(frozen=True)
 class DeliveryReport:
     """A provider's status report for one number, normalised."""
@@ -337,6 +343,15 @@ class Outbox:
         state = await self._record(msg, SendResult(msg["phone"], Outcome.SENT, "reconciled",
                                                    "found by the provider's query API",
                                                    provider_id=record.provider_id))
+        if record.state == "pending" and not record.provider_id:
+            # Its report may have come while the outcome was unknown: parked by reference.
+            parked = await self.redis.getdel(_pending_ref_key(
+                self.provider, msg.get("key") or msg["id"], msg["phone"]))
+            if parked:
+                report = DeliveryReport(**json.loads(parked))
+                await self.redis.set(_pid_key(self.provider, report.provider_id, msg["phone"]),
+                                     msg["id"], ex=REPORT_TTL)
+                await self._apply_report(msg["id"], report)
         if record.state != "pending":
             await self._apply_report(msg["id"], DeliveryReport(
                 record.provider_id, msg["phone"], record.state == "delivered", record.code,
@@ -512,6 +527,9 @@ class Outbox:
         if not msg_id:
             await self.redis.set(_pending_key(provider, report.provider_id, report.phone),
                                  json.dumps(report.__dict__), ex=REPORT_TTL)
+            if report.out_id:
+                await self.redis.set(_pending_ref_key(provider, report.out_id, report.phone),
+                                     json.dumps(report.__dict__), ex=REPORT_TTL)
             return "parked"
         return await self._apply_report(msg_id, report)
 

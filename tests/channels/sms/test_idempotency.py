@@ -344,3 +344,22 @@ async def test_the_fakes_inject_flow_control_over_http(redis, outboxes, clock, a
     result = await sms.send(phone, Notice("outage_notice", OUTAGE, key=new_key()), "notice")
     assert (result.status, result.reason) == ("failed", "throttled")
     assert sent_to(fake, phone) == []
+
+
+async def test_a_report_pushed_before_reconciliation_is_applied_when_it_finds_the_message(
+        redis, outboxes, clock, aliyun, phone):
+    outbox = outboxes(aliyun, clock)
+    key = new_key()
+    hold = aliyun.hold_next(accept_if_abandoned=True)
+    await stop_mid_send(outbox.submit(phone, outage(), PROACTIVE, key=key), hold)
+    (sent,) = sent_to(aliyun, phone)
+    report = report_items([sent])[0]
+    # The provider's report arrives while the message's outcome is still unknown here: parked.
+    assert await outbox.record_report(DeliveryReport(
+        report["biz_id"], phone, True, "DELIVERED", report["report_time"], report["out_id"])) \
+        == "parked"
+    clock.advance(outbox.lease_seconds + 1)
+    assert await outbox.run_due() == 1  # reconciled: found (no BizId learnt), report applied
+    msg = await outbox.get(keyed_id(key, phone))
+    assert msg["state"] == "delivered" and len(sent_to(aliyun, phone)) == 1
+    assert [r["status"] for r in await reports(redis, key)] == ["delivered"]

@@ -1,7 +1,8 @@
 """Run the whole product on one machine: ``python -m scripts.run`` (what ``make run`` calls).
 
 Starts Redis (embedded unless REDIS_URL is set), the reference backends (unless every backend URL
-points elsewhere), the action server, the Rasa server with the current model and the gateway,
+points elsewhere), the action server, the Rasa server with the current model, the gateway and the
+broadcast scheduler (``python -m channels.broadcast scheduler``, BROADCAST_SCHEDULE),
 prints the web chat and admin URLs, and stops everything on Ctrl-C or when any process dies.
 Every process listens on loopback unless its ``*_HOST`` variable says otherwise; Rasa and the
 action server share ``ACTION_SERVER_TOKEN`` (a random one per run when unset).
@@ -91,13 +92,15 @@ def main() -> None:
             setting("GATEWAY_HOST"), ports["GATEWAY_PORT"], redis_url, rasa_url,
             admin_host=admin_host, admin_port=ports["GATEWAY_ADMIN_PORT"],
         )
+        stack.start_broadcast_scheduler(redis_url, client_env)
     except StackError as exc:
         stack.stop()
         sys.exit(f"could not start PowerDesk: {exc}")
 
     admin_url = f"http://{local_url_host(admin_host)}:{ports['GATEWAY_ADMIN_PORT']}"
     print(f"\nPowerDesk is running. Web chat: {gateway_url}/  (Ctrl-C stops everything)\n"
-          f"Admin (operators only): {admin_url}/healthz  {admin_url}/metrics\n", flush=True)
+          f"Admin (operators only): {admin_url}/healthz  {admin_url}/metrics  "
+          f"{admin_url}/admin/campaigns\n", flush=True)
     try:
         while not stopping:
             dead = stack.check_alive()

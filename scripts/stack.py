@@ -258,6 +258,24 @@ class Stack:
         self.wait_http(process, f"{url}/", timeout=10)
         return url
 
+    def start_broadcast_scheduler(self, redis_url: str, backends_env: dict[str, str],
+                                  extra_env: dict[str, str] | None = None,
+                                  settle_seconds: float = 3.0) -> Process:
+        """Start the broadcast scheduler (``python -m channels.broadcast scheduler``) with the
+        gateway's settings (the channels' variables come from ``base_env``). It serves nothing:
+        it is taken as started once it has run ``settle_seconds`` (a bad setting ends it at
+        once) without exiting."""
+        env = dict(self.base_env, REDIS_URL=redis_url, **backends_env, **(extra_env or {}))
+        process = self.spawn("broadcast", [str(APP_PY), "-m", "channels.broadcast", "scheduler"],
+                             env)
+        deadline = time.monotonic() + settle_seconds
+        while time.monotonic() < deadline:
+            if not process.alive():
+                raise StackError(f"{process.name} exited with {process.popen.returncode}\n"
+                                 f"{process.log_tail()}")
+            time.sleep(0.1)
+        return process
+
 
 def backends_env(backends_url: str) -> dict[str, str]:
     """The backend-client variables pointing every client at one reference-backends process."""

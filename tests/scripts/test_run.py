@@ -53,6 +53,11 @@ def test_run_serves_web_chat_and_ctrl_c_stops_everything(rasa_model: Path, tmp_p
             assert response.status == 200
         with urllib.request.urlopen(admin_url, timeout=10) as response:
             assert response.status == 200
+        campaigns_url = f"http://127.0.0.1:{ports['GATEWAY_ADMIN_PORT']}/admin/campaigns"
+        assert campaigns_url in log_path.read_text(errors="replace")
+        with urllib.request.urlopen(campaigns_url, timeout=10) as response:
+            assert response.status == 200  # the broadcast scheduler runs next to the gateway
+        assert "broadcast scheduler" in log_path.read_text(errors="replace")
         assert all(port_open(p) for p in ports.values())
     finally:
         supervisor.send_signal(signal.SIGINT)

@@ -176,7 +176,7 @@ async def login(request: web.Request) -> web.Response:
         return _json(400, {"error": "bad_request", "detail": "username and password are required"})
     name = name.strip().lower()[:64]
     address = console.client_address(request)
-    wait = await console.limiter.retry_after(name, address)
+    wait = await console.limiter.reserve(name, address)  # counted until it succeeds
     if wait:
         log.warning("console: login of %r from %s refused: too many failed attempts (%d s left)",
                     mask_text(name), address or "an unknown address", wait)
@@ -185,7 +185,6 @@ async def login(request: web.Request) -> web.Response:
                      headers={"Retry-After": str(wait)})
     user = await console.users.verify(name, password)
     if user is None:
-        await console.limiter.failed(name, address)
         log.warning("console: failed login of %r from %s", mask_text(name), address or "an unknown address")
         metrics.LOGINS.labels("invalid").inc()
         return _json(401, {"error": "invalid_credentials"})

@@ -6,8 +6,8 @@ Keys:
   display_name, password (argon2id hash), created_at``; ``pd:console:users`` the set of names;
 * ``pd:console:queues`` the set of queue names created with the CLI (the hand-off store adds
   every queue it has used, see :meth:`channels.handoff.store.HandoffStore.queues`);
-* ``pd:console:login:user:<name>`` and ``pd:console:login:address:<address>``: failed logins
-  within the window (the key expires with the window).
+* ``pd:console:login:{login}:user:<name>`` and ``pd:console:login:{login}:address:<address>``:
+  failed logins within the window (the key expires with the window).
 
 Password hashing runs in worker threads, at most :data:`HASH_CONCURRENCY` at a time (argon2id
 uses 64 MiB per hash), so a burst of logins queues instead of exhausting memory.
@@ -212,41 +212,60 @@ def _user(row) -> User | None:
     return User(fields["name"], fields["role"], queues, fields.get("display_name") or fields["name"])
 
 
+# KEYS: the name's and the address's counters; ARGV: their maxima, the window (s). Refused (the
+# longest wait in seconds) when either counter is at its maximum; else both count this attempt
+# (a counter's window starts with its first attempt) and 0.
+_RESERVE_LUA = """
+local wait = 0
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i]) then
+    local ttl = redis.call('TTL', key)
+    if ttl < 1 then ttl = tonumber(ARGV[#KEYS + 1]) end
+    if ttl > wait then wait = ttl end
+  end
+end
+if wait > 0 then return wait end
+for _, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[#KEYS + 1]) end
+end
+return 0
+"""
+
+# KEYS: the same counters. A successful login: the name's count is cleared, the address's
+# attempt taken back.
+_REFUND_LUA = """
+redis.call('DEL', KEYS[1])
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
+return 0
+"""
+
+
 class LoginLimiter:
     """Failed logins counted per user name and per client address within a window; either at
-    its maximum refuses further attempts (without checking the password) until the window ends.
-    A successful login clears its user name's count, never the address's."""
+    its maximum refuses further attempts (without checking the password) until its window ends.
+
+    An attempt is reserved atomically before the password is checked (:meth:`reserve`), so
+    parallel guesses cannot pass the check together; a successful login takes its attempt back
+    (:meth:`succeeded`: the name's count cleared, the address's decremented), so only failures
+    count."""
 
     def __init__(self, redis, per_user: int, per_address: int, window_seconds: int) -> None:
         self._redis = redis
         self._limits = (per_user, per_address)
         self._window = window_seconds
+        self._reserve = redis.register_script(_RESERVE_LUA)
+        self._refund = redis.register_script(_REFUND_LUA)
 
-    def _keys(self, name: str, address: str) -> tuple[str, str]:
-        return (f"{PREFIX}login:user:{name.lower()[:64]}",
-                f"{PREFIX}login:address:{address_key(address) if address else 'unknown'}")
+    def _keys(self, name: str, address: str) -> list[str]:
+        # One hash tag: both keys on one slot of a Redis Cluster (one script touches both).
+        return [f"{PREFIX}login:{{login}}:user:{name.lower()[:64]}",
+                f"{PREFIX}login:{{login}}:address:{address_key(address) if address else 'unknown'}"]
 
-    async def retry_after(self, name: str, address: str) -> int:
-        """Seconds until an attempt is allowed again (0: allowed now)."""
-        keys = self._keys(name, address)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.get(key)
-                pipe.ttl(key)
-            user_count, user_ttl, address_count, address_ttl = await pipe.execute()
-        wait = 0
-        for count, ttl, limit in ((user_count, user_ttl, self._limits[0]),
-                                  (address_count, address_ttl, self._limits[1])):
-            if count is not None and int(count) >= limit:
-                wait = max(wait, int(ttl) if int(ttl) > 0 else self._window)
-        return wait
-
-    async def failed(self, name: str, address: str) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in self._keys(name, address):
-                pipe.set(key, 0, ex=self._window, nx=True)
-                pipe.incr(key)
-            await pipe.execute()
+    async def reserve(self, name: str, address: str) -> int:
+        """Count an attempt of ``name`` from ``address``; 0 when it may go on, else the seconds
+        until one is allowed again (nothing counted)."""
+        return int(await self._reserve(keys=self._keys(name, address),
+                                       args=[*self._limits, self._window]))
 
     async def succeeded(self, name: str, address: str) -> None:
-        await self._redis.delete(self._keys(name, address)[0])
+        await self._refund(keys=self._keys(name, address), args=[])

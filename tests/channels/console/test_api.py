@@ -78,6 +78,13 @@ async def test_repeated_failed_logins_are_refused_with_429_and_retry_after(make_
     assert _logins("limited") == limited_before + 2
 
 
+async def test_parallel_wrong_passwords_get_no_more_tries_than_the_limit(make_gateway, users, make_agent):
+    gateway = await make_gateway(CONSOLE_LOGIN_ATTEMPTS="3")
+    agents = [make_agent(gateway) for _ in range(10)]
+    answers = await asyncio.gather(*(agent.login("wang", f"guess-{n:04d}") for n, agent in enumerate(agents)))
+    assert sorted(a.status for a in answers) == [401] * 3 + [429] * 7
+
+
 async def test_every_api_path_needs_a_session_before_routing(gateway, users, make_agent):
     agent = make_agent(gateway)
     for path in ("/console/api", "/console/api/", "/console/api/me", "/console/api/no/such/path",

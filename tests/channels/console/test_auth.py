@@ -1,6 +1,8 @@
 """Console users, sessions and login limits against a real Redis, with a pinned clock."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from channels.console.auth import LoginLimiter, UserExists, UserStore, parse_queues
@@ -88,16 +90,20 @@ async def test_logout_and_ending_all_sessions_of_a_user(credis):
 
 async def test_failed_logins_are_limited_per_name_and_per_address(credis):
     limiter = LoginLimiter(credis, per_user=3, per_address=5, window_seconds=900)
-    for _ in range(3):
-        assert await limiter.retry_after("wang", "10.0.0.1") == 0
-        await limiter.failed("wang", "10.0.0.1")
-    assert 890 <= await limiter.retry_after("wang", "10.0.0.1") <= 900
-    assert await limiter.retry_after("wang", "10.0.0.2") > 0  # the name, from anywhere
-    assert await limiter.retry_after("li", "10.0.0.1") == 0   # the address is below its limit
-    await limiter.failed("li", "10.0.0.1")
-    await limiter.failed("zhao", "10.0.0.1")
-    assert await limiter.retry_after("zhou", "10.0.0.1") > 0  # 5 failures from one address
-    assert await limiter.retry_after("zhou", "10.0.0.9") == 0
-    await limiter.succeeded("li", "10.0.0.9")  # a success clears the name, not the address
-    assert await credis.get("pd:console:login:user:li") is None
-    assert await credis.get("pd:console:login:address:10.0.0.1") == "5"
+    assert [await limiter.reserve("wang", "10.0.0.1") for _ in range(3)] == [0, 0, 0]  # 3 failures
+    assert 890 <= await limiter.reserve("wang", "10.0.0.1") <= 900
+    assert await limiter.reserve("wang", "10.0.0.2") > 0   # the name, from anywhere
+    assert await limiter.reserve("li", "10.0.0.1") == 0    # the address: 4 attempts < 5
+    assert await limiter.reserve("zhao", "10.0.0.1") == 0  # the 5th
+    assert await limiter.reserve("zhou", "10.0.0.1") > 0   # 5 failures from one address
+    assert await limiter.reserve("zhou", "10.0.0.9") == 0
+    await limiter.succeeded("zhou", "10.0.0.9")  # a success: the name cleared, its attempt taken back
+    assert await credis.get("pd:console:login:{login}:user:zhou") is None
+    assert await credis.get("pd:console:login:{login}:address:10.0.0.9") == "0"
+    assert await credis.get("pd:console:login:{login}:address:10.0.0.1") == "5"
+
+
+async def test_parallel_guesses_cannot_pass_the_limit_together(credis):
+    limiter = LoginLimiter(credis, per_user=3, per_address=100, window_seconds=900)
+    waits = await asyncio.gather(*(limiter.reserve("wang", f"10.0.0.{i}") for i in range(20)))
+    assert waits.count(0) == 3

@@ -5,8 +5,9 @@ N concurrent web-chat customers (default 200, socket.io, ``fakes.webclient``) co
 each conversation is handed off (``HandoffStore.request``, queue ``general``) and claimed by one
 of K console agents (default 20, round robin) logged in on gateway B, each with the console's live
 WebSocket open. Then every conversation exchanges M rounds (default 5): the customer writes, the
-agent's WebSocket receives it (latency customer → agent), the agent answers through the console
-API, the customer's socket receives it (latency agent → customer); a think time separates rounds.
+agent's WebSocket receives it (latency customer → agent), the agent types for a while and answers
+over the console's socket, the customer's socket receives it (latency agent → customer), and the
+customer types for a while before the next round (think times: seeded, ±50 %).
 No third party is involved: web-chat customers and console agents only; Rasa is the loopback FAKE
 of its REST contract (a handed-off customer's messages never reach Rasa).
 
@@ -79,14 +80,16 @@ def agent_text(conversation: int, round_number: int) -> str:
 class Load:
     """The shape of a run: ``conversations`` customers, served by ``agents`` agents (conversation
     i by agent i mod ``agents``), ``messages`` rounds each; starts spread over ``ramp_up`` seconds;
-    between rounds each customer pauses ``think`` seconds, ±50 % (seeded, so runs repeat)."""
+    before each answer the agent types ``agent_think`` seconds and between rounds the customer
+    ``think`` seconds, each ±50 % (seeded, so runs repeat)."""
 
     conversations: int = 200
     agents: int = 20
     messages: int = 5
-    think: float = 1.0
-    ramp_up: float = 2.0
+    think: float = 5.0
+    ramp_up: float = 10.0
     seed: int = 12
+    agent_think: float = 2.0
 
     def agent_of(self, conversation: int) -> int:
         return conversation % self.agents
@@ -95,9 +98,14 @@ class Load:
         return self.ramp_up * conversation / self.conversations
 
     def pauses(self, conversation: int) -> list[float]:
-        """The think times of one conversation, before rounds 1 .. messages-1."""
+        """The customer's think times in one conversation, before rounds 1 .. messages-1."""
         rng = random.Random(self.seed * 1_000_003 + conversation)
         return [self.think * rng.uniform(0.5, 1.5) for _ in range(self.messages - 1)]
+
+    def typing(self, conversation: int) -> list[float]:
+        """The agent's typing times in one conversation, before each of its answers."""
+        rng = random.Random(self.seed * 1_000_033 + conversation + 7)
+        return [self.agent_think * rng.uniform(0.5, 1.5) for _ in range(self.messages)]
 
 
 @dataclass
@@ -207,9 +215,11 @@ class RelayClient:
 async def baseline_conversation(client: RelayClient, load: Load, index: int, latencies: Latencies) -> None:
     """One conversation's pacing with the relay in place of the gateways: two round trips a round."""
     await asyncio.sleep(load.start_delay(index))
-    pauses = load.pauses(index)
+    pauses, typing = load.pauses(index), load.typing(index)
     for round_number in range(load.messages):
         for direction in "ca":
+            if direction == "a":
+                await asyncio.sleep(typing[round_number])
             try:
                 latencies.add(BASELINE, await client.round_trip(tag(index, round_number, direction)))
             except asyncio.TimeoutError:
@@ -333,7 +343,7 @@ async def handoff_conversation(index: int, load: Load, customer_url: str, store,
         await store.request(cid, queue="general", reason="request_human", channel="web",
                             customer_type="residential", account="")
         await agent.claim(cid)
-        pauses = load.pauses(index)
+        pauses, typing = load.pauses(index), load.typing(index)
         for round_number in range(load.messages):
             arrived = agent.expect(index, round_number)
             started = time.perf_counter()
@@ -342,6 +352,7 @@ async def handoff_conversation(index: int, load: Load, customer_url: str, store,
                 latencies.add(C2A, await asyncio.wait_for(arrived, timeout) - started)
             except asyncio.TimeoutError:
                 latencies.fail(C2A)
+            await asyncio.sleep(typing[round_number])
             started = time.perf_counter()
             await agent.reply(cid, agent_text(index, round_number))
             try:
@@ -426,14 +437,16 @@ def report(args, load: Load, latencies: Latencies, cpu: dict[str, float], wall: 
            load_before: tuple[float, ...], notes: list[str]) -> None:
     print()
     print(f"hand-off benchmark: {load.conversations} concurrent handed-off web-chat conversations, "
-          f"{load.agents} console agents, {load.messages} rounds each (think {load.think:g} s ±50 %, "
-          f"starts over {load.ramp_up:g} s); customers on gateway A, agents on gateway B, one Redis")
+          f"{load.agents} console agents, {load.messages} rounds each (customer thinks {load.think:g} s, "
+          f"agent types {load.agent_think:g} s, ±50 %; starts over {load.ramp_up:g} s); customers on "
+          f"gateway A, agents on gateway B, one Redis")
     for line in table(latencies, [C2A, A2C, BASELINE], target_ms=args.target_ms):
         print(line)
     messages = sum(len(latencies.samples.get(label, [])) for label in (C2A, A2C))
     print(f"hand-off part: {wall:.1f} s wall, {messages / wall if wall else 0:.1f} messages/s")
-    print(f"CPU seconds during the hand-off part ({os.cpu_count()} cores): " +
-          ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items()))
+    print(f"CPU during the hand-off part ({os.cpu_count()} cores), seconds and ms per message: " +
+          ", ".join(f"{name} {seconds:.1f} s ({1000 * seconds / max(1, messages):.1f})"
+                    for name, seconds in cpu.items()))
     print(f"load average before {'/'.join(f'{v:.2f}' for v in load_before)}, after "
           f"{'/'.join(f'{v:.2f}' for v in os.getloadavg())} (1/5/15 min; the machine is shared)")
     for note in notes:
@@ -443,7 +456,8 @@ def report(args, load: Load, latencies: Latencies, cpu: dict[str, float], wall: 
 async def run(args) -> None:
     from scripts.stack import APP_PY, Stack, free_port
 
-    load = Load(args.conversations, args.agents, args.messages, args.think, args.ramp_up, args.seed)
+    load = Load(args.conversations, args.agents, args.messages, args.think, args.ramp_up, args.seed,
+                args.agent_think)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(run_dir=Path(tmp) / "run", log_dir=Path(tmp) / "logs")
@@ -483,8 +497,12 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=200)
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--messages", type=int, default=5, help="rounds per conversation")
-    parser.add_argument("--think", type=float, default=1.0, help="seconds between rounds (±50 %%)")
-    parser.add_argument("--ramp-up", type=float, default=2.0)
+    parser.add_argument("--think", type=float, default=5.0,
+                        help="seconds a customer takes before the next message (±50 %%)")
+    parser.add_argument("--agent-think", type=float, default=2.0,
+                        help="seconds an agent takes to type an answer (±50 %%)")
+    parser.add_argument("--ramp-up", type=float, default=10.0,
+                        help="seconds over which the conversations start")
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--timeout", type=float, default=10.0, help="a message later than this is lost")
     parser.add_argument("--target-ms", type=float, default=100.0)

@@ -35,6 +35,8 @@ def test_think_times_are_seeded_per_conversation_and_within_half_either_side():
     assert pauses == Load(conversations=3, agents=1, messages=6, think=2.0, seed=7).pauses(1)
     assert pauses != load.pauses(2)
     assert Load(conversations=1, agents=1, messages=1).pauses(0) == []
+    typing = Load(conversations=3, agents=1, messages=6, agent_think=0.4, seed=7).typing(1)
+    assert len(typing) == 6 and all(0.2 <= t <= 0.6 for t in typing)  # before every answer
 
 
 def test_latencies_rows_are_nearest_rank_milliseconds_with_losses():

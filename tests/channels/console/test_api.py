@@ -190,6 +190,9 @@ async def test_claim_reply_transfer_and_close(gateway, users, make_agent, store)
     assert (await wang.post(base + "/messages", {"text": "长" * 2001}))[0] == 400
     status, detail = await wang.get(base)
     assert status == 200 and detail["messages"][-1]["text"] == "您好，我是王工。"
+    encoded = base.replace(":", "%3A")  # the page sends encodeURIComponent(cid)
+    assert await wang.get(encoded) == (status, {**detail, "conversation": {
+        **detail["conversation"], "waiting_seconds": None}})
     assert detail["conversation"]["account_masked"] == "******4567"
     assert "3201234567" not in str(detail)
     status, active = await wang.get("/console/api/conversations?state=active")

@@ -13,6 +13,10 @@ report, 2 failed, 3 delivered; set an entry's ``status`` to change it), with the
 ``clock`` (default ``time.time``) dates what is accepted. ``POST /_fake/fail`` with
 ``{"code": …, "times": N}`` queues failures from another process (a benchmark).
 
+With ``report_url`` set (the gateway's ``/sms/aliyun/report?token=…``), the fake pushes the
+SmsReport of what it accepted, on :meth:`FakeAliyunSms.push_reports` or at once
+(``auto_report``).
+
 ``report_items`` / ``up_items`` build the JSON arrays Aliyun's HTTP batch push (消息推送) posts to
 the SmsReport and SmsUp receiving URLs.
 """
@@ -34,6 +38,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -109,6 +114,11 @@ class FakeAliyunSms:
         self.abandoned: list[dict[str, str]] = []  # held calls dropped because the client left
         self._holds: deque[Hold] = deque()
         self._server: TestServer | None = None
+        # Status-report pushes to the gateway (push_reports / auto_report).
+        self.report_url = ""
+        self.auto_report = False
+        self._unreported: list[dict[str, Any]] = []
+        self._report_tasks: set[asyncio.Task] = set()
 
     # -- test controls -------------------------------------------------------------------------
     def fail_next(self, code: str, times: int = 1, http_status: int = 200) -> None:
@@ -145,8 +155,35 @@ class FakeAliyunSms:
         return f"http://127.0.0.1:{self._server.port}"
 
     async def close(self) -> None:
+        if self._report_tasks:
+            await asyncio.gather(*self._report_tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.close()
+
+    async def push_reports(self, ok: bool = True, code: str = "DELIVERED") -> list[int]:
+        """Push the status reports of every message accepted since the last push to
+        ``report_url`` (the gateway's callback, token included), one JSON array per push, as
+        the provider does; returns the HTTP statuses answered."""
+        pending, self._unreported = self._unreported, []
+        if not pending or not self.report_url:
+            return []
+        for sent in pending:
+            sent["status"], sent["err_code"] = (3 if ok else 2), code
+            sent["receive_date"] = datetime.fromtimestamp(self.clock(), CHINA).strftime(
+                "%Y-%m-%d %H:%M:%S")
+        async with aiohttp.ClientSession() as session:
+            async with session.post(self.report_url,
+                                    json=report_items(pending, success=ok, err_code=code)) as response:
+                return [response.status]
+
+    def _accepted(self, sent: dict[str, Any]) -> None:
+        if not self.report_url:
+            return
+        self._unreported.append(sent)
+        if self.auto_report:
+            task = asyncio.create_task(self.push_reports())
+            self._report_tasks.add(task)
+            task.add_done_callback(self._report_tasks.discard)
 
     async def _control_fail(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -254,6 +291,7 @@ class FakeAliyunSms:
                               "send_time": datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
                               "sent_at": self.clock(), "status": 1, "err_code": "",
                               "receive_date": ""})
+            self._accepted(self.sent[-1])
         return web.json_response({"Message": "OK", "RequestId": str(uuid.uuid4()).upper(),
                                   "BizId": biz_id, "Code": "OK"})
 

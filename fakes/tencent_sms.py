@@ -12,6 +12,10 @@ rejected request and ``{"Response": {"SendStatusSet": [...], "RequestId"}}`` wit
 whose status report is in: an accepted message is reported ``report_delay_seconds`` after it
 was accepted (by ``clock``; None: never), with the ``SessionContext`` it was sent with.
 
+With ``report_url`` set (the gateway's ``/sms/tencent/report?token=…``), the fake pushes the
+短信回执 of what it accepted, on :meth:`FakeTencentSms.push_reports` or at once
+(``auto_report``).
+
 ``report_items`` / ``reply_item`` build the bodies Tencent posts to the 短信回执 (status report,
 a JSON array) and 短信回复 (reply, one JSON object) callback URLs.
 """
@@ -29,6 +33,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -83,6 +88,11 @@ class FakeTencentSms:
         self.abandoned: list[bytes] = []  # held calls dropped because the client left
         self._holds: deque[Hold] = deque()
         self._server: TestServer | None = None
+        # Status-report pushes to the gateway (push_reports / auto_report).
+        self.report_url = ""
+        self.auto_report = False
+        self._unreported: list[dict[str, Any]] = []
+        self._report_tasks: set[asyncio.Task] = set()
 
     def hold_next(self, accept_if_abandoned: bool = False) -> Hold:
         """Keep the next call waiting until the test releases it (a slow provider); a call
@@ -117,8 +127,33 @@ class FakeTencentSms:
         return f"http://127.0.0.1:{self._server.port}"
 
     async def close(self) -> None:
+        if self._report_tasks:
+            await asyncio.gather(*self._report_tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.close()
+
+    async def push_reports(self, ok: bool = True, code: str = "DELIVRD") -> list[int]:
+        """Push the status reports of every message accepted since the last push to
+        ``report_url`` (the gateway's callback, token included), one JSON array per push, as
+        the provider does; returns the HTTP statuses answered."""
+        pending, self._unreported = self._unreported, []
+        if not pending or not self.report_url:
+            return []
+        for sent in pending:
+            sent["report_ok"] = ok
+        async with aiohttp.ClientSession() as session:
+            async with session.post(self.report_url,
+                                    json=report_items(pending, ok=ok, errmsg=code)) as response:
+                return [response.status]
+
+    def _accepted(self, sent: dict[str, Any]) -> None:
+        if not self.report_url:
+            return
+        self._unreported.append(sent)
+        if self.auto_report:
+            task = asyncio.create_task(self.push_reports())
+            self._report_tasks.add(task)
+            task.add_done_callback(self._report_tasks.discard)
 
     async def _control_fail(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -219,6 +254,7 @@ class FakeTencentSms:
                                   "sign_name": params["SignName"], "sent_at": self.clock(),
                                   "session_context": str(params.get("SessionContext") or ""),
                                   "report_ok": True})
+                self._accepted(self.sent[-1])
             else:
                 self.rejected.append(code)
         return web.json_response({"Response": {"SendStatusSet": statuses,

@@ -363,3 +363,21 @@ async def test_a_report_pushed_before_reconciliation_is_applied_when_it_finds_th
     msg = await outbox.get(keyed_id(key, phone))
     assert msg["state"] == "delivered" and len(sent_to(aliyun, phone)) == 1
     assert [r["status"] for r in await reports(redis, key)] == ["delivered"]
+
+
+@pytest.mark.parametrize("provider", ["aliyun", "tencent"])
+async def test_the_fakes_push_status_reports_to_the_gateway(make_gateway, redis, phone, provider):
+    gw = await make_gateway(provider, DELIVERY_QUIET_HOURS="off")
+    gw.fake.report_url = f"{gw.urls[0]}/sms/{provider}/report?token={gw.token}"
+    deliver = gw.apps[0][DELIVERER_KEY].deliver
+    delivered, failed = new_key(), new_key()
+    assert (await deliver(f"sms:{phone}", Notice("outage_notice", OUTAGE, key=delivered),
+                          "notice")).status == "sent"
+    assert await gw.fake.push_reports() == [200]
+    other = f"139{secrets.randbelow(10**8):08d}"
+    assert (await deliver(f"sms:{other}", Notice("outage_notice", OUTAGE, key=failed),
+                          "notice")).status == "sent"
+    assert await gw.fake.push_reports(ok=False, code="MK:0005") == [200]
+    assert [r["status"] for r in await reports(redis, delivered)] == ["delivered"]
+    assert [(r["status"], r["code"]) for r in await reports(redis, failed)] == \
+        [("undelivered", "MK:0005")]

@@ -58,14 +58,18 @@ class LiveClient:
         self.user = user
         self._frames: asyncio.Queue[str | None] = asyncio.Queue(CLIENT_BACKLOG)
         self._writer = asyncio.create_task(self._write())
+        self._closing: asyncio.Task | None = None
 
-    def push(self, frame: dict[str, Any]) -> None:
+    def push(self, frame: dict[str, Any] | str) -> None:
+        """Queue a frame (a dict, or its JSON text when the same frame goes to many sockets)."""
+        if self._closing is not None:
+            return
         try:
-            self._frames.put_nowait(json.dumps(frame, ensure_ascii=False))
+            self._frames.put_nowait(frame if isinstance(frame, str) else _dumps(frame))
         except asyncio.QueueFull:
             log.warning("console live: %s's socket is too slow; closing it", self.user.name)
             metrics.LIVE_DROPPED.inc()
-            asyncio.ensure_future(self.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow"))
+            self._closing = asyncio.create_task(self.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow"))
 
     async def _write(self) -> None:
         while True:
@@ -161,11 +165,12 @@ class LiveHub:
                     frame[name] = parse(frame[name])
             except ValueError:
                 pass
+        text = _dumps(frame)  # once for every socket
         for client in list(self.clients):
             user = client.user
             if (can_see(user, event.get("queue"), holder) or event.get("from_agent") == user.name
                     or (event.get("from_queue") or "") in user.queues):
-                client.push(frame)
+                client.push(text)
                 metrics.LIVE_FRAMES.inc()
 
 
@@ -236,3 +241,7 @@ async def _client_frame(client: LiveClient, data: str, session_user, reply) -> N
             client.push({"type": "error", "ref": ref, "cid": cid, "status": status, **body})
     else:
         client.push({"type": "error", "ref": ref, "status": 400, "error": "unknown_type"})
+
+
+def _dumps(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, ensure_ascii=False)

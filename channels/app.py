@@ -246,7 +246,8 @@ async def _sms_adapter(cfg: SmsConfig, redis: Redis) -> AsyncIterator[ChannelAda
     outbox = Outbox(text_redis, sender, QuietHours(cfg.quiet_hours, cfg.timezone),
                     RateLimiter(text_redis, {"proactive": cfg.proactive_limits,
                                              "reply": cfg.reply_limits}),
-                    OptOutStore(text_redis), max_attempts=cfg.max_attempts)
+                    OptOutStore(text_redis), max_attempts=cfg.max_attempts,
+                    reconcile_grace_seconds=cfg.reconcile_grace_seconds)
     renderer = SmsRenderer(book, cfg.provider, cfg.sign_name, cfg.max_parts)
     try:
         yield SmsAdapter(outbox, renderer, OptionMemory(text_redis, cfg.options_ttl_seconds))

@@ -270,7 +270,7 @@ async def queues(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    return _json(*await request.app[CONSOLE_KEY].desk.stats(_user(request)))
+    return _json(*await request.app[CONSOLE_KEY].desk.stats(_user(request), request.query.get("day")))
 
 
 async def live(request: web.Request) -> web.StreamResponse:

@@ -9,6 +9,7 @@ is 409 ``not_yours``, except for supervisors' transfers and closes.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -219,10 +220,16 @@ class Desk:
                      "delivery": {"status": result.status, "reason": result.reason,
                                   "when": result.when, "retry": result.retry}}
 
-    async def stats(self, user: User) -> Answer:
+    async def stats(self, user: User, day: str | None = None) -> Answer:
+        """The supervisor's figures of today, or of ``day`` (``yyyy-mm-dd``)."""
         if not user.supervisor:
             return _error(403, "forbidden")
-        return 200, await self.store.stats()
+        if day is not None:
+            try:
+                day = dt.date.fromisoformat(day).isoformat()
+            except ValueError:
+                return _error(400, "bad_day", format="yyyy-mm-dd")
+        return 200, await self.store.stats(day)
 
 
 def _held_by_other(record: dict[str, str], user: User) -> bool:

@@ -233,6 +233,9 @@ async def test_supervisor_sees_every_queue_and_the_day_figures(gateway, users, m
     assert stats["ratings"]["agents"]["boss"]["distribution"]["4"] == 1
     assert stats["ratings"]["queues"]["vip"]["average"] == 4.0
     assert stats["containment"]["handed_off"] == 3
+    status, yesterday = await boss.get(f"/console/api/stats?day={store.day(time.time() - 86400)}")
+    assert status == 200 and yesterday["requests"] == 0 and yesterday["day"] != stats["day"]
+    assert (await boss.get("/console/api/stats?day=yesterday"))[0] == 400
     status, queues = await boss.get("/console/api/queues")
     assert {"queue": "manager:m001", "waiting": 1} in queues["queues"]
     assert {a["name"] for a in queues["agents"]} == {"wang", "li", "boss"}

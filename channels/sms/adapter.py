@@ -48,6 +48,8 @@ def _result(msg: dict[str, str]) -> DeliveryResult:
     if state in ("failed", "undelivered"):
         return DeliveryResult("failed", msg.get("error_code") or msg.get("report_code") or state)
     when = msg.get("not_before")
+    if state == "queued" and msg.get("sending_since") and not msg.get("waiting_for"):
+        return DeliveryResult("queued", "in_flight")  # an attempt under way, or cut short
     if state == THROTTLED:
         return DeliveryResult("failed", "throttled", float(when) if when else None, retry=True)
     return DeliveryResult("queued", msg.get("waiting_for", ""), float(when) if when else None)

@@ -120,7 +120,9 @@ async def test_a_lost_attempt_the_provider_accepted_is_found_and_not_resent(
     assert (await first.get(msg_id))["sending_since"]
     # The campaign resumes in another process: while the lease runs, the message is left alone.
     second = outboxes(fake, clock, provider, queue_key=first.queue_key)
-    await second.submit(phone, outage(provider), PROACTIVE, key=key)
+    sms = adapter(redis, second, provider)
+    in_flight = await sms.send(phone, Notice("outage_notice", OUTAGE, key=key), "notice")
+    assert (in_flight.status, in_flight.reason) == ("queued", "in_flight")
     assert len(sent_to(fake, phone)) == 1 and (await second.get(msg_id))["state"] == "queued"
     clock.advance(second.lease_seconds + 1)
     await second.submit(phone, outage(provider), PROACTIVE, key=key)

@@ -16,7 +16,8 @@ instance B sees a customer who wrote to instance A. Frames are JSON text:
   as ``POST /console/api/conversations/<cid>/messages``).
 
 The session is checked when the socket opens (the API middleware), then at least every
-:data:`SESSION_CHECK_SECONDS`; an ended session closes the socket with code 4401. A client too
+:data:`SESSION_CHECK_SECONDS`, and before a reply unless checked within :data:`REPLY_CHECK_SECONDS`
+(replies slide its idle timer); an ended session closes the socket with code 4401. A client too
 slow to take its frames is closed with 4408 (it reconnects and reloads the lists).
 """
 from __future__ import annotations
@@ -39,6 +40,7 @@ from channels.handoff.store import HandoffStore
 log = logging.getLogger(__name__)
 
 SESSION_CHECK_SECONDS = 30.0
+REPLY_CHECK_SECONDS = 5.0  # a burst of replies checks (and slides) the session once
 BLOCK_MS = 1000
 CLIENT_BACKLOG = 1000
 CLOSE_SESSION_ENDED = 4401
@@ -59,6 +61,7 @@ class LiveClient:
         self._frames: asyncio.Queue[str | None] = asyncio.Queue(CLIENT_BACKLOG)
         self._writer = asyncio.create_task(self._write())
         self._closing: asyncio.Task | None = None
+        self.checked = time.monotonic()  # when the session was last found alive
 
     def push(self, frame: dict[str, Any] | str) -> None:
         """Queue a frame (a dict, or its JSON text when the same frame goes to many sockets)."""
@@ -186,19 +189,18 @@ async def live_socket(request: web.Request, hub: LiveHub, user: User,
     hub.clients.add(client)
     metrics.LIVE_SOCKETS.inc()
     client.push({"type": "hello", "user": user.to_json(), "last_event_id": hub.last_id})
-    checked = time.monotonic()
     try:
         while not ws.closed:
             try:
                 message = await ws.receive(timeout=SESSION_CHECK_SECONDS)
             except asyncio.TimeoutError:
                 message = None
-            if time.monotonic() - checked >= SESSION_CHECK_SECONDS or message is None:
+            if time.monotonic() - client.checked >= SESSION_CHECK_SECONDS or message is None:
                 current = await session_user(False)
                 if current is None:
                     await ws.close(code=CLOSE_SESSION_ENDED, message=b"session ended")
                     break
-                client.user, checked = current, time.monotonic()
+                client.user, client.checked = current, time.monotonic()
             if message is None:
                 continue
             if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
@@ -224,11 +226,13 @@ async def _client_frame(client: LiveClient, data: str, session_user, reply) -> N
     if frame.get("type") == "ping":
         client.push({"type": "pong", "ref": ref})
     elif frame.get("type") == "reply":
-        current = await session_user(True)  # a reply is activity: the idle timer restarts
-        if current is None:
-            await client.ws.close(code=CLOSE_SESSION_ENDED, message=b"session ended")
-            return
-        client.user = current
+        if time.monotonic() - client.checked >= REPLY_CHECK_SECONDS:
+            current = await session_user(True)  # a reply is activity: the idle timer restarts
+            if current is None:
+                await client.ws.close(code=CLOSE_SESSION_ENDED, message=b"session ended")
+                return
+            client.user, client.checked = current, time.monotonic()
+        current = client.user
         cid = frame.get("cid") if isinstance(frame.get("cid"), str) else ""
         try:
             status, body = await reply(current, cid, frame.get("text"))

@@ -134,3 +134,18 @@ async def test_a_customer_message_reaches_the_holder_when_the_instance_started_l
     event = await _next_event(ws)
     assert (event["type"], event["cid"], event["text"]) == ("message", WEB, "还在吗？")
     await ws.close()
+
+
+async def test_a_reply_after_the_session_ended_closes_the_socket(gateway, users, make_agent, store, monkeypatch):
+    monkeypatch.setattr(live, "REPLY_CHECK_SECONDS", 0.0)
+    await hand_off(store, WEB, "general")
+    await store.claim(WEB, "wang")
+    agent = make_agent(gateway)
+    await agent.login("wang")
+    ws = await agent.live()
+    await ws.receive_json(timeout=5)
+    assert await agent.post("/console/api/logout") == (200, {"ok": True})
+    await ws.send_json({"type": "reply", "cid": WEB, "text": "还在吗", "ref": 1})
+    message = await ws.receive(timeout=5)
+    assert message.type == aiohttp.WSMsgType.CLOSE and message.data == live.CLOSE_SESSION_ENDED
+    assert [m for m in await store.messages(WEB) if m["sender"] == "agent"] == []

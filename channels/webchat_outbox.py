@@ -23,8 +23,9 @@ soon as the visitor is back) when no tab is. A periodic pass also drains any non
 a local session, so a wake-up lost to a Redis reconnect delays messages by seconds, not forever.
 
 A notice with a ``key`` (a broadcast's idempotency key) is appended at most once per session:
-one Lua script appends its events only if ``pd:web:{<session>}:notice:<key>`` does not exist
-and records there, in the same step, what it answered (``sent``/``queued``, kept as long as the
+one Lua script (one round trip) appends its events and publishes the wake-up only if
+``pd:web:{<session>}:notice:<key>`` does not exist and records there, in the same step, what it
+answered (``sent``/``queued``, kept as long as the
 outbox); a later delivery of the key appends nothing and gets that answer with the reason
 ``duplicate``. Keyed notices always take the outbox path (no fast path), so the record and the
 append cannot be separated by a crash.
@@ -61,16 +62,18 @@ DEFAULT_TTL_SECONDS = 7 * 86400
 PRESENCE_SECONDS = 30.0     # how long one instance's claim "a tab of this session is here" lasts
 DRAIN_BATCH = 50
 
-# KEYS: the notice's record, the outbox, the presence set. ARGV: TTL, now, then the events.
-# Appends a keyed notice's events unless its record exists; returns {appended, answer}.
+# KEYS: the notice's record, the outbox, the presence set. ARGV: TTL, now, wake-up channel,
+# session id, then the events. Appends a keyed notice's events (and publishes the wake-up)
+# unless its record exists; returns {appended, answer}.
 _APPEND_ONCE = """
 local prior = redis.call('GET', KEYS[1])
 if prior then return {0, prior} end
-redis.call('RPUSH', KEYS[2], unpack(ARGV, 3))
+redis.call('RPUSH', KEYS[2], unpack(ARGV, 5))
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[1]))
 local status = 'queued'
 if redis.call('ZCOUNT', KEYS[3], ARGV[2], '+inf') > 0 then status = 'sent' end
 redis.call('SET', KEYS[1], status, 'EX', tonumber(ARGV[1]))
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 return {1, status}
 """
 
@@ -171,12 +174,10 @@ class WebChatAdapter:
                             events: list[dict[str, Any]]) -> DeliveryResult:
         appended, answer = await self._append_once(
             keys=[notice_record_key(user_id, key), outbox_key(user_id), presence_key(user_id)],
-            args=[self._ttl, self._clock(), *(json.dumps(e, ensure_ascii=False) for e in events)])
+            args=[self._ttl, self._clock(), WAKE_CHANNEL, user_id,
+                  *(json.dumps(e, ensure_ascii=False) for e in events)])
         status = "sent" if redis_text(answer) == "sent" else "queued"
-        if not appended:
-            return DeliveryResult(status, "duplicate")
-        await self._redis.publish(WAKE_CHANNEL, user_id)
-        return DeliveryResult(status)
+        return DeliveryResult(status) if appended else DeliveryResult(status, "duplicate")
 
 
 class WebOutbox:

@@ -383,3 +383,40 @@ async def test_the_fakes_push_status_reports_to_the_gateway(make_gateway, redis,
     assert [r["status"] for r in await reports(redis, delivered)] == ["delivered"]
     assert [(r["status"], r["code"]) for r in await reports(redis, failed)] == \
         [("undelivered", "MK:0005")]
+
+
+async def test_the_aliyun_query_pages_through_a_busy_number(redis, outboxes, clock, aliyun, phone):
+    outbox = outboxes(aliyun, clock)
+    for n in range(75):  # earlier messages that day: the lost one is on the second page
+        aliyun.sent.append({"phone": phone, "template": "SMS_900000006", "params": {},
+                            "biz_id": f"{n}^0", "out_id": f"other-{n}", "sent_at": clock.now,
+                            "status": 3, "err_code": "DELIVERED", "receive_date": ""})
+    key = new_key()
+    hold = aliyun.hold_next(accept_if_abandoned=True)
+    await stop_mid_send(outbox.submit(phone, outage(), PROACTIVE, key=key), hold)
+    clock.advance(outbox.lease_seconds + 1)
+    await outbox.submit(phone, outage(), PROACTIVE, key=key)
+    assert [q["CurrentPage"] for q in aliyun.queries] == ["1", "2"]
+    assert (await outbox.get(keyed_id(key, phone)))["state"] == "sent"
+    assert len(sent_to(aliyun, phone)) == 76
+
+
+async def test_tencent_without_any_report_is_resent_after_the_grace(redis, outboxes, clock, phone):
+    # The documented limit: Tencent lists only reported messages. One accepted but never
+    # reported within the grace period is sent again (the customer may get it twice).
+    fake = FakeTencentSms(sign_names=(SIGN,), templates=tencent_templates(), clock=clock,
+                          report_delay_seconds=None)
+    await fake.start()
+    try:
+        outbox = outboxes(fake, clock, "tencent")
+        key = new_key()
+        hold = fake.hold_next(accept_if_abandoned=True)
+        await stop_mid_send(outbox.submit(phone, outage("tencent"), PROACTIVE, key=key), hold)
+        clock.advance(outbox.lease_seconds + 1)
+        await outbox.submit(phone, outage("tencent"), PROACTIVE, key=key)
+        assert len(sent_to(fake, phone)) == 1  # waiting for a report first
+        clock.advance(outbox.reconcile_grace_seconds)
+        assert await outbox.run_due() == 1
+        assert len(sent_to(fake, phone)) == 2 and fake.pulls
+    finally:
+        await fake.close()

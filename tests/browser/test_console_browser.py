@@ -250,6 +250,47 @@ def test_claiming_a_conversation_moved_to_another_queue_shows_the_refusal(browse
     assert errors == [], errors
 
 
+def test_agent_claims_transfers_to_a_colleague_who_answers_with_a_canned_reply(
+        browser, console_url, page_redis_url):
+    first, first_password = add_user(page_redis_url, "agent", ("general",))
+    second, second_password = add_user(page_redis_url, "agent", ("vip",))
+    cid = f"web:handover{secrets.token_hex(4)}"  # no tab of it is open: replies wait in its outbox
+
+    async def request(store) -> None:
+        await store.request(cid, queue="general", reason="fallback", channel="web",
+                            customer_type="residential", account="")
+
+    seed(page_redis_url, request)
+    context, page, errors = open_console(browser, console_url, first, first_password)
+    other_context, other, other_errors = open_console(browser, console_url, second, second_password)
+    try:
+        assert conversation_item(other, "waiting-list", cid).count() == 0  # not the vip agent's queue
+        conversation_item(page, "waiting-list", cid).click()
+        page.click("#claim")
+        conversation_item(page, "mine-list", cid).wait_for(timeout=LIVE_TIMEOUT_MS)
+        page.click("#transfer-open")
+        page.select_option("#transfer-agent", second)
+        page.click("#transfer-form button[type=submit]")
+        conversation_item(page, "mine-list", cid).wait_for(state="detached", timeout=LIVE_TIMEOUT_MS)
+
+        handed = conversation_item(other, "mine-list", cid)
+        handed.wait_for(timeout=LIVE_TIMEOUT_MS)  # live, on the colleague's page
+        handed.click()
+        other.wait_for_selector("#composer", state="visible")
+        other.select_option("#canned", label="问候")
+        assert other.input_value("#reply").startswith("您好，我是供电服务人工客服")
+        other.press("#reply", "Enter")
+        other.wait_for_function("() => document.querySelectorAll('#chat-transcript .msg.agent').length === 1",
+                                timeout=LIVE_TIMEOUT_MS)
+        assert second in other.inner_text("#chat-transcript .msg.agent .msg-head")
+        redis = redis_sync.Redis.from_url(page_redis_url, decode_responses=True)
+        assert redis.hget(f"pd:handoff:conv:{cid}", "agent") == second
+    finally:
+        other_context.close()
+        context.close()
+    assert errors == [] and other_errors == [], errors + other_errors
+
+
 # -- end to end: customer on gateway A with the real Rasa, agent on gateway B ---------------
 
 @pytest.fixture(scope="module")

@@ -275,7 +275,15 @@ def test_agent_claims_transfers_to_a_colleague_who_answers_with_a_canned_reply(
 
         handed = conversation_item(other, "mine-list", cid)
         handed.wait_for(timeout=LIVE_TIMEOUT_MS)  # live, on the colleague's page
+
+        async def customer_writes(store) -> None:
+            await store.append_message(cid, "customer", "还在吗？")
+
+        seed(page_redis_url, customer_writes)
+        other.wait_for_selector(f'#mine-list li.conv.unread[data-cid="{cid}"]', timeout=LIVE_TIMEOUT_MS)
         handed.click()
+        other.wait_for_function("() => document.getElementById('chat-transcript').textContent.includes('还在吗？')")
+        assert other.locator("#mine-list li.conv.unread").count() == 0
         other.wait_for_selector("#composer", state="visible")
         other.select_option("#canned", label="问候")
         assert other.input_value("#reply").startswith("您好，我是供电服务人工客服")

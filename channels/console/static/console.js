@@ -38,6 +38,7 @@
     current: null,        // cid shown in the chat pane
     currentInfo: null,
     seenMessageIds: {},   // ids of messages shown in the pane
+    unread: {},           // cids of my conversations with customer messages not seen yet
     live: null,
     liveRetryMs: 1000,
     refreshTimer: null,
@@ -229,6 +230,7 @@
     state.refreshTimer = state.listTimer = state.statsTimer = null;
     state.current = null;
     state.currentInfo = null;
+    state.unread = {};
     showChat(null);
   }
 
@@ -336,7 +338,8 @@
   }
 
   function listItem(c, waiting) {
-    var li = el("li", "conv" + (c.cid === state.current ? " selected" : ""));
+    var li = el("li", "conv" + (c.cid === state.current ? " selected" : "") +
+      (!waiting && state.unread[c.cid] ? " unread" : ""));
     li.setAttribute("data-cid", c.cid);
     li.tabIndex = 0;
     var top = el("div", "conv-top");
@@ -385,6 +388,7 @@
 
   function openConversation(cid) {
     state.current = cid;
+    delete state.unread[cid];
     state.seenMessageIds = {};
     clear($("chat-transcript"));
     showChat(findConversation(cid));
@@ -606,30 +610,33 @@
         } else if (e.sender === "customer" && isMine(e.cid)) {
           markUnread(e.cid);
         }
-        updateLastMessage(e);
       } else if (e.type === "error") {
         notice(e.text || e.message || "操作失败");
       } else if (e.type && e.type !== "ack" && e.type !== "hello" && e.type !== "pong") {
-        scheduleRefresh();  // requested, claimed, transferred, closed, rated, timeout …
+        scheduleRefresh();  // requested, claimed, transferred, closed, rated, …
+        if (!$("supervisor-view").hidden) { scheduleStats(); }
       }
     });
   }
 
   function isMine(cid) { return state.mine.some(function (c) { return c.cid === cid; }); }
 
+  // Messages do not change the lists (they show the conversation with the assistant, before the
+  // hand-off): a customer message to a conversation of mine not open in the pane only marks it.
   function markUnread(cid) {
+    state.unread[cid] = true;
     var item = document.querySelector('#mine-list li[data-cid="' + cssEscape(cid) + '"]');
     if (item) { item.classList.add("unread"); }
   }
 
-  function cssEscape(value) {
-    return window.CSS && window.CSS.escape ? window.CSS.escape(value) : String(value).replace(/["\\]/g, "\\$&");
+  var statsSoon = null;
+  function scheduleStats() {
+    if (statsSoon) { return; }
+    statsSoon = window.setTimeout(function () { statsSoon = null; loadStats(); }, 1000);
   }
 
-  function updateLastMessage(e) {
-    var c = findConversation(e.cid);
-    if (!c) { return; }
-    scheduleRefresh();
+  function cssEscape(value) {
+    return window.CSS && window.CSS.escape ? window.CSS.escape(value) : String(value).replace(/["\\]/g, "\\$&");
   }
 
   // ---- supervisor --------------------------------------------------------------------------

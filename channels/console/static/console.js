@@ -26,7 +26,7 @@
   };
   var REASONS = {
     request_human: "客户要求转人工", fallback: "连续未识别", urgent_fault: "紧急故障",
-    complaint: "投诉", manager: "客户经理服务", agent_takeover: "坐席主动接管"
+    severe_complaint: "严重投诉", enterprise_service: "政企客户服务", manager: "客户经理服务"
   };
 
   var state = {

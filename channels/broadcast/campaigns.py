@@ -364,14 +364,14 @@ class Campaigns:
         """New entries for ``consumer``: [(entry id, payload)]."""
         reply = await self.redis.xreadgroup(GROUP, consumer, {key(campaign_id, "queue"): ">"},
                                             count=count, block=block_ms)
-        return _entries(reply[0][1] if reply else [])
+        return stream_entries(reply[0][1] if reply else [])
 
     async def take_over(self, campaign_id: str, consumer: str, idle_seconds: float,
                         count: int) -> list[tuple[str, str]]:
         """Entries pending with another consumer for ``idle_seconds`` (a worker that died)."""
         reply = await self.redis.xautoclaim(key(campaign_id, "queue"), GROUP, consumer,
                                             int(idle_seconds * 1000), start_id="0-0", count=count)
-        return _entries(reply[1])
+        return stream_entries(reply[1])
 
     async def pending(self, campaign_id: str) -> int:
         """Entries read by some worker and not finished yet."""
@@ -419,7 +419,8 @@ class Campaigns:
             args=args))
 
 
-def _entries(raw: Sequence[Any]) -> list[tuple[str, str]]:
+def stream_entries(raw: Sequence[Any]) -> list[tuple[str, str]]:
+    """[(entry id, payload)] of a stream reply (entries deleted meanwhile have no payload)."""
     out = []
     for entry_id, fields in raw:
         if fields is None:  # deleted while pending (XAUTOCLAIM reports it so)

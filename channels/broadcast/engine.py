@@ -6,8 +6,9 @@ and start again from the beginning. One planner per campaign at a time (a lease 
 
 Sending (:meth:`Engine.work`, any number of workers in any number of processes): a worker reads
 recipients from the campaign's stream through the consumer group, takes over the entries of a
-worker that stopped answering (XAUTOCLAIM after ``BROADCAST_CLAIM_IDLE_SECONDS``), puts held
-recipients back when they are due, and for each recipient it claims:
+worker that died (no heartbeat, ``pd:bc:worker:<consumer>``: at once) or stopped answering
+(XAUTOCLAIM after ``BROADCAST_CLAIM_IDLE_SECONDS``), puts held recipients back when they are due,
+and for each recipient it claims:
 
 1. the first of the customer's conversations (the preferred one first) whose channel this
    process can send to; none → skipped ``no_channel``;
@@ -19,13 +20,18 @@ recipients back when they are due, and for each recipient it claims:
    "notice")`` (opt-out, the conversation's notice budget, ordering: see channels.delivery);
 6. a permanent WeChat failure (failed without retry, or skipped ``not_following``) → the same
    notice by SMS to the customer's SMS conversation or phone on record, if any;
-7. the result: sent (or queued by the channel) → ``sent``; skipped → ``skipped`` (reason);
+7. the result: sent (or queued by the web chat outbox, or scheduled by the deliverer) → ``sent``;
+   queued in the SMS outbox → held (``sms_queued``) and submitted again with the same key
+   later, which sends it if nobody did meanwhile (e.g. a worker killed mid-send held it);
+   skipped → ``skipped`` (reason);
    failed ``throttled`` → the provider paused (until ``when`` or BROADCAST_THROTTLE_SECONDS) and
    the recipient held; other transient failures → held for a retry (exponential backoff) until
    BROADCAST_MAX_ATTEMPTS; else ``failed`` (reason; a masked line kept for the report).
 
 Deliveries run concurrently (BROADCAST_CONCURRENCY in flight); each batch of recipients costs a
-few Lua calls (claim, finish), not one per recipient.
+few Lua calls (claim, finish), not one per recipient, and providers without a rate limit get the
+batch through ``Deliverer.deliver_notices`` (the batch's opt-outs, turns and last-notice records in
+a few round trips).
 
 Delivery reports (:class:`ReportConsumer`): the channels append the outcome of keyed notices to
 ``pd:notice:reports`` (key, channel, status delivered|undelivered, code); the consumer group
@@ -47,8 +53,8 @@ from typing import Any
 from prometheus_client import Counter as MetricCounter
 from redis.exceptions import LockError, RedisError, ResponseError
 
-from channels.broadcast.campaigns import (FINAL, NO_CHANNEL, Campaigns, Outcome, decode_recipient,
-                                          encode_recipient, key)
+from channels.broadcast.campaigns import (FINAL, GROUP, NO_CHANNEL, Campaigns, Outcome, decode_recipient,
+                                          encode_recipient, key, stream_entries)
 from channels.broadcast.config import EngineConfig
 from channels.messages import DeliveryResult, Notice
 from channels.optout import OptOutStore
@@ -64,7 +70,10 @@ REPORTS_STREAM = "pd:notice:reports"
 REPORTS_GROUP = "broadcast"
 PAUSE_KEY = "pd:bc:pause:{}"           # a provider paused for every worker: value = until
 PLANNER_LEASE_SECONDS = 30.0
+WORKER_KEY = "pd:bc:worker:{}"        # a worker's heartbeat: its stream entries are not orphans
+HEARTBEAT_SECONDS = 5.0
 RETRY_BASE_SECONDS = 30.0
+SMS_RECHECK_SECONDS = 15.0           # an SMS still in the outbox is asked about again after this
 RETRY_MAX_SECONDS = 900.0
 SKIP_REASONS = ("opted_out", "quiet_hours", "no_channel", "rate_limited", "already_notified")
 
@@ -135,6 +144,9 @@ class Engine:
         self._buckets = TokenBuckets(redis, "broadcast")
         self._in_flight = asyncio.Semaphore(config.concurrency)
         self._paused_until: dict[str, float] = {}  # the pauses this process set
+        self._heartbeat: asyncio.Task | None = None
+        self._working = 0  # work() calls running: the heartbeat beats while there are some
+        self._orphans_checked = 0.0
 
     # ---- planning ------------------------------------------------------------------------------
 
@@ -269,6 +281,10 @@ class Engine:
         if meta is None:
             raise KeyError(campaign_id)
         context = (meta["kind"], meta["notice_kind"], meta["urgent"] == "1")
+        self._working += 1
+        if self._heartbeat is None or self._heartbeat.done():
+            await self._beat()
+            self._heartbeat = asyncio.create_task(self._beating())
         batches: set[asyncio.Task] = set()
         slots = asyncio.Semaphore(max(2, self.config.concurrency // self.config.batch + 1))
         try:
@@ -296,6 +312,11 @@ class Engine:
                 for task in batches:
                     task.cancel()
                 await asyncio.gather(*batches, return_exceptions=True)
+            self._working -= 1
+            if not self._working and self._heartbeat is not None:
+                self._heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._heartbeat
 
     async def _next_entries(self, campaign_id: str, busy: bool) -> list[tuple[str, str]]:
         await self.campaigns.resume_due(campaign_id, self.clock())
@@ -305,8 +326,47 @@ class Engine:
             log.info("campaign %s: took over %d recipients of a stopped worker", campaign_id,
                      len(entries))
             return entries
-        return await self.campaigns.read(campaign_id, self.consumer, self.config.batch,
-                                         block_ms=None if busy else 200)
+        entries = await self.campaigns.read(campaign_id, self.consumer, self.config.batch,
+                                            block_ms=None if busy else 200)
+        if entries or busy or time.monotonic() - self._orphans_checked < 1.0:
+            return entries
+        self._orphans_checked = time.monotonic()
+        return await self._orphans(campaign_id)
+
+    async def _beat(self) -> None:
+        await self.redis.set(WORKER_KEY.format(self.consumer), "1", ex=int(3 * HEARTBEAT_SECONDS))
+
+    async def _beating(self) -> None:
+        """This worker's heartbeat, while the process lives (the task ends with its loop)."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self._beat()
+            except (RedisError, OSError) as exc:
+                log.warning("broadcast worker heartbeat failed (%s)", type(exc).__name__)
+
+    async def _orphans(self, campaign_id: str) -> list[tuple[str, str]]:
+        """The pending entries of workers without a heartbeat (killed), taken over at once
+        rather than after BROADCAST_CLAIM_IDLE_SECONDS."""
+        queue = key(campaign_id, "queue")
+        summary = await self.redis.xpending(queue, GROUP)
+        names = [redis_text(c["name"]) for c in summary.get("consumers") or ()]
+        names = [n for n in names if n != self.consumer]
+        if not names:
+            return []
+        alive = await self.redis.mget([WORKER_KEY.format(n) for n in names])
+        for name, beat in zip(names, alive):
+            if beat is not None:
+                continue
+            pending = await self.redis.xpending_range(queue, GROUP, min="-", max="+",
+                                                      count=self.config.batch, consumername=name)
+            ids = [p["message_id"] for p in pending]
+            if ids:
+                claimed = await self.redis.xclaim(queue, GROUP, self.consumer, 0, ids)
+                log.info("campaign %s: took over %d recipients of stopped worker %s", campaign_id,
+                         len(claimed), name)
+                return stream_entries(claimed)
+        return []
 
     async def _idle_status(self, campaign_id: str, planning: asyncio.Task | None,
                            wait_for_held: float) -> str | None:
@@ -475,6 +535,12 @@ class Engine:
                        fallback: bool = False) -> Outcome:
         channel = cid.partition(":")[0]
         now = self.clock()
+        if result.status == "queued" and channel == "sms":
+            # In the SMS outbox but not sent yet (its rules, or held by a worker that died):
+            # asked again later with the same key, which takes it over once it is due.
+            when = result.when if result.when and result.when > now else now + SMS_RECHECK_SECONDS
+            return Outcome(r.customer, r.entry_id, "held", channel, "sms_queued", r.attempts,
+                           when=when, payload=r.payload)
         if result.status in ("sent", "queued"):
             return Outcome(r.customer, r.entry_id, "sent", channel, "fallback" if fallback else "",
                            r.attempts)

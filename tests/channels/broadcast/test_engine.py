@@ -10,7 +10,8 @@ import pytest
 
 from channels.broadcast.campaigns import (Campaigns, Outcome, decode_recipient, encode_recipient,
                                           key)
-from channels.broadcast.engine import PAUSE_KEY, ReportConsumer, notice_key, parse_notice_key
+from channels.broadcast.engine import (PAUSE_KEY, WORKER_KEY, ReportConsumer, notice_key,
+                                       parse_notice_key)
 from channels.broadcast.report import campaign_report
 from channels.config import GatewayConfig
 from channels.messages import DeliveryResult, Notice
@@ -92,20 +93,36 @@ async def test_two_workers_at_once_send_each_notice_once(make_engine, fakes, red
 async def test_a_dead_workers_recipients_are_taken_over_and_sent_once(make_engine, fakes, redis):
     wechat, _sms = fakes
     source = Source(wechat_audience(40))
-    engine = await make_engine(claim_idle_seconds=0.2)
+    engine = await make_engine()  # BROADCAST_CLAIM_IDLE_SECONDS 60
     await engine.open(Plan())
     assert await engine.plan_audience(Plan(), source)
     campaigns = Campaigns(redis)
-    # A worker read 15 recipients, claimed them (state "sending") and was killed.
+    # A worker read 15 recipients, claimed them (state "sending") and was killed: no heartbeat,
+    # so its recipients are taken over at once.
     entries = await campaigns.read(Plan().campaign_id, "dead-worker", 15)
     await campaigns.claim(Plan().campaign_id, [decode_recipient(p)[0] for _, p in entries])
     assert await campaigns.pending(Plan().campaign_id) == 15
-    await asyncio.sleep(0.3)
     assert await engine.work(Plan().campaign_id) == "done"
     counts = wechat_counts(wechat)
     assert len(counts) == 40 and set(counts.values()) == {1}
     assert await campaigns.pending(Plan().campaign_id) == 0
     assert (await report(redis))["channels"]["wechat"]["sent"] == 40
+
+
+async def test_a_stuck_workers_recipients_are_taken_over_after_the_claim_idle_time(make_engine,
+                                                                                  fakes, redis):
+    wechat, _sms = fakes
+    engine = await make_engine(claim_idle_seconds=0.5)
+    await engine.open(Plan())
+    assert await engine.plan_audience(Plan(), Source(wechat_audience(10)))
+    campaigns = Campaigns(redis)
+    await redis.set(WORKER_KEY.format("stuck-worker"), "1", ex=60)  # alive, but never finishes
+    entries = await campaigns.read(Plan().campaign_id, "stuck-worker", 4)
+    await campaigns.claim(Plan().campaign_id, [decode_recipient(p)[0] for _, p in entries])
+    started = asyncio.get_running_loop().time()
+    assert await engine.work(Plan().campaign_id) == "done"
+    assert asyncio.get_running_loop().time() - started >= 0.4  # waited for the idle time
+    assert len(wechat_counts(wechat)) == 10 and set(wechat_counts(wechat).values()) == {1}
 
 
 async def test_planning_stopped_midway_resumes_and_adds_nobody_twice(make_engine, fakes, redis):

@@ -299,6 +299,28 @@ def test_agent_claims_transfers_to_a_colleague_who_answers_with_a_canned_reply(
     assert errors == [] and other_errors == [], errors + other_errors
 
 
+def test_agent_takes_over_a_conversation_the_assistant_was_handling(browser, console_url, page_redis_url):
+    name, password = add_user(page_redis_url, "agent", ("general",))
+    cid = f"wechat:otakeover{secrets.token_hex(6)}"
+    context, page, errors = open_console(browser, console_url, name, password)
+    try:
+        page.fill("#takeover-cid", "not-a-conversation")
+        page.press("#takeover-cid", "Enter")
+        page.wait_for_selector("#notice", state="visible")
+        assert "会话ID格式不正确" in page.inner_text("#notice")
+
+        page.fill("#takeover-cid", cid)
+        page.click("#takeover-form button[type=submit]")
+        conversation_item(page, "mine-list", cid).wait_for(timeout=LIVE_TIMEOUT_MS)
+        page.wait_for_selector("#composer", state="visible")  # the pane shows it, mine to answer
+        assert "微信" in page.inner_text("#chat-title")
+        record = redis_sync.Redis.from_url(page_redis_url, decode_responses=True).hgetall(f"pd:handoff:conv:{cid}")
+        assert (record["state"], record["agent"], record["queue"]) == ("active", name, "general")
+    finally:
+        context.close()
+    assert errors == [], errors
+
+
 # -- end to end: customer on gateway A with the real Rasa, agent on gateway B ---------------
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,12 @@
     severe_complaint: "严重投诉", enterprise_service: "政企客户服务", manager: "客户经理服务"
   };
 
+  var BAD_REQUESTS = {
+    bad_conversation: "会话ID格式不正确（例如 web:…、wechat:openid、sms:手机号）",
+    bad_text: "回复内容为空或过长（最多2000字）", bad_queue: "队列名称无效", unknown_agent: "坐席不存在",
+    bad_day: "日期无效"
+  };
+
   var state = {
     user: null,           // {name, role, queues}
     csrf: "",
@@ -144,6 +150,8 @@
       refreshLists();
     } else if (error.status === 429) {
       notice("操作过于频繁，请稍后再试");
+    } else if (error.status === 400) {
+      notice(BAD_REQUESTS[error.body.error] || "请求无效，请检查后重试");
     } else {
       notice("系统繁忙，请稍后重试");
     }
@@ -556,6 +564,18 @@
     }
   });
 
+  $("takeover-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var cid = $("takeover-cid").value.trim();
+    if (!cid) { return; }
+    request("POST", conversationPath(cid, "take_over"), {}).then(function () {
+      $("takeover-cid").value = "";
+      notice("已接管会话", "ok");
+      refreshLists();
+      openConversation(cid);
+    }).catch(failed);
+  });
+
   // ---- live channel ------------------------------------------------------------------------
 
   function setLive(online) {
@@ -644,8 +664,16 @@
   var PALETTE = ["#d4380d", "#fa8c16", "#fadb14", "#73d13d", "#08979c"];  // ratings 1..5
 
   function loadStats() {
-    request("GET", "/stats").then(renderStats).catch(failed);
+    var day = statsDayChosen ? $("stats-day").value : "";  // else today, whatever day it is now
+    request("GET", "/stats" + (day ? "?day=" + encodeURIComponent(day) : "")).then(renderStats).catch(failed);
   }
+
+  var statsDayChosen = false;
+  $("stats-day").addEventListener("change", function () {
+    statsDayChosen = !!$("stats-day").value;
+    loadStats();
+  });
+  $("stats-form").addEventListener("submit", function (event) { event.preventDefault(); loadStats(); });
 
   function chart(id, config) {
     if (typeof window.Chart !== "function") { return null; }
@@ -753,7 +781,8 @@
         datasets: [{ data: [Math.max(0, total - handed), handed], backgroundColor: ["#08979c", "#fa8c16"] }]
       }
     });
-    $("stats-updated").textContent = "更新于 " + new Date().toLocaleTimeString("zh-CN", { hour12: false });
+    if (raw.day && !statsDayChosen) { $("stats-day").value = raw.day; }
+    $("stats-updated").textContent = (raw.day ? raw.day + " 的数据，" : "") + "更新于 " + new Date().toLocaleTimeString("zh-CN", { hour12: false });
   }
 
   // ---- boot --------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ step. Everything the customer hears goes through ``deliver(cid, [Reply], "agent"
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import re
@@ -32,6 +33,7 @@ from channels.handoff import metrics
 from channels.handoff.config import HandoffConfig
 from channels.handoff.store import OPEN_STATES, HandoffStore
 from channels.messages import Deliver, DeliveryResult, Message, Reply
+from channels.notice_context import SEEN_TTL_SECONDS, seen_key
 from channels.rasa_client import RasaClient, RasaUnavailable
 from channels.router import clean_text, log_id
 from integrations.customer_store import CustomerStore
@@ -198,7 +200,10 @@ class HandoffService:
 
     async def _customer_message(self, cid: str, state: str, message: Message) -> list[Reply]:
         text = clean_text(message.text) or clean_text(message.payload)
-        await self.store.append_message(cid, "customer", text)
+        # The conversation is in use (pd:seen, the broadcasts' channel choice), as the router
+        # marks the messages that go to Rasa.
+        await asyncio.gather(self.store.append_message(cid, "customer", text),
+                             self.store.redis.set(seen_key(cid), str(int(self.store.now())), ex=SEEN_TTL_SECONDS))
         metrics.MESSAGES.labels("customer").inc()
         if state == "waiting" and unicodedata.normalize("NFKC", text).strip("。.!！ ") in CALLBACK_WORDS:
             return await self._callback_instead(cid)

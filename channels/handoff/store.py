@@ -242,6 +242,7 @@ class HandoffStore:
     def __init__(self, redis: Any, *, clock: Callable[[], float] = time.time,
                  tz: dt.tzinfo = SHANGHAI) -> None:
         self._redis = redis
+        self.redis = redis  # for callers that pipeline their own keys with the store's client
         self._clock = clock
         self.tz = tz
         self._request = redis.register_script(_REQUEST)

@@ -106,6 +106,7 @@ async def test_web_customer_on_one_instance_agent_on_the_other(make_gateways, hr
             lambda: _senders(service_b.store, cid, "customer", 2))]
         assert texts == ["我家停电了", "快来人"]
         assert rasa_fake.received[cid] == ["你好"]  # never reached Rasa
+        assert await hredis.get(f"pd:seen:{cid}")  # still marked as in use
         with pytest.raises(asyncio.TimeoutError):  # the waiting notice was said once
             await client.next(timeout=0.5)
 

@@ -187,6 +187,10 @@ class Deliverer:
                 result = DeliveryResult("skipped", "no_channel")
             elif not _valid(content, purpose):
                 result = DeliveryResult("failed", "invalid_content")
+            elif purpose != "notice" and not content:
+                # Nothing to say (a handed-off customer's message: the agent answers): no turn
+                # lock, no adapter, so it never waits behind or delays the agent's reply.
+                result = DeliveryResult("skipped", "empty")
             else:
                 result = await self._gate_and_send(adapter, conversation_id, user_id, content,
                                                    purpose, attempt)

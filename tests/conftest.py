@@ -115,14 +115,18 @@ def rasa_url_backends_down(
 
 @pytest.fixture(scope="session")
 def gateway_url(stack: Stack, redis_url: str, rasa_url: str) -> str:
-    """The gateway in front of the session's Rasa server."""
-    return stack.start_gateway("127.0.0.1", free_port(), redis_url, rasa_url)
+    """The gateway in front of the session's Rasa server. Hand-offs open at any hour
+    (HANDOFF_HOURS=always): it consumes the session's hand-off requests, so what a test sees must
+    not depend on the day it runs."""
+    return stack.start_gateway("127.0.0.1", free_port(), redis_url, rasa_url,
+                               extra_env={"HANDOFF_HOURS": "always"})
 
 
 @pytest.fixture(scope="session")
 def gateway_url_backends_down(stack: Stack, redis_url: str, rasa_url_backends_down: str) -> str:
-    """A gateway in front of the Rasa server whose backends are down."""
-    return stack.start_gateway("127.0.0.1", free_port(), redis_url, rasa_url_backends_down)
+    """A gateway in front of the Rasa server whose backends are down (hand-offs at any hour)."""
+    return stack.start_gateway("127.0.0.1", free_port(), redis_url, rasa_url_backends_down,
+                               extra_env={"HANDOFF_HOURS": "always"})
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

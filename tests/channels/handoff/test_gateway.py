@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp.test_utils import TestServer
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from channels.handoff.service import CLAIMED_TEXT, RATING_TEXT, THANKS_TEXT, WAITING_TEXT
@@ -100,13 +101,19 @@ async def test_web_customer_on_one_instance_agent_on_the_other(make_gateways, hr
         service_b = app_b[HANDOFF_KEY]
         record = await service_b.store.get(cid)
         assert record["state"] == "waiting" and record["channel"] == "web"
+        skipped = empty_deliveries()
+        # The agent's delivery holds the conversation's delivery lock: the customer's messages,
+        # which get no answer, neither wait for it nor take it.
+        await hredis.set(f"pd:delivery:turn:{cid}", "agent-reply-in-progress", px=5000)
         await client.say("我家停电了")
         await client.say("快来人")
-        texts = [m["text"] for m in await until(
-            lambda: _senders(service_b.store, cid, "customer", 2))]
+        texts = [m["text"] for m in await until(  # not 5 s: the lock's expiry
+            lambda: _senders(service_b.store, cid, "customer", 2), timeout=2)]
         assert texts == ["我家停电了", "快来人"]
         assert rasa_fake.received[cid] == ["你好"]  # never reached Rasa
         assert await hredis.get(f"pd:seen:{cid}")  # still marked as in use
+        assert await until(lambda: empty_deliveries() == skipped + 2, timeout=2)
+        await hredis.delete(f"pd:delivery:turn:{cid}")
         with pytest.raises(asyncio.TimeoutError):  # the waiting notice was said once
             await client.next(timeout=0.5)
 
@@ -131,6 +138,11 @@ async def test_web_customer_on_one_instance_agent_on_the_other(make_gateways, hr
         assert rasa_fake.received[cid] == ["你好", "查电费"]
     finally:
         await client.close()
+
+
+def empty_deliveries() -> float:
+    return REGISTRY.get_sample_value("powerdesk_gateway_deliveries_total", {
+        "channel": "web", "purpose": "reply", "status": "skipped", "reason": "empty"}) or 0.0
 
 
 async def _senders(store, cid: str, sender: str, count: int) -> list[dict] | None:

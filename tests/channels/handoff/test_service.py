@@ -3,6 +3,7 @@ ticket in the real tickets backend, the unclaimed timeout firing once across two
 回电 instead of waiting, ratings in every written form, and the request stream consumer."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -15,6 +16,7 @@ from channels.handoff.service import (AFTER_HOURS_TEXT, THANKS_TEXT, UNCLAIMED_T
                                       HandoffService, parse_rating, valid_queue)
 from channels.handoff.store import HandoffStore
 from channels.messages import DeliveryResult, Message
+from channels.redis_text import redis_text
 from channels.rasa_client import RasaClient
 from fakes.rasa_rest import FakeRasaRest
 from tests.channels.handoff.conftest import SH
@@ -197,3 +199,24 @@ async def test_request_consumer_opens_drops_stale_and_malformed(hredis, hclock):
     pending = await hredis.xpending(STREAM, "handoff")
     assert pending["pending"] == 0
     assert await hredis.xlen(STREAM) == 4  # acknowledged, left for other readers
+
+
+async def test_a_request_left_by_a_dead_instance_is_claimed_by_another(hredis, hclock):
+    service = make_service(hredis, hclock, Outbox())
+    dead = HandoffRequests(hredis, service, "dead-instance", block_ms=100)
+    await dead._ensure_group()
+    now = dt.datetime.fromtimestamp(hclock.now, dt.timezone.utc)
+    await hredis.xadd(STREAM, {"conversation_id": "sms:13800005678", "reason": "r",
+                               "requested_at": now.isoformat()})
+    # the dead instance read the entry and died before opening the hand-off
+    taken = await hredis.xreadgroup("handoff", "dead-instance", {STREAM: ">"}, count=10)
+    assert len(taken[0][1]) == 1
+    alive = HandoffRequests(hredis, service, "alive-instance", block_ms=100, claim_idle_seconds=0.05)
+    await asyncio.sleep(0.1)  # longer than its claim idle time
+    assert await alive.run_once() == 1
+    assert (await service.store.get("sms:13800005678"))["state"] == "waiting"
+    assert (await hredis.xpending(STREAM, "handoff"))["pending"] == 0
+    await dead.leave()
+    await alive.leave()
+    consumers = {redis_text(c["name"]) for c in await hredis.xinfo_consumers(STREAM, "handoff")}
+    assert consumers == set()

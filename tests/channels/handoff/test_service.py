@@ -220,3 +220,25 @@ async def test_a_request_left_by_a_dead_instance_is_claimed_by_another(hredis, h
     await alive.leave()
     consumers = {redis_text(c["name"]) for c in await hredis.xinfo_consumers(STREAM, "handoff")}
     assert consumers == set()
+
+
+async def test_what_the_action_server_writes_is_what_the_gateway_reads(hredis, hclock, handoff_redis_url):
+    from integrations.customer_store import CustomerStore
+
+    actions_redis = Redis.from_url(handoff_redis_url, decode_responses=True)  # as the action server's
+    try:
+        hclock.now = dt.datetime.now(dt.timezone.utc).timestamp()  # requested_at is the real time
+        service = HandoffService(HandoffStore(hredis, clock=hclock), Outbox(), None,
+                                 HandoffConfig(hours=BusinessHours.parse("always")),
+                                 customers=CustomerStore(hredis))
+        await CustomerStore(actions_redis).bind("wechat:o-vip", "3204567890")
+        await CustomerStore(actions_redis).record_human_request("wechat:o-vip", "customer: 找客户经理", {
+            "queue": "manager:KH01", "customer_type": "enterprise", "account_masked": "******7890",
+            "channel": "wechat", "trigger": "request_human"})
+        assert await HandoffRequests(hredis, service, "c1", block_ms=100).run_once() == 1
+    finally:
+        await actions_redis.aclose()
+    record = await service.store.get("wechat:o-vip")
+    assert (record["queue"], record["customer_type"], record["reason"]) == \
+        ("manager:KH01", "enterprise", "customer: 找客户经理")
+    assert record["account"] == "3204567890"  # the raw 户号 from the binding, masked when shown

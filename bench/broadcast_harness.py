@@ -168,6 +168,9 @@ class Harness:
         self.redis: Redis | None = None
         self.fakes: dict[str, FakesProcess] = {}
         self._backends: Process | None = None
+        self._gateway: Process | None = None
+        self._rasa: Any = None
+        self.gateway_url = ""
         self._session: aiohttp.ClientSession | None = None
         self._fake_logs: list[IO[bytes]] = []
         self.workers: list[Worker] = []
@@ -213,9 +216,11 @@ class Harness:
             await self.redis.aclose()
         for fakes in self.fakes.values():
             await asyncio.to_thread(fakes.stop)
+        await asyncio.to_thread(self.stack.stop)
+        if self._rasa is not None:
+            await self._rasa.close()
         for log in self._fake_logs:
             log.close()
-        await asyncio.to_thread(self.stack.stop)
 
     # -- audience ---------------------------------------------------------------------------
 
@@ -313,6 +318,63 @@ class Harness:
             raise RuntimeError(f"report {campaign_id} exited {code}: {out[-2000:]}")
         return json.loads(out)
 
+    async def start_gateway(self) -> str:
+        """A gateway process on the workers' environment, in front of the loopback fake of
+        Rasa's REST contract (no customer talks here). Its workers drain what a broadcast
+        worker leaves behind: SMS waiting in the outbox (a killed worker's leased messages, once
+        the lease runs out), scheduled deliveries. Returns its base URL."""
+        if self._gateway is None:
+            env = {k: v for k, v in self.env().items() if k not in ("REDIS_URL", "RASA_URL")}
+            env["SMS_CALLBACK_TOKEN"] = "h8-broadcast-callback-token"
+            from fakes.rasa_rest import FakeRasaRest
+
+            self._rasa = FakeRasaRest()
+            await self._rasa.start()
+            self.gateway_url = await asyncio.to_thread(
+                self.stack.start_gateway, "127.0.0.1", free_port(), self.redis_url,
+                self._rasa.url, env)
+            self._gateway = self.stack.processes[-1]
+        return self.gateway_url
+
+    async def drain_sms_outbox(self, timeout: float) -> int:
+        """Wait until no SMS waits in the outbox (``pd:sms:outbox``); returns how many still
+        wait at the deadline."""
+        from channels.sms.outbox import QUEUE_KEY
+
+        deadline = time.monotonic() + timeout
+        while (waiting := await self.redis.zcard(QUEUE_KEY)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        return int(waiting)
+
+    async def next_held(self, campaign_id: str) -> float | None:
+        """When the campaign's earliest held recipient is due (unix time), None if none is held
+        (the engine's ``pd:bc:{<id>}:held`` sorted set)."""
+        first = await self.redis.zrange(f"pd:bc:{{{campaign_id}}}:held", 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    async def run_until_done(self, campaign_id: str, name: str, timeout: float,
+                             args: Iterable[str] = ()) -> list[Worker]:
+        """``run`` the campaign, and again whenever recipients it left held (a retry, a pause)
+        are due, as the scheduler would, until none is open; each run must exit 0. Returns
+        the workers, in order."""
+        deadline = time.monotonic() + timeout
+        workers: list[Worker] = []
+        while True:
+            worker = self.start_worker(args, name=f"{name}-{len(workers) + 1}")
+            workers.append(worker)
+            code = await worker.wait(max(1.0, deadline - time.monotonic()))
+            if code:
+                raise RuntimeError(f"{worker.name} exited {code}:\n{worker.log_tail()}")
+            report = await self.report(campaign_id)
+            if not report.get("open"):
+                return workers
+            due = await self.next_held(campaign_id)
+            wait = 1.0 if due is None else max(0.2, due - time.time() + 0.2)
+            if time.monotonic() + wait > deadline:
+                raise RuntimeError(f"campaign {campaign_id} still has {report.get('open')} open "
+                                   f"recipients after {len(workers)} runs ({report.get('held')})")
+            await asyncio.sleep(wait)
+
     # -- counters ---------------------------------------------------------------------------
 
     def cpu_seconds(self) -> dict[str, float]:
@@ -353,7 +415,8 @@ class Harness:
         return counts
 
     async def web_counts(self, audience: Sequence[Customer]) -> dict[str, int]:
-        """Events waiting in the web chat outboxes of the audience's web sessions."""
+        """Notices waiting in the web chat outboxes of the audience's web sessions (a notice is
+        a text event plus its card, the reply's ``custom`` ``{"notice": …}``: cards are counted)."""
         from channels.webchat_outbox import outbox_key
 
         sessions = [c.web_session for c in audience if c.web_session]
@@ -361,9 +424,13 @@ class Harness:
             return {}
         pipe = self.redis.pipeline(transaction=False)
         for session in sessions:
-            pipe.llen(outbox_key(session))
-        lengths = await pipe.execute()
-        return {s: int(n) for s, n in zip(sessions, lengths) if n}
+            pipe.lrange(outbox_key(session), 0, -1)
+        counts = {}
+        for session, events in zip(sessions, await pipe.execute()):
+            notices = sum(1 for raw in events if "notice" in json.loads(raw))
+            if notices:
+                counts[session] = notices
+        return counts
 
     async def wait_totals(self, at_least: int, timeout: float, worker: Worker | None = None,
                           interval: float = 0.05) -> int:

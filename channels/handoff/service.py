@@ -101,6 +101,9 @@ class HandoffService:
         a callback ticket instead. Returns the record (``new``: whether it opened now) or
         ``{"state": "after_hours", "ticket": <id or "">}``."""
         channel = cid.partition(":")[0]
+        existing = await self.store.get(cid)
+        if existing and existing.get("state") in OPEN_STATES:  # asked again while waiting/served
+            return {**existing, "new": False}
         account = account or await self._account(cid)
         now = self.store.now()
         if not self.config.hours.is_open(now):

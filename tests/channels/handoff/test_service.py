@@ -91,6 +91,14 @@ async def test_outside_business_hours_a_callback_ticket_instead(hredis, hclock, 
     assert await service.store.get(cid) is None  # no hand-off opened, Rasa not paused
     assert fake.tracker_events[cid] == []
 
+    # a customer already waiting when the hours end is not told twice nor ticketed again
+    hclock.now = dt.datetime(2026, 11, 27, 19, 59, tzinfo=SH).timestamp()
+    await service.open("web:waiting", queue="general", reason="")
+    hclock.now = FRIDAY_EVENING
+    again = await service.open("web:waiting", queue="general", reason="")
+    assert again["state"] == "waiting" and not again["new"]
+    assert outbox.texts("web:waiting") == [WAITING_TEXT]
+
 
 async def test_tickets_backend_down_still_tells_the_hours(hredis, hclock):
     hclock.now = NATIONAL_DAY

@@ -38,7 +38,7 @@ def setup(app: web.Application, config: HandoffConfig, timezone: str = "Asia/Sha
         app[HANDOFF_KEY] = service
         app[ROUTER_KEY].handoff = service
         consumer = HandoffRequests(redis, service, f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
-                                   claim_idle_seconds=config.claim_idle_seconds)
+                                   group=config.group, claim_idle_seconds=config.claim_idle_seconds)
         tasks = [asyncio.create_task(consumer.run_forever()),
                  asyncio.create_task(watch_unclaimed(service, config.unclaimed_check_seconds))]
         try:

@@ -18,7 +18,7 @@ export PYTHONPATH := $(CURDIR)
 apt_install = { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
   $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(1) >/dev/null; }
 
-.PHONY: help env model run lint test test-unit fuzz validate nlu-eval bench lock browser clean
+.PHONY: help env model run lint test test-unit fuzz validate nlu-eval bench bench-broadcast lock browser clean
 
 help:
 	@echo "make run        run the product on embedded defaults (web chat on http://127.0.0.1:8000/)"
@@ -30,6 +30,7 @@ help:
 	@echo "make validate   rasa data validate"
 	@echo "make nlu-eval   evaluate NLU on the held-back split"
 	@echo "make bench      run the benchmarks"
+	@echo "make bench-broadcast  the broadcast engine's benchmark alone (100,000 recipients)"
 	@echo "make lock       re-lock both environments from requirements/*.in"
 
 $(RASA_VENV)/.installed: requirements/rasa.lock
@@ -79,6 +80,11 @@ nlu-eval: env model
 
 bench: env model
 	$(APP_PY) -m bench.webchat_bench
+	$(APP_PY) -m bench.broadcast_bench
+
+# The broadcast engine alone: 10,000 and 100,000 recipients through the loopback fakes.
+bench-broadcast: env
+	$(APP_PY) -m bench.broadcast_bench
 
 lock:
 	$(RASA_PY) -m pip install --quiet -r requirements/rasa.in && $(RASA_PY) -m pip check && \

@@ -216,7 +216,7 @@
     $("login-view").hidden = true;
     $("app-view").hidden = false;
     $("whoami").textContent = (user.display_name || user.name || "") + "（" +
-      (user.role === "supervisor" ? "班长" : "坐席") + "）";
+      (user.role === "supervisor" ? "主管" : "坐席") + "）";
     $("tab-supervisor").hidden = user.role !== "supervisor";
     showTab("work");
     loadReferenceData();
@@ -245,13 +245,21 @@
   function loadReferenceData() {
     request("GET", "/canned").then(function (data) {
       var items = Array.isArray(data) ? data : (data.canned || data.replies || []);
-      var select = $("canned");
+      var select = $("canned"), groups = {};
       while (select.options.length > 1) { select.remove(1); }
+      Array.prototype.forEach.call(select.querySelectorAll("optgroup"), function (g) { g.remove(); });
       items.forEach(function (item) {
         var text = typeof item === "string" ? item : item.text;
         var option = el("option", null, typeof item === "string" ? item : (item.title || item.text));
         option.value = text;
-        select.appendChild(option);
+        var category = typeof item === "string" ? "" : (item.category || "");
+        if (!category) { select.appendChild(option); return; }
+        if (!groups[category]) {
+          groups[category] = el("optgroup");
+          groups[category].label = category;
+          select.appendChild(groups[category]);
+        }
+        groups[category].appendChild(option);
       });
     }).catch(function () { /* canned replies are optional */ });
     request("GET", "/queues").then(function (data) {
@@ -606,11 +614,15 @@
         showLogin("登录已过期，请重新登录");
         return;
       }
-      // Unclear why it closed: the session may have expired; the API says so with a 401.
-      request("GET", "/me").then(function () {
+      // Unclear why it closed: the session may have expired (the API says so with a 401), or
+      // the gateway restarts (try again, less and less often).
+      function retry() {
         window.setTimeout(function () { if (state.user && !state.live) { connectLive(); } }, state.liveRetryMs);
         state.liveRetryMs = Math.min(state.liveRetryMs * 2, 15000);
-      }).catch(failed);
+      }
+      request("GET", "/me").then(retry).catch(function (error) {
+        if (error instanceof ApiError && error.status === 401) { failed(error); } else { retry(); }
+      });
     };
   }
 

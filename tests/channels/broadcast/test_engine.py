@@ -9,14 +9,16 @@ from dataclasses import replace
 import pytest
 
 from channels.broadcast.campaigns import (Campaigns, Outcome, decode_recipient, encode_recipient,
-                                          key)
+                                          key, plan_from_meta)
 from channels.broadcast.engine import (PAUSE_KEY, WORKER_KEY, ReportConsumer, notice_key,
                                        parse_notice_key)
 from channels.broadcast.report import campaign_report
+from channels.broadcast.sources import CampaignPlan
 from channels.config import GatewayConfig
 from channels.messages import DeliveryResult, Notice
 from channels.optout import OptOutStore
 from channels.webchat_outbox import WebChatAdapter
+from integrations.rate_limit import Rate
 from tests.channels.broadcast.engine_support import (MORNING, NIGHT, OUTAGE_PARAMS, Plan,
                                                      Recipient, Source, sms_counts,
                                                      wechat_audience, wechat_counts)
@@ -287,3 +289,24 @@ async def test_dry_run_counts_channels_and_skip_reasons_and_records_nothing(
     assert dry.skipped["quiet_hours"] == 5 and not dry.channels
     assert await redis.hlen(key(done.campaign_id, "state")) == 1  # nothing recorded
     assert len(wechat_counts(wechat)) == 1  # the one sent above, none by the dry runs
+
+
+async def test_provider_rates_are_one_bucket_shared_by_every_worker(make_engine, redis):
+    audience = [Recipient(f"32000000{i:02d}", (f"web:{'r' * 20}{i:02d}",)) for i in range(16)]
+    rates = {"web": Rate(5, 1)}  # a burst of 5, then 5 a second: 16 take at least 2.2 s
+    first = await make_engine(rates=rates, batch=4, consumer="w1")
+    second = await make_engine(rates=rates, batch=4, consumer="w2")
+    started = asyncio.get_running_loop().time()
+    source = Source(audience)
+    assert await asyncio.gather(first.run(Plan(), source), second.run(Plan(), source)) == [
+        "done", "done"]
+    assert asyncio.get_running_loop().time() - started >= 2.0
+    assert (await report(redis))["channels"]["web"]["sent"] == 16
+
+
+async def test_a_campaign_plan_is_rebuilt_from_its_stored_fields(redis):
+    plan = CampaignPlan("outage:O-7:imminent", "outage", "imminent", "outage_notice", False,
+                        "计划停电临近提醒", {"outage_id": "O-7", "area": "幸福小区"})
+    campaigns = Campaigns(redis)
+    await campaigns.create(plan)
+    assert plan_from_meta(await campaigns.meta(plan.campaign_id)) == plan

@@ -75,7 +75,12 @@ class Scheduler:
             marker, ttl = MARKER_KEY.format(slot.kind, due[0]), due[1]
             if not await self.engine.redis.set(marker, self.owner, nx=True, ex=ttl):
                 continue
-            plans = await self.sources.plans(slot.kind, now=datetime.fromtimestamp(now, self.tz))
+            try:
+                plans = await self.sources.plans(slot.kind,
+                                                 now=datetime.fromtimestamp(now, self.tz))
+            except Exception:
+                await self.engine.redis.delete(marker)  # the slot fires again at the next tick
+                raise
             log.info("schedule %s (%s): %d campaigns", slot.kind, due[0], len(plans))
             for plan in plans:
                 await self.engine.open(plan)

@@ -89,3 +89,26 @@ async def test_run_forever_stops_when_asked(make_engine, fakes, redis, clock):
     stop.set()
     await asyncio.wait_for(task, 10)
     assert len(wechat_counts(fakes[0])) == 3
+
+
+async def test_a_slot_whose_plans_failed_fires_again(make_engine, fakes, redis, clock):
+    wechat, _sms = fakes
+    source = Source(wechat_audience(2))
+    calls = 0
+    plans = source.plans
+
+    async def flaky(kind, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("outage backend down")
+        return await plans(kind, **kwargs)
+
+    source.plans = flaky
+    scheduler = Scheduler(await make_engine(), source,
+                          EngineConfig(rates={}, schedule=parse_schedule("outage=*/10m")),
+                          "Asia/Shanghai", plan_of=plan_of, clock=clock)
+    await scheduler.tick()  # logged, not raised
+    assert await scheduler.fire_due() == ["outage:O-1:notice"]
+    await scheduler.wait_idle()
+    assert len(wechat_counts(wechat)) == 2

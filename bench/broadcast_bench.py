@@ -85,6 +85,15 @@ def rss_growth(small_kb: int, large_kb: int) -> float:
     return (large_kb - small_kb) / small_kb if small_kb else float("inf")
 
 
+def marginal_cpu_ms(small: RunFigures, large: RunFigures) -> dict[str, float]:
+    """CPU milliseconds per extra message from the small to the large run (start-up cancels
+    out): the worker's, and all processes' together."""
+    extra = large.recipients - small.recipients
+    worker = (large.cpu.get("worker", 0.0) - small.cpu.get("worker", 0.0)) * 1000 / extra
+    total = (sum(large.cpu.values()) - sum(small.cpu.values())) * 1000 / extra
+    return {"worker": worker, "all": total}
+
+
 def verdict(ok: bool) -> str:
     return "OK" if ok else "MISSED"
 
@@ -211,10 +220,15 @@ async def run_baseline(harness, n: int, audience: list[Customer], concurrency: i
     return await measure(harness, worker, f"baseline (no engine) {n // 1000}k", n, audience, timeout)
 
 
-async def run_engine(harness, n: int, audience: list[Customer], timeout: float) -> RunFigures:
-    timings = await harness.prepare(audience)
+async def seed(harness, n: int, audience: list[Customer], fresh_fakes: bool = True) -> None:
+    timings = await harness.prepare(audience, fresh_fakes=fresh_fakes)
     print(f"  seeded {n:,} customers: Redis {timings['redis']:.1f} s, SQLite {timings['sqlite']:.1f} s, "
           f"backends start {timings['backends']:.1f} s", flush=True)
+
+
+async def run_engine(harness, n: int, audience: list[Customer], timeout: float) -> RunFigures:
+    """The engine on the seeded audience (the baseline leaves the seeded data untouched)."""
+    await harness.restart_fakes()
     worker = harness.start_worker(name=f"engine-{n}")
     return await measure(harness, worker, f"engine {n // 1000}k", n, audience, timeout)
 
@@ -238,7 +252,7 @@ async def run_kill(harness, n: int, audience: list[Customer], kill_at: float,
     killed worker left in the outbox; count at the fakes."""
     from bench.broadcast_harness import CAMPAIGN
 
-    await harness.prepare(audience)
+    await seed(harness, n, audience)
     await harness.start_gateway()
     expected = sum(1 for c in audience if c.reachable)
     first = harness.start_worker(name=f"killed-{n}")
@@ -264,6 +278,13 @@ def _summary(runs: dict[str, RunFigures], small: int, large: int) -> list[str]:
         share = f", {eng_large.rate / base_large.rate:.0%} of the baseline" if base_large and base_large.rate else ""
         lines.append(f"engine rate at {large:,}: {eng_large.rate:,.0f} msg/s (target >= {TARGET_RATE:,.0f}"
                      f"{share}): {verdict(ok)}")
+    for label in ("baseline", "engine"):
+        small_run, large_run = runs.get(f"{label}-{small}"), runs.get(f"{label}-{large}")
+        if small_run and large_run and large > small:
+            per = marginal_cpu_ms(small_run, large_run)
+            lines.append(f"{label}: CPU per message beyond start-up, {small:,} → {large:,}: "
+                         f"worker {per['worker']:.2f} ms, all processes {per['all']:.2f} ms "
+                         f"(at most {2000 / per['all'] if per['all'] > 0 else 0:,.0f} msg/s on 2 free cores)")
     if eng_small and eng_large:
         growth = rss_growth(eng_small.maxrss_kb, eng_large.maxrss_kb)
         lines.append(f"engine peak RSS {small:,} → {large:,}: {eng_small.maxrss_kb / 1024:.1f} → "
@@ -288,8 +309,8 @@ async def main_async(args: argparse.Namespace) -> int:
     async with Harness(run_dir, sms_provider=args.sms_provider) as harness:
         for n in sizes:
             audience = list(customers(n, BENCH_MIX))
+            await seed(harness, n, audience, fresh_fakes=False)
             if not args.no_baseline:
-                await harness.prepare(audience, fresh_fakes=False)
                 runs[f"baseline-{n}"] = await run_baseline(harness, n, audience,
                                                            args.baseline_concurrency, args.timeout)
                 print(table([runs[f"baseline-{n}"]]).splitlines()[1], flush=True)

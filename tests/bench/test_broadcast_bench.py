@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from redis.asyncio import Redis
 
-from bench.broadcast_bench import RunFigures, rss_growth, table
+from bench.broadcast_bench import RunFigures, marginal_cpu_ms, rss_growth, table
 from bench.broadcast_data import (BENCH_MIX, OUTAGE, TEST_MIX, Mix, customer, customers,
                                   report_adds_up, seed_backend, seed_redis, tally)
 from channels.optout import OptOutStore
@@ -77,6 +77,9 @@ def test_figures_arithmetic_and_table():
     assert run.rate == 2000.0 and run.overall_rate == 1250.0
     assert RunFigures("idle", 0).rate == 0.0
     assert rss_growth(100_000, 108_000) == pytest.approx(0.08)
+    large = RunFigures("engine 100k", 100_000, cpu={"worker": 94.0, "wechat fake": 30.0})
+    small = RunFigures("engine 10k", 10_000, cpu={"worker": 4.0, "wechat fake": 3.0})
+    assert marginal_cpu_ms(small, large) == pytest.approx({"worker": 1.0, "all": 1.3})
     lines = table([run]).splitlines()
     assert len(lines) == 2 and "2000" in lines[1] and "100.0" in lines[1] and "worker 4.0" in lines[1]
 

@@ -487,9 +487,10 @@ async def run(args) -> None:
 
 def gateway_env() -> dict[str, str]:
     """Both gateways' settings for the run: every customer connects from 127.0.0.1, so the web
-    chat's budgets are lifted (the limiter still runs, so its cost is measured)."""
+    chat's budgets are lifted (the limiter still runs, so its cost is measured); agents on duty
+    around the clock, no unclaimed reminders (every conversation is claimed at once)."""
     return {"WEBCHAT_RATE_PER_ADDRESS": "1000000/min", "WEBCHAT_RATE_PER_SESSION": "1000000/min",
-            "DELIVERY_QUIET_HOURS": "off"}
+            "DELIVERY_QUIET_HOURS": "off", "HANDOFF_HOURS": "always", "HANDOFF_UNCLAIMED_MINUTES": "0"}
 
 
 def main() -> None:

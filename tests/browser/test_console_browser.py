@@ -324,11 +324,9 @@ def test_agent_takes_over_a_conversation_the_assistant_was_handling(browser, con
 # -- end to end: customer on gateway A with the real Rasa, agent on gateway B ---------------
 
 @pytest.fixture(scope="module")
-def two_gateways(stack, redis_url: str, rasa_url: str) -> tuple[str, str]:
-    """Gateway A for the customer, gateway B for the agent: one Redis, one Rasa."""
-    customer = stack.start_gateway("127.0.0.1", free_port(), redis_url, rasa_url, GATEWAY_ENV)
-    agent = stack.start_gateway("127.0.0.1", free_port(), redis_url, rasa_url, GATEWAY_ENV)
-    return customer, agent
+def two_gateways(stack, redis_url: str, rasa_url: str, gateway_url: str) -> tuple[str, str]:
+    """Gateway A for the customer (the session's), gateway B for the agent: one Redis, one Rasa."""
+    return gateway_url, stack.start_gateway("127.0.0.1", free_port(), redis_url, rasa_url, GATEWAY_ENV)
 
 
 def wait_for_bot_text(page, before: int, expect: str, timeout: int = ANSWER_TIMEOUT_MS) -> None:

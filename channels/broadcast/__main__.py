@@ -1,10 +1,12 @@
 """``python -m channels.broadcast``: run, inspect and schedule broadcast campaigns.
 
-    run KIND [--outage-id ID | --due-within DAYS] [--dry-run]
+    run KIND [--outage-id ID | --due-within DAYS] [--dry-run] [--workers N]
         plan and send the campaigns of KIND due now (bill_issued, due_reminder, arrears, outage,
         restoration), with a progress bar, then print each one's report; ``run outage`` without
         --outage-id takes every outage due for a notice; --dry-run prints the audience per
-        channel and how many would be skipped per reason, sending and recording nothing
+        channel and how many would be skipped per reason, sending and recording nothing;
+        --workers N sends each campaign with N processes (this one and N-1 ``work`` helpers)
+    work CAMPAIGN_ID        send (or resume) an existing campaign in this process
     status CAMPAIGN_ID      one line: state and progress
     report CAMPAIGN_ID [--json]
     list                    the campaigns, newest first
@@ -34,7 +36,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from channels.app import gateway_redis, standalone_deliverer
-from channels.broadcast.campaigns import Campaigns
+from channels.broadcast.campaigns import Campaigns, plan_from_meta
 from channels.broadcast.config import KINDS, BroadcastConfig, EngineConfig
 from channels.broadcast.engine import SKIP_REASONS, DryRun, Engine, following_reports
 from channels.broadcast.report import campaign_list, campaign_report, render_report
@@ -78,6 +80,10 @@ def parser() -> argparse.ArgumentParser:
                        help="bills due within DAYS days (kind due_reminder)")
     run.add_argument("--dry-run", action="store_true",
                      help="count the audience per channel and skip reason; send nothing")
+    run.add_argument("--workers", type=_workers, default=1, metavar="N",
+                     help="worker processes sending each campaign (default 1: this one)")
+    work = commands.add_parser("work", help="send (or resume) an existing campaign here")
+    work.add_argument("campaign_id", metavar="CAMPAIGN_ID")
     status = commands.add_parser("status", help="a campaign's state and progress")
     status.add_argument("campaign_id", metavar="CAMPAIGN_ID")
     report = commands.add_parser("report", help="a campaign's report")
@@ -86,6 +92,12 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("list", help="the campaigns, newest first")
     commands.add_parser("scheduler", help="run the scheduler (make run starts one)")
     return p
+
+
+def _workers(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 32:
+        raise argparse.ArgumentTypeError(f"N must be a whole number from 1 to 32, got {raw!r}")
+    return int(raw)
 
 
 def _days(raw: str) -> int:
@@ -156,6 +168,8 @@ async def _command(args: argparse.Namespace, gateway: GatewayConfig, config: Eng
                             notice_limits=dict(gateway.delivery_rate_limits))
             if args.command == "scheduler":
                 return await _scheduler(engine, source, config, gateway.timezone)
+            if args.command == "work":
+                return await _work(args.campaign_id, engine, source)
             return await _run(args, engine, source, gateway.timezone)
     except Exception as exc:  # noqa: BLE001 - one clear line for the operator, details in the log
         log.debug("command failed", exc_info=True)
@@ -176,17 +190,47 @@ async def _run(args: argparse.Namespace, engine: Engine, source: Any, timezone: 
         if args.dry_run:
             print(_render_dry_run(plan, await engine.dry_run(plan, source)))
             continue
+        await engine.open(plan)
+        helpers = [await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "channels.broadcast", "work", plan.campaign_id,
+            stdout=asyncio.subprocess.DEVNULL) for _ in range(args.workers - 1)]
         async with following_reports(engine.redis, engine.config.failures_kept):
             async with _progress(engine.campaigns, plan.campaign_id):
                 status = await engine.run(plan, source)
-        report = await campaign_report(engine.campaigns, plan.campaign_id)
-        print(render_report(report or {}))
-        if status == "waiting":
-            print(f"  {report['open'] if report else '?'} recipients wait (quiet hours or a "
-                  f"provider's pause); the scheduler sends them when due, or `run` again then.")
-        elif status == "unplanned":
-            print("  the audience was not read whole; `run` again to resume.")
+                codes = [await helper.wait() for helper in helpers]
+        if any(codes):
+            print(f"broadcast run: a worker process exited with {max(codes)}", file=sys.stderr)
+            return FAILED
+        _print_outcome(await campaign_report(engine.campaigns, plan.campaign_id), status)
     return OK
+
+
+async def _work(campaign_id: str, engine: Engine, source: Any) -> int:
+    """Send (or resume) one campaign in this process: the ``--workers`` helpers, or an operator
+    finishing a campaign without waiting for the scheduler."""
+    meta = await engine.campaigns.meta(campaign_id)
+    if meta is None:
+        print(f"no campaign {campaign_id!r} (see `list`)", file=sys.stderr)
+        return NOT_FOUND
+    planning = None
+    if meta.get("planned") != "1" and not await engine.planner_active(campaign_id):
+        planning = asyncio.create_task(engine.plan_audience(plan_from_meta(meta), source))
+    try:
+        status = await engine.work(campaign_id, planning=planning)
+    finally:
+        if planning is not None and not planning.done():
+            planning.cancel()
+    _print_outcome(await campaign_report(engine.campaigns, campaign_id), status)
+    return OK
+
+
+def _print_outcome(report: dict[str, Any] | None, status: str) -> None:
+    print(render_report(report or {}))
+    if status == "waiting":
+        print(f"  {report['open'] if report else '?'} recipients wait (quiet hours, a provider's "
+              f"pause, a retry); the scheduler sends them when due, or `run` again then.")
+    elif status == "unplanned":
+        print("  the audience was not read whole; `run` again to resume.")
 
 
 @contextlib.asynccontextmanager

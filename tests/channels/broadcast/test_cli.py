@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from channels.broadcast.__main__ import main
+from channels.broadcast.campaigns import Campaigns, encode_recipient, key
 from channels.optout import OptOutStore
 from tests.channels.broadcast.engine_support import (Plan, Recipient, Source, sms_counts,
                                                      wechat_audience, wechat_counts)
@@ -92,6 +93,7 @@ async def test_unknown_campaign_and_nothing_due(fakes, redis, capsys, gateway_en
     (["run", "due_reminder", "--due-within", "soon"], "DAYS must be a whole number from 0 to 60"),
     (["run", "outage", "--outage-id", "O-1", "--due-within", "3"], "not allowed with argument"),
     (["status"], "the following arguments are required: CAMPAIGN_ID"),
+    (["run", "outage", "--workers", "0"], "N must be a whole number from 1 to 32"),
     ([], "the following arguments are required: COMMAND"),
 ])
 def test_bad_arguments_exit_2_with_one_clear_message(argv, message):
@@ -108,3 +110,34 @@ def test_a_bad_setting_exits_2(monkeypatch):
     assert done.returncode == 2
     assert done.stderr.strip() == ("broadcast configuration error: BROADCAST_RATES must be a rate "
                                    "such as 30/min, 10/h or off, got 'fast'")
+
+
+async def test_run_with_two_worker_processes_sends_each_notice_once(fakes, redis, capsys,
+                                                                   gateway_env, monkeypatch):
+    wechat, _sms = fakes
+    wechat.latency_seconds = 0.02
+    monkeypatch.setenv("BROADCAST_CONCURRENCY", "2")  # slow enough for the helper to join in
+    monkeypatch.setenv("BROADCAST_BATCH", "2")
+    source = Source(wechat_audience(300))
+    code, out, err = await cli(capsys, "run", "outage", "--workers", "2", source=source)
+    assert code == 0, err
+    counts = wechat_counts(wechat)
+    assert len(counts) == 300 and set(counts.values()) == {1}
+    consumers = await redis.xinfo_consumers(key("outage:O-1:notice", "queue"), "workers")
+    assert len(consumers) == 2  # this process and its `work` helper both read the stream
+    assert "audience 300, open 0" in out
+
+
+async def test_work_resumes_a_campaign(fakes, redis, capsys, gateway_env):
+    wechat, _sms = fakes
+    source = Source(wechat_audience(5))
+    code, _out, err = await cli(capsys, "work", "outage:O-1:notice", source=source)
+    assert code == 3 and "no campaign" in err
+    engine_campaigns = Campaigns(redis)
+    await engine_campaigns.create(Plan())
+    await engine_campaigns.add(Plan().campaign_id, [
+        (r.customer, encode_recipient(r.customer, r.conversations, r.phone, r.params), "")
+        for r in source.audience])
+    await engine_campaigns.planned(Plan().campaign_id)
+    code, out, _ = await cli(capsys, "work", "outage:O-1:notice", source=source)
+    assert code == 0 and "audience 5, open 0" in out and len(wechat_counts(wechat)) == 5

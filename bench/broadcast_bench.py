@@ -16,7 +16,8 @@ For each size (``--small``, default 10,000, and ``--recipients``, default 100,00
   customer's notice straight to the fakes through the same transport clients (WeChat API client,
   SMS provider signer) with the same concurrency (``--baseline-concurrency``) — the ceiling
   this machine and the fakes allow;
-- engine: the CLI worker on the seeded audience.
+- engine: the CLI worker on the seeded audience; with ``--workers K`` (K > 1) also K workers
+  started at once on a new copy of the audience.
 
 Printed per run: messages accepted by the fakes, wall time of the process, the sending rate
 (messages / time between the first and the last message the fakes accepted) and the rate over
@@ -179,33 +180,38 @@ async def baseline(n: int, concurrency: int) -> int:
 
 # ---- the measured runs ------------------------------------------------------------------------
 
-async def measure(harness, worker, label: str, n: int, audience: list[Customer],
+async def measure(harness, workers: list, label: str, n: int, audience: list[Customer],
                   timeout: float) -> RunFigures:
-    """Follow ``worker`` to its end, sampling the fakes' totals; then count per recipient."""
+    """Follow ``workers`` to their end, sampling the fakes' totals; then count per recipient.
+    Peak RSS: the largest worker's; worker CPU: all of theirs."""
     figures = RunFigures(label, n)
     cpu_before = harness.cpu_seconds()
+    started = min(w.started for w in workers)
     first = last = None
     previous = 0
-    while worker.alive():
+    while any(w.alive() for w in workers):
         total = await harness.totals()
         now = time.monotonic()
         if total and first is None:
             first = now
         if total != previous:
             last, previous = now, total
-        if now - worker.started > timeout:
-            worker.kill()
+        if now - started > timeout:
+            for worker in workers:
+                worker.kill()
             break
         await asyncio.sleep(0.1)
-    figures.exit_code = await worker.wait(60)
+    codes = [await w.wait(60) for w in workers]
+    figures.exit_code = max(codes, key=abs)
+    ended = max(w.ended or time.monotonic() for w in workers)
     total = await harness.settle(quiet_seconds=0.5, timeout=30)
     if total != previous:
-        last = time.monotonic() if last is None else max(last, worker.ended or last)
+        last = ended if last is None else max(last, ended)
     figures.accepted = total
-    figures.wall_seconds = worker.seconds
+    figures.wall_seconds = ended - started
     figures.sending_seconds = (last - first) if first is not None and last is not None else 0.0
-    figures.maxrss_kb = worker.maxrss_kb
-    figures.cpu = {"worker": worker.cpu_seconds, **{
+    figures.maxrss_kb = max(w.maxrss_kb for w in workers)
+    figures.cpu = {"worker": sum(w.cpu_seconds for w in workers), **{
         name: seconds - cpu_before.get(name, 0.0) for name, seconds in harness.cpu_seconds().items()}}
     figures.tally = tally(audience, await harness.counts(audience))
     return figures
@@ -217,7 +223,7 @@ async def run_baseline(harness, n: int, audience: list[Customer], concurrency: i
     worker = harness.start_worker_command(
         [str(APP_PY), "-m", "bench.broadcast_bench", "--baseline-worker", str(n),
          "--baseline-concurrency", str(concurrency)], name=f"baseline-{n}")
-    return await measure(harness, worker, f"baseline (no engine) {n // 1000}k", n, audience, timeout)
+    return await measure(harness, [worker], f"baseline (no engine) {n // 1000}k", n, audience, timeout)
 
 
 async def seed(harness, n: int, audience: list[Customer], fresh_fakes: bool = True) -> None:
@@ -226,11 +232,14 @@ async def seed(harness, n: int, audience: list[Customer], fresh_fakes: bool = Tr
           f"backends start {timings['backends']:.1f} s", flush=True)
 
 
-async def run_engine(harness, n: int, audience: list[Customer], timeout: float) -> RunFigures:
-    """The engine on the seeded audience (the baseline leaves the seeded data untouched)."""
+async def run_engine(harness, n: int, audience: list[Customer], timeout: float,
+                     workers: int = 1) -> RunFigures:
+    """The engine on the seeded audience (the baseline leaves the seeded data untouched),
+    ``workers`` processes started at once."""
     await harness.restart_fakes()
-    worker = harness.start_worker(name=f"engine-{n}")
-    return await measure(harness, worker, f"engine {n // 1000}k", n, audience, timeout)
+    started = [harness.start_worker(name=f"engine-{n}-{i + 1}") for i in range(workers)]
+    label = f"engine {n // 1000}k" + (f" ({workers} workers)" if workers > 1 else "")
+    return await measure(harness, started, label, n, audience, timeout)
 
 
 @dataclass
@@ -278,6 +287,10 @@ def _summary(runs: dict[str, RunFigures], small: int, large: int) -> list[str]:
         share = f", {eng_large.rate / base_large.rate:.0%} of the baseline" if base_large and base_large.rate else ""
         lines.append(f"engine rate at {large:,}: {eng_large.rate:,.0f} msg/s (target >= {TARGET_RATE:,.0f}"
                      f"{share}): {verdict(ok)}")
+    for key, run in runs.items():
+        if key.startswith("engine") and key.endswith(f"w-{large}"):
+            lines.append(f"{run.label}: {run.rate:,.0f} msg/s (target >= {TARGET_RATE:,.0f}): "
+                         f"{verdict(run.rate >= TARGET_RATE)}")
     for label in ("baseline", "engine"):
         small_run, large_run = runs.get(f"{label}-{small}"), runs.get(f"{label}-{large}")
         if small_run and large_run and large > small:
@@ -316,6 +329,11 @@ async def main_async(args: argparse.Namespace) -> int:
                 print(table([runs[f"baseline-{n}"]]).splitlines()[1], flush=True)
             runs[f"engine-{n}"] = await run_engine(harness, n, audience, args.timeout)
             print(table([runs[f"engine-{n}"]]).splitlines()[1], flush=True)
+            if args.workers > 1:
+                await seed(harness, n, audience, fresh_fakes=False)  # a new campaign
+                runs[f"engine{args.workers}w-{n}"] = await run_engine(harness, n, audience, args.timeout,
+                                                                       args.workers)
+                print(table([runs[f"engine{args.workers}w-{n}"]]).splitlines()[1], flush=True)
         kill = None
         if not args.no_kill and sizes:
             audience = list(customers(sizes[-1], BENCH_MIX))
@@ -348,6 +366,8 @@ def main() -> int:
     parser.add_argument("--kill-at", type=float, default=0.5, help="SIGKILL share [0.5]")
     parser.add_argument("--sms-provider", choices=("aliyun", "tencent"), default="aliyun")
     parser.add_argument("--baseline-concurrency", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="also run the engine with this many worker processes at once [1: not]")
     parser.add_argument("--timeout", type=float, default=900.0, help="per run, seconds [900]")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-kill", action="store_true")

@@ -7,11 +7,14 @@ import time
 
 from aiohttp import ClientSession, CookieJar
 from prometheus_client import REGISTRY
+from redis.asyncio import Redis
 
 from channels.console.api import load_canned_replies
+from channels.console.auth import UserStore
 from channels.console.config import DEFAULT_CANNED_REPLIES
+from channels.embedded_redis import EmbeddedRedis
 from channels.keys import CONFIG_KEY
-from tests.channels.console.conftest import PASSWORD, hand_off
+from tests.channels.console.conftest import CHEAP_HASHER, PASSWORD, hand_off
 
 WEB = "web:AAAAAAAAAAAAAAAAAAAAAA"     # a general-queue conversation
 VIP = "wechat:o6_bmjrPTlm6_2sgVt7hMZOPfL2M"  # a vip-queue conversation
@@ -247,3 +250,21 @@ async def test_canned_replies_are_served(gateway, users, make_agent):
     status, body = await agent.get("/console/api/canned")
     assert status == 200 and body["replies"] == load_canned_replies(DEFAULT_CANNED_REPLIES)
     assert len(body["replies"]) >= 5 and all(r["title"] and r["text"] for r in body["replies"])
+
+
+async def test_redis_down_is_503_not_a_traceback(make_gateway, make_agent, tmp_path):
+    own = EmbeddedRedis(tmp_path / "redis")
+    url = own.start()
+    try:
+        gateway = await make_gateway(REDIS_URL=url)
+        own_redis = Redis.from_url(url)
+        await UserStore(own_redis, hasher=CHEAP_HASHER).add("wang", "agent", ("general",), PASSWORD)
+        await own_redis.aclose()
+        agent = make_agent(gateway)
+        assert (await agent.login("wang")).status == 200
+        own.stop()  # Redis goes away under a running gateway
+        assert (await agent.get("/console/api/me")) == (503, {"error": "unavailable"})
+        response = await agent.login("wang")
+        assert response.status == 503 and (await response.json()) == {"error": "unavailable"}
+    finally:
+        own.stop()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -19,7 +20,11 @@ async def test_users_are_stored_with_argon2id_hashes_and_verified(credis):
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
     assert await users.verify("wang", PASSWORD) == user
     assert await users.verify("wang", PASSWORD + "x") is None
+    started = time.perf_counter()
     assert await users.verify("nobody", PASSWORD) is None  # an unknown name: a dummy hash, None
+    unknown = time.perf_counter() - started
+    # The dummy costs what a default-cost hash costs (tens of ms), not a quick "no such user".
+    assert unknown > 0.02
     with pytest.raises(UserExists):
         await users.add("wang", "agent", ("general",), PASSWORD)
     for bad in (("Wang!", "agent", ("general",), PASSWORD), ("zhao", "admin", (), PASSWORD),

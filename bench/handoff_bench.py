@@ -416,9 +416,9 @@ async def measure(load: Load, redis_url: str, customer_url: str, agent_url: str,
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         before[CLIENTS] = time.process_time()
         started = time.perf_counter()
-        await asyncio.gather(*(handoff_conversation(i, load, customer_url, store,
-                                                    agents[load.agent_of(i)], latencies, timeout)
-                               for i in range(load.conversations)))
+        outcomes = await asyncio.gather(*(handoff_conversation(i, load, customer_url, store,
+                                                               agents[load.agent_of(i)], latencies, timeout)
+                                          for i in range(load.conversations)), return_exceptions=True)
         wall = time.perf_counter() - started
         after = {name: cpu_seconds(pid) for name, pid in pids.items()}
         after[CLIENTS] = time.process_time()
@@ -426,6 +426,9 @@ async def measure(load: Load, redis_url: str, customer_url: str, agent_url: str,
         errors = [e for agent in agents for e in agent.errors]
         notes = [f"agents' replies acknowledged by gateway B: {sum(a.acks for a in agents)}, refused: {len(errors)}"
                  + (f" (first: {errors[0]})" if errors else "")]
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:
+            notes.append(f"{len(failed)} conversation(s) broke off (first: {failed[0]!r})")
     finally:
         await asyncio.gather(*(agent.close() for agent in agents), return_exceptions=True)
         await asyncio.gather(*(http.close() for http in sessions))

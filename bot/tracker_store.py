@@ -1,0 +1,301 @@
+"""PowerDesk's Redis tracker store: events appended per conversation, the current session loaded.
+
+Rasa's stock ``RedisTrackerStore`` keeps a conversation in one JSON blob: every turn parses the
+whole history, replays it to merge, and writes all of it back, so a turn costs more the longer the
+customer has talked to us (every session of the last 30 days). This store keeps, per conversation,
+
+    <prefix>:trk:{<tag>}:events   a list: one JSON event per item, in order
+    <prefix>:trk:{<tag>}:meta     a hash: n (events stored), s (index of the current session's
+                                  first event: the last ``action_session_start``), id (the
+                                  conversation id)
+
+and both keys share the hash tag ``{<tag>}`` (the conversation id; a digest of it when the id has
+braces), so a Lua script can touch both on a Redis Cluster. A save appends only the events that
+are new since the tracker was loaded, checked against ``n`` in one Lua script (a concurrent or
+rewritten history is reconciled instead); ``retrieve`` reads the current session only, as the
+stock store returns it; ``retrieve_full_tracker`` reads everything. Both keys expire
+``record_exp`` seconds after the last save (30 days in bot/endpoints.yml), like the stock store.
+
+A conversation still in the stock format (``<prefix>:tracker:<id>``, one blob) is moved to the
+new layout the first time it is read.
+
+Configured in bot/endpoints.yml: ``type: bot.tracker_store.PowerDeskTrackerStore``, ``url``: a
+REDIS_URL (redis://, rediss://, unix://, redis+sentinel://, redis+cluster://: see
+integrations/redis_url.py), ``key_prefix`` and ``record_exp``.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
+
+from rasa.core.brokers.broker import EventBroker
+from rasa.core.tracker_store import TrackerStore
+from rasa.shared.core.constants import ACTION_SESSION_START_NAME
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, Event
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from integrations.redis_url import sync_client
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "pdrasa"
+# Attribute on a tracker this store loaded or saved: where its events sit in the stored list.
+MARK = "_powerdesk_store_mark"
+
+# KEYS: events, meta. ARGV: expected n, ttl (0: none), keep, session index (-1: unchanged),
+# conversation id, then the events to push. Keeps the first `keep` stored events, pushes the
+# rest, when the stored count is still the expected one; returns the new count, or -1 - n.
+SAVE_SCRIPT = """
+local n = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
+if n ~= tonumber(ARGV[1]) then return -1 - n end
+local keep = tonumber(ARGV[3])
+if keep == 0 then
+  redis.call('DEL', KEYS[1])
+elseif keep < n then
+  redis.call('LTRIM', KEYS[1], 0, keep - 1)
+end
+local i = 6
+while i <= #ARGV do
+  local j = math.min(i + 999, #ARGV)
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, i, j))
+  i = j + 1
+end
+local total = keep + #ARGV - 5
+local s = tonumber(ARGV[4])
+if s >= 0 then
+  redis.call('HSET', KEYS[2], 'n', total, 's', s, 'id', ARGV[5])
+else
+  redis.call('HSET', KEYS[2], 'n', total, 'id', ARGV[5])
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+return total
+"""
+
+# KEYS: events, meta. ARGV: "session" or "full". Returns {n, first index, events} or nil.
+LOAD_SCRIPT = """
+local meta = redis.call('HMGET', KEYS[2], 'n', 's')
+if not meta[1] then return nil end
+local first = 0
+if ARGV[1] == 'session' then first = tonumber(meta[2] or '0') end
+return {tonumber(meta[1]), first, redis.call('LRANGE', KEYS[1], first, -1)}
+"""
+
+
+@dataclass
+class _Mark:
+    """A tracker's place in the stored list: its first event is stored at ``base``; it held
+    ``count`` events when the store last loaded or saved it, ``last`` being the last of them,
+    and the list then held ``total`` events."""
+
+    base: int
+    count: int
+    last: Optional[Event]
+    total: int
+
+
+def hash_tag(conversation_id: str) -> str:
+    """The Cluster hash tag of a conversation: its id, or a digest when the id has braces (which
+    would end the tag early) or is empty."""
+    if conversation_id and "{" not in conversation_id and "}" not in conversation_id:
+        return conversation_id
+    return "h-" + hashlib.sha1(conversation_id.encode()).hexdigest()
+
+
+def _session_index(events: Iterable[Event], offset: int) -> int:
+    """The stored index of the last ``action_session_start`` among ``events`` (stored from
+    ``offset`` on), or -1."""
+    found = -1
+    for i, event in enumerate(events):
+        if isinstance(event, ActionExecuted) and event.action_name == ACTION_SESSION_START_NAME:
+            found = offset + i
+    return found
+
+
+def _dump(event: Event) -> str:
+    return json.dumps(event.as_dict(), ensure_ascii=False)
+
+
+class PowerDeskTrackerStore(TrackerStore):
+    """Rasa tracker store on Redis: append-only per conversation, current session on load."""
+
+    def __init__(self, domain: Optional[Domain] = None, host: Optional[str] = None,
+                 event_broker: Optional[EventBroker] = None, key_prefix: Optional[str] = None,
+                 record_exp: Optional[float] = None, redis_client: Any = None,
+                 socket_timeout: float = 5.0, **kwargs: Any) -> None:
+        """``host`` is the REDIS_URL (Rasa passes the endpoint's ``url`` as ``host``);
+        ``redis_client`` replaces it with a ready client (tests)."""
+        super().__init__(domain, event_broker, **kwargs)
+        if redis_client is None:
+            if not host:
+                raise ValueError("PowerDeskTrackerStore needs url: a REDIS_URL in bot/endpoints.yml")
+            redis_client = sync_client(str(host), socket_timeout=socket_timeout,
+                                       socket_connect_timeout=socket_timeout)
+        self.red = redis_client
+        self.prefix = str(key_prefix or DEFAULT_PREFIX)
+        self.record_exp = int(record_exp) if record_exp else 0
+        self._save = self.red.register_script(SAVE_SCRIPT)
+        self._load = self.red.register_script(LOAD_SCRIPT)
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def keys_of(self, conversation_id: str) -> tuple[str, str]:
+        """The events list and meta hash of a conversation (one hash slot)."""
+        base = f"{self.prefix}:trk:{{{hash_tag(conversation_id)}}}"
+        return f"{base}:events", f"{base}:meta"
+
+    def legacy_key(self, conversation_id: str) -> str:
+        """Where Rasa's stock RedisTrackerStore keeps the conversation (same key prefix)."""
+        return f"{self.prefix}:tracker:{conversation_id}"
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def retrieve(self, sender_id: str) -> Optional[DialogueStateTracker]:
+        """The conversation's current session (from its last ``action_session_start``)."""
+        return self._retrieve(sender_id, "session")
+
+    async def retrieve_full_tracker(self, conversation_id: str) -> Optional[DialogueStateTracker]:
+        """Every stored event of the conversation, across sessions."""
+        return self._retrieve(conversation_id, "full")
+
+    async def exists(self, conversation_id: str) -> bool:
+        return bool(self.red.exists(self.keys_of(conversation_id)[1], self.legacy_key(conversation_id)))
+
+    async def keys(self) -> Iterable[str]:
+        """Every stored conversation id, those still in the stock format included."""
+        found = set()
+        for key in self.red.scan_iter(match=f"{self.prefix}:trk:*:meta", count=1000):
+            key = key.decode() if isinstance(key, bytes) else key
+            tag = key[key.index("{") + 1:key.rindex("}")]
+            if tag.startswith("h-"):
+                cid = self.red.hget(key, "id")
+                if cid is None:
+                    continue
+                tag = cid.decode() if isinstance(cid, bytes) else cid
+            found.add(tag)
+        legacy = f"{self.prefix}:tracker:"
+        for key in self.red.scan_iter(match=f"{legacy}*", count=1000):
+            key = key.decode() if isinstance(key, bytes) else key
+            found.add(key[len(legacy):])
+        return sorted(found)
+
+    def _retrieve(self, sender_id: str, part: str) -> Optional[DialogueStateTracker]:
+        loaded = self._load(keys=self.keys_of(sender_id), args=[part])
+        if loaded is None:
+            if not self._migrate(sender_id):
+                return None
+            loaded = self._load(keys=self.keys_of(sender_id), args=[part])
+            if loaded is None:
+                return None
+        total, first, raw = int(loaded[0]), int(loaded[1]), loaded[2]
+        tracker = DialogueStateTracker.from_dict(
+            sender_id, [json.loads(e) for e in raw], self.domain.slots,
+            max_event_history=self.max_event_history,
+        )
+        self._mark(tracker, first, total)
+        return tracker
+
+    def _migrate(self, sender_id: str) -> bool:
+        """Moves a stock-format tracker to this layout; False when there is none."""
+        legacy = self.legacy_key(sender_id)
+        stored = self.red.get(legacy)
+        if stored is None:
+            return False
+        tracker = self.deserialise_tracker(sender_id, stored)
+        if tracker is None:
+            return False
+        events = list(tracker.events)
+        written = self._write(sender_id, expected=0, keep=0, events=events,
+                              session=max(_session_index(events, 0), 0))
+        if written < 0:  # written meanwhile by another process: theirs wins
+            logger.info("tracker of %s already migrated by another process", sender_id[-4:])
+        self.red.delete(legacy)
+        logger.info("moved a stock-format tracker (%d events) to the append-only layout", len(events))
+        return True
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def save(self, tracker: DialogueStateTracker) -> None:
+        """Appends the tracker's new events; a tracker whose history does not continue the
+        stored one (rewritten, or stored meanwhile by someone else) is reconciled."""
+        mark: Optional[_Mark] = tracker.__dict__.get(MARK)
+        events = tracker.events
+        if (mark is not None and len(events) >= mark.count
+                and (mark.count == 0 or events[mark.count - 1] is mark.last)):
+            new = list(itertools.islice(events, mark.count, None))
+            if not new:
+                return
+            keep = mark.base + mark.count
+            total = self._write(tracker.sender_id, expected=mark.total, keep=keep, events=new,
+                                session=_session_index(new, keep))
+            if total >= 0:
+                self._mark(tracker, mark.base, total)
+                self._publish(tracker.sender_id, new)
+                return
+        self._reconcile(tracker, mark)
+
+    def _write(self, sender_id: str, *, expected: int, keep: int, events: list[Event],
+               session: int) -> int:
+        """Runs the save script (``session``: the new current session's index, -1 unchanged);
+        the new stored count, or negative when ``expected`` is stale."""
+        result = self._save(keys=self.keys_of(sender_id),
+                            args=[expected, self.record_exp, keep, session, sender_id,
+                                  *(_dump(e) for e in events)])
+        return int(result)
+
+    def _reconcile(self, tracker: DialogueStateTracker, mark: Optional[_Mark]) -> None:
+        """The slow path: compares the tracker with every stored event. A tracker that continues
+        the stored history (all of it, or from ``mark.base``) appends its tail; one that does not
+        replaces the stored events from its base on (the whole history without a mark, as Rasa's
+        ``PUT /conversations/<id>/tracker/events`` asks)."""
+        sender_id = tracker.sender_id
+        for _attempt in range(5):
+            loaded = self._load(keys=self.keys_of(sender_id), args=["full"])
+            total, stored = (int(loaded[0]), [json.loads(e) for e in loaded[2]]) if loaded else (0, [])
+            events = list(tracker.events)
+            dicts = [e.as_dict() for e in events]
+            bases = [mark.base] if mark is not None else []
+            bases += [i for i, e in enumerate(stored) if dicts and e == dicts[0] and i not in bases]
+            base = mark.base if mark is not None else 0
+            keep, tail = base, events
+            for candidate in bases:
+                overlap = stored[candidate:candidate + len(dicts)]
+                if overlap == dicts[:len(overlap)]:
+                    base, keep, tail = candidate, candidate + len(overlap), events[len(overlap):]
+                    break
+            if loaded is not None and keep == total and not tail:
+                self._mark(tracker, base, total)
+                return
+            keep = min(keep, total)
+            session = _session_index(tail, keep)
+            if session < 0:
+                starts = [i for i, e in enumerate(stored[:keep]) if e.get("event") == "action"
+                          and e.get("name") == ACTION_SESSION_START_NAME]
+                session = starts[-1] if starts else 0
+            written = self._write(sender_id, expected=total, keep=keep, events=tail, session=session)
+            if written >= 0:
+                logger.info("tracker of %s reconciled: kept %d stored events, wrote %d",
+                            sender_id[-4:], keep, len(tail))
+                self._mark(tracker, base, written)
+                self._publish(sender_id, tail)
+                return
+        raise RuntimeError("tracker store: the stored history kept changing during a save")
+
+    def _mark(self, tracker: DialogueStateTracker, base: int, total: int) -> None:
+        events = tracker.events
+        tracker.__dict__[MARK] = _Mark(base, len(events), events[-1] if events else None, total)
+
+    def _publish(self, sender_id: str, events: list[Event]) -> None:
+        """Streams the written events to the event broker, if one is configured."""
+        if self.event_broker is None:
+            return
+        for event in events:
+            self.event_broker.publish({"sender_id": sender_id, **event.as_dict()})

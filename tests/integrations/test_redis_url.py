@@ -1,0 +1,51 @@
+"""REDIS_URL forms: one server, TLS, Sentinel and Cluster (integrations/redis_url.py)."""
+import pytest
+from redis.sentinel import SentinelManagedConnection
+
+from integrations.redis_url import parse_redis_url, sync_client
+
+
+def test_single_server_urls_pass_through():
+    for url in ("redis://127.0.0.1:6379/0", "rediss://:pw@redis.example:6380/2", "unix:///run/redis.sock?db=1"):
+        target = parse_redis_url(url)
+        assert (target.kind, target.url) == ("single", url)
+    assert parse_redis_url("rediss://h/0").tls is True and parse_redis_url("redis://h/0").tls is False
+
+
+def test_sentinel_url_names_its_hosts_service_and_db():
+    target = parse_redis_url("rediss+sentinel://app:s%40cret@10.0.0.1,10.0.0.2:26380,[::1]:26381/mymaster/3"
+                             "?sentinel_password=sp&ssl_ca_certs=/etc/ca.pem")
+    assert target.kind == "sentinel" and target.tls is True
+    assert target.hosts == (("10.0.0.1", 26379), ("10.0.0.2", 26380), ("::1", 26381))
+    assert (target.service, target.db, target.username, target.password) == ("mymaster", 3, "app", "s@cret")
+    assert target.options == {"sentinel_password": "sp", "ssl_ca_certs": "/etc/ca.pem"}
+
+
+def test_cluster_url_names_its_seed_nodes():
+    target = parse_redis_url("redis+cluster://:pw@node1:7000,node2:7001,node3")
+    assert target.kind == "cluster" and target.tls is False and target.password == "pw"
+    assert target.hosts == (("node1", 7000), ("node2", 7001), ("node3", 6379))
+
+
+@pytest.mark.parametrize("url, message", [
+    ("http://h", "must start with one of"),
+    ("redis+sentinel://h:26379", "names its service"),
+    ("redis+sentinel://h:26379/m/x", "bad db"),
+    ("redis+cluster://h:7000/1", "only db 0"),
+    ("redis+cluster://h:port", "bad port"),
+    ("redis+cluster://:pw@", "no host"),
+])
+def test_bad_urls_fail_with_one_clear_line_without_the_password(url, message):
+    with pytest.raises(ValueError, match=message) as error:
+        parse_redis_url(url)
+    assert "pw" not in str(error.value)
+
+
+def test_sentinel_client_asks_the_sentinels_for_the_master():
+    client = sync_client("redis+sentinel://:pw@127.0.0.1:1,127.0.0.1:2/mymaster/4")
+    pool = client.connection_pool
+    assert pool.connection_class is SentinelManagedConnection or issubclass(pool.connection_class,
+                                                                            SentinelManagedConnection)
+    assert pool.service_name == "mymaster" and pool.connection_kwargs["db"] == 4
+    assert pool.connection_kwargs["password"] == "pw"
+    assert [c.connection_pool.connection_kwargs["port"] for c in pool.sentinel_manager.sentinels] == [1, 2]

@@ -1,0 +1,109 @@
+"""bot/tracker_store.py with Rasa's own trackers and stock store against a real Redis: the current
+session on load, the full history on demand, append-only saves, migration from the stock format,
+rewritten histories and the Redis Cluster key layout (scenarios in tracker_store_checks.py, run
+once under the Rasa environment)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from channels.embedded_redis import EmbeddedRedis
+
+ROOT = Path(__file__).resolve().parents[2]
+RASA_PY = ROOT / ".venv" / "rasa" / "bin" / "python"
+PREFIX = "pdtest"
+
+pytestmark = pytest.mark.skipif(not RASA_PY.exists(), reason="the Rasa environment is not installed")
+
+
+def key_slot(key: str) -> int:
+    """Redis Cluster's hash slot of ``key`` (CRC16/XMODEM of its hash tag, mod 16384)."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            key = key[start + 1:end]
+    crc = 0
+    for byte in key.encode():
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc % 16384
+
+
+@pytest.fixture(scope="module")
+def seen(tmp_path_factory) -> dict:
+    """What the scenarios observed, on a private Redis (its byte counters see only them)."""
+    with EmbeddedRedis(tmp_path_factory.mktemp("tracker-redis")) as server:
+        done = subprocess.run(
+            [str(RASA_PY), str(Path(__file__).with_name("tracker_store_checks.py")), server.url, PREFIX],
+            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+            capture_output=True, text=True, timeout=600,
+        )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_retrieve_loads_the_current_session_as_the_stock_store_returns_it(seen):
+    assert seen["full_events"] == 60 and seen["session_events"] == 20
+    assert seen["session_equals_stock"] is True
+    assert seen["session_first"] == "action_session_start"
+    assert seen["session_slot"] == seen["stock_slot"] == "100000002"
+    assert seen["meta"]["n"] == "60" and seen["meta"]["s"] == "40"
+
+
+def test_full_history_stays_retrievable_after_many_sessions(seen):
+    assert seen["many_sessions_loaded"] == 7
+    assert seen["many_sessions_full"] == 120 * 7
+
+
+def test_a_save_writes_only_the_new_events(seen):
+    first, last = seen["bytes_written_first"], seen["bytes_written_last"]
+    assert seen["long_count"] == 3 + 300 * 4
+    # one turn is ~900 bytes whatever came before it (the stock store writes the whole history)
+    assert max(last) < 1.05 * max(first) and max(last) < 1500
+
+
+def test_the_current_session_is_read_in_constant_bytes(seen):
+    assert max(seen["session_read_bytes_last"]) < 1.05 * max(seen["session_read_bytes_first"])
+
+
+def test_a_stock_format_tracker_is_migrated_on_first_read(seen):
+    assert seen["legacy_exists_before"] is True and seen["legacy_listed"] is True
+    assert seen["migrated_equals_stock"] is True and seen["migrated_full_equals"] is True
+    assert seen["legacy_key_left"] is False
+    assert seen["migrated_slot"] == "100000009"
+    assert seen["migrated_then_appended"] is True
+
+
+def test_rewritten_and_concurrent_histories_are_reconciled(seen):
+    assert seen["replaced_full"] is True  # PUT .../tracker/events replaces the history
+    assert seen["rewound_full"] is True  # a loaded tracker whose tail changed
+    assert seen["last_writer_wins"] is True  # Rasa's lock store serialises writers anyway
+    assert seen["unmarked_extension_ok"] is True
+    assert seen["unmarked_extension_bytes"] < 2000
+
+
+def test_keys_expire_and_share_one_cluster_hash_slot(seen):
+    events, meta = seen["keys"]
+    assert events.endswith(":events") and meta.endswith(":meta")
+    assert seen["slots"][0] == seen["slots"][1] == key_slot(events) == key_slot(meta)
+    assert 0 < seen["ttls"][0] <= 3600 and 0 < seen["ttls"][1] <= 3600
+    assert seen["plain_keys"] == [f"{PREFIX}:trk:{{wechat:oX-9_z}}:events", f"{PREFIX}:trk:{{wechat:oX-9_z}}:meta"]
+    brace_events, brace_meta = seen["brace_keys"]
+    assert key_slot(brace_events) == key_slot(brace_meta) and "{odd}" not in brace_events
+    assert seen["meta"]["id"] == "wechat:oABC{x}123"
+
+
+def test_keys_lists_every_conversation_and_nothing_else_is_stored(seen):
+    assert seen["keys_listed"] == ["sms:13800001234", "web:legacy-0001", "web:long", "web:still-legacy",
+                                   "wechat:oABC{x}123"]
+    assert seen["missing"] is True
+    legacy = [k for k in seen["stored_keys"] if k.startswith(f"{PREFIX}:tracker:")]
+    assert legacy == [f"{PREFIX}:tracker:web:still-legacy"]
+    assert all(k.endswith((":events", ":meta")) for k in seen["stored_keys"] if k not in legacy)

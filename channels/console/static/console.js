@@ -239,6 +239,7 @@
     state.current = null;
     state.currentInfo = null;
     state.unread = {};
+    document.title = TITLE;
     showChat(null);
   }
 
@@ -341,9 +342,13 @@
       });
   }
 
+  var TITLE = document.title;
+
   function renderLists() {
     renderList($("waiting-list"), state.waiting, $("waiting-empty"), $("waiting-count"), true);
     renderList($("mine-list"), state.mine, $("mine-empty"), $("mine-count"), false);
+    // Seen from another tab too: how many customers wait.
+    document.title = state.waiting.length ? "(" + state.waiting.length + ") " + TITLE : TITLE;
   }
 
   function renderList(list, items, empty, count, waiting) {

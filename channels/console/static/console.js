@@ -631,10 +631,16 @@
     };
   }
 
-  var refreshSoon = null;
+  // Events come in bursts (many hand-offs at once): the lists reload at most once a second.
+  var refreshSoon = null, lastRefresh = 0;
   function scheduleRefresh() {
     if (refreshSoon) { return; }
-    refreshSoon = window.setTimeout(function () { refreshSoon = null; refreshLists(); }, 150);
+    var wait = Math.max(150, lastRefresh + 1000 - Date.now());
+    refreshSoon = window.setTimeout(function () {
+      refreshSoon = null;
+      lastRefresh = Date.now();
+      refreshLists();
+    }, wait);
   }
 
   function onLiveEvent(event) {

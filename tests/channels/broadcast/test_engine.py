@@ -310,3 +310,18 @@ async def test_a_campaign_plan_is_rebuilt_from_its_stored_fields(redis):
     campaigns = Campaigns(redis)
     await campaigns.create(plan)
     assert plan_from_meta(await campaigns.meta(plan.campaign_id)) == plan
+
+
+async def test_an_sms_the_outbox_keeps_waiting_is_held_not_counted_sent(make_engine, fakes, redis,
+                                                                        gateway_env):
+    _wechat, sms = fakes
+    config = GatewayConfig.from_env({**gateway_env, "SMS_PROACTIVE_LIMITS": "1/day"})
+    engine = await make_engine(config=config)
+    audience = [Recipient("3400000000", ("sms:13700000000",))]
+    assert await engine.run(Plan(), Source(audience)) == "done"
+    second = Plan(campaign_id="outage:O-2:notice", subject={"outage_id": "O-2"})
+    # The number's daily SMS budget is used: the outbox keeps the second notice for tomorrow.
+    assert await engine.run(second, Source(audience, [second])) == "waiting"
+    result = await report(redis, second.campaign_id)
+    assert result["held"] == {"sms_queued": 1} and result["open"] == 1
+    assert result["channels"] == {} and sms_counts(sms) == {"13700000000": 1}

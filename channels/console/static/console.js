@@ -29,6 +29,15 @@
     severe_complaint: "严重投诉", enterprise_service: "政企客户服务", manager: "客户经理服务"
   };
 
+  // Why a reply did not go out (the delivery result's reason), for the agent.
+  var DELIVERY_REASONS = {
+    outside_window: "微信客服消息仅能在客户48小时内有互动时发送", over_limit: "已达微信客服消息条数上限",
+    not_following: "客户已取消关注公众号", refuses_messages: "客户拒收消息", opted_out: "客户已退订",
+    rate_limited: "发送过于频繁，已暂缓发送", throttled: "渠道限流，稍后重试", timeout: "发送超时",
+    no_channel: "该渠道未启用", invalid_user: "客户号码或账号无效", invalid_openid: "客户账号无效",
+    expired: "消息已过期", redis_unavailable: "系统繁忙", error: "渠道异常"
+  };
+
   var BAD_REQUESTS = {
     bad_conversation: "会话ID格式不正确（例如 web:…、wechat:openid、sms:手机号）",
     bad_text: "回复内容为空或过长（最多2000字）", bad_queue: "队列名称无效", unknown_agent: "坐席不存在",
@@ -563,9 +572,9 @@
       reply.value = "";
       var delivery = (data && data.delivery) || {};
       if (data && data.ok === false) {
-        notice("消息未能送达客户（" + (delivery.reason || delivery.status || "渠道异常") + "）");
+        notice("消息未能送达客户（" + (DELIVERY_REASONS[delivery.reason] || delivery.reason || "渠道异常") + "）");
       } else if (delivery.status === "queued") {
-        notice("客户暂时离线，消息将在其上线后送达", "ok");
+        notice(cid.indexOf("web:") === 0 ? "客户暂时离线，消息将在其上线后送达" : "消息已排队，稍后送达", "ok");
       }
     }).catch(failed).then(function () { $("send").disabled = false; reply.focus(); });
   });

@@ -5,9 +5,10 @@ Two kinds of tests:
 * the page against a gateway of its own (a Redis database of its own, Rasa a loopback fake of its
   REST contract: no conversation here reaches Rasa) with hand-offs opened through the store as
   the gateway's service does: the supervisor's charts drawn from the API's figures, a lapsed
-  session back to the login form, a 403 shown as a notice, customer text shown as text;
-* end to end (marker ``e2e``): a customer on the real web chat page of gateway A, in front of the
-  real Rasa, asks for a person; an agent on the console of gateway B (same Redis) sees the
+  session back to the login form, a 403 shown as a notice, customer text shown as text, a
+  transfer between two agents' pages, a take-over by conversation id;
+* end to end (marker ``e2e``): a customer on the real web chat page of gateway A (the session's),
+  in front of the real Rasa, asks for a person; an agent on the console of gateway B (same Redis) sees the
   conversation on the waiting list, claims it, they exchange messages both ways, the agent closes,
   the customer is asked for a score and answers 4, and the rating is stored against the agent.
 

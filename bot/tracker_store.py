@@ -216,7 +216,7 @@ class PowerDeskTrackerStore(TrackerStore):
         written = self._write(sender_id, expected=0, keep=0, events=events,
                               session=max(_session_index(events, 0), 0))
         if written < 0:  # written meanwhile by another process: theirs wins
-            logger.info("tracker of %s already migrated by another process", sender_id[-4:])
+            logger.info("tracker of …%s already migrated by another process", sender_id[-4:])
         self.red.delete(legacy)
         logger.info("moved a stock-format tracker (%d events) to the append-only layout", len(events))
         return True
@@ -282,8 +282,9 @@ class PowerDeskTrackerStore(TrackerStore):
                 session = starts[-1] if starts else 0
             written = self._write(sender_id, expected=total, keep=keep, events=tail, session=session)
             if written >= 0:
-                logger.info("tracker of %s reconciled: kept %d stored events, wrote %d",
-                            sender_id[-4:], keep, len(tail))
+                if keep < total:
+                    logger.info("tracker of …%s rewritten: kept %d of %d stored events, wrote %d",
+                                sender_id[-4:], keep, total, len(tail))
                 self._mark(tracker, base, written)
                 self._publish(sender_id, tail)
                 return

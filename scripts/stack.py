@@ -225,13 +225,18 @@ class Stack:
         return f"{url}/webhook"
 
     def start_rasa(self, port: int, model: Path, redis_url: str, action_webhook_url: str,
-                   host: str = "127.0.0.1") -> str:
-        """Start the Rasa server with ``model``; returns its base URL once the model is loaded."""
-        env = dict(self.base_env, ACTION_SERVER_URL=action_webhook_url, **rasa_redis_env(redis_url))
+                   host: str = "127.0.0.1", endpoints: Path | None = None) -> str:
+        """Start the Rasa server with ``model``; returns its base URL once the model is loaded.
+
+        ``endpoints``: the endpoints file [RASA_ENDPOINTS, else bot/endpoints.yml]; it reads
+        REDIS_URL (the tracker store) and the RASA_REDIS_* variables (the lock store)."""
+        env = dict(self.base_env, ACTION_SERVER_URL=action_webhook_url, REDIS_URL=redis_url,
+                   **rasa_redis_env(redis_url))
+        endpoints = endpoints or Path(self.base_env.get("RASA_ENDPOINTS") or ROOT / "bot" / "endpoints.yml")
         process = self.spawn(
             "rasa",
             [str(RASA_BIN), "run", "--enable-api", "--model", str(model),
-             "--endpoints", str(ROOT / "bot" / "endpoints.yml"),
+             "--endpoints", str(endpoints),
              "--credentials", str(ROOT / "bot" / "credentials.yml"),
              "--interface", host, "--port", str(port)],
             env,

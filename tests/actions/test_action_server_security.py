@@ -92,7 +92,8 @@ def test_rasas_own_endpoint_client_with_our_endpoints_file_is_accepted(action_se
     )
     call = dict(FORGED_CALL, next_action="action_list_payment_methods", sender_id="web:rasa-client",
                 tracker=dict(FORGED_CALL["tracker"], sender_id="web:rasa-client"))
-    env = dict(stack.base_env, ACTION_SERVER_URL=action_server_url, RASA_REDIS_HOST="127.0.0.1",
+    env = dict(stack.base_env, ACTION_SERVER_URL=action_server_url, REDIS_URL="redis://127.0.0.1:6379/0",
+               RASA_REDIS_HOST="127.0.0.1",
                RASA_REDIS_PORT="6379", RASA_REDIS_DB="0", RASA_REDIS_PASSWORD="")
     done = subprocess.run([str(RASA_PY), "-c", program], cwd=ROOT, env=env, input=json.dumps(call),
                           capture_output=True, text=True, timeout=120)

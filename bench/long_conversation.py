@@ -51,6 +51,7 @@ POWERDESK_TRACKER_STORE = """tracker_store:
   url: ${REDIS_URL}
   key_prefix: "pdrasa"
   record_exp: 2592000
+  max_session_events: {max_session_events}
 """
 
 
@@ -63,6 +64,7 @@ class Figures:
     block_cpu: list[float] = field(default_factory=list)    # ms per message, per block of 20
     fresh: list[tuple[float, float]] = field(default_factory=list)    # (cpu ms, latency ms)
     veteran: list[tuple[float, float]] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)  # the long conversation's answers
 
 
 def cpu_seconds(pid: int) -> float:
@@ -71,10 +73,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def endpoints_file(store: str, directory: Path) -> Path:
+def endpoints_file(store: str, directory: Path, max_session_events: int = 160) -> Path:
     """bot/endpoints.yml with ``store``'s tracker store (the rest, lock store included, as is)."""
     text = (ROOT / "bot" / "endpoints.yml").read_text(encoding="utf-8")
-    section = STOCK_TRACKER_STORE if store == "stock" else POWERDESK_TRACKER_STORE
+    section = (STOCK_TRACKER_STORE if store == "stock"
+               else POWERDESK_TRACKER_STORE.replace("{max_session_events}", str(max_session_events)))
     text, count = re.subn(r"^tracker_store:\n(?:[ #].*\n|\n)*?(?=^\S)", section + "\n", text, flags=re.M)
     if count != 1:
         raise SystemExit("bot/endpoints.yml has no tracker_store section")
@@ -121,14 +124,16 @@ def seed(client: redis.Redis, store: str, cid: str, events: list[dict]) -> None:
     pipe.execute()
 
 
-async def send(http: aiohttp.ClientSession, rasa_url: str, pid: int, cid: str,
-               text: str) -> tuple[float, float]:
-    """One message; (Rasa CPU ms, latency ms)."""
+async def send(http: aiohttp.ClientSession, rasa_url: str, pid: int, cid: str, text: str,
+               replies: list[str] | None = None) -> tuple[float, float]:
+    """One message; (Rasa CPU ms, latency ms). The answer's texts go to ``replies``."""
     cpu = cpu_seconds(pid)
     started = time.perf_counter()
     async with http.post(f"{rasa_url}/webhooks/rest/webhook", json={"sender": cid, "message": text}) as r:
         r.raise_for_status()
-        await r.json()
+        answer = await r.json()
+    if replies is not None:
+        replies.append(" / ".join(str(m.get("text")) for m in answer))
     latency = 1000 * (time.perf_counter() - started)
     return 1000 * (cpu_seconds(pid) - cpu), latency
 
@@ -142,7 +147,7 @@ async def measure(store: str, rasa_url: str, pid: int, client: redis.Redis, args
         cid = f"web:long-{tag}"
         block_start = cpu_seconds(pid)
         for i in range(args.messages):
-            _cpu, latency = await send(http, rasa_url, pid, cid, SCRIPT[i % len(SCRIPT)])
+            _cpu, latency = await send(http, rasa_url, pid, cid, SCRIPT[i % len(SCRIPT)], figures.replies)
             figures.latencies.append(latency)
             if (i + 1) % BLOCK == 0:
                 figures.block_cpu.append(1000 * (cpu_seconds(pid) - block_start) / BLOCK)
@@ -174,6 +179,11 @@ def report(all_figures: list[Figures], args) -> None:
               f"{lat_a:13.1f}{lat_b:16.1f}{lat_b / lat_a:8.2f}"
               f"{fresh_cpu:12.1f} /{year_cpu:9.1f}{fresh_lat:14.1f} /{year_lat:9.1f}")
         print(f"{'':10}CPU ms per message by block of {BLOCK}: " + " ".join(f"{c:.0f}" for c in f.block_cpu))
+    if len(all_figures) == 2:
+        a, b = all_figures
+        differ = [i + 1 for i, (x, y) in enumerate(zip(a.replies, b.replies)) if x != y]
+        print(f"answers of the long conversation that differ between the stores: {len(differ)}"
+              + (f" (messages {differ[:10]})" if differ else ""))
 
 
 async def main(args) -> None:
@@ -193,7 +203,7 @@ async def main(args) -> None:
             client = redis.Redis.from_url(redis_url)
             for store in stores:
                 rasa_url = stack.start_rasa(free_port(), model, redis_url, actions_url,
-                                            endpoints=endpoints_file(store, Path(tmp)))
+                                            endpoints=endpoints_file(store, Path(tmp), args.max_session_events))
                 rasa = stack.processes[-1]
                 results.append(await measure(store, rasa_url, rasa.popen.pid, client, args))
                 stack.processes.remove(rasa)
@@ -210,6 +220,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=200, help="messages of the long conversation (>= 40)")
     parser.add_argument("--sessions", type=int, default=365, help="earlier sessions of the veteran customers")
     parser.add_argument("--samples", type=int, default=10, help="first messages of each kind")
+    parser.add_argument("--max-session-events", type=int, default=160,
+                        help="the PowerDesk store's max_session_events (0: load whole sessions)")
     args = parser.parse_args(argv)
     if args.messages < 2 * BLOCK:
         parser.error(f"--messages must be at least {2 * BLOCK}")

@@ -34,9 +34,10 @@ from typing import Any, Iterable, Optional
 
 from rasa.core.brokers.broker import EventBroker
 from rasa.core.tracker_store import TrackerStore
-from rasa.shared.core.constants import ACTION_SESSION_START_NAME
+from rasa.shared.core.constants import ACTION_LISTEN_NAME, ACTION_SESSION_START_NAME
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import ActionExecuted, Event
+from rasa.shared.core.events import (ActionExecuted, ActiveLoop, ConversationPaused, Event, SlotSet,
+                                     UserUttered)
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from integrations.redis_url import sync_client
@@ -48,8 +49,9 @@ DEFAULT_PREFIX = "pdrasa"
 MARK = "_powerdesk_store_mark"
 
 # KEYS: events, meta. ARGV: expected n, ttl (0: none), keep, session index (-1: unchanged),
-# conversation id, then the events to push. Keeps the first `keep` stored events, pushes the
-# rest, when the stored count is still the expected one; returns the new count, or -1 - n.
+# conversation id, checkpoint index (-1: none), checkpoint (JSON), then the events to push.
+# Keeps the first `keep` stored events, pushes the rest, when the stored count is still the
+# expected one; returns the new count, or -1 - n. A checkpoint past `keep` is dropped.
 SAVE_SCRIPT = """
 local n = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
 if n ~= tonumber(ARGV[1]) then return -1 - n end
@@ -59,13 +61,19 @@ if keep == 0 then
 elseif keep < n then
   redis.call('LTRIM', KEYS[1], 0, keep - 1)
 end
-local i = 6
+if keep < n and tonumber(redis.call('HGET', KEYS[2], 'c') or '0') > keep then
+  redis.call('HDEL', KEYS[2], 'c', 'cp')
+end
+if tonumber(ARGV[6]) >= 0 then
+  redis.call('HSET', KEYS[2], 'c', ARGV[6], 'cp', ARGV[7])
+end
+local i = 8
 while i <= #ARGV do
   local j = math.min(i + 999, #ARGV)
   redis.call('RPUSH', KEYS[1], unpack(ARGV, i, j))
   i = j + 1
 end
-local total = keep + #ARGV - 5
+local total = keep + #ARGV - 7
 local s = tonumber(ARGV[4])
 if s >= 0 then
   redis.call('HSET', KEYS[2], 'n', total, 's', s, 'id', ARGV[5])
@@ -80,26 +88,37 @@ end
 return total
 """
 
-# KEYS: events, meta. ARGV: "session" or "full". Returns {n, first index, events} or nil.
+# KEYS: events, meta. ARGV: "session" or "full". Returns {n, first index, events, checkpoint}
+# (the checkpoint, JSON, when the session is read from it; else "") or nil.
 LOAD_SCRIPT = """
-local meta = redis.call('HMGET', KEYS[2], 'n', 's')
+local meta = redis.call('HMGET', KEYS[2], 'n', 's', 'c', 'cp')
 if not meta[1] then return nil end
-local first = 0
-if ARGV[1] == 'session' then first = tonumber(meta[2] or '0') end
-return {tonumber(meta[1]), first, redis.call('LRANGE', KEYS[1], first, -1)}
+local first, cp = 0, ''
+if ARGV[1] == 'session' then
+  first = tonumber(meta[2] or '0')
+  if meta[3] and tonumber(meta[3]) > first then first, cp = tonumber(meta[3]), meta[4] end
+end
+return {tonumber(meta[1]), first, redis.call('LRANGE', KEYS[1], first, -1), cp}
 """
 
 
 @dataclass
 class _Mark:
-    """A tracker's place in the stored list: its first event is stored at ``base``; it held
-    ``count`` events when the store last loaded or saved it, ``last`` being the last of them,
-    and the list then held ``total`` events."""
+    """A tracker's place in the stored list: its first ``synthetic`` events are a checkpoint
+    (not stored), the next one is stored at ``base``; it held ``count`` events when the store
+    last loaded or saved it, ``last`` being the last of them, and the list then held ``total``
+    events."""
 
     base: int
     count: int
     last: Optional[Event]
     total: int
+    synthetic: int = 0
+
+    @property
+    def end(self) -> int:
+        """The stored index after the tracker's last loaded or saved event."""
+        return self.base + self.count - self.synthetic
 
 
 def hash_tag(conversation_id: str) -> str:
@@ -124,15 +143,30 @@ def _dump(event: Event) -> str:
     return json.dumps(event.as_dict(), ensure_ascii=False)
 
 
+def checkpoint_events(tracker: DialogueStateTracker, at: float) -> list[dict]:
+    """Events that put a new tracker in ``tracker``'s state between turns: its slots that differ
+    from their initial values, its active form, its pause (timestamped ``at``)."""
+    events: list[Event] = [ActionExecuted(ACTION_LISTEN_NAME, timestamp=at)]
+    events += [SlotSet(slot.name, slot.value, timestamp=at) for slot in tracker.slots.values()
+               if slot.value != slot.initial_value]
+    if tracker.active_loop_name:
+        events.append(ActiveLoop(tracker.active_loop_name, timestamp=at))
+    if tracker.is_paused():
+        events.append(ConversationPaused(timestamp=at))
+    return [e.as_dict() for e in events]
+
+
 class PowerDeskTrackerStore(TrackerStore):
     """Rasa tracker store on Redis: append-only per conversation, current session on load."""
 
     def __init__(self, domain: Optional[Domain] = None, host: Optional[str] = None,
                  event_broker: Optional[EventBroker] = None, key_prefix: Optional[str] = None,
                  record_exp: Optional[float] = None, redis_client: Any = None,
-                 socket_timeout: float = 5.0, **kwargs: Any) -> None:
+                 socket_timeout: float = 5.0, max_session_events: int = 0, **kwargs: Any) -> None:
         """``host`` is the REDIS_URL (Rasa passes the endpoint's ``url`` as ``host``);
-        ``redis_client`` replaces it with a ready client (tests)."""
+        ``redis_client`` replaces it with a ready client (tests). ``max_session_events`` > 0:
+        a session longer than that is loaded from a checkpoint (the state between two turns)
+        followed by at least the last half of that many events; 0: the whole session."""
         super().__init__(domain, event_broker, **kwargs)
         if redis_client is None:
             if not host:
@@ -141,6 +175,7 @@ class PowerDeskTrackerStore(TrackerStore):
                                        socket_connect_timeout=socket_timeout)
         self.red = redis_client
         self.prefix = str(key_prefix or DEFAULT_PREFIX)
+        self.max_session_events = int(max_session_events or 0)
         self.record_exp = int(record_exp) if record_exp else 0
         self._save = self.red.register_script(SAVE_SCRIPT)
         self._load = self.red.register_script(LOAD_SCRIPT)
@@ -195,12 +230,13 @@ class PowerDeskTrackerStore(TrackerStore):
             loaded = self._load(keys=self.keys_of(sender_id), args=[part])
             if loaded is None:
                 return None
-        total, first, raw = int(loaded[0]), int(loaded[1]), loaded[2]
+        total, first, raw, cp = int(loaded[0]), int(loaded[1]), loaded[2], loaded[3]
+        synthetic = json.loads(cp) if cp else []
         tracker = DialogueStateTracker.from_dict(
-            sender_id, [json.loads(e) for e in raw], self.domain.slots,
+            sender_id, synthetic + [json.loads(e) for e in raw], self.domain.slots,
             max_event_history=self.max_event_history,
         )
-        self._mark(tracker, first, total)
+        self._mark(tracker, first, total, len(synthetic))
         return tracker
 
     def _migrate(self, sender_id: str) -> bool:
@@ -233,21 +269,42 @@ class PowerDeskTrackerStore(TrackerStore):
             new = list(itertools.islice(events, mark.count, None))
             if not new:
                 return
-            keep = mark.base + mark.count
+            keep = mark.end
+            session = _session_index(new, keep)
+            checkpoint = self._checkpoint(tracker, mark) if session < 0 else None
             total = self._write(tracker.sender_id, expected=mark.total, keep=keep, events=new,
-                                session=_session_index(new, keep))
+                                session=session, checkpoint=checkpoint)
             if total >= 0:
-                self._mark(tracker, mark.base, total)
+                self._mark(tracker, mark.base, total, mark.synthetic)
                 self._publish(tracker.sender_id, new)
                 return
         self._reconcile(tracker, mark)
 
+    def _checkpoint(self, tracker: DialogueStateTracker, mark: _Mark) -> Optional[tuple[int, str]]:
+        """A new checkpoint (stored index, JSON events) when the loaded part of the session
+        grows past ``max_session_events``: the state before the last user turn that keeps at
+        least ``max_session_events // 2`` events after it. Replays that part of the tracker once per half
+        window, so a turn's cost stays bounded."""
+        limit = self.max_session_events
+        if limit <= 0 or len(tracker.events) - mark.synthetic <= limit:
+            return None
+        events = list(tracker.events)
+        latest = len(events) - limit // 2
+        cut = next((i for i in range(latest, mark.synthetic, -1) if isinstance(events[i], UserUttered)), None)
+        if cut is None:
+            return None
+        before = DialogueStateTracker.from_events(tracker.sender_id, events[:cut], self.domain.slots)
+        snapshot = checkpoint_events(before, events[cut - 1].timestamp)
+        return mark.base + cut - mark.synthetic, json.dumps(snapshot, ensure_ascii=False)
+
     def _write(self, sender_id: str, *, expected: int, keep: int, events: list[Event],
-               session: int) -> int:
-        """Runs the save script (``session``: the new current session's index, -1 unchanged);
-        the new stored count, or negative when ``expected`` is stale."""
+               session: int, checkpoint: Optional[tuple[int, str]] = None) -> int:
+        """Runs the save script (``session``: the new current session's index, -1 unchanged;
+        ``checkpoint``: a new one); the new stored count, or negative when ``expected`` is
+        stale."""
+        at, snapshot = checkpoint or (-1, "")
         result = self._save(keys=self.keys_of(sender_id),
-                            args=[expected, self.record_exp, keep, session, sender_id,
+                            args=[expected, self.record_exp, keep, session, sender_id, at, snapshot,
                                   *(_dump(e) for e in events)])
         return int(result)
 
@@ -260,7 +317,7 @@ class PowerDeskTrackerStore(TrackerStore):
         for _attempt in range(5):
             loaded = self._load(keys=self.keys_of(sender_id), args=["full"])
             total, stored = (int(loaded[0]), [json.loads(e) for e in loaded[2]]) if loaded else (0, [])
-            events = list(tracker.events)
+            events = list(tracker.events)[mark.synthetic if mark is not None else 0:]
             dicts = [e.as_dict() for e in events]
             bases = [mark.base] if mark is not None else []
             bases += [i for i, e in enumerate(stored) if dicts and e == dicts[0] and i not in bases]
@@ -271,8 +328,9 @@ class PowerDeskTrackerStore(TrackerStore):
                 if overlap == dicts[:len(overlap)]:
                     base, keep, tail = candidate, candidate + len(overlap), events[len(overlap):]
                     break
+            synthetic = mark.synthetic if mark is not None else 0
             if loaded is not None and keep == total and not tail:
-                self._mark(tracker, base, total)
+                self._mark(tracker, base, total, synthetic)
                 return
             keep = min(keep, total)
             session = _session_index(tail, keep)
@@ -285,14 +343,14 @@ class PowerDeskTrackerStore(TrackerStore):
                 if keep < total:
                     logger.info("tracker of …%s rewritten: kept %d of %d stored events, wrote %d",
                                 sender_id[-4:], keep, total, len(tail))
-                self._mark(tracker, base, written)
+                self._mark(tracker, base, written, synthetic)
                 self._publish(sender_id, tail)
                 return
         raise RuntimeError("tracker store: the stored history kept changing during a save")
 
-    def _mark(self, tracker: DialogueStateTracker, base: int, total: int) -> None:
+    def _mark(self, tracker: DialogueStateTracker, base: int, total: int, synthetic: int = 0) -> None:
         events = tracker.events
-        tracker.__dict__[MARK] = _Mark(base, len(events), events[-1] if events else None, total)
+        tracker.__dict__[MARK] = _Mark(base, len(events), events[-1] if events else None, total, synthetic)
 
     def _publish(self, sender_id: str, events: list[Event]) -> None:
         """Streams the written events to the event broker, if one is configured."""

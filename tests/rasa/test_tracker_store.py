@@ -107,3 +107,14 @@ def test_keys_lists_every_conversation_and_nothing_else_is_stored(seen):
     legacy = [k for k in seen["stored_keys"] if k.startswith(f"{PREFIX}:tracker:")]
     assert legacy == [f"{PREFIX}:tracker:web:still-legacy"]
     assert all(k.endswith((":events", ":meta")) for k in seen["stored_keys"] if k not in legacy)
+
+
+def test_a_long_session_is_loaded_from_a_checkpoint_with_the_same_state(seen):
+    """max_session_events=40: a session of 60 turns loads as a checkpoint (slots, active form,
+    pause) and at least the last 20 events; the full history keeps every event."""
+    sizes = seen["window_sizes"]
+    assert max(sizes) <= 40 + 3 + 4 and min(sizes[10:]) >= 20
+    assert seen["window_same_state"] is True and seen["window_same_tail"] is True
+    assert seen["window_full_equals"] is True
+    assert int(seen["window_meta"]["c"]) > int(seen["window_meta"]["s"])
+    assert seen["window_new_session"] is True  # a new session is read from its start again

@@ -10,8 +10,8 @@ import sys
 import redis
 from rasa.core.tracker_store import RedisTrackerStore
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import (ActionExecuted, BotUttered, SessionStarted, SlotSet,
-                                     UserUttered)
+from rasa.shared.core.events import (ActionExecuted, ActiveLoop, BotUttered, ConversationPaused,
+                                     SessionStarted, SlotSet, UserUttered)
 from rasa.shared.core.trackers import DialogueStateTracker
 from redis.crc import key_slot
 
@@ -169,6 +169,44 @@ async def main(url: str, prefix: str) -> dict:
     await store.save(copy)
     out["unmarked_extension_ok"] = dicts(await store.retrieve_full_tracker(cid)) == dicts(copy)
     out["unmarked_extension_bytes"] = net_in(red) - before
+
+    # A session longer than max_session_events is loaded from a checkpoint.
+    windowed = PowerDeskTrackerStore(DOMAIN, host=url, key_prefix=f"{prefix}w", record_exp=3600,
+                                     max_session_events=40)
+    cid5 = "wechat:window"
+    reference = DialogueStateTracker.from_events(cid5, session_start(at), DOMAIN.slots)
+    await windowed.save(DialogueStateTracker.from_dict(cid5, dicts(reference), DOMAIN.slots))
+    sizes, same_state, same_tail = [], [], []
+    for i in range(60):
+        tracker = await windowed.retrieve(cid5)
+        new = turn(at + 10 * (i + 1), text=f"第{i}句")
+        if i == 1:
+            new.append(SlotSet("account_number", "100000007", timestamp=at + 10 * i + 5))
+        if i == 3:
+            new.append(ActiveLoop("bind_account_form", timestamp=at + 10 * i + 5))
+        if i == 50:
+            new.append(ConversationPaused(timestamp=at + 10 * i + 5))
+        tracker.update_with_events(new, DOMAIN, override_timestamp=False)
+        reference.update_with_events(new, DOMAIN, override_timestamp=False)
+        await windowed.save(tracker)
+        loaded = await windowed.retrieve(cid5)
+        sizes.append(len(loaded.events))
+        same_state.append(loaded.current_slot_values() == reference.current_slot_values()
+                          and loaded.active_loop_name == reference.active_loop_name
+                          and loaded.is_paused() == reference.is_paused())
+        same_tail.append(dicts(loaded)[-20:] == dicts(reference)[-20:])
+    out["window_sizes"] = sizes
+    out["window_same_state"] = all(same_state)
+    out["window_same_tail"] = all(same_tail)
+    out["window_full_equals"] = dicts(await windowed.retrieve_full_tracker(cid5)) == dicts(reference)
+    out["window_meta"] = {k.decode(): v.decode() for k, v in red.hgetall(windowed.keys_of(cid5)[1]).items()
+                          if k != b"cp"}
+    tracker = await windowed.retrieve(cid5)
+    tracker.update_with_events(session_start(at + 86400), DOMAIN, override_timestamp=False)
+    await windowed.save(tracker)
+    reference.update_with_events(session_start(at + 86400), DOMAIN, override_timestamp=False)
+    loaded = await windowed.retrieve(cid5)
+    out["window_new_session"] = dicts(loaded) == dicts(reference)[-3:]
 
     # Keys: every conversation, stock-format ones included; ids with braces get a digest tag.
     await stock.save(DialogueStateTracker.from_events("web:still-legacy", session_start(at), DOMAIN.slots))

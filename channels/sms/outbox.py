@@ -19,7 +19,8 @@ one Redis transaction: an ``sending_since`` mark is set just before the call, th
 recorded (shielded from cancellation) right after it, and a message taken again with the mark
 still set is logged and counted (``powerdesk_sms_unknown_outcome_total``) and *reconciled*
 before anything is resent: a message sent alone carries a reference (Aliyun ``OutId``, Tencent
-``SessionContext``: the notice's key, else the message id), and the provider's query API
+``SessionContext``: the message id, for a keyed notice a digest of key and number, so the
+provider never sees the key, which names the customer's account), and the provider's query API
 (Aliyun QuerySendDetails, Tencent PullSmsSendStatusByPhoneNumber) is asked whether it accepted
 it. Found: recorded as sent (with its status report when there is one), never resent. Not found:
 resent at once where the query lists every accepted message (Aliyun); where it lists a message
@@ -318,7 +319,7 @@ class Outbox:
                         "carried no reference to ask the provider about; sending again, the "
                         "customer may get it twice", msg_id, mask(phone), msg["sending_since"])
             return None
-        lookup = await self.sender.lookup(phone, msg.get("key") or msg_id, since)
+        lookup = await self.sender.lookup(phone, msg_id, since)
         now = self.clock()
         if not lookup.ok:
             await self._defer(msg, now + RECONCILE_RETRY, "unknown outcome: provider query failed",
@@ -346,7 +347,7 @@ class Outbox:
         if record.state == "pending" and not record.provider_id:
             # Its report may have come while the outcome was unknown: parked by reference.
             parked = await self.redis.getdel(_pending_ref_key(
-                self.provider, msg.get("key") or msg["id"], msg["phone"]))
+                self.provider, msg["id"], msg["phone"]))
             if parked:
                 report = DeliveryReport(**json.loads(parked))
                 await self.redis.set(_pid_key(self.provider, report.provider_id, msg["phone"]),
@@ -392,7 +393,7 @@ class Outbox:
     @staticmethod
     def _request(msg: dict[str, str]) -> SmsRequest:
         return SmsRequest(msg["phone"], msg["template_id"], json.loads(msg["params"]),
-                          out_id=msg.get("key") or msg["id"])
+                          out_id=msg["id"])
 
     async def _gate(self, msg: dict[str, str]) -> str | None:
         """The rules before an attempt: None when the message may go now, else its new state."""

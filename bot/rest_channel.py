@@ -2,7 +2,8 @@
 
 The gateway reaches Rasa through the REST channel only (``POST /webhooks/rest/webhook``), so
 ``bot/credentials.yml`` names this subclass instead of ``rest``: same name, same routes, same
-behaviour. Its blueprint adds one ``after_server_start`` listener, which Sanic runs after Rasa's
+behaviour, except that the gateway's ``metadata["message_id"]`` becomes the message's id. Its
+blueprint adds one ``after_server_start`` listener, which Sanic runs after Rasa's
 ``before_server_start`` listener has loaded the model.
 
 Why: a loaded model is about 900,000 Python objects tracked by the collector (TensorFlow graphs,
@@ -36,11 +37,24 @@ def freeze_loaded_objects() -> int:
     return gc.get_freeze_count()
 
 
+def gateway_message_id(metadata: Any) -> str | None:
+    """The gateway's id of a message (``metadata["message_id"]``, 8-64 characters), if any."""
+    value = metadata.get("message_id") if isinstance(metadata, dict) else None
+    return value if isinstance(value, str) and 8 <= len(value) <= 64 else None
+
+
 class RestInput(RasaRestInput):
-    """Rasa's REST channel (name ``rest``); freezes the loaded model once the server started."""
+    """Rasa's REST channel (name ``rest``); freezes the loaded model once the server started,
+    and records the gateway's ``metadata["message_id"]`` as the message's id (the ``message_id``
+    of its ``UserUttered`` event), so a gateway that lost a node mid-turn can tell from the
+    tracker whether the turn happened (see ``channels/rasa_nodes.py``)."""
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        webhook = super().blueprint(on_new_message)
+        async def with_message_id(message: UserMessage) -> Any:
+            message.message_id = gateway_message_id(message.metadata) or message.message_id
+            return await on_new_message(message)
+
+        webhook = super().blueprint(with_message_id)
 
         async def freeze_after_model_load(_app: Any, _loop: Any) -> None:
             started = time.perf_counter()

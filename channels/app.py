@@ -12,6 +12,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestPayloadError
@@ -34,6 +35,7 @@ from channels.optout import OptOutStore
 from channels.outbound_requests import OutboundRequests
 from channels.quiet_hours import QuietHours
 from channels.rasa_client import RasaClient
+from channels.rasa_nodes import RasaPool
 from channels.router import ConversationRouter
 from channels.sms import _text_redis
 from channels.sms.adapter import SmsAdapter
@@ -77,15 +79,22 @@ async def _redis_context(app: web.Application) -> AsyncIterator[None]:
 
 async def _router_context(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG_KEY]
-    rasa = RasaClient(config.rasa_url, config.rasa_timeout_seconds,
-                      config.rasa_connect_timeout_seconds, config.rasa_max_connections)
+    rasa: RasaClient | RasaPool
+    if len(config.rasa_urls) > 1:
+        rasa = RasaPool(config.rasa_urls, config.rasa_timeout_seconds,
+                        config.rasa_connect_timeout_seconds, config.rasa_max_connections,
+                        health_interval_seconds=config.rasa_health_interval_seconds,
+                        health_fall=config.rasa_health_fall, health_rise=config.rasa_health_rise)
+    else:
+        rasa = RasaClient(config.rasa_url, config.rasa_timeout_seconds,
+                          config.rasa_connect_timeout_seconds, config.rasa_max_connections)
     await rasa.start()
-    app[RASA_KEY] = rasa
+    app[RASA_KEY] = rasa  # type: ignore[assignment]  # a pool has the client's interface
     router = ConversationRouter(
         rasa, app[REDIS_KEY], max_message_chars=config.max_message_chars,
         lock_wait_seconds=config.lock_wait_seconds, lock_ttl_seconds=config.lock_ttl_seconds)
     app[ROUTER_KEY] = router
-    log.info("gateway routing to Rasa at %s", config.rasa_url)
+    log.info("gateway routing to Rasa at %s", ", ".join(config.rasa_urls))
     try:
         yield
     finally:
@@ -106,16 +115,21 @@ async def _redis_ok(redis: Redis) -> tuple[bool, str]:
 async def healthz(request: web.Request) -> web.Response:
     """``{"status", "redis": {ok, detail}, "rasa": {ok, detail}}``; 200 when both are up, else 503.
 
-    A healthy Rasa is reported as ``ok``, not with the version banner it answers."""
+    A healthy Rasa is reported as ``ok``, not with the version banner it answers. With a pool of
+    Rasa nodes, ``rasa.ok`` means at least one node answers, ``rasa.detail`` says how many do
+    (``"1/2 nodes up"``) and ``rasa.nodes`` lists each node's state in the rotation."""
     gateway = request.app[GATEWAY_APP_KEY]
     (redis_ok, redis_detail), (rasa_ok, rasa_detail) = await asyncio.gather(
         _redis_ok(gateway[REDIS_KEY]), gateway[RASA_KEY].ping())
-    if rasa_ok:
+    rasa = gateway[RASA_KEY]
+    if rasa_ok and not isinstance(rasa, RasaPool):
         rasa_detail = "ok"
     ok = redis_ok and rasa_ok
-    body = {"status": "ok" if ok else "degraded",
-            "redis": {"ok": redis_ok, "detail": redis_detail},
-            "rasa": {"ok": rasa_ok, "detail": rasa_detail}}
+    body: dict[str, Any] = {"status": "ok" if ok else "degraded",
+                            "redis": {"ok": redis_ok, "detail": redis_detail},
+                            "rasa": {"ok": rasa_ok, "detail": rasa_detail}}
+    if isinstance(rasa, RasaPool):
+        body["rasa"]["nodes"] = rasa.status()
     return web.json_response(body, status=200 if ok else 503)
 
 

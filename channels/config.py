@@ -49,6 +49,18 @@ def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[
     return raw.rstrip("/") if parts.scheme.startswith("http") else raw
 
 
+def _rasa_urls(env: Mapping[str, str]) -> str:
+    """RASA_URL: one http(s) URL or several, comma-separated (normalised, duplicates refused)."""
+    raw = env.get("RASA_URL", "").strip() or "http://127.0.0.1:5005"
+    urls = [_url({"RASA_URL": part.strip()}, "RASA_URL", None, ("http", "https")) or ""
+            for part in raw.split(",") if part.strip()]
+    if not urls:
+        raise ConfigError(f"RASA_URL must be one or more http/https URLs, got {raw!r}")
+    if len(set(urls)) != len(urls):
+        raise ConfigError(f"RASA_URL names a node twice: {raw!r}")
+    return ",".join(urls)
+
+
 def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
     try:
         return parse_networks(env.get(name, ""), name)
@@ -117,7 +129,10 @@ class GatewayConfig:
     REDIS_URL [unset: ``python -m channels`` starts an embedded redis-server],
     REDIS_MAX_CONNECTIONS [512, per process; a caller waits up to 5 s for a free one],
     REDIS_SOCKET_TIMEOUT_SECONDS [5, at least 2: longer than any XREADGROUP BLOCK],
-    RASA_URL [http://127.0.0.1:5005],
+    RASA_URL [http://127.0.0.1:5005; several comma-separated URLs = a pool of Rasa nodes, see
+    :mod:`channels.rasa_nodes`], RASA_HEALTH_INTERVAL_SECONDS [2: how often a pool probes its
+    nodes], RASA_HEALTH_FALL [2 failed probes take a node out; a failed call does at once],
+    RASA_HEALTH_RISE [2 good probes bring it back],
     RASA_TIMEOUT_SECONDS [15: Rasa waits for actions, whose deadline is 8 s],
     RASA_CONNECT_TIMEOUT_SECONDS [2], RASA_MAX_CONNECTIONS [200],
     GATEWAY_MAX_MESSAGE_CHARS [1000], GATEWAY_LOCK_WAIT_SECONDS [20],
@@ -149,6 +164,9 @@ class GatewayConfig:
     rasa_timeout_seconds: float = 15.0
     rasa_connect_timeout_seconds: float = 2.0
     rasa_max_connections: int = 200
+    rasa_health_interval_seconds: float = 2.0
+    rasa_health_fall: int = 2
+    rasa_health_rise: int = 2
     max_message_chars: int = 1000
     lock_wait_seconds: float = 20.0
     cors_origins: tuple[str, ...] = ()
@@ -172,6 +190,11 @@ class GatewayConfig:
     def lock_ttl_seconds(self) -> float:
         """How long a conversation lock lives if its holder dies: longer than any Rasa call."""
         return self.rasa_timeout_seconds + 5.0
+
+    @property
+    def rasa_urls(self) -> tuple[str, ...]:
+        """The Rasa nodes of RASA_URL (one URL: today's single Rasa, no pool)."""
+        return tuple(self.rasa_url.split(","))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "GatewayConfig":
@@ -198,10 +221,13 @@ class GatewayConfig:
             redis_socket_timeout_seconds=_float(env, "REDIS_SOCKET_TIMEOUT_SECONDS",
                                                 REDIS_SOCKET_TIMEOUT_DEFAULT,
                                                 *REDIS_SOCKET_TIMEOUT_RANGE),
-            rasa_url=_url(env, "RASA_URL", "http://127.0.0.1:5005", ("http", "https")) or "",
+            rasa_url=_rasa_urls(env),
             rasa_timeout_seconds=_float(env, "RASA_TIMEOUT_SECONDS", 15.0, 0.1, 300.0),
             rasa_connect_timeout_seconds=_float(env, "RASA_CONNECT_TIMEOUT_SECONDS", 2.0, 0.05, 60.0),
             rasa_max_connections=_int(env, "RASA_MAX_CONNECTIONS", 200, 1, 10000),
+            rasa_health_interval_seconds=_float(env, "RASA_HEALTH_INTERVAL_SECONDS", 2.0, 0.1, 300.0),
+            rasa_health_fall=_int(env, "RASA_HEALTH_FALL", 2, 1, 100),
+            rasa_health_rise=_int(env, "RASA_HEALTH_RISE", 2, 1, 100),
             max_message_chars=_int(env, "GATEWAY_MAX_MESSAGE_CHARS", 1000, 10, 100000),
             lock_wait_seconds=_float(env, "GATEWAY_LOCK_WAIT_SECONDS", 20.0, 0.0, 600.0),
             cors_origins=origins,

@@ -23,11 +23,20 @@ overlapping calls for one sender are noticed (the router must serialise a conver
 one event or a list of them (each a JSON object with an ``event`` name) and records them in
 ``tracker_events[sender]``; it answers the tracker's state without events, like
 ``include_events=NONE``, with ``paused`` following the recorded pause/resume events.
+
+Turns, for the gateway's Rasa pool (``channels.rasa_nodes``): every answered message is
+recorded in ``events[sender]`` as Rasa records it, a ``user`` event (``message_id`` from
+``metadata["message_id"]``, as ``bot/rest_channel.py`` does) followed by one ``bot`` event per
+answer message; ``GET /conversations/<sender>/tracker`` serves them. Several fakes given one
+``events`` dict share their trackers, like Rasa nodes on one Redis. ``crash_next(mode)`` makes
+the next webhook call drop its connection without answering: ``"before_record"`` (the node died
+before saving the turn) or ``"after_record"`` (it died after saving it).
 """
 from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -40,8 +49,11 @@ LONG_SENTENCE = "根据阶梯电价规定，您本月的用电量已进入第二
 class FakeRasaRest:
     """Serve the scripted REST contract on loopback; ``await start()`` returns the base URL."""
 
-    def __init__(self, jitter_seconds: float = 0.0) -> None:
+    def __init__(self, jitter_seconds: float = 0.0,
+                 events: dict[str, list[dict[str, Any]]] | None = None) -> None:
         self.jitter = jitter_seconds
+        self.events: dict[str, list[dict[str, Any]]] = defaultdict(list) if events is None else events
+        self.crashes: list[str] = []
         self.fail_status: int | None = None
         self.calls: list[dict[str, Any]] = []
         self.received: dict[str, list[str]] = defaultdict(list)
@@ -53,12 +65,20 @@ class FakeRasaRest:
         self._server: TestServer | None = None
         self.url = ""
 
-    async def start(self) -> str:
+    def crash_next(self, mode: str, count: int = 1) -> None:
+        """Drop the next ``count`` webhook calls' connections, ``mode`` before/after_record."""
+        if mode not in ("before_record", "after_record"):
+            raise ValueError(mode)
+        self.crashes.extend([mode] * count)
+
+    async def start(self, port: int = 0) -> str:
+        """Serve on ``port`` (0: a free one; a closed fake restarts on its old port)."""
         app = web.Application(client_max_size=10 * 1024 * 1024)
         app.router.add_post("/webhooks/rest/webhook", self._webhook)
         app.router.add_get("/", self._root)
         app.router.add_post("/conversations/{sender}/tracker/events", self._tracker_events)
-        self._server = TestServer(app, host="127.0.0.1")
+        app.router.add_get("/conversations/{sender}/tracker", self._tracker)
+        self._server = TestServer(app, host="127.0.0.1", port=port or None)
         await self._server.start_server()
         self.url = str(self._server.make_url("")).rstrip("/")
         return self.url
@@ -78,6 +98,22 @@ class FakeRasaRest:
         for event in self.tracker_events[sender]:
             state = {"pause": True, "resume": False}.get(event.get("event"), state)
         return state
+
+    async def _tracker(self, request: web.Request) -> web.Response:
+        sender = request.match_info["sender"]
+        if self.fail_status:
+            return web.json_response({"error": "fake failure"}, status=self.fail_status)
+        return web.json_response({"sender_id": sender, "paused": self.paused(sender),
+                                  "events": list(self.events.get(sender, []))})
+
+    def record_turn(self, sender: str, message: str, metadata: Any, answer: list[dict[str, Any]]) -> None:
+        message_id = metadata.get("message_id") if isinstance(metadata, dict) else None
+        turn = [{"event": "user", "text": message, "message_id": message_id or uuid.uuid4().hex,
+                 "metadata": metadata or {}}]
+        for item in answer:
+            turn.append({"event": "bot", "text": item.get("text"),
+                         "data": {k: item.get(k) for k in ("buttons", "image", "custom", "attachment")}})
+        self.events.setdefault(sender, []).extend(turn)
 
     async def _tracker_events(self, request: web.Request) -> web.Response:
         sender = request.match_info["sender"]
@@ -131,7 +167,14 @@ class FakeRasaRest:
                 await asyncio.sleep(float(message[1:]))
             elif self.jitter:
                 await asyncio.sleep(random.uniform(0, self.jitter))
-            self.received[sender].append(message)
+            crash = self.crashes.pop(0) if self.crashes else None
+            if crash != "before_record":
+                self.received[sender].append(message)
+                self.record_turn(sender, message, body.get("metadata"), self.answer_for(message))
+            if crash is not None:
+                assert request.transport is not None
+                request.transport.abort()  # the node died: the connection drops, no answer
+                return web.Response(status=500)
             if message == "坏JSON":
                 return web.Response(text="<html>oops</html>", content_type="text/html")
             return web.json_response([{"recipient_id": sender, **a} for a in self.answer_for(message)])
@@ -163,6 +206,7 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/webhooks/rest/webhook", answer)
     app.router.add_get("/", fake._root)
+    app.router.add_get("/status", fake._root)  # where scripts.stack waits for a Rasa to be ready
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 

@@ -4,6 +4,9 @@ Starts Redis (embedded unless REDIS_URL is set), the reference backends (unless 
 points elsewhere), the action server, the Rasa server with the current model, the gateway and the
 broadcast scheduler (``python -m channels.broadcast scheduler``, BROADCAST_SCHEDULE),
 prints the web chat and admin URLs, and stops everything on Ctrl-C or when any process dies.
+RASA_SERVERS=N [1] starts N Rasa servers (RASA_PORT, RASA_PORT+1, ...) and N action servers
+(ACTION_SERVER_PORT, +1, ...), each Rasa with its own action server, and gives the gateway all of
+them in RASA_URL (a pool of Rasa nodes: channels/rasa_nodes.py).
 Every process listens on loopback unless its ``*_HOST`` variable says otherwise; Rasa and the
 action server share ``ACTION_SERVER_TOKEN`` (a random one per run when unset).
 """
@@ -32,7 +35,9 @@ DEFAULTS = {
     "EMBEDDED_REDIS_HOST": "127.0.0.1",
     "EMBEDDED_REDIS_PORT": "6390",
     "BACKENDS_DB": str(ROOT / ".run" / "backends.sqlite3"),
+    "RASA_SERVERS": "1",
 }
+MAX_RASA_SERVERS = 16
 BACKEND_URL_VARIABLES = tuple(backends_env("").keys())
 
 
@@ -52,9 +57,22 @@ def port_setting(name: str) -> int:
     return int(raw)
 
 
+def rasa_servers_setting(ports: dict[str, int]) -> int:
+    """RASA_SERVERS: how many Rasa (and action) servers, on consecutive ports that must exist."""
+    raw = setting("RASA_SERVERS")
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_RASA_SERVERS):
+        raise SettingError(f"RASA_SERVERS must be a whole number from 1 to {MAX_RASA_SERVERS}, got {raw!r}")
+    count = int(raw)
+    for name in ("RASA_PORT", "ACTION_SERVER_PORT"):
+        if ports[name] + count - 1 > 65535:
+            raise SettingError(f"{name} {ports[name]} leaves no room for {count} servers (RASA_SERVERS)")
+    return count
+
+
 def main() -> None:
     try:
         ports = {name: port_setting(name) for name in DEFAULTS if name.endswith("_PORT")}
+        rasa_servers = rasa_servers_setting(ports)
     except SettingError as exc:
         print(f"make run configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -82,11 +100,9 @@ def main() -> None:
                 ports["BACKENDS_PORT"], Path(setting("BACKENDS_DB")), setting("BACKENDS_HOST")
             )
             client_env = {**backends_env(backends_url), **client_env}
-        action_url = stack.start_action_server(
-            ports["ACTION_SERVER_PORT"], redis_url, client_env, setting("ACTION_SERVER_HOST")
-        )
-        rasa_url = stack.start_rasa(ports["RASA_PORT"], model, redis_url, action_url,
-                                    setting("RASA_HOST"))
+        rasa_url = ",".join(stack.start_rasa_nodes(
+            rasa_servers, ports["RASA_PORT"], ports["ACTION_SERVER_PORT"], model, redis_url, client_env,
+            setting("RASA_HOST"), setting("ACTION_SERVER_HOST")))
         admin_host = setting("GATEWAY_ADMIN_HOST")
         gateway_url = stack.start_gateway(
             setting("GATEWAY_HOST"), ports["GATEWAY_PORT"], redis_url, rasa_url,

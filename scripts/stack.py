@@ -21,6 +21,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -212,12 +213,12 @@ class Stack:
 
     def start_action_server(self, port: int, redis_url: str, backends_env: dict[str, str],
                             host: str = "127.0.0.1",
-                            extra_env: dict[str, str] | None = None) -> str:
+                            extra_env: dict[str, str] | None = None, name: str = "actions") -> str:
         """Start the action server (it requires :attr:`action_server_token`); returns its
         webhook URL (what Rasa calls)."""
         env = dict(self.base_env, REDIS_URL=redis_url, **backends_env, **(extra_env or {}))
         process = self.spawn(
-            "actions",
+            name,
             [str(RASA_PY), "-m", "actions", "--host", host, "--port", str(port)], env,
         )
         url = f"http://{local_url_host(host)}:{port}"
@@ -225,7 +226,7 @@ class Stack:
         return f"{url}/webhook"
 
     def start_rasa(self, port: int, model: Path, redis_url: str, action_webhook_url: str,
-                   host: str = "127.0.0.1", endpoints: Path | None = None) -> str:
+                   host: str = "127.0.0.1", endpoints: Path | None = None, name: str = "rasa") -> str:
         """Start the Rasa server with ``model``; returns its base URL once the model is loaded.
 
         ``endpoints``: the endpoints file [RASA_ENDPOINTS, else bot/endpoints.yml]; it reads
@@ -234,7 +235,7 @@ class Stack:
                    **rasa_redis_env(redis_url))
         endpoints = endpoints or Path(self.base_env.get("RASA_ENDPOINTS") or ROOT / "bot" / "endpoints.yml")
         process = self.spawn(
-            "rasa",
+            name,
             [str(RASA_BIN), "run", "--enable-api", "--model", str(model),
              "--endpoints", str(endpoints),
              "--credentials", str(ROOT / "bot" / "credentials.yml"),
@@ -244,6 +245,22 @@ class Stack:
         url = f"http://{local_url_host(host)}:{port}"
         self.wait_http(process, f"{url}/status", timeout=240)
         return url
+
+    def start_rasa_nodes(self, count: int, rasa_port: int, action_port: int, model: Path,
+                         redis_url: str, backends_env: dict[str, str], rasa_host: str = "127.0.0.1",
+                         action_host: str = "127.0.0.1") -> list[str]:
+        """Start ``count`` action servers (ports ``action_port``, +1, ...) and ``count`` Rasa
+        servers (``rasa_port``, +1, ...), each Rasa calling its own action server, all of a kind
+        in parallel (a Rasa takes a minute or two to load its model); returns the Rasa base URLs.
+        The first pair is named ``actions``/``rasa``, the next ``actions2``/``rasa2``, ..."""
+        names = ["" if i == 0 else str(i + 1) for i in range(count)]
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            action_urls = list(pool.map(
+                lambda i: self.start_action_server(action_port + i, redis_url, backends_env, action_host,
+                                                   name=f"actions{names[i]}"), range(count)))
+            return list(pool.map(
+                lambda i: self.start_rasa(rasa_port + i, model, redis_url, action_urls[i], rasa_host,
+                                          name=f"rasa{names[i]}"), range(count)))
 
     def start_gateway(self, host: str, port: int, redis_url: str, rasa_url: str,
                       extra_env: dict[str, str] | None = None, admin_host: str = "127.0.0.1",

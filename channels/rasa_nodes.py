@@ -1,0 +1,301 @@
+"""A pool of Rasa nodes behind one gateway (RASA_URL with several comma-separated URLs).
+
+- **Affinity.** A conversation goes to the live node with the highest rendezvous
+  (highest-random-weight) score of ``(node URL, conversation id)``: it keeps one warm node, and
+  when a node dies only that node's conversations move (each to its own next-best node).
+- **Health.** A background task probes every node (Rasa's ``GET /``) every
+  RASA_HEALTH_INTERVAL_SECONDS; RASA_HEALTH_FALL failed probes in a row take a node out of
+  rotation, and so does one failed call (connection error, 5xx, a timeout confirmed by a failed
+  probe); RASA_HEALTH_RISE good probes in a row bring it back. With no live node left, every
+  node is tried anyway, in affinity order.
+- **Exactly once.** Every message carries a fresh ``metadata["message_id"]``; Rasa's REST
+  channel of this project (``bot/rest_channel.py``) records it as the ``message_id`` of the
+  ``UserUttered`` event. When a node fails mid-turn, the conversation's tracker (in Redis, shared
+  by every node) is read through another node before anything is resent: if our message was
+  recorded, the bot messages recorded after it are the answer; if not, the message goes to the
+  next node; if the tracker cannot be read, nothing is resent (the caller gets
+  :class:`RasaUnavailable`, the customer a busy reply). A customer never gets two answers to one
+  message.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from channels import metrics
+from channels.rasa_client import RasaClient, RasaUnavailable
+
+log = logging.getLogger(__name__)
+
+#: Failures after which the turn may have reached Rasa, and another node may be tried.
+NODE_FAILURES = ("connection", "http_5xx", "timeout", "bad_response")
+#: The output keys of Rasa's REST channel that a ``BotUttered`` event keeps in ``data``.
+BOT_DATA_KEYS = ("buttons", "image", "custom", "attachment", "elements", "quick_replies")
+
+
+def rendezvous_score(node_url: str, conversation_id: str) -> int:
+    """The weight of ``node_url`` for ``conversation_id`` (stable across processes and runs)."""
+    digest = hashlib.sha256(f"{node_url}\x00{conversation_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+@dataclass
+class RasaNode:
+    """One Rasa server and what the pool knows of its health."""
+
+    client: RasaClient
+    up: bool = True
+    detail: str = "ok"
+    failures: int = 0  # consecutive failed probes
+    successes: int = 0  # consecutive good probes while down
+    changed_at: float = field(default_factory=time.time)
+
+    @property
+    def url(self) -> str:
+        return self.client.base_url
+
+    def mark(self, up: bool, detail: str) -> None:
+        if up != self.up:
+            log.warning("Rasa node %s is %s (%s)", self.url, "back up" if up else "down", detail)
+            self.changed_at = time.time()
+        self.up, self.detail = up, detail
+        self.failures = self.successes = 0
+        metrics.RASA_NODE_UP.labels(self.url).set(1 if up else 0)
+
+
+class RasaPool:
+    """Several Rasa servers with the interface of :class:`RasaClient` (``send``, ``pause``,
+    ``resume``, ``append_events``, ``ping``, ``base_url``/``session`` of a live node)."""
+
+    def __init__(self, urls: list[str] | tuple[str, ...], timeout_seconds: float,
+                 connect_timeout_seconds: float = 2.0, max_connections: int = 200, *,
+                 health_interval_seconds: float = 2.0, health_fall: int = 2, health_rise: int = 2) -> None:
+        if not urls:
+            raise ValueError("a Rasa pool needs at least one URL")
+        self.nodes = [RasaNode(RasaClient(url, timeout_seconds, connect_timeout_seconds, max_connections))
+                      for url in urls]
+        self.health_interval = health_interval_seconds
+        self.health_fall = health_fall
+        self.health_rise = health_rise
+        self._health_task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """Open every node's HTTP session and start the health checks (idempotent)."""
+        for node in self.nodes:
+            await node.client.start()
+            metrics.RASA_NODE_UP.labels(node.url).set(1 if node.up else 0)
+        if self._health_task is None:
+            self._health_task = asyncio.create_task(self._health_loop(), name="rasa-health")
+
+    async def close(self) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
+            await asyncio.gather(self._health_task, return_exceptions=True)
+            self._health_task = None
+        for node in self.nodes:
+            await node.client.close()
+
+    # -- routing --------------------------------------------------------------------------
+
+    def ranked(self, conversation_id: str) -> list[RasaNode]:
+        """The nodes to try for ``conversation_id``, best first: the live ones by rendezvous
+        score, or every node by score when none is live."""
+        ordered = sorted(self.nodes, key=lambda n: rendezvous_score(n.url, conversation_id), reverse=True)
+        live = [n for n in ordered if n.up]
+        return live or ordered
+
+    @property
+    def base_url(self) -> str:
+        return self._first_live().client.base_url
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        return self._first_live().client.session
+
+    def _first_live(self) -> RasaNode:
+        return next((n for n in self.nodes if n.up), self.nodes[0])
+
+    # -- messages -------------------------------------------------------------------------
+
+    async def send(self, sender: str, message: str, metadata: dict[str, Any] | None = None
+                   ) -> list[dict[str, Any]]:
+        """Send one message to the conversation's node; on a node failure answer it from the
+        tracker if it was recorded, else retry on the next node. Raises :class:`RasaUnavailable`
+        when no node answered or the outcome cannot be known."""
+        message_id = uuid.uuid4().hex
+        body_metadata = {**(metadata or {}), "message_id": message_id}
+        tried: list[RasaNode] = []
+        last: RasaUnavailable | None = None
+        for node in self.ranked(sender):
+            if tried:
+                recorded = await self._recorded_answer(sender, message_id, tried)
+                if recorded is not None:
+                    log.warning("turn of message %s was recorded before %s failed; answered from the tracker",
+                                message_id, tried[-1].url)
+                    metrics.RASA_FAILOVERS.labels("from_tracker").inc()
+                    return recorded
+                metrics.RASA_FAILOVERS.labels("retried").inc()
+            tried.append(node)
+            try:
+                return await node.client.send(sender, message, body_metadata)
+            except RasaUnavailable as exc:
+                last = exc
+                if exc.reason not in NODE_FAILURES:
+                    raise
+                if exc.reason == "timeout":
+                    alive, detail = await node.client.ping()
+                    if alive:  # slow, not dead: it may still finish the turn, never resend
+                        raise
+                    node.mark(False, f"timeout, then {detail}")
+                elif exc.reason != "bad_response":
+                    node.mark(False, exc.reason)
+                log.warning("Rasa node %s failed a turn (%s); failing over", node.url, exc)
+        assert last is not None
+        try:  # the last node may have recorded the turn before failing
+            recorded = await self._recorded_answer(sender, message_id, tried)
+        except RasaUnavailable:
+            raise last from None
+        if recorded is not None:
+            metrics.RASA_FAILOVERS.labels("from_tracker").inc()
+            return recorded
+        raise last
+
+    async def _recorded_answer(self, sender: str, message_id: str, failed: list[RasaNode]
+                               ) -> list[dict[str, Any]] | None:
+        """The bot messages recorded after our ``UserUttered`` (None: it was not recorded).
+        The tracker is read through a node that has not failed; if no node can read it, raise
+        :class:`RasaUnavailable` (``unknown_outcome``): resending could answer twice."""
+        readers = [n for n in self.ranked(sender) if n not in failed] or list(failed)
+        for node in readers:
+            try:
+                events = await self._tracker_events(node.client, sender)
+            except RasaUnavailable as exc:
+                if exc.reason in ("connection", "timeout"):
+                    node.mark(False, exc.reason)
+                continue
+            return answer_after(events, sender, message_id)
+        metrics.RASA_FAILOVERS.labels("unknown").inc()
+        raise RasaUnavailable("unknown_outcome", "no node could read the tracker")
+
+    @staticmethod
+    async def _tracker_events(client: RasaClient, sender: str) -> list[dict[str, Any]]:
+        url = f"{client.base_url}/conversations/{quote(sender, safe=':')}/tracker"
+        try:
+            async with client.session.get(url, params={"include_events": "AFTER_RESTART"}) as response:
+                if response.status != 200:
+                    await response.read()
+                    raise RasaUnavailable(f"http_{response.status // 100}xx", f"status {response.status}")
+                tracker = await response.json(content_type=None)
+        except asyncio.TimeoutError:
+            raise RasaUnavailable("timeout", "tracker") from None
+        except aiohttp.ClientError as exc:
+            raise RasaUnavailable("connection", type(exc).__name__) from None
+        except ValueError:
+            raise RasaUnavailable("bad_response", "tracker is not JSON") from None
+        events = tracker.get("events") if isinstance(tracker, dict) else None
+        if not isinstance(events, list):
+            raise RasaUnavailable("bad_response", "tracker without events")
+        return events
+
+    # -- the HTTP API (hand-off) -------------------------------------------------------------
+
+    async def append_events(self, sender: str, events: list[dict[str, Any]]) -> None:
+        """Append tracker events through the conversation's node, the next one if it is down."""
+        last: RasaUnavailable | None = None
+        for node in self.ranked(sender):
+            try:
+                return await node.client.append_events(sender, events)
+            except RasaUnavailable as exc:
+                if exc.reason != "connection":
+                    raise
+                node.mark(False, exc.reason)
+                last = exc
+        assert last is not None
+        raise last
+
+    async def pause(self, sender: str) -> None:
+        await self.append_events(sender, [{"event": "pause", "timestamp": time.time()}])
+
+    async def resume(self, sender: str, slots: dict[str, Any] | None = None) -> None:
+        now = time.time()
+        await self.append_events(sender, [{"event": "resume", "timestamp": now}] + [
+            {"event": "slot", "name": name, "value": value, "timestamp": now}
+            for name, value in (slots or {}).items()])
+
+    # -- health ---------------------------------------------------------------------------
+
+    async def ping(self) -> tuple[bool, str]:
+        """Probe every node now: (at least one answers, "<n>/<total> nodes up")."""
+        results = await asyncio.gather(*(n.client.ping() for n in self.nodes))
+        up = sum(ok for ok, _ in results)
+        return up > 0, f"{up}/{len(self.nodes)} nodes up"
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each node as the health checks see it (for /healthz)."""
+        return [{"url": n.url, "up": n.up, "detail": n.detail, "since": round(n.changed_at)}
+                for n in self.nodes]
+
+    async def check_health(self) -> None:
+        """Probe every node once and apply the fall/rise thresholds."""
+        results = await asyncio.gather(*(n.client.ping() for n in self.nodes))
+        for node, (ok, detail) in zip(self.nodes, results):
+            if ok:
+                node.failures = 0
+                if node.up:
+                    node.detail = "ok"
+                else:
+                    node.successes += 1
+                    if node.successes >= self.health_rise:
+                        node.mark(True, "ok")
+            else:
+                node.successes = 0
+                if node.up:
+                    node.failures += 1
+                    if node.failures >= self.health_fall:
+                        node.mark(False, detail)
+                else:
+                    node.detail = detail
+
+    async def _health_loop(self) -> None:
+        while True:
+            try:
+                await self.check_health()
+            except Exception:  # noqa: BLE001 - the checks must outlive any surprise
+                log.exception("Rasa health check failed")
+            await asyncio.sleep(self.health_interval)
+
+
+def answer_after(events: list[dict[str, Any]], sender: str, message_id: str) -> list[dict[str, Any]] | None:
+    """Rasa REST messages of the ``bot`` events that follow the ``user`` event with
+    ``message_id`` (up to the next user event); None when no such user event is recorded."""
+    start = None
+    for index in range(len(events) - 1, -1, -1):
+        event = events[index]
+        if event.get("event") == "user" and message_id in (
+                event.get("message_id"), (event.get("metadata") or {}).get("message_id")):
+            start = index
+            break
+    if start is None:
+        return None
+    answer: list[dict[str, Any]] = []
+    for event in events[start + 1:]:
+        if event.get("event") == "user":
+            break
+        if event.get("event") != "bot":
+            continue
+        message: dict[str, Any] = {"recipient_id": sender}
+        if event.get("text"):
+            message["text"] = event["text"]
+        data = event.get("data") or {}
+        message.update({key: data[key] for key in BOT_DATA_KEYS if data.get(key)})
+        if len(message) > 1:
+            answer.append(message)
+    return answer

@@ -1,0 +1,256 @@
+"""The Rasa node pool (channels.rasa_nodes) against Rasa REST fakes on loopback that share
+their trackers like Rasa nodes on one Redis: affinity, health, failover, exactly-once retry."""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+
+import aiohttp
+import pytest
+from prometheus_client import REGISTRY
+
+from channels.config import ConfigError, GatewayConfig
+from channels.keys import RASA_KEY
+from channels.messages import Message
+from channels.rasa_client import RasaUnavailable
+from channels.rasa_nodes import RasaPool, answer_after, rendezvous_score
+from channels.router import BUSY_TEXT, ConversationRouter
+from fakes.rasa_rest import FakeRasaRest
+
+
+@pytest.fixture
+async def nodes():
+    shared: dict = defaultdict(list)
+    fakes = [FakeRasaRest(events=shared) for _ in range(3)]
+    for fake in fakes:
+        await fake.start()
+    yield fakes
+    for fake in fakes:
+        await fake.close()
+
+
+@pytest.fixture
+async def make_pool():
+    pools: list[RasaPool] = []
+
+    async def make(urls, **kwargs) -> RasaPool:
+        kwargs.setdefault("health_interval_seconds", 0.05)
+        pool = RasaPool(urls, kwargs.pop("timeout", 5.0), 1.0, **kwargs)
+        await pool.start()
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        await pool.close()
+
+
+def fake_for(pool: RasaPool, fakes: list[FakeRasaRest], cid: str) -> FakeRasaRest:
+    url = pool.ranked(cid)[0].url
+    return next(f for f in fakes if f.url == url)
+
+
+def failovers(outcome: str) -> float:
+    return REGISTRY.get_sample_value("powerdesk_gateway_rasa_failovers_total", {"outcome": outcome}) or 0.0
+
+
+async def wait_for(condition, timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+def test_rasa_url_takes_one_or_several_urls():
+    assert GatewayConfig.from_env({}).rasa_urls == ("http://127.0.0.1:5005",)
+    one = GatewayConfig.from_env({"RASA_URL": "http://10.0.0.5:5005/"})
+    assert one.rasa_url == "http://10.0.0.5:5005" and one.rasa_urls == ("http://10.0.0.5:5005",)
+    several = GatewayConfig.from_env({"RASA_URL": " http://a:5005, http://b:5006/ ,",
+                                      "RASA_HEALTH_INTERVAL_SECONDS": "0.5", "RASA_HEALTH_FALL": "3"})
+    assert several.rasa_urls == ("http://a:5005", "http://b:5006")
+    assert (several.rasa_health_interval_seconds, several.rasa_health_fall, several.rasa_health_rise) == (0.5, 3, 2)
+    for bad in ("ftp://a", "http://a:5005,ftp://b", "http://a:5005,http://a:5005/", " , "):
+        with pytest.raises(ConfigError, match="RASA_URL"):
+            GatewayConfig.from_env({"RASA_URL": bad})
+
+
+# -- affinity ----------------------------------------------------------------------------------
+
+def test_rendezvous_moves_only_the_dead_nodes_conversations():
+    pool = RasaPool(["http://n1:5005", "http://n2:5005", "http://n3:5005"], 5.0)
+    cids = [f"web:user-{i}" for i in range(600)]
+    before = {cid: pool.ranked(cid)[0].url for cid in cids}
+    spread = Counter(before.values())
+    assert set(spread) == {"http://n1:5005", "http://n2:5005", "http://n3:5005"}
+    assert min(spread.values()) > 150  # roughly even
+    pool.nodes[1].up = False
+    after = {cid: pool.ranked(cid)[0].url for cid in cids}
+    moved = [cid for cid in cids if before[cid] != after[cid]]
+    assert moved and all(before[cid] == "http://n2:5005" for cid in moved)
+    assert "http://n2:5005" not in after.values()
+    assert rendezvous_score("http://n1:5005", "web:x") == rendezvous_score("http://n1:5005", "web:x")
+
+
+async def test_a_conversation_keeps_one_node(nodes, make_pool):
+    pool = await make_pool([f.url for f in nodes])
+    for cid in ("web:a", "wechat:b", "sms:13800001234"):
+        for text in ("你好", "查电费", "谢谢"):
+            assert await pool.send(cid, text, {"channel": "web"}) == [{"recipient_id": cid, "text": f"收到：{text}"}]
+        holders = [f for f in nodes if f.received.get(cid)]
+        assert holders == [fake_for(pool, nodes, cid)] and holders[0].received[cid] == ["你好", "查电费", "谢谢"]
+
+
+# -- exactly once --------------------------------------------------------------------------------
+
+async def test_every_message_carries_a_fresh_message_id_recorded_in_the_tracker(nodes, make_pool):
+    pool = await make_pool([f.url for f in nodes])
+    await pool.send("web:ids", "一", {"channel": "web"})
+    await pool.send("web:ids", "二", {"channel": "web"})
+    calls = [c for f in nodes for c in f.calls if c["sender"] == "web:ids"]
+    ids = [c["metadata"]["message_id"] for c in calls]
+    assert len(set(ids)) == 2 and all(len(i) == 32 for i in ids)
+    assert [c["metadata"]["channel"] for c in calls] == ["web", "web"]
+    users = [e for e in nodes[0].events["web:ids"] if e["event"] == "user"]
+    assert [e["message_id"] for e in users] == ids
+
+
+async def test_node_dead_before_the_turn_was_recorded_retries_on_the_next_node(nodes, make_pool):
+    pool = await make_pool([f.url for f in nodes], health_interval_seconds=60)
+    cid = "web:dies-before"
+    first = fake_for(pool, nodes, cid)
+    first.crash_next("before_record")
+    answer = await pool.send(cid, "查电费")
+    assert answer == [{"recipient_id": cid, "text": "收到：查电费"}]
+    second = fake_for(pool, nodes, cid)  # the first one is out of rotation now
+    assert second is not first and not pool.nodes[nodes.index(first)].up
+    assert first.received.get(cid, []) == [] and second.received[cid] == ["查电费"]
+    assert [e["event"] for e in first.events[cid]] == ["user", "bot"]  # recorded once, by the retry
+    assert first.calls[-1]["metadata"]["message_id"] == second.calls[-1]["metadata"]["message_id"]
+
+
+async def test_node_dead_after_the_turn_was_recorded_answers_from_the_tracker(nodes, make_pool):
+    pool = await make_pool([f.url for f in nodes], health_interval_seconds=60)
+    cid = "web:dies-after"
+    await pool.send(cid, "你好")
+    first = fake_for(pool, nodes, cid)
+    first.crash_next("after_record")
+    before = failovers("from_tracker")
+    answer = await pool.send(cid, "按钮")
+    assert failovers("from_tracker") == before + 1
+    assert answer == [{"recipient_id": cid, "text": "请问您要查询哪个月的电费？",
+                       "buttons": FakeRasaRest.answer_for("按钮")[0]["buttons"]}]
+    assert [c["message"] for f in nodes for c in f.calls if c["sender"] == cid] == ["你好", "按钮"]  # never resent
+    assert [e["text"] for e in first.events[cid] if e["event"] == "user"] == ["你好", "按钮"]
+
+
+async def test_unreadable_tracker_means_no_resend(nodes, make_pool):
+    pool = await make_pool([f.url for f in nodes], health_interval_seconds=60)
+    cid = "web:unknown"
+    first = fake_for(pool, nodes, cid)
+    first.crash_next("before_record")
+    for other in nodes:
+        if other is not first:
+            other.fail_status = 503  # the tracker cannot be read anywhere
+    with pytest.raises(RasaUnavailable) as caught:
+        await pool.send(cid, "在吗")
+    assert caught.value.reason == "unknown_outcome"
+    assert sum(len([c for c in f.calls if c["sender"] == cid]) for f in nodes) == 1
+
+
+async def test_slow_but_alive_node_is_never_resent_to(nodes, make_pool):
+    pool = await make_pool([f.url for f in nodes], timeout=0.3, health_interval_seconds=60)
+    cid = "web:slow"
+    with pytest.raises(RasaUnavailable) as caught:
+        await pool.send(cid, "慢1")
+    assert caught.value.reason == "timeout"
+    assert sum(len([c for c in f.calls if c["sender"] == cid]) for f in nodes) == 1
+    assert all(n.up for n in pool.nodes)
+
+
+async def test_all_nodes_down_still_tries_them(nodes, make_pool):
+    pool = await make_pool([f.url for f in nodes[:2]], health_interval_seconds=60)
+    for node in pool.nodes:
+        node.up = False
+    assert await pool.send("web:all-down", "你好") == [{"recipient_id": "web:all-down", "text": "收到：你好"}]
+
+
+def test_answer_after_takes_the_bot_events_of_our_turn_only():
+    events = [{"event": "user", "message_id": "m1"}, {"event": "bot", "text": "一"},
+              {"event": "action", "name": "action_listen"},
+              {"event": "user", "message_id": "x", "metadata": {"message_id": "m2"}},
+              {"event": "bot", "text": "二", "data": {"buttons": [{"title": "是", "payload": "/a"}], "image": None}},
+              {"event": "bot", "text": None, "data": {"image": "https://example.com/a.png"}},
+              {"event": "user", "message_id": "m3"}, {"event": "bot", "text": "三"}]
+    assert answer_after(events, "s", "m1") == [{"recipient_id": "s", "text": "一"}]
+    assert answer_after(events, "s", "m2") == [
+        {"recipient_id": "s", "text": "二", "buttons": [{"title": "是", "payload": "/a"}]},
+        {"recipient_id": "s", "image": "https://example.com/a.png"}]
+    assert answer_after(events, "s", "m3") == [{"recipient_id": "s", "text": "三"}]
+    assert answer_after(events + [{"event": "user", "message_id": "m4"}], "s", "m4") == []
+    assert answer_after(events, "s", "nope") is None
+
+
+# -- health -------------------------------------------------------------------------------------
+
+async def test_health_checks_take_a_dead_node_out_and_bring_it_back(nodes, make_pool):
+    pool = await make_pool([f.url for f in nodes], health_fall=2, health_rise=2)
+    victim = nodes[1]
+    port = int(victim.url.rsplit(":", 1)[1])
+    await victim.close()
+    await wait_for(lambda: not pool.nodes[1].up)
+    assert [s["up"] for s in pool.status()] == [True, False, True]
+    assert REGISTRY.get_sample_value("powerdesk_gateway_rasa_node_up", {"node": victim.url}) == 0
+    assert await pool.ping() == (True, "2/3 nodes up")
+    for i in range(30):  # nobody is routed to the dead node
+        assert (await pool.send(f"web:h{i}", "你好"))[0]["text"] == "收到：你好"
+    await victim.start(port)
+    await wait_for(lambda: pool.nodes[1].up)
+    assert pool.status()[1]["detail"] == "ok"
+
+
+async def test_router_over_a_pool_answers_once_when_a_node_dies_mid_load(nodes, make_pool, redis):
+    pool = await make_pool([f.url for f in nodes], health_interval_seconds=60)
+    router = ConversationRouter(pool, redis, lock_wait_seconds=10, lock_ttl_seconds=10)
+    users = [f"pool-{i}" for i in range(12)]
+    nodes[0].crash_next("after_record")
+    nodes[1].crash_next("before_record")
+
+    async def converse(user: str) -> list[str]:
+        texts = []
+        for n in range(3):
+            replies = await router.handle(Message("web", user, f"第{n}条"))
+            texts.extend(r.text for r in replies)
+        return texts
+
+    results = await asyncio.gather(*(converse(u) for u in users))
+    for user, texts in zip(users, results):
+        assert texts == ["收到：第0条", "收到：第1条", "收到：第2条"], user
+        users_events = [e["text"] for e in nodes[0].events[f"web:{user}"] if e["event"] == "user"]
+        assert users_events == ["第0条", "第1条", "第2条"]  # each message processed exactly once
+    assert BUSY_TEXT not in sum(results, [])
+    assert nodes[0].crashes == nodes[1].crashes == []  # both nodes died mid-turn
+    await router.close()
+
+
+async def test_the_gateway_routes_over_a_pool_and_healthz_reports_its_nodes(nodes, make_web_gateway):
+    gw = await make_web_gateway(RASA_URL=",".join(f.url for f in nodes[:2]), RASA_HEALTH_INTERVAL_SECONDS="0.1")
+    assert isinstance(gw.app[RASA_KEY], RasaPool)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(gw.admin_url + "/healthz") as response:
+            assert response.status == 200
+            body = await response.json()
+        assert body["rasa"]["ok"] and body["rasa"]["detail"] == "2/2 nodes up"
+        assert [(n["url"], n["up"]) for n in body["rasa"]["nodes"]] == [(f.url, True) for f in nodes[:2]]
+        await nodes[0].close()
+        await wait_for(lambda: not gw.app[RASA_KEY].nodes[0].up)
+        async with session.get(gw.admin_url + "/healthz") as response:
+            body = await response.json()
+        assert response.status == 200 and body["rasa"]["detail"] == "1/2 nodes up"
+        assert [n["up"] for n in body["rasa"]["nodes"]] == [False, True]
+        await nodes[1].close()
+        async with session.get(gw.admin_url + "/healthz") as response:
+            body = await response.json()
+        assert response.status == 503 and body["rasa"] == {"ok": False, "detail": "0/2 nodes up",
+                                                           "nodes": body["rasa"]["nodes"]}

@@ -29,3 +29,16 @@ async def test_loaded_model_is_frozen_out_of_garbage_collection(stack: Stack, ra
         await asyncio.sleep(0.5)
     assert frozen, "Rasa did not log the freeze after loading the model"
     assert min(frozen) > 100_000  # the model's objects, not just a handful
+
+
+async def test_the_gateways_message_id_is_the_recorded_user_uttered_message_id(rasa_url: str):
+    sender, message_id = "web:e2e-message-id", "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{rasa_url}/webhooks/rest/webhook", json={
+                "sender": sender, "message": "你好", "metadata": {"message_id": message_id}}) as response:
+            assert response.status == 200 and await response.json()
+        async with session.get(f"{rasa_url}/conversations/{sender}/tracker") as response:
+            events = (await response.json())["events"]
+    users = [e for e in events if e["event"] == "user"]
+    assert users[-1]["message_id"] == message_id and users[-1]["text"] == "你好"
+    assert any(e["event"] == "bot" for e in events[events.index(users[-1]):])

@@ -5,8 +5,8 @@
   when a node dies only that node's conversations move (each to its own next-best node).
 - **Health.** A background task probes every node (Rasa's ``GET /``) every
   RASA_HEALTH_INTERVAL_SECONDS; RASA_HEALTH_FALL failed probes in a row take a node out of
-  rotation, and so does one failed call (connection error, 5xx, a timeout confirmed by a failed
-  probe); RASA_HEALTH_RISE good probes in a row bring it back. With no live node left, every
+  rotation, and so does one call that lost its node (a connection error or a timeout, confirmed
+  by a failed probe); RASA_HEALTH_RISE good probes in a row bring it back. With no live node left, every
   node is tried anyway, in affinity order.
 - **Exactly once.** Every message carries a fresh ``metadata["message_id"]``; Rasa's REST
   channel of this project (``bot/rest_channel.py``) records it as the ``message_id`` of the
@@ -14,8 +14,9 @@
   by every node) is read through another node before anything is resent: if our message was
   recorded, the bot messages recorded after it are the answer; if not, the message goes to the
   next node; if the tracker cannot be read, nothing is resent (the caller gets
-  :class:`RasaUnavailable`, the customer a busy reply). A customer never gets two answers to one
-  message.
+  :class:`RasaUnavailable`, the customer a busy reply). A node that lost the connection or timed
+  out but still answers its probe may still be running the turn: nothing is resent then either.
+  A customer never gets two answers to one message, and no message is processed twice.
 """
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ from channels.rasa_client import RasaClient, RasaUnavailable
 
 log = logging.getLogger(__name__)
 
-#: Failures after which the turn may have reached Rasa, and another node may be tried.
+#: Failures after which another node may be tried: a node that stopped answering (connection
+#: lost or no answer in time, and its probe fails too), or a completed call that failed (5xx, a
+#: body that is not Rasa's answer), whose turn is over either way.
 NODE_FAILURES = ("connection", "http_5xx", "timeout", "bad_response")
 #: The output keys of Rasa's REST channel that a ``BotUttered`` event keeps in ``data``.
 BOT_DATA_KEYS = ("buttons", "image", "custom", "attachment", "elements", "quick_replies")
@@ -150,13 +153,13 @@ class RasaPool:
                 last = exc
                 if exc.reason not in NODE_FAILURES:
                     raise
-                if exc.reason == "timeout":
+                if exc.reason in ("connection", "timeout"):
+                    # The request may have reached the node: if it still answers, it may still
+                    # finish (and record) the turn, so resending could process it twice.
                     alive, detail = await node.client.ping()
-                    if alive:  # slow, not dead: it may still finish the turn, never resend
+                    if alive:
                         raise
-                    node.mark(False, f"timeout, then {detail}")
-                elif exc.reason != "bad_response":
-                    node.mark(False, exc.reason)
+                    node.mark(False, f"{exc.reason}, then {detail}")
                 log.warning("Rasa node %s failed a turn (%s); failing over", node.url, exc)
         assert last is not None
         try:  # the last node may have recorded the turn before failing

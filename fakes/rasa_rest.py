@@ -30,7 +30,9 @@ recorded in ``events[sender]`` as Rasa records it, a ``user`` event (``message_i
 answer message; ``GET /conversations/<sender>/tracker`` serves them. Several fakes given one
 ``events`` dict share their trackers, like Rasa nodes on one Redis. ``crash_next(mode)`` makes
 the next webhook call drop its connection without answering: ``"before_record"`` (the node died
-before saving the turn) or ``"after_record"`` (it died after saving it).
+before saving the turn) or ``"after_record"`` (it died after saving it); the fake then answers
+503 to everything, like a dead node behind a proxy, until ``fail_status`` is cleared.
+``"drop_connection"``: the turn is recorded and only the connection drops (the node lives on).
 """
 from __future__ import annotations
 
@@ -66,8 +68,8 @@ class FakeRasaRest:
         self.url = ""
 
     def crash_next(self, mode: str, count: int = 1) -> None:
-        """Drop the next ``count`` webhook calls' connections, ``mode`` before/after_record."""
-        if mode not in ("before_record", "after_record"):
+        """Drop the next ``count`` webhook calls' connections (``mode``: see the module doc)."""
+        if mode not in ("before_record", "after_record", "drop_connection"):
             raise ValueError(mode)
         self.crashes.extend([mode] * count)
 
@@ -171,9 +173,11 @@ class FakeRasaRest:
             if crash != "before_record":
                 self.received[sender].append(message)
                 self.record_turn(sender, message, body.get("metadata"), self.answer_for(message))
-            if crash is not None:
+            if crash is not None:  # the connection drops, no answer
+                if crash != "drop_connection":  # the node died: probes fail too
+                    self.fail_status = 503
                 assert request.transport is not None
-                request.transport.abort()  # the node died: the connection drops, no answer
+                request.transport.abort()
                 return web.Response(status=500)
             if message == "坏JSON":
                 return web.Response(text="<html>oops</html>", content_type="text/html")

@@ -169,6 +169,17 @@ async def test_slow_but_alive_node_is_never_resent_to(nodes, make_pool):
     assert all(n.up for n in pool.nodes)
 
 
+async def test_a_dropped_connection_to_a_live_node_is_never_resent(nodes, make_pool):
+    pool = await make_pool([f.url for f in nodes], health_interval_seconds=60)
+    cid = "web:dropped"
+    fake_for(pool, nodes, cid).crash_next("drop_connection")
+    with pytest.raises(RasaUnavailable) as caught:
+        await pool.send(cid, "在吗")
+    assert caught.value.reason == "connection"
+    assert sum(len([c for c in f.calls if c["sender"] == cid]) for f in nodes) == 1
+    assert all(n.up for n in pool.nodes)
+
+
 async def test_all_nodes_down_still_tries_them(nodes, make_pool):
     pool = await make_pool([f.url for f in nodes[:2]], health_interval_seconds=60)
     for node in pool.nodes:

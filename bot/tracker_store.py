@@ -7,13 +7,15 @@ customer has talked to us (every session of the last 30 days). This store keeps,
     <prefix>:trk:{<tag>}:events   a list: one JSON event per item, in order
     <prefix>:trk:{<tag>}:meta     a hash: n (events stored), s (index of the current session's
                                   first event: the last ``action_session_start``), id (the
-                                  conversation id)
+                                  conversation id), c and cp (a checkpoint: an index and the
+                                  events that recreate the state before it)
 
 and both keys share the hash tag ``{<tag>}`` (the conversation id; a digest of it when the id has
 braces), so a Lua script can touch both on a Redis Cluster. A save appends only the events that
 are new since the tracker was loaded, checked against ``n`` in one Lua script (a concurrent or
 rewritten history is reconciled instead); ``retrieve`` reads the current session only, as the
-stock store returns it; ``retrieve_full_tracker`` reads everything. Both keys expire
+stock store returns it (with ``max_session_events``, a long session from its checkpoint on);
+``retrieve_full_tracker`` reads everything. Both keys expire
 ``record_exp`` seconds after the last save (30 days in bot/endpoints.yml), like the stock store.
 
 A conversation still in the stock format (``<prefix>:tracker:<id>``, one blob) is moved to the
@@ -21,7 +23,7 @@ new layout the first time it is read.
 
 Configured in bot/endpoints.yml: ``type: bot.tracker_store.PowerDeskTrackerStore``, ``url``: a
 REDIS_URL (redis://, rediss://, unix://, redis+sentinel://, redis+cluster://: see
-integrations/redis_url.py), ``key_prefix`` and ``record_exp``.
+integrations/redis_url.py), ``key_prefix``, ``record_exp`` and ``max_session_events``.
 """
 from __future__ import annotations
 

@@ -188,8 +188,9 @@ class GatewayConfig:
 
     @property
     def lock_ttl_seconds(self) -> float:
-        """How long a conversation lock lives if its holder dies: longer than any Rasa call."""
-        return self.rasa_timeout_seconds + 5.0
+        """How long a conversation lock lives if its holder dies: longer than any Rasa call
+        (with a pool of Rasa nodes, one call per node: a turn may fail over to each of them)."""
+        return self.rasa_timeout_seconds * len(self.rasa_urls) + 5.0
 
     @property
     def rasa_urls(self) -> tuple[str, ...]:

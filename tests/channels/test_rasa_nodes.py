@@ -71,6 +71,7 @@ def test_rasa_url_takes_one_or_several_urls():
                                       "RASA_HEALTH_INTERVAL_SECONDS": "0.5", "RASA_HEALTH_FALL": "3"})
     assert several.rasa_urls == ("http://a:5005", "http://b:5006")
     assert (several.rasa_health_interval_seconds, several.rasa_health_fall, several.rasa_health_rise) == (0.5, 3, 2)
+    assert several.lock_ttl_seconds == 2 * several.rasa_timeout_seconds + 5  # a turn may fail over once
     for bad in ("ftp://a", "http://a:5005,ftp://b", "http://a:5005,http://a:5005/", " , "):
         with pytest.raises(ConfigError, match="RASA_URL"):
             GatewayConfig.from_env({"RASA_URL": bad})

@@ -320,7 +320,7 @@ async def main_async(args: argparse.Namespace) -> int:
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir("broadcast-bench-")
     async with Harness(run_dir, sms_provider=args.sms_provider) as harness:
-        for n in sizes:
+        for n in [] if args.only_kill else sizes:
             audience = list(customers(n, BENCH_MIX))
             await seed(harness, n, audience, fresh_fakes=False)
             if not args.no_baseline:
@@ -371,6 +371,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="per run, seconds [900]")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-kill", action="store_true")
+    parser.add_argument("--only-kill", action="store_true", help="only the SIGKILL + resume run")
     parser.add_argument("--run-dir", help="where logs and databases go [a new temp dir]")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--baseline-worker", type=int, metavar="N", help=argparse.SUPPRESS)

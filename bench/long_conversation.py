@@ -184,6 +184,9 @@ def report(all_figures: list[Figures], args) -> None:
         differ = [i + 1 for i, (x, y) in enumerate(zip(a.replies, b.replies)) if x != y]
         print(f"answers of the long conversation that differ between the stores: {len(differ)}"
               + (f" (messages {differ[:10]})" if differ else ""))
+        for i in differ[:2]:
+            print(f"  message {i}: {a.store}: {a.replies[i - 1][:120]}\n  {'':{len(str(i)) + 9}}"
+                  f"{b.store}: {b.replies[i - 1][:120]}")
 
 
 async def main(args) -> None:

@@ -94,7 +94,8 @@ class Worker:
     log_path: Path
     started: float = field(default_factory=time.monotonic)
     returncode: int | None = None
-    maxrss_kb: int = 0
+    maxrss_kb: int = 0         # ru_maxrss: counts the harness's own pages copied at fork, too
+    peak_rss_kb: int = 0       # VmHWM of the program itself (after exec), sampled by alive()
     cpu_seconds: float = 0.0
     ended: float | None = None
 
@@ -103,13 +104,17 @@ class Worker:
         return self.popen.pid
 
     def alive(self) -> bool:
-        """Still running (checked without reaping it: :meth:`wait` reaps, for its rusage)."""
+        """Still running (checked without reaping it: :meth:`wait` reaps, for its rusage).
+        Each call also samples the peak resident size (:attr:`peak_rss_kb`)."""
         if self.returncode is not None:
             return False
         try:
-            return os.waitid(os.P_PID, self.popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+            running = os.waitid(os.P_PID, self.popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
         except ChildProcessError:
             return False
+        if running:
+            self.peak_rss_kb = max(self.peak_rss_kb, vm_hwm_kb(self.popen.pid))
+        return running
 
     def kill(self) -> None:
         """SIGKILL the worker's whole process group (no cleanup runs)."""
@@ -456,6 +461,19 @@ class Harness:
             elif time.monotonic() - since >= quiet_seconds:
                 break
         return last
+
+
+def vm_hwm_kb(pid: int) -> int:
+    """The peak resident size of ``pid``'s current program (VmHWM, kB; 0 when gone). Unlike
+    ``ru_maxrss`` it starts again at exec, so a child forked from a big parent is not charged
+    with the parent's pages."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def process_cpu_seconds(pid: int) -> float:

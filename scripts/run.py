@@ -106,6 +106,7 @@ def main() -> None:
         admin_host = setting("GATEWAY_ADMIN_HOST")
         gateway_url = stack.start_gateway(
             setting("GATEWAY_HOST"), ports["GATEWAY_PORT"], redis_url, rasa_url,
+            client_env,  # the console's lookups and the hand-off's callback tickets
             admin_host=admin_host, admin_port=ports["GATEWAY_ADMIN_PORT"],
         )
         stack.start_broadcast_scheduler(redis_url, client_env)

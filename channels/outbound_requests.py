@@ -21,20 +21,19 @@ and dropped.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
 
 from channels import metrics
 from channels.delivery import Deliverer
 from channels.messages import DeliveryResult, Notice
 from channels.redis_text import redis_text
 from channels.router import log_id
+from channels.stream_group import StreamGroupConsumer
 
 log = logging.getLogger(__name__)
 
@@ -79,60 +78,28 @@ def parse_request(fields: Mapping[Any, Any]) -> tuple[str, Notice, str]:
     return conversation_id, notice, data.get("requested_by", "")[:64]
 
 
-class OutboundRequests:
+class OutboundRequests(StreamGroupConsumer):
     """One gateway instance's consumer of the outbound requests stream."""
+
+    name = "outbound requests"
 
     def __init__(self, redis: Any, deliverer: Deliverer, consumer: str, *,
                  stream: str = STREAM, group: str = GROUP, block_ms: int = 1000,
                  claim_idle_seconds: float = 60.0,
                  clock: Callable[[], float] = time.time) -> None:
-        self._redis = redis
+        super().__init__(redis, stream, group, consumer, block_ms=block_ms,
+                         claim_idle_seconds=claim_idle_seconds)
         self._deliverer = deliverer
-        self.consumer = consumer
-        self._stream = stream
-        self._group = group
-        self._block_ms = block_ms          # below the Redis client's socket timeout
-        self._claim_idle_ms = int(claim_idle_seconds * 1000)
         self._clock = clock
-        self._group_ready = False
 
-    async def _ensure_group(self) -> None:
-        if self._group_ready:
-            return
-        try:
-            await self._redis.xgroup_create(self._stream, self._group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._group_ready = True
-
-    async def run_once(self, count: int = 20) -> int:
-        """Handle the stale entries of dead consumers, else wait up to ``block_ms`` for new
-        ones; returns how many entries were handled."""
-        await self._ensure_group()
-        # JUSTID, then XRANGE: an entry deleted while pending comes back from XAUTOCLAIM as a
-        # bare nil on Redis 6.2 (no id to acknowledge it by), which would block the group.
-        stale = await self._redis.xautoclaim(
-            self._stream, self._group, self.consumer, self._claim_idle_ms, "0-0", count=count,
-            justid=True)
-        if stale:
-            for raw_id in stale:
-                entry_id = redis_text(raw_id)
-                found = await self._redis.xrange(self._stream, entry_id, entry_id)
-                if found:
-                    await self.handle(entry_id, found[0][1])
-                else:
-                    await self._done(entry_id)  # deleted by someone else: nothing to deliver
-            return len(stale)
-        answer = await self._redis.xreadgroup(self._group, self.consumer, {self._stream: ">"},
-                                              count=count, block=self._block_ms)
-        entries = answer[0][1] if answer else []
-        for entry_id, fields in entries:
-            await self.handle(redis_text(entry_id), fields)
-        return len(entries)
+    def count_error(self) -> None:
+        metrics.ERRORS.labels("outbound_requests").inc()
 
     async def handle(self, entry_id: str, fields: Mapping[Any, Any] | None) -> DeliveryResult | None:
         """Deliver one entry, record its result, then acknowledge and delete it."""
+        if fields is None:
+            await self._done(entry_id)  # deleted by someone else: nothing to deliver
+            return None
         try:
             conversation_id, notice, requested_by = parse_request(fields or {})
         except MalformedRequest as exc:
@@ -163,30 +130,3 @@ class OutboundRequests:
             pipe.xack(self._stream, self._group, entry_id)
             pipe.xdel(self._stream, entry_id)
             await pipe.execute()
-
-    async def leave(self) -> None:
-        """Remove this consumer from the group at shutdown unless it still holds entries (those
-        stay claimable by the other instances). Keeps the group from collecting one consumer per
-        process start."""
-        try:
-            if not await self._redis.xpending_range(self._stream, self._group, "-", "+", 1,
-                                                    consumername=self.consumer):
-                await self._redis.xgroup_delconsumer(self._stream, self._group, self.consumer)
-        except (RedisError, OSError) as exc:
-            log.warning("outbound requests: could not leave the group (%s)", type(exc).__name__)
-
-    async def run_forever(self) -> None:
-        """The consumer loop of one gateway instance."""
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                log.warning("outbound requests: read failed (%s); retrying", type(exc).__name__)
-                self._group_ready = False
-                await asyncio.sleep(1.0)
-            except Exception:  # noqa: BLE001 - the consumer must outlive one bad pass
-                log.exception("outbound requests: pass failed")
-                metrics.ERRORS.labels("outbound_requests").inc()
-                await asyncio.sleep(1.0)

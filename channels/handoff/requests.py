@@ -17,19 +17,18 @@ customer has moved on.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
 
 from channels.handoff import metrics
 from channels.handoff.service import HandoffService
 from channels.handoff.store import CUSTOMER_TYPES
 from channels.redis_text import redis_text
 from channels.router import log_id
+from channels.stream_group import StreamGroupConsumer
 
 log = logging.getLogger(__name__)
 
@@ -38,46 +37,19 @@ GROUP = "handoff"
 MAX_AGE_SECONDS = 15 * 60
 
 
-class HandoffRequests:
+class HandoffRequests(StreamGroupConsumer):
     """One gateway instance's consumer of the hand-off requests stream."""
+
+    name = "hand-off requests"
 
     def __init__(self, redis: Any, service: HandoffService, consumer: str, *, group: str = GROUP,
                  block_ms: int = 1000, claim_idle_seconds: float = 60.0) -> None:
-        self._redis = redis
+        super().__init__(redis, STREAM, group, consumer, block_ms=block_ms,
+                         claim_idle_seconds=claim_idle_seconds)
         self._service = service
-        self.consumer = consumer
-        self._group = group
-        self._block_ms = block_ms
-        self._claim_idle_ms = int(claim_idle_seconds * 1000)
-        self._group_ready = False
 
-    async def _ensure_group(self) -> None:
-        if self._group_ready:
-            return
-        try:
-            await self._redis.xgroup_create(STREAM, self._group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._group_ready = True
-
-    async def run_once(self, count: int = 20) -> int:
-        """Handle stale entries of dead consumers, else wait up to ``block_ms`` for new ones."""
-        await self._ensure_group()
-        stale = await self._redis.xautoclaim(STREAM, self._group, self.consumer, self._claim_idle_ms,
-                                             "0-0", count=count, justid=True)
-        if stale:
-            for raw_id in stale:
-                entry_id = redis_text(raw_id)
-                found = await self._redis.xrange(STREAM, entry_id, entry_id)
-                await self.handle(entry_id, found[0][1] if found else None)
-            return len(stale)
-        answer = await self._redis.xreadgroup(self._group, self.consumer, {STREAM: ">"},
-                                              count=count, block=self._block_ms)
-        entries = answer[0][1] if answer else []
-        for entry_id, fields in entries:
-            await self.handle(redis_text(entry_id), fields)
-        return len(entries)
+    def count_error(self) -> None:
+        metrics.ERRORS.labels("requests").inc()
 
     async def handle(self, entry_id: str, fields: Mapping[Any, Any] | None) -> str:
         """Open the hand-off of one entry, then acknowledge it; returns the outcome."""
@@ -108,28 +80,3 @@ class HandoffRequests:
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.timezone.utc)
         return self._service.store.now() - when.timestamp() > MAX_AGE_SECONDS
-
-    async def leave(self) -> None:
-        """Leave the group at shutdown unless this consumer still holds entries."""
-        try:
-            if not await self._redis.xpending_range(STREAM, self._group, "-", "+", 1,
-                                                    consumername=self.consumer):
-                await self._redis.xgroup_delconsumer(STREAM, self._group, self.consumer)
-        except (RedisError, OSError) as exc:
-            log.warning("hand-off requests: could not leave the group (%s)", type(exc).__name__)
-
-    async def run_forever(self) -> None:
-        """The consumer loop of one gateway instance."""
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                log.warning("hand-off requests: read failed (%s); retrying", type(exc).__name__)
-                self._group_ready = False
-                await asyncio.sleep(1.0)
-            except Exception:  # noqa: BLE001 - the consumer must outlive one bad pass
-                log.exception("hand-off requests: pass failed")
-                metrics.ERRORS.labels("requests").inc()
-                await asyncio.sleep(1.0)

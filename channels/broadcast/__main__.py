@@ -106,8 +106,11 @@ def _days(raw: str) -> int:
     return int(raw)
 
 
-def main(argv: Sequence[str] | None = None, *, sources: SourcesFactory | None = None) -> int:
-    """Run one command; returns the exit status (see the module docstring)."""
+def main(argv: Sequence[str] | None = None, *, sources: SourcesFactory | None = None,
+         configure_logging: bool = False) -> int:
+    """Run one command; returns the exit status (see the module docstring). Only the process
+    entry point configures logging (``configure_logging``): a caller inside another process, such
+    as a test, keeps its own."""
     p = parser()
     args = p.parse_args(argv)
     if args.command == "run":
@@ -125,7 +128,8 @@ def main(argv: Sequence[str] | None = None, *, sources: SourcesFactory | None = 
         host = os.environ.get("EMBEDDED_REDIS_HOST", "").strip() or "127.0.0.1"
         port = os.environ.get("EMBEDDED_REDIS_PORT", "").strip() or "6390"
         gateway = replace(gateway, redis_url=f"redis://{host}:{port}")
-    _logging(gateway, args.command)
+    if configure_logging:
+        _logging(gateway, args.command)
     try:
         return asyncio.run(_command(args, gateway, engine_config, sources or backend_sources))
     except KeyboardInterrupt:
@@ -134,10 +138,12 @@ def main(argv: Sequence[str] | None = None, *, sources: SourcesFactory | None = 
 
 
 def _logging(gateway: GatewayConfig, command: str) -> None:
+    from channels.log_filters import install_client_error_filters
     from integrations.log_masking import install_log_masking
 
     level = gateway.log_level if command == "scheduler" else "WARNING"
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_client_error_filters()  # first, as in python -m channels: the masking drops the exception
     install_log_masking()
     # One line per delivery is the gateway's habit; a campaign counts them instead.
     logging.getLogger("channels.delivery").setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -300,4 +306,4 @@ def _print_list(campaigns: list[dict[str, Any]]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(configure_logging=True))

@@ -123,11 +123,12 @@ async def direct_conversation(http: aiohttp.ClientSession, rasa_url: str, sender
 
 
 async def gateway_conversation(gateway_url: str, script: list[str], counts: list[int],
-                               run: Run, start_delay: float = 0.0) -> None:
+                               run: Run, start_delay: float = 0.0, session_id: str | None = None) -> None:
+    """One web-chat user; ``session_id`` asks for that session (None: the gateway picks one)."""
     await asyncio.sleep(start_delay)
     client = await WebClient().connect(gateway_url)
     try:
-        sender = "web:" + await client.session(None)
+        sender = "web:" + await client.session(session_id)
         for index, text in enumerate(script):
             started = time.perf_counter()
             await client.say(text)

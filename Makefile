@@ -81,6 +81,7 @@ nlu-eval: env model
 bench: env model
 	$(APP_PY) -m bench.webchat_bench
 	$(APP_PY) -m bench.broadcast_bench
+	$(APP_PY) -m bench.rasa_scaling_bench
 
 # The broadcast engine alone: 10,000 and 100,000 recipients through the loopback fakes.
 bench-broadcast: env

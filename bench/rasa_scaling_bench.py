@@ -20,7 +20,8 @@ driver is ``bench.webchat_bench``'s.
     PYTHONPATH=. .venv/app/bin/python -m bench.rasa_scaling_bench
     PYTHONPATH=. .venv/app/bin/python -m bench.rasa_scaling_bench --nodes 1,2 --rounds 2 --json out.json
 
-Not a test: it prints figures. It never trains; ``make bench`` trains first if needed.
+Not a test: it prints figures. It never trains (``make bench`` trains first if the inputs changed);
+``--model`` runs another model file.
 """
 from __future__ import annotations
 
@@ -241,9 +242,9 @@ def report(results: list[Result], args: argparse.Namespace, notes: dict[str, obj
 async def run_stack(args: argparse.Namespace) -> None:
     from scripts.train import model_path
 
-    model = model_path()
+    model = args.model or model_path()
     if not model.exists():
-        sys.exit(f"no model for the current inputs ({model.name}); run `make model` first")
+        sys.exit(f"no model {model.name}; run `make model` first (or pass --model)")
     most = args.nodes[-1]
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(run_dir=Path(tmp) / "run", log_dir=Path(tmp) / "logs")
@@ -296,6 +297,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds per path, after a warm-up [3]")
     parser.add_argument("--ramp-up", type=float, default=1.0,
                         help="seconds over which the conversations' starts are spread [1]")
+    parser.add_argument("--model", type=Path, help="the Rasa model [the model of the current inputs]")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     if args.conversations < 1 or args.rounds < 1:

@@ -18,7 +18,7 @@ export PYTHONPATH := $(CURDIR)
 apt_install = { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
   $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(1) >/dev/null; }
 
-.PHONY: help env model run lint test test-unit fuzz validate nlu-eval bench bench-broadcast lock browser clean
+.PHONY: help env model run lint test test-unit fuzz validate nlu-eval bench bench-broadcast lock browser redis-cluster clean
 
 help:
 	@echo "make run        run the product on embedded defaults (web chat on http://127.0.0.1:8000/)"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench      run the benchmarks"
 	@echo "make bench-broadcast  the broadcast engine's benchmark alone (100,000 recipients)"
 	@echo "make lock       re-lock both environments from requirements/*.in"
+	@echo "make redis-cluster  install Debian's redis-server (the Redis Cluster tests need it)"
 
 $(RASA_VENV)/.installed: requirements/rasa.lock
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 is required (python3.10 on PATH or under pyenv)"; exit 1; }
@@ -60,10 +61,14 @@ run: env model
 browser:
 	@test -x /usr/bin/chromium || $(call apt_install,chromium)
 
+# Debian's redis-server for the Redis Cluster tests (they start their own nodes on loopback).
+redis-cluster:
+	@test -x /usr/bin/redis-server || $(call apt_install,redis-server)
+
 lint: env
 	$(APP_VENV)/bin/ruff check .
 
-test: lint env model browser
+test: lint env model browser redis-cluster
 	$(APP_PY) -m pytest -q
 
 test-unit: env

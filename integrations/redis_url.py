@@ -92,6 +92,12 @@ def parse_redis_url(url: str) -> RedisTarget:
                        db=db, **common)
 
 
+def _connection_options(target: RedisTarget) -> dict[str, Any]:
+    tls = dict(ssl=True, ssl_ca_certs=target.options.get("ssl_ca_certs"),
+               ssl_cert_reqs=target.options.get("ssl_cert_reqs", "required")) if target.tls else {}
+    return dict(username=target.username, password=target.password, **tls)
+
+
 def sync_client(url: str, **kwargs: Any):
     """A blocking redis-py client for ``url`` (``decode_responses`` and timeouts via ``kwargs``):
     ``Redis``, a Sentinel-managed master, or ``RedisCluster``."""
@@ -101,16 +107,37 @@ def sync_client(url: str, **kwargs: Any):
     target = parse_redis_url(url)
     if target.kind == "single":
         return redis.Redis.from_url(target.url, **kwargs)
-    auth = dict(username=target.username, password=target.password)
-    tls = dict(ssl=True, ssl_ca_certs=target.options.get("ssl_ca_certs"),
-               ssl_cert_reqs=target.options.get("ssl_cert_reqs", "required")) if target.tls else {}
+    options = _connection_options(target)
     if target.kind == "cluster":
         from redis.cluster import ClusterNode, RedisCluster
 
-        nodes = [ClusterNode(host, port) for host, port in target.hosts]
-        return RedisCluster(startup_nodes=nodes, **auth, **tls, **kwargs)
-    sentinel_kwargs = dict(tls)
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in target.hosts], **options, **kwargs)
+    return Sentinel(list(target.hosts), sentinel_kwargs=_sentinel_options(target), **kwargs).master_for(
+        target.service, db=target.db, **options)
+
+
+def async_client(url: str, **kwargs: Any):
+    """A ``redis.asyncio`` client for ``url``, the same three kinds as :func:`sync_client`.
+    ``kwargs`` are connection options (``decode_responses``, timeouts, ``max_connections``:
+    per node on a Cluster, of the pool otherwise)."""
+    from redis.asyncio import Redis
+    from redis.asyncio.sentinel import Sentinel
+
+    target = parse_redis_url(url)
+    if target.kind == "single":
+        return Redis.from_url(target.url, **kwargs)
+    options = _connection_options(target)
+    if target.kind == "cluster":
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in target.hosts], **options, **kwargs)
+    return Sentinel(list(target.hosts), sentinel_kwargs=_sentinel_options(target), **kwargs).master_for(
+        target.service, db=target.db, **options)
+
+
+def _sentinel_options(target: RedisTarget) -> dict[str, Any]:
+    """How to reach the sentinels themselves: TLS as the master, their own password."""
+    options = {k: v for k, v in _connection_options(target).items() if k.startswith("ssl")}
     if target.options.get("sentinel_password"):
-        sentinel_kwargs["password"] = target.options["sentinel_password"]
-    sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs, **tls, **kwargs)
-    return sentinel.master_for(target.service, db=target.db, **auth)
+        options["password"] = target.options["sentinel_password"]
+    return options

@@ -9,7 +9,10 @@ benchmarks, so all three start the product the same way:
 Each process runs in its own process group and is stopped with SIGTERM, then SIGKILL, so
 nothing is left behind. Every process binds loopback unless its caller passes another host.
 Rasa and the action server share ``ACTION_SERVER_TOKEN`` (from the environment, or generated
-for this stack).
+for this stack). Rasa and the gateway share ``TICKET_LOCK_LIFETIME`` (from the environment, else
+20 s here instead of Rasa's 60: longer than the gateway's RASA_TIMEOUT_SECONDS, so Rasa's lock of
+a conversation outlives every turn the gateway waits for, and a conversation whose Rasa node was
+killed mid-turn waits at most that long on another node).
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 RASA_PY = ROOT / ".venv" / "rasa" / "bin" / "python"
 RASA_BIN = ROOT / ".venv" / "rasa" / "bin" / "rasa"
+TICKET_LOCK_LIFETIME = "20"
 APP_PY = ROOT / ".venv" / "app" / "bin" / "python"
 
 
@@ -120,6 +124,8 @@ class Stack:
         self.base_env.setdefault("PYTHONUNBUFFERED", "1")
         if not self.base_env.get("ACTION_SERVER_TOKEN", "").strip():
             self.base_env["ACTION_SERVER_TOKEN"] = secrets.token_urlsafe(32)
+        if not self.base_env.get("TICKET_LOCK_LIFETIME", "").strip():
+            self.base_env["TICKET_LOCK_LIFETIME"] = TICKET_LOCK_LIFETIME
 
     @property
     def action_server_token(self) -> str:
@@ -198,6 +204,43 @@ class Stack:
             time.sleep(0.1)
         raise StackError("embedded redis did not answer PING within 15s")
 
+    def start_redis_cluster(self, ports: list[int], server: str = "/usr/bin/redis-server") -> str:
+        """Start a Redis Cluster of one master per port on loopback (no replicas) from a real
+        ``redis-server`` (Debian's package: ``make redis-cluster``); returns its
+        redis+cluster:// URL once every slot is served."""
+        cli = str(Path(server).with_name("redis-cli"))
+        bus_ports: list[int] = []
+        while len(bus_ports) < len(ports):  # explicit: port + 10000 may lie past 65535
+            candidate = free_port()
+            if candidate not in ports and candidate not in bus_ports:
+                bus_ports.append(candidate)
+        for port, bus_port in zip(ports, bus_ports):
+            data_dir = self.run_dir / f"redis-cluster-{port}"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self.spawn(f"redis-cluster-{port}", [
+                server, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
+                "--cluster-enabled", "yes", "--cluster-port", str(bus_port),
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "5000", "--appendonly", "no", "--save", "",
+                "--daemonize", "no"], dict(self.base_env))
+        for port in ports:
+            self._wait_command([cli, "-p", str(port), "ping"], "PONG", f"redis-cluster-{port}")
+        subprocess.run([cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        self._wait_command([cli, "-p", str(ports[0]), "cluster", "info"], "cluster_state:ok",
+                           "redis cluster")
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
+
+    def _wait_command(self, command: list[str], expected: str, what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=10)
+            if expected in done.stdout:
+                return
+            time.sleep(0.2)
+        raise StackError(f"{what}: no {expected!r} from {' '.join(command[1:])} within {timeout:.0f}s")
+
     def start_backends(self, port: int, db_path: Path, host: str = "127.0.0.1") -> str:
         """Start the reference backends on a SQLite file; returns their base URL."""
         env = dict(self.base_env)
@@ -230,9 +273,10 @@ class Stack:
         """Start the Rasa server with ``model``; returns its base URL once the model is loaded.
 
         ``endpoints``: the endpoints file [RASA_ENDPOINTS, else bot/endpoints.yml]; it reads
-        REDIS_URL (the tracker store) and the RASA_REDIS_* variables (the lock store)."""
-        env = dict(self.base_env, ACTION_SERVER_URL=action_webhook_url, REDIS_URL=redis_url,
-                   **rasa_redis_env(redis_url))
+        REDIS_URL (tracker and lock stores); a redis:// URL also gives the RASA_REDIS_* variables
+        (for endpoints with Rasa's stock stores, as bench/long_conversation.py compares)."""
+        stock = rasa_redis_env(redis_url) if redis_url.startswith("redis://") else {}
+        env = dict(self.base_env, ACTION_SERVER_URL=action_webhook_url, REDIS_URL=redis_url, **stock)
         endpoints = endpoints or Path(self.base_env.get("RASA_ENDPOINTS") or ROOT / "bot" / "endpoints.yml")
         process = self.spawn(
             name,

@@ -40,6 +40,20 @@ def redis_url(stack: Stack) -> str:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster_url(stack: Stack) -> str:
+    """A real 3-master Redis Cluster on loopback from Debian's redis-server (``make
+    redis-cluster`` installs it; ``make test`` does); its redis+cluster:// URL."""
+    if not Path("/usr/bin/redis-server").exists():
+        pytest.skip("Debian's redis-server is not installed: run make redis-cluster")
+    ports: list[int] = []
+    while len(ports) < 3:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return stack.start_redis_cluster(ports)
+
+
+@pytest.fixture(scope="session")
 def backends_url(stack: Stack) -> str:
     """The reference backends on a fresh SQLite file; base URL without a service prefix."""
     return stack.start_backends(free_port(), stack.run_dir / "backends.sqlite3")

@@ -2,7 +2,7 @@
 import pytest
 from redis.sentinel import SentinelManagedConnection
 
-from integrations.redis_url import parse_redis_url, sync_client
+from integrations.redis_url import async_client, parse_redis_url, sync_client
 
 
 def test_single_server_urls_pass_through():
@@ -49,3 +49,37 @@ def test_sentinel_client_asks_the_sentinels_for_the_master():
     assert pool.service_name == "mymaster" and pool.connection_kwargs["db"] == 4
     assert pool.connection_kwargs["password"] == "pw"
     assert [c.connection_pool.connection_kwargs["port"] for c in pool.sentinel_manager.sentinels] == [1, 2]
+
+
+def test_async_clients_of_each_kind():
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.sentinel import SentinelManagedConnection as AsyncSentinelConnection
+
+    single = async_client("redis://:pw@127.0.0.1:6390/2", decode_responses=True)
+    assert isinstance(single, Redis) and single.connection_pool.connection_kwargs["db"] == 2
+    sentinel = async_client("redis+sentinel://:pw@127.0.0.1:1,127.0.0.1:2/mymaster/4?sentinel_password=sp")
+    pool = sentinel.connection_pool
+    assert issubclass(pool.connection_class, AsyncSentinelConnection) and pool.service_name == "mymaster"
+    assert pool.connection_kwargs["db"] == 4 and pool.connection_kwargs["password"] == "pw"
+    sentinels = pool.sentinel_manager.sentinels
+    assert [s.connection_pool.connection_kwargs["port"] for s in sentinels] == [1, 2]
+    assert sentinels[0].connection_pool.connection_kwargs["password"] == "sp"
+    cluster = async_client("rediss+cluster://:pw@127.0.0.1:7000,127.0.0.1:7001", max_connections=8)
+    assert isinstance(cluster, RedisCluster)
+    nodes = cluster.nodes_manager.startup_nodes.values()
+    assert [(n.host, n.port) for n in nodes] == [("127.0.0.1", 7000), ("127.0.0.1", 7001)]
+    kwargs = cluster.connection_kwargs
+    assert kwargs["password"] == "pw" and kwargs["max_connections"] == 8
+    assert kwargs["connection_class"].__name__ == "SSLConnection"
+
+
+async def test_async_cluster_client_on_a_real_cluster(redis_cluster_url):
+    client = async_client(redis_cluster_url, decode_responses=True)
+    try:
+        for i in range(20):  # keys on every master
+            await client.set(f"pdtest:url:{i}", str(i))
+        assert [await client.get(f"pdtest:url:{i}") for i in range(20)] == [str(i) for i in range(20)]
+        assert len({client.keyslot(f"pdtest:url:{i}") // 5462 for i in range(20)}) == 3
+    finally:
+        await client.aclose()

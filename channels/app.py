@@ -84,7 +84,8 @@ async def _router_context(app: web.Application) -> AsyncIterator[None]:
         rasa = RasaPool(config.rasa_urls, config.rasa_timeout_seconds,
                         config.rasa_connect_timeout_seconds, config.rasa_max_connections,
                         health_interval_seconds=config.rasa_health_interval_seconds,
-                        health_fall=config.rasa_health_fall, health_rise=config.rasa_health_rise)
+                        health_fall=config.rasa_health_fall, health_rise=config.rasa_health_rise,
+                        lock_lifetime_seconds=config.rasa_lock_lifetime_seconds)
     else:
         rasa = RasaClient(config.rasa_url, config.rasa_timeout_seconds,
                           config.rasa_connect_timeout_seconds, config.rasa_max_connections)

@@ -134,6 +134,9 @@ class GatewayConfig:
     nodes], RASA_HEALTH_FALL [2 failed probes take a node out; a failed call does at once],
     RASA_HEALTH_RISE [2 good probes bring it back],
     RASA_TIMEOUT_SECONDS [15: Rasa waits for actions, whose deadline is 8 s],
+    TICKET_LOCK_LIFETIME [60, Rasa's own default; 0 = 60: the lifetime of a ticket in Rasa's lock
+    of a conversation, the same variable Rasa reads, so set it alike for both: a pool's call
+    after a node died mid-turn gets RASA_TIMEOUT_SECONDS plus this, for the dead node's ticket],
     RASA_CONNECT_TIMEOUT_SECONDS [2], RASA_MAX_CONNECTIONS [200],
     GATEWAY_MAX_MESSAGE_CHARS [1000], GATEWAY_LOCK_WAIT_SECONDS [20],
     GATEWAY_CORS_ORIGINS [empty = same origin only; ``*`` = any; else comma-separated origins],
@@ -167,6 +170,7 @@ class GatewayConfig:
     rasa_health_interval_seconds: float = 2.0
     rasa_health_fall: int = 2
     rasa_health_rise: int = 2
+    rasa_lock_lifetime_seconds: float = 60.0
     max_message_chars: int = 1000
     lock_wait_seconds: float = 20.0
     cors_origins: tuple[str, ...] = ()
@@ -188,9 +192,17 @@ class GatewayConfig:
 
     @property
     def lock_ttl_seconds(self) -> float:
-        """How long a conversation lock lives if its holder dies: longer than any Rasa call
-        (with a pool of Rasa nodes, one call per node: a turn may fail over to each of them)."""
-        return self.rasa_timeout_seconds * len(self.rasa_urls) + 5.0
+        """How long a conversation lock lives if its holder dies: longer than the longest turn.
+        One Rasa: its call. A pool of Rasa nodes may fail a turn over to each node: the first
+        call and its probe (at most 2 s), then per further node a tracker read, a call that may
+        first wait out the dead node's ticket in Rasa's lock (TICKET_LOCK_LIFETIME) and a probe,
+        and a last tracker read (:meth:`channels.rasa_nodes.RasaPool.send`)."""
+        timeout, nodes = self.rasa_timeout_seconds, len(self.rasa_urls)
+        if nodes == 1:
+            return timeout + 5.0
+        probe = min(2.0, timeout)
+        failover = timeout + (timeout + self.rasa_lock_lifetime_seconds) + probe
+        return timeout + probe + (nodes - 1) * failover + timeout + 5.0
 
     @property
     def rasa_urls(self) -> tuple[str, ...]:
@@ -229,6 +241,7 @@ class GatewayConfig:
             rasa_health_interval_seconds=_float(env, "RASA_HEALTH_INTERVAL_SECONDS", 2.0, 0.1, 300.0),
             rasa_health_fall=_int(env, "RASA_HEALTH_FALL", 2, 1, 100),
             rasa_health_rise=_int(env, "RASA_HEALTH_RISE", 2, 1, 100),
+            rasa_lock_lifetime_seconds=float(_int(env, "TICKET_LOCK_LIFETIME", 60, 0, 3600) or 60),
             max_message_chars=_int(env, "GATEWAY_MAX_MESSAGE_CHARS", 1000, 10, 100000),
             lock_wait_seconds=_float(env, "GATEWAY_LOCK_WAIT_SECONDS", 20.0, 0.0, 600.0),
             cors_origins=origins,

@@ -59,18 +59,22 @@ class RasaClient:
             raise RuntimeError("RasaClient.start() was not called")
         return self._session
 
-    async def send(self, sender: str, message: str, metadata: dict[str, Any] | None = None
-                   ) -> list[dict[str, Any]]:
+    async def send(self, sender: str, message: str, metadata: dict[str, Any] | None = None,
+                   timeout_seconds: float | None = None) -> list[dict[str, Any]]:
         """Send one user message; returns Rasa's list of bot messages (possibly empty).
+        ``timeout_seconds`` replaces the client's timeout for this call (a pool's retry may
+        first wait for Rasa's lock of the conversation).
 
         Raises :class:`RasaUnavailable` on connection errors, timeouts, non-200 answers and
         bodies that are not a JSON list.
         """
         body = {"sender": sender, "message": message, "metadata": metadata or {}}
+        timeout = self._timeout if timeout_seconds is None else aiohttp.ClientTimeout(
+            total=timeout_seconds, sock_connect=self._timeout.sock_connect)
         started = time.perf_counter()
         outcome = "error"
         try:
-            async with self.session.post(self.webhook_url, json=body) as response:
+            async with self.session.post(self.webhook_url, json=body, timeout=timeout) as response:
                 if response.status != 200:
                     outcome = f"http_{response.status // 100}xx"
                     await response.read()
@@ -88,7 +92,7 @@ class RasaClient:
             return answer
         except asyncio.TimeoutError:
             outcome = "timeout"
-            raise RasaUnavailable(outcome, f"no answer within {self._timeout.total}s") from None
+            raise RasaUnavailable(outcome, f"no answer within {timeout.total}s") from None
         except aiohttp.ClientError as exc:
             outcome = "connection"
             raise RasaUnavailable(outcome, type(exc).__name__) from None

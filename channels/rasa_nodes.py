@@ -17,6 +17,11 @@
   :class:`RasaUnavailable`, the customer a busy reply). A node that lost the connection or timed
   out but still answers its probe may still be running the turn: nothing is resent then either.
   A customer never gets two answers to one message, and no message is processed twice.
+- **Rasa's lock after a dead node.** A node killed mid-turn leaves its ticket in Rasa's lock of
+  the conversation (in Redis) until the ticket's lifetime (TICKET_LOCK_LIFETIME, Rasa's default
+  60 s) is over: the next node waits for it before it runs the turn. So a call made after a dead
+  node gets RASA_TIMEOUT_SECONDS plus that lifetime (``lock_lifetime_seconds``), not only the
+  usual timeout, which would otherwise expire in the wait and cost the customer a busy reply.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ import aiohttp
 
 from channels import metrics
 from channels.rasa_client import RasaClient, RasaUnavailable
+from integrations.masking import log_conversation_id as log_id
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +86,14 @@ class RasaPool:
 
     def __init__(self, urls: list[str] | tuple[str, ...], timeout_seconds: float,
                  connect_timeout_seconds: float = 2.0, max_connections: int = 200, *,
-                 health_interval_seconds: float = 2.0, health_fall: int = 2, health_rise: int = 2) -> None:
+                 health_interval_seconds: float = 2.0, health_fall: int = 2, health_rise: int = 2,
+                 lock_lifetime_seconds: float = 60.0) -> None:
         if not urls:
             raise ValueError("a Rasa pool needs at least one URL")
         self.nodes = [RasaNode(RasaClient(url, timeout_seconds, connect_timeout_seconds, max_connections))
                       for url in urls]
+        self.timeout = timeout_seconds
+        self.lock_lifetime = lock_lifetime_seconds
         self.health_interval = health_interval_seconds
         self.health_fall = health_fall
         self.health_rise = health_rise
@@ -137,18 +146,19 @@ class RasaPool:
         body_metadata = {**(metadata or {}), "message_id": message_id}
         tried: list[RasaNode] = []
         last: RasaUnavailable | None = None
+        timeout: float | None = None  # the client's own, until a node died holding Rasa's lock
         for node in self.ranked(sender):
             if tried:
                 recorded = await self._recorded_answer(sender, message_id, tried)
                 if recorded is not None:
-                    log.warning("turn of message %s was recorded before %s failed; answered from the tracker",
-                                message_id, tried[-1].url)
+                    log.warning("turn of %s (message %s) was recorded before %s failed; answered from the tracker",
+                                log_id(sender), message_id, tried[-1].url)
                     metrics.RASA_FAILOVERS.labels("from_tracker").inc()
                     return recorded
                 metrics.RASA_FAILOVERS.labels("retried").inc()
             tried.append(node)
             try:
-                return await node.client.send(sender, message, body_metadata)
+                return await node.client.send(sender, message, body_metadata, timeout_seconds=timeout)
             except RasaUnavailable as exc:
                 last = exc
                 if exc.reason not in NODE_FAILURES:
@@ -158,9 +168,16 @@ class RasaPool:
                     # finish (and record) the turn, so resending could process it twice.
                     alive, detail = await node.client.ping()
                     if alive:
+                        log.warning("Rasa node %s lost the turn of %s (message %s: %s) but answers its probe;"
+                                    " not resending", node.url, log_id(sender), message_id, exc)
                         raise
                     node.mark(False, f"{exc.reason}, then {detail}")
-                log.warning("Rasa node %s failed a turn (%s); failing over", node.url, exc)
+                    # Its ticket in Rasa's lock of the conversation outlives it: the next node
+                    # waits for the ticket to expire before it runs the turn.
+                    timeout = self.timeout + self.lock_lifetime
+                log.warning("Rasa node %s failed the turn of %s (message %s: %s); failing over%s",
+                            node.url, log_id(sender), message_id, exc,
+                            "" if timeout is None else f" (timeout {timeout:.0f}s: may wait for Rasa's lock)")
         assert last is not None
         try:  # the last node may have recorded the turn before failing
             recorded = await self._recorded_answer(sender, message_id, tried)

@@ -33,6 +33,10 @@ the next webhook call drop its connection without answering: ``"before_record"``
 before saving the turn) or ``"after_record"`` (it died after saving it); the fake then answers
 503 to everything, like a dead node behind a proxy, until ``fail_status`` is cleared.
 ``"drop_connection"``: the turn is recorded and only the connection drops (the node lives on).
+``lock_lifetime_seconds`` (0: off) adds Rasa's conversation lock: a turn waits until the
+conversation's ticket in ``locks`` (shared by fakes like Rasa nodes on one Redis) has gone or
+expired, holds one for that many seconds and gives it back when the turn ends, except when the
+node died mid-turn: then the ticket stays until it expires, as Rasa's does in Redis.
 """
 from __future__ import annotations
 
@@ -52,8 +56,11 @@ class FakeRasaRest:
     """Serve the scripted REST contract on loopback; ``await start()`` returns the base URL."""
 
     def __init__(self, jitter_seconds: float = 0.0,
-                 events: dict[str, list[dict[str, Any]]] | None = None) -> None:
+                 events: dict[str, list[dict[str, Any]]] | None = None,
+                 locks: dict[str, float] | None = None, lock_lifetime_seconds: float = 0.0) -> None:
         self.jitter = jitter_seconds
+        self.locks: dict[str, float] = {} if locks is None else locks  # sender -> ticket expiry
+        self.lock_lifetime = lock_lifetime_seconds
         self.events: dict[str, list[dict[str, Any]]] = defaultdict(list) if events is None else events
         self.crashes: list[str] = []
         self.fail_status: int | None = None
@@ -159,11 +166,17 @@ class FakeRasaRest:
         self.calls.append(body)
         if self.fail_status:
             return web.json_response({"error": "fake failure"}, status=self.fail_status)
+        if self.lock_lifetime:
+            loop = asyncio.get_running_loop()
+            while self.locks.get(sender, 0.0) > loop.time():
+                await asyncio.sleep(0.01)
+            self.locks[sender] = loop.time() + self.lock_lifetime
         if sender in self._busy:
             self.overlaps.append(sender)
         self._busy.add(sender)
         self._parallel += 1
         self.max_parallel = max(self.max_parallel, self._parallel)
+        crash = None
         try:
             if message.startswith("慢"):
                 await asyncio.sleep(float(message[1:]))
@@ -185,6 +198,8 @@ class FakeRasaRest:
         finally:
             self._parallel -= 1
             self._busy.discard(sender)
+            if self.lock_lifetime and crash in (None, "drop_connection"):
+                self.locks.pop(sender, None)
 
 
 def main() -> None:

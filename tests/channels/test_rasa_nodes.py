@@ -71,10 +71,27 @@ def test_rasa_url_takes_one_or_several_urls():
                                       "RASA_HEALTH_INTERVAL_SECONDS": "0.5", "RASA_HEALTH_FALL": "3"})
     assert several.rasa_urls == ("http://a:5005", "http://b:5006")
     assert (several.rasa_health_interval_seconds, several.rasa_health_fall, several.rasa_health_rise) == (0.5, 3, 2)
-    assert several.lock_ttl_seconds == 2 * several.rasa_timeout_seconds + 5  # a turn may fail over once
+    assert one.lock_ttl_seconds == one.rasa_timeout_seconds + 5
+    # a turn may fail over once: first call + probe, tracker read + a call that may wait out the
+    # dead node's ticket in Rasa's lock (TICKET_LOCK_LIFETIME, Rasa's default 60) + probe, tracker read
+    assert several.rasa_lock_lifetime_seconds == 60
+    assert several.lock_ttl_seconds == 15 + 2 + (15 + 15 + 60 + 2) + 15 + 5
     for bad in ("ftp://a", "http://a:5005,ftp://b", "http://a:5005,http://a:5005/", " , "):
         with pytest.raises(ConfigError, match="RASA_URL"):
             GatewayConfig.from_env({"RASA_URL": bad})
+
+
+def test_ticket_lock_lifetime_is_read_like_rasa_reads_it():
+    def lifetime(raw: str) -> float:
+        return GatewayConfig.from_env({"TICKET_LOCK_LIFETIME": raw}).rasa_lock_lifetime_seconds
+
+    assert (lifetime("10"), lifetime(" 25 "), lifetime("0"), lifetime("")) == (10, 25, 60, 60)
+    for bad in ("2.5", "-1", "ten"):
+        with pytest.raises(ConfigError, match="TICKET_LOCK_LIFETIME"):
+            lifetime(bad)
+    pool = GatewayConfig.from_env({"RASA_URL": "http://a:5005,http://b:5005,http://c:5005",
+                                   "TICKET_LOCK_LIFETIME": "20", "RASA_TIMEOUT_SECONDS": "10"})
+    assert pool.lock_ttl_seconds == 10 + 2 + 2 * (10 + 10 + 20 + 2) + 10 + 5  # up to two failovers
 
 
 # -- affinity ----------------------------------------------------------------------------------
@@ -144,6 +161,36 @@ async def test_node_dead_after_the_turn_was_recorded_answers_from_the_tracker(no
                        "buttons": FakeRasaRest.answer_for("按钮")[0]["buttons"]}]
     assert [c["message"] for f in nodes for c in f.calls if c["sender"] == cid] == ["你好", "按钮"]  # never resent
     assert [e["text"] for e in first.events[cid] if e["event"] == "user"] == ["你好", "按钮"]
+
+
+@pytest.mark.parametrize("knows_the_lifetime", [True, False])
+async def test_a_retry_after_a_dead_node_waits_out_its_ticket_in_rasas_lock(make_pool, knows_the_lifetime):
+    shared_events: dict = defaultdict(list)
+    shared_locks: dict = {}
+    fakes = [FakeRasaRest(events=shared_events, locks=shared_locks, lock_lifetime_seconds=1.0) for _ in range(2)]
+    for fake in fakes:
+        await fake.start()
+    try:
+        # the usual timeout is shorter than Rasa's lock lifetime, like 15 s against Rasa's 60
+        pool = await make_pool([f.url for f in fakes], timeout=0.5, health_interval_seconds=60,
+                               lock_lifetime_seconds=1.0 if knows_the_lifetime else 0.0)
+        cid = "web:ticket-left"
+        first = fake_for(pool, fakes, cid)
+        first.crash_next("before_record")  # dies mid-turn holding the conversation's ticket
+        second = next(f for f in fakes if f is not first)
+        if knows_the_lifetime:
+            assert await pool.send(cid, "查电费") == [{"recipient_id": cid, "text": "收到：查电费"}]
+            assert [e["text"] for e in shared_events[cid] if e["event"] == "user"] == ["查电费"]
+            assert await pool.send(cid, "谢谢") == [{"recipient_id": cid, "text": "收到：谢谢"}]
+        else:  # the retry times out in the wait for the lock: the customer gets a busy reply
+            with pytest.raises(RasaUnavailable) as caught:
+                await pool.send(cid, "查电费")
+            assert caught.value.reason == "timeout"
+        assert [c["message"] for c in second.calls] == (["查电费", "谢谢"] if knows_the_lifetime else ["查电费"])
+        assert second.overlaps == []
+    finally:
+        for fake in fakes:
+            await fake.close()
 
 
 async def test_unreadable_tracker_means_no_resend(nodes, make_pool):
@@ -247,8 +294,9 @@ async def test_router_over_a_pool_answers_once_when_a_node_dies_mid_load(nodes, 
 
 
 async def test_the_gateway_routes_over_a_pool_and_healthz_reports_its_nodes(nodes, make_web_gateway):
-    gw = await make_web_gateway(RASA_URL=",".join(f.url for f in nodes[:2]), RASA_HEALTH_INTERVAL_SECONDS="0.1")
-    assert isinstance(gw.app[RASA_KEY], RasaPool)
+    gw = await make_web_gateway(RASA_URL=",".join(f.url for f in nodes[:2]), RASA_HEALTH_INTERVAL_SECONDS="0.1",
+                                TICKET_LOCK_LIFETIME="7")
+    assert isinstance(gw.app[RASA_KEY], RasaPool) and gw.app[RASA_KEY].lock_lifetime == 7
     async with aiohttp.ClientSession() as session:
         async with session.get(gw.admin_url + "/healthz") as response:
             assert response.status == 200

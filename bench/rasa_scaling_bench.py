@@ -1,7 +1,7 @@
 """Benchmark: 1, 2, 3 Rasa nodes behind one gateway, side by side, next to Rasa called directly.
 
 Starts an embedded Redis, the reference backends and max(--nodes) Rasa servers, each with its own
-action server (``Stack.start_rasa_nodes``, all in parallel, the current model). Then, for each N of
+action server (one after the other, the current model). Then, for each N of
 ``--nodes`` (default 1,2,3): one gateway with ``RASA_URL`` = the first N Rasa URLs, and N x
 ``--conversations`` (default 8 per node, enough to keep each Rasa busy) concurrent conversations
 of ``--messages`` messages, in alternating rounds (a warm-up, then ``--rounds``):
@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -151,20 +150,21 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def consecutive_free_ports(count: int, attempts: int = 50) -> int:
-    """The first of ``count`` consecutive loopback ports that nothing listens on right now."""
-    for _ in range(attempts):
-        base = free_port()
-        if base + count - 1 > 65535:
-            continue
-        try:
-            for port in range(base + 1, base + count):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError(f"no {count} consecutive free ports found")
+def start_nodes(stack: Stack, count: int, model: Path, redis_url: str, backends: dict[str, str]
+                ) -> tuple[list[str], list[float]]:
+    """Start ``count`` action servers and Rasa servers (each Rasa with its own action server,
+    named like ``Stack.start_rasa_nodes`` does: ``rasa``, ``rasa2``, ...) one pair after the
+    other: on a shared 2-core machine, parallel model loads can outlast Stack's 240 s wait.
+    Returns the Rasa base URLs and each Rasa's start-up time in seconds."""
+    urls, seconds = [], []
+    for index in range(count):
+        suffix = "" if index == 0 else str(index + 1)
+        actions_url = stack.start_action_server(free_port(), redis_url, backends, name=f"actions{suffix}")
+        started = time.monotonic()
+        urls.append(stack.start_rasa(free_port(), model, redis_url, actions_url, name=f"rasa{suffix}"))
+        seconds.append(round(time.monotonic() - started, 1))
+        print(f"{urls[-1]} ready after {seconds[-1]:.0f} s", flush=True)
+    return urls, seconds
 
 
 def fmt_load(load: tuple[float, float, float]) -> str:
@@ -251,13 +251,9 @@ async def run_stack(args: argparse.Namespace) -> None:
         try:
             redis_url = stack.start_embedded_redis(free_port())
             backends_url = stack.start_backends(free_port(), Path(tmp) / "backends.sqlite3")
-            started = time.monotonic()
-            ports = consecutive_free_ports(2 * most)  # Rasa servers, then action servers
-            urls = stack.start_rasa_nodes(most, ports, ports + most, model, redis_url,
-                                          backends_env(backends_url))
-            start_up = round(time.monotonic() - started, 1)
+            urls, start_up = start_nodes(stack, most, model, redis_url, backends_env(backends_url))
             notes: dict[str, object] = {
-                "model": model.name, f"start-up of {most} Rasa servers in parallel incl. model load (s)": start_up}
+                "model": model.name, "Rasa start-up incl. model load, each (s)": start_up}
             results = [await measure_count(stack, args, redis_url, urls[:nodes]) for nodes in args.nodes]
         finally:
             stack.stop()

@@ -40,6 +40,10 @@ COMMON_WORDS = frozenset({
 GENERIC_STEMS = frozenset({
     "客户", "客服", "电力", "供电", "国网", "电网", "网上", "线上", "附近", "周边", "本地", "当地",
     "这个", "那个", "哪个", "我们", "你们", "他们", "咱们", "我家", "你家", "他家",
+    # words that introduce a place rather than name it ("地址东山街道", "建议营业厅多开窗口")
+    "地址", "住址", "地点", "位置", "建议", "投诉", "报修", "电话", "户号",
+    # other companies' halls are no hall of ours
+    "联通", "移动", "电信", "银行", "燃气", "自来水", "水务", "邮政",
 })
 # Name-like tags: nouns and names of every kind, abbreviations, adjectives, morphemes (燕子/矶),
 # English letters.
@@ -89,9 +93,11 @@ def _ends_a_place(word: str) -> bool:
 
 
 def _name_like(token: Token) -> bool:
+    if token.word in GENERIC_STEMS:
+        return False
     if len(token.word) == 1 and token.flag.startswith("f"):
         return token.word in NAME_LOCALITIES
-    return token.flag.startswith(NAME_TAG_PREFIXES) and token.word not in GENERIC_STEMS
+    return token.flag.startswith(NAME_TAG_PREFIXES)
 
 
 def find_places(text: str, tokens: Sequence[Token]) -> List[Place]:
@@ -113,8 +119,9 @@ def find_places(text: str, tokens: Sequence[Token]) -> List[Place]:
             if head.word in COMMON_WORDS or not head.flag.startswith(("n", "j")):
                 continue
         # extend left over name-like tokens that are no place of their own
+        floor = places[-1].end if places else 0
         for previous in reversed(tokens[:first]):
-            if not _name_like(previous) or _ends_a_place(previous.word):
+            if previous.start < floor or not _name_like(previous) or _ends_a_place(previous.word):
                 break
             if token.end - previous.start > MAX_SPAN:
                 break

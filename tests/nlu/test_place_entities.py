@@ -26,6 +26,9 @@ def test_a_suffix_ending_a_name_token_and_two_places_side_by_side():
     # the district ends the hall's stem; the longest hall suffix wins
     assert places([("江宁区", "ns"), ("东山", "ns"), ("供电服务", "n"), ("中心", "n"), ("取号", "v")]) == [
         ("area", "江宁区"), ("hall", "东山供电服务中心")]
+    # a place's suffix is no stem of the next one
+    assert places([("麒麟", "ns"), ("街道", "n"), ("锦华", "nz"), ("路", "n"), ("5", "m"), ("号", "m")]) == [
+        ("area", "麒麟街道"), ("area", "锦华路")]
     # a village followed by a road suffix is one name
     assert places([("中关村", "ns"), ("大街", "ns"), ("停电", "v")]) == [("area", "中关村大街")]
 
@@ -36,6 +39,8 @@ def test_ordinary_words_and_pronouns_are_no_place():
     assert places([("高压", "n"), ("线路", "n"), ("断", "v"), ("了", "ul")]) == []
     assert places([("客户", "n"), ("服务中心", "n"), ("电话", "n")]) == []
     assert places([("去", "v"), ("营业厅", "n"), ("办", "v")]) == []
+    assert places([("地址", "n"), ("东山", "ns"), ("街道", "n")]) == [("area", "东山街道")]
+    assert places([("联通", "j"), ("营业厅", "n"), ("在", "p"), ("哪", "r")]) == []
     # one-character stems are too short
     assert places([("新", "a"), ("小区", "n")]) == []
 

@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:
 from bench.webchat_bench import (SCRIPT, Load, Run, direct_conversation, gateway_conversation,  # noqa: E402
                                  rss_mb, timed)
 from channels.rasa_nodes import rendezvous_score  # noqa: E402
-from scripts.stack import Stack, backends_env, free_port  # noqa: E402
+from scripts.stack import Process, Stack, backends_env, free_port  # noqa: E402
 
 MAX_NODES = 8  # each Rasa holds ~1.4 GiB
 
@@ -150,11 +150,21 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+class PatientStack(Stack):
+    """A :class:`Stack` that waits at least ``min_wait`` seconds for a process to answer: on a
+    machine shared with other work a Rasa model load can take longer than Stack's 240 s."""
+
+    min_wait: float = 240.0
+
+    def wait_http(self, process: Process, url: str, timeout: float) -> None:
+        super().wait_http(process, url, max(timeout, self.min_wait))
+
+
 def start_nodes(stack: Stack, count: int, model: Path, redis_url: str, backends: dict[str, str]
                 ) -> tuple[list[str], list[float]]:
     """Start ``count`` action servers and Rasa servers (each Rasa with its own action server,
     named like ``Stack.start_rasa_nodes`` does: ``rasa``, ``rasa2``, ...) one pair after the
-    other: on a shared 2-core machine, parallel model loads can outlast Stack's 240 s wait.
+    other: on a shared 2-core machine, parallel model loads slow each other down.
     Returns the Rasa base URLs and each Rasa's start-up time in seconds."""
     urls, seconds = [], []
     for index in range(count):
@@ -247,7 +257,8 @@ async def run_stack(args: argparse.Namespace) -> None:
         sys.exit(f"no model {model.name}; run `make model` first (or pass --model)")
     most = args.nodes[-1]
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(run_dir=Path(tmp) / "run", log_dir=Path(tmp) / "logs")
+        stack = PatientStack(run_dir=Path(tmp) / "run", log_dir=Path(tmp) / "logs")
+        stack.min_wait = args.start_timeout
         try:
             redis_url = stack.start_embedded_redis(free_port())
             backends_url = stack.start_backends(free_port(), Path(tmp) / "backends.sqlite3")
@@ -294,6 +305,8 @@ def main() -> None:
     parser.add_argument("--ramp-up", type=float, default=1.0,
                         help="seconds over which the conversations' starts are spread [1]")
     parser.add_argument("--model", type=Path, help="the Rasa model [the model of the current inputs]")
+    parser.add_argument("--start-timeout", type=float, default=900.0,
+                        help="seconds to wait for each Rasa to load its model [900]")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     if args.conversations < 1 or args.rounds < 1:

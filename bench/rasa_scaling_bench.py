@@ -87,6 +87,16 @@ def efficiency(rates: dict[int, float]) -> dict[int, float]:
     return {nodes: rate / (nodes * one) for nodes, rate in rates.items()}
 
 
+def metric_total(text: str, name: str) -> float:
+    """The sum of every sample of counter ``name`` (all labels) in a Prometheus text page."""
+    total = 0.0
+    for line in text.splitlines():
+        metric = line.split("{", 1)[0].split(" ", 1)[0]
+        if metric == name:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def conversations_per_node(run: Run, urls: list[str]) -> list[int]:
     """How many of ``run``'s conversations went to each node of ``urls`` (by affinity)."""
     counts = Counter(node_of(urls, sender) for sender in {sender for sender, _ in run.samples})
@@ -104,6 +114,7 @@ class Result:
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
     rss_mib: dict[str, float]
+    busy_replies: int = 0  # the gateway's 系统繁忙 replies (Rasa failed), warm-up included
 
     def rasa_cpu_ms(self, run: Run) -> float:
         """Rasa's CPU per message, all nodes of this run together."""
@@ -185,7 +196,7 @@ def table(results: list[Result], per_node: int) -> list[str]:
     """The side-by-side table: one row per node count and path."""
     efficiencies = {label: efficiency({r.nodes: getattr(r, label).rate for r in results})
                     for label in ("direct", "gateway")}
-    lines = [f"{'nodes':>5}  {'path':<22}{'convs':>6}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>7}"
+    lines = [f"{'nodes':>5}  {'path':<22}{'convs':>6}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>7}{'busy':>5}"
              f"{'efficiency':>11}{'Rasa CPU ms/msg':>16}{'cores busy':>11}  load avg before/after"]
     for result in results:
         for label in ("direct", "gateway"):
@@ -193,6 +204,7 @@ def table(results: list[Result], per_node: int) -> list[str]:
             lines.append(
                 f"{result.nodes:5d}  {run.label:<22}{per_node * result.nodes:6d}{run.rate:8.1f}"
                 f"{run.pct(0.5):9.0f}{run.pct(0.99):9.0f}{run.errors:7d}"
+                f"{result.busy_replies if label == 'gateway' else '-':>5}"
                 f"{100 * efficiencies[label][result.nodes]:10.0f}%{result.rasa_cpu_ms(run):16.1f}"
                 f"{result.cores_busy(run):11.2f}  {fmt_load(result.load_before)} / {fmt_load(result.load_after)}")
     return lines
@@ -209,6 +221,7 @@ def figures(results: list[Result], args: argparse.Namespace, notes: dict[str, ob
                 "nodes": result.nodes, "path": label, "conversations": args.conversations * result.nodes,
                 "messages": len(run.samples), "messages_per_s": round(run.rate, 2),
                 "p50_ms": round(run.pct(0.5), 1), "p99_ms": round(run.pct(0.99), 1), "errors": run.errors,
+                "busy_replies": result.busy_replies if label == "gateway" else None,
                 "efficiency": round(eff[result.nodes], 3),
                 "rasa_cpu_ms_per_message": round(result.rasa_cpu_ms(run), 1),
                 "cores_busy": round(result.cores_busy(run), 2),
@@ -233,8 +246,9 @@ def report(results: list[Result], args: argparse.Namespace, notes: dict[str, obj
         if result.direct.rate:
             print(f"{result.nodes} node(s): gateway / direct throughput "
                   f"{100 * result.gateway.rate / result.direct.rate:.0f} %")
-    print("efficiency = msg/s with N nodes / (N x msg/s with 1 node), per path; cores busy = CPU seconds "
-          "of Rasa, action servers, Redis, gateway and the benchmark's clients per wall second")
+    print("efficiency = msg/s with N nodes / (N x msg/s with 1 node), per path; busy = the gateway's "
+          "系统繁忙 replies (Rasa failed; warm-up included); cores busy = CPU seconds of Rasa, action "
+          "servers, Redis, gateway and the benchmark's clients per wall second")
     cores = os.cpu_count() or 1
     if results[-1].nodes > cores:
         print(f"This machine has {cores} cores: N Rasa processes plus the gateway, action servers, Redis "
@@ -274,7 +288,8 @@ async def run_stack(args: argparse.Namespace) -> None:
 async def measure_count(stack: Stack, args: argparse.Namespace, redis_url: str, urls: list[str]) -> Result:
     """Start a gateway over ``urls``, measure both paths, stop the gateway."""
     nodes = len(urls)
-    gateway_url = stack.start_gateway("127.0.0.1", free_port(), redis_url, ",".join(urls))
+    admin_port = free_port()
+    gateway_url = stack.start_gateway("127.0.0.1", free_port(), redis_url, ",".join(urls), admin_port=admin_port)
     gateway = stack.processes[-1]
     suffixes = [""] + [str(i + 1) for i in range(1, nodes)]
     names = ["redis"] + [f"rasa{s}" for s in suffixes] + [f"actions{s}" for s in suffixes]
@@ -285,10 +300,13 @@ async def measure_count(stack: Stack, args: argparse.Namespace, redis_url: str, 
     try:
         direct, through_gateway = await measure_nodes(urls, gateway_url, load, pids)
         rss = {name: rss_mb(pid) for name, pid in pids.items()}
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{admin_port}/metrics") as response:
+                busy = int(metric_total(await response.text(), "powerdesk_gateway_busy_replies_total"))
     finally:
         gateway.stop()
         stack.processes.remove(gateway)
-    result = Result(nodes, urls, direct, through_gateway, load_before, os.getloadavg(), rss)
+    result = Result(nodes, urls, direct, through_gateway, load_before, os.getloadavg(), rss, busy)
     print(f"{nodes} node(s): direct {direct.rate:.1f} msg/s, through the gateway "
           f"{through_gateway.rate:.1f} msg/s", flush=True)
     return result

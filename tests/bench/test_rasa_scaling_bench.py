@@ -11,7 +11,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bench.rasa_scaling_bench import (Result, balanced_ids, conversations_per_node, efficiency,
-                                      figures, measure_nodes, new_id, node_of, parse_nodes, table)
+                                      figures, measure_nodes, metric_total, new_id, node_of, parse_nodes,
+                                      table)
 from bench.webchat_bench import Load, Run
 from channels.rasa_nodes import RasaPool
 from fakes.rasa_rest import FakeRasaRest
@@ -57,19 +58,33 @@ def test_table_and_json_show_every_node_count_and_path():
                    seconds=seconds, cpu_seconds={"rasa": 0.5 * seconds, "rasa2": 0.5 * seconds, "gateway": 0.1})
 
     results = [Result(n, URLS[:n], run("Rasa REST directly", 100 * n, 10.0), run("through the gateway", 90 * n, 10.0),
-                      (1.0, 1.0, 1.0), (2.0, 1.5, 1.0), {"rasa": 1400.0}) for n in (1, 2)]
+                      (1.0, 1.0, 1.0), (2.0, 1.5, 1.0), {"rasa": 1400.0}, busy_replies=n - 1) for n in (1, 2)]
     lines = table(results, per_node=8)
     assert len(lines) == 5
     assert "efficiency" in lines[0]
     row = lines[3].split()  # 2 nodes, direct: 16 conversations, 20 msg/s, 100 %
     assert row[:6] == ["2", "Rasa", "REST", "directly", "16", "20.0"]
     assert "100%" in lines[3]
+    assert lines[4].split()[9] == "1"  # 2 nodes through the gateway: one busy reply
     args = argparse.Namespace(conversations=8, messages=8, rounds=3, ramp_up=1.0)
     data = figures(results, args, {"model": "m"})
     gateway_two = next(r for r in data["rows"] if r["nodes"] == 2 and r["path"] == "gateway")
     assert gateway_two["messages_per_s"] == 18.0 and gateway_two["efficiency"] == 1.0
+    assert gateway_two["busy_replies"] == 1
     assert gateway_two["rasa_cpu_ms_per_message"] == pytest.approx(1000 * 10 / 180, abs=0.1)
     assert gateway_two["cores_busy"] == pytest.approx(1.01)
+
+
+def test_metric_total_sums_every_label_of_one_counter_only():
+    page = """# HELP powerdesk_gateway_busy_replies_total Busy replies
+# TYPE powerdesk_gateway_busy_replies_total counter
+powerdesk_gateway_busy_replies_total{channel="web",reason="timeout"} 2.0
+powerdesk_gateway_busy_replies_total{channel="wechat",reason="connection"} 1.0
+powerdesk_gateway_busy_replies_created{channel="web",reason="timeout"} 1.7e+09
+powerdesk_gateway_busy_replies_totally 5.0
+"""
+    assert metric_total(page, "powerdesk_gateway_busy_replies_total") == 3.0
+    assert metric_total(page, "powerdesk_gateway_errors_total") == 0.0
 
 
 @pytest.fixture

@@ -55,9 +55,12 @@ TEMPLATES = {
     "complain": (
         "{h}的工作人员态度太差了，我要投诉", "投诉{h}，办个业务推来推去",
     ),
+    # answers to a form's question for the place or the hall
+    "inform": ("{a}", "在{a}", "我住{a}", "{c}{a}", "{a}那边", "{h}", "去{h}", "就在{c}"),
 }
 # Examples per intent (the rest of the training data stays as written by hand).
-COUNTS = {"query_outage": 70, "report_fault": 28, "queue_lookup": 22, "take_number": 20, "complain": 6}
+COUNTS = {"query_outage": 70, "report_fault": 28, "queue_lookup": 22, "take_number": 20, "complain": 6,
+          "inform": 16}
 
 # jieba part-of-speech tags of names: places, persons, other proper nouns, organisations.
 NAME_TAGS = {"ns", "nr", "nrt", "nrfg", "nz", "nt", "j"}

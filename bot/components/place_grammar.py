@@ -182,7 +182,13 @@ def repair_places(
         ):
             continue
         result.append(_entity(place, extractor))
-    return sorted(result, key=lambda e: (e.get("start", -1), e.get("end", -1)))
+    # one entity per type and span; an extractor's own entity wins over a replacement
+    unique: Dict[Tuple[Any, Any, Any], Entity] = {}
+    for entity in result:
+        key = (entity.get("entity"), entity.get("start"), entity.get("end"))
+        if key not in unique or unique[key].get("extractor") == extractor:
+            unique[key] = entity
+    return sorted(unique.values(), key=lambda e: (e.get("start", -1), e.get("end", -1)))
 
 
 def _entity(place: Place, extractor: str, replaced: Optional[Entity] = None) -> Entity:

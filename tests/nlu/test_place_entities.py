@@ -59,6 +59,15 @@ def test_repair_extends_a_bare_suffix_and_drops_what_it_cannot_place():
                          extractor="PlaceEntities") == [kept]
 
 
+def test_repair_gives_one_entity_per_span():
+    text = "东山营业厅人多吗"
+    grammar = find_places(text, tokens_with_offsets([("东山", "ns"), ("营业厅", "n"), ("人", "n"), ("多", "m"),
+                                                     ("吗", "y")]))
+    found = [{"entity": "area", "start": 0, "end": 2, "value": "东山", "extractor": "DIETClassifier"},
+             {"entity": "hall", "start": 0, "end": 5, "value": "东山营业厅", "extractor": "RegexEntityExtractor"}]
+    assert repair_places(text, found, grammar, extractor="PlaceEntities") == [found[1]]
+
+
 def test_repair_keeps_a_longer_entity_and_adds_a_missed_place():
     text = "江宁区东山街道和汤山镇停电吗"
     grammar = find_places(text, tokens_with_offsets([

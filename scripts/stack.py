@@ -108,13 +108,15 @@ class Stack:
 
     ``log_dir`` set: each process writes to ``<log_dir>/<name>.log``; unset: output goes to the
     terminal. ``base_env`` is the environment every process starts from; its
-    ``ACTION_SERVER_TOKEN``, if unset, is a random one for this stack.
+    ``ACTION_SERVER_TOKEN``, if unset, is a random one for this stack. ``rasa_ready_seconds``:
+    how long a Rasa server may take to load its model (longer on a machine busy with others).
     """
 
     run_dir: Path
     log_dir: Path | None = None
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     processes: list[Process] = field(default_factory=list)
+    rasa_ready_seconds: float = 240.0
 
     def __post_init__(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -287,7 +289,7 @@ class Stack:
             env,
         )
         url = f"http://{local_url_host(host)}:{port}"
-        self.wait_http(process, f"{url}/status", timeout=240)
+        self.wait_http(process, f"{url}/status", timeout=self.rasa_ready_seconds)
         return url
 
     def start_rasa_nodes(self, count: int, rasa_port: int, action_port: int, model: Path,

@@ -63,6 +63,10 @@ CODE_DIGITS = 6
 PENDING_NONE = "none"
 VERIFIED = "verified"
 LOCKED = "locked"
+# binding_locked: true while verification is locked; the rules then answer digits typed
+# outside a form with action_start_binding (the lock message again). Never cleared when a
+# verification merely starts (the rule resuming it after an expired lock relies on that).
+LOCKED_SLOT = "binding_locked"
 METHOD_SMS = "sms"
 METHOD_LAST4 = "last4"
 SERVICE_SUBJECT = "all"
@@ -200,7 +204,8 @@ async def require_binding(
     lock = await customer_lock(tracker, services.customers)
     if lock:
         dispatcher.utter_message(text=lock_text(lock[1], lock[0]))
-        return [SlotSet("needs_binding", False), SlotSet("pending_request", PENDING_NONE)]
+        return [SlotSet("needs_binding", False), SlotSet("pending_request", PENDING_NONE),
+                SlotSet(LOCKED_SLOT, True)]
     dispatcher.utter_message(
         text=f"您好，{reason}需要先验证您的户号。{verification_intro(services)}")
     return _start_form_events(pending, account_number)
@@ -249,7 +254,7 @@ class ActionStartBinding(BackendAction):
         lock = await customer_lock(tracker, services.customers)
         if lock:
             dispatcher.utter_message(text=lock_text(lock[1], lock[0]))
-            return done
+            return done + [SlotSet(LOCKED_SLOT, True)]
 
         if wanted is not None and wanted == bound:
             dispatcher.utter_message(
@@ -337,7 +342,7 @@ class ValidateBindAccountForm(BackendFormValidationAction):
                  seconds: int, slot: str) -> dict[str, Any]:
         _log_refused(tracker, scope, seconds)
         dispatcher.utter_message(text=lock_text(seconds, scope))
-        return {slot: None, "binding_outcome": LOCKED}
+        return {slot: None, "binding_outcome": LOCKED, LOCKED_SLOT: True}
 
     def _failed(self, dispatcher: CollectingDispatcher, tracker: Tracker, attempt: Attempt,
                 message: str, left: Optional[int] = None) -> dict[str, Any]:
@@ -345,7 +350,7 @@ class ValidateBindAccountForm(BackendFormValidationAction):
         if attempt.locked_scope:
             _log_refused(tracker, attempt.locked_scope, attempt.seconds_left)
             dispatcher.utter_message(text=lock_text(attempt.seconds_left, attempt.locked_scope))
-            return {"binding_outcome": LOCKED}
+            return {"binding_outcome": LOCKED, LOCKED_SLOT: True}
         left = attempt.attempts_left if left is None else min(left, attempt.attempts_left)
         dispatcher.utter_message(text=f"{message}您还可以尝试{left}次。")
         return {}
@@ -479,7 +484,7 @@ class ValidateBindAccountForm(BackendFormValidationAction):
             await customers.refund_attempt(attempt)
             await self._bind(tracker, account)
             return {"verification_code": CODE_CHECKED, "binding_outcome": VERIFIED,
-                    "account_number": account}
+                    "account_number": account, LOCKED_SLOT: False}
         if check.outcome == "missing":
             await customers.refund_attempt(attempt)
             dispatcher.utter_message(
@@ -547,7 +552,8 @@ class ValidateBindAccountForm(BackendFormValidationAction):
             return {"phone_last4": None, "account_number": account, **result}
         await customers.refund_attempt(attempt)
         await self._bind(tracker, account)
-        return {"phone_last4": PHONE_CHECKED, "binding_outcome": VERIFIED, "account_number": account}
+        return {"phone_last4": PHONE_CHECKED, "binding_outcome": VERIFIED, "account_number": account,
+                LOCKED_SLOT: False}
 
 
 class ActionFinishBinding(BackendAction):

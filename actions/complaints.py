@@ -61,6 +61,9 @@ from integrations.masking import mask_account, mask_phone, mask_text
 logger = logging.getLogger(__name__)
 
 ON_FILE = "on_file"
+# The customer said no to "需要使用这个号码吗？" (the phone on file): ask for another number.
+DECLINED = "declined"
+OFFERED_SLOT = "complaint_contact_offered"
 APOLOGY_MARK = "非常抱歉"
 
 CATEGORIES = ("服务态度", "停电频繁", "电费争议", "抢修超时", "业务办理慢", "电压质量", "其他")
@@ -217,7 +220,8 @@ def safety_text() -> str:
 
 # --- actions -----------------------------------------------------------------------------------
 
-_FORM_SLOTS = ("complaint_description", "complaint_category", "complaint_contact", "complaint_severity")
+_FORM_SLOTS = ("complaint_description", "complaint_category", "complaint_contact", "complaint_severity",
+               OFFERED_SLOT)
 
 
 class ActionStartComplaint(BackendAction):
@@ -250,6 +254,7 @@ class ActionStartComplaint(BackendAction):
             SlotSet("complaint_category", category),
             SlotSet("complaint_contact", phone),
             SlotSet("complaint_severity", grade.severity),
+            SlotSet(OFFERED_SLOT, False),
             SlotSet("complaint_route", "form"),
         ]
 
@@ -263,11 +268,16 @@ class ValidateComplaintForm(BackendFormValidationAction):
     async def extract_complaint_contact(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        """A phone number the NLU recognised counts as the answer whatever the intent."""
+        """A phone number the NLU recognised counts as the answer whatever the intent; a no to
+        the offer of the phone on file (a yes/no question) declines the offer, not the complaint."""
         if tracker.get_slot("requested_slot") != "complaint_contact":
             return {}
         phone = find_phone(first_entity_value(tracker, "phone"))
-        return {"complaint_contact": phone} if phone else {}
+        if phone:
+            return {"complaint_contact": phone}
+        if tracker.get_slot(OFFERED_SLOT) and _latest_intent(tracker) == "deny":
+            return {"complaint_contact": DECLINED}
+        return {}
 
     async def validate_complaint_description(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -307,6 +317,8 @@ class ValidateComplaintForm(BackendFormValidationAction):
     async def validate_complaint_contact(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
+        if value == DECLINED:  # the question is asked again, without the offer
+            return {"complaint_contact": None, OFFERED_SLOT: False}
         if value == ON_FILE:
             if await bound_account(tracker, self.services):
                 return {"complaint_contact": ON_FILE}
@@ -317,6 +329,10 @@ class ValidateComplaintForm(BackendFormValidationAction):
             dispatcher.utter_message(text="抱歉，这个号码好像不对。请输入11位手机号码，或带区号的固定电话。")
             return {"complaint_contact": None}
         return {"complaint_contact": phone}
+
+
+def _latest_intent(tracker: Tracker) -> Optional[str]:
+    return (tracker.latest_message.get("intent") or {}).get("name")
 
 
 def _apologised(tracker: Tracker) -> bool:
@@ -332,22 +348,27 @@ def _apologised(tracker: Tracker) -> bool:
 
 
 class ActionAskComplaintContact(BackendAction):
-    """Asks for a contact; with a bound 户号 offers its phone on file (never shown)."""
+    """Asks for a contact; with a bound 户号 offers its phone on file (never shown), a yes/no
+    question (``complaint_contact_offered``). After a no to the offer it asks for another number."""
 
     def name(self) -> str:
         return "action_ask_complaint_form_complaint_contact"
 
     async def act(self, dispatcher, tracker, domain, services: Services) -> EventList:
+        if _latest_intent(tracker) == "deny":
+            dispatcher.utter_message(
+                text="好的，请输入您希望工作人员联系您的手机号码，或带区号的固定电话。")
+            return [SlotSet(OFFERED_SLOT, False)]
         account = await bound_account(tracker, services)
         if account:
             dispatcher.utter_message(
                 text=f"工作人员可以通过您绑定的户号（{mask_account(account)}）登记的手机号与您联系，"
                      "需要使用这个号码吗？如需使用其他号码，请直接输入。",
-                buttons=buttons(("使用登记的手机号", "/affirm")),
+                buttons=buttons(("使用登记的手机号", "/affirm"), ("使用其他号码", "/deny")),
             )
-        else:
-            dispatcher.utter_message(response="utter_ask_complaint_form_complaint_contact")
-        return []
+            return [SlotSet(OFFERED_SLOT, True)]
+        dispatcher.utter_message(response="utter_ask_complaint_form_complaint_contact")
+        return [SlotSet(OFFERED_SLOT, False)]
 
 
 class ActionSubmitComplaint(BackendAction):

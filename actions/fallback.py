@@ -1,11 +1,12 @@
 """What the assistant says when it did not understand (the FallbackClassifier's nlu_fallback).
 
 ``action_handle_fallback`` asks the customer to rephrase and offers the most common services
-as buttons. From the second low-confidence message in a row it also offers a human agent
+as buttons. From the second misunderstood message in a row it also offers a human agent
 (slot ``fallback_outcome = offer_human``; the rules turn a following "好的" into
 ``action_request_human``). The count comes from the tracker's events only: consecutive user
-messages classified ``nlu_fallback``, back to the last message that was understood or the
-start of the session; no state is kept anywhere else.
+messages classified ``nlu_fallback`` or answered by this action (a rule sends a bare "嗯" after
+"请换个说法" here), back to the last message that was understood or the start of the session;
+no state is kept anywhere else.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from actions.common import EventList, buttons
 from actions.constants import HOTLINE
 
 FALLBACK_INTENT = "nlu_fallback"
+ACTION_NAME = "action_handle_fallback"
 OFFER_HUMAN_AFTER = 2
 
 SUGGESTIONS = (
@@ -32,18 +34,28 @@ SUGGESTIONS = (
 
 
 def consecutive_fallbacks(events: Iterable[dict[str, Any]]) -> int:
-    """How many of the latest user messages in a row were not understood (0 if the latest was)."""
+    """How many of the latest user messages in a row were not understood, the latest included.
+
+    A message counts when the NLU classified it ``nlu_fallback`` or when the assistant answered
+    it with this action (a bare "嗯" after "请换个说法" reaches it by a rule, not by the NLU).
+    The latest message is the one being answered now, so it always counts.
+    """
     count = 0
+    answered_by_fallback = True  # the latest message: this action is answering it
     for event in reversed(list(events)):
         kind = event.get("event")
         if kind == "session_started":
             break
+        if kind == "action" and event.get("name") == ACTION_NAME:
+            answered_by_fallback = True
+            continue
         if kind != "user":
             continue
         intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
-        if intent != FALLBACK_INTENT:
+        if intent != FALLBACK_INTENT and not answered_by_fallback:
             break
         count += 1
+        answered_by_fallback = False
     return count
 
 
@@ -51,12 +63,12 @@ class ActionHandleFallback(Action):
     """Ask to rephrase; after two misunderstandings in a row, offer a human agent."""
 
     def name(self) -> str:
-        return "action_handle_fallback"
+        return ACTION_NAME
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> EventList:
-        count = max(1, consecutive_fallbacks(tracker.events or []))
+        count = consecutive_fallbacks(tracker.events or [])
         if count >= OFFER_HUMAN_AFTER:
             dispatcher.utter_message(
                 text="非常抱歉，我还是没能理解您的问题，给您添麻烦了。需要为您转接人工客服吗？"

@@ -65,6 +65,8 @@ async def test_start_binding_asks_for_verification(action_server_url):
     assert events["pending_request"] == "none"
     # a 户号 left in the slot from earlier must not skip the question
     assert events["account_number"] is None
+    # binding_locked is left alone (the rule resuming verification after a lock relies on it)
+    assert "binding_locked" not in events
     assert "手机号码后4位" in texts(result)[0]
 
 
@@ -89,6 +91,7 @@ async def test_right_last4_binds_the_account(action_server_url, redis_url):
     events = slot_events(result)
     assert events["binding_outcome"] == "verified"
     assert events["phone_last4"] == "****"
+    assert events["binding_locked"] is False
     async with customer_store(redis_url) as store:
         assert await store.get_binding(conv) == account
 
@@ -152,6 +155,7 @@ async def test_five_failures_lock_binding_for_30_minutes(action_server_url, redi
     result = await give_last4(action_server_url, conv, account, wrong_last4(last4))
     events = slot_events(result)
     assert events["binding_outcome"] == "locked"
+    assert events["binding_locked"] is True  # the rules answer digits typed later with the lock
     assert events["requested_slot"] is None  # the form ends at once
     assert "锁定" in texts(result)[0] and "30分钟" in texts(result)[0]
     # Even the right answer is refused now.
@@ -161,12 +165,18 @@ async def test_five_failures_lock_binding_for_30_minutes(action_server_url, redi
         assert await store.get_binding(conv) is None
         scope, seconds = await store.locked_scope([(CONVERSATION, conv)])
         assert 0 < seconds <= LOCK_SECONDS
-    # Starting again, or asking for a bill, says it is locked and starts no form.
-    for action, intent in (("action_start_binding", "bind_account"), ("action_query_bill", "query_bill")):
+    # Starting again, asking for a bill, or typing 4 digits again (inform: the rule sends it to
+    # action_start_binding while binding_locked holds) says it is locked and starts no form.
+    for action, text, intent in (("action_start_binding", "绑定户号", "bind_account"),
+                                 ("action_query_bill", "查电费", "query_bill"),
+                                 ("action_start_binding", "1234", "inform")):
         result = await run_action(action_server_url, action, sender_id=conv,
-                                  latest_message=user_message("查电费", intent))
+                                  slots={"binding_locked": True},
+                                  latest_message=user_message(text, intent))
         assert slot_events(result)["needs_binding"] is False
+        assert slot_events(result)["binding_locked"] is True
         assert "锁定" in texts(result)[0]
+        assert "感谢您的咨询" not in texts(result)[0]
 
 
 async def test_guessing_one_account_from_many_conversations_locks_that_account(

@@ -180,7 +180,8 @@ async def test_contact_on_file_for_a_bound_account(action_server_url, backends_u
                              sender_id=conversation, active_loop=FORM)
     question = texts(asked)[0]
     assert f"******{account[-4:]}" in question and account not in question
-    assert [b["payload"] for b in asked["responses"][0]["buttons"]] == ["/affirm"]
+    assert [b["payload"] for b in asked["responses"][0]["buttons"]] == ["/affirm", "/deny"]
+    assert slot_events(asked)["complaint_contact_offered"] is True
 
     accepted = await validate(action_server_url, conversation,
                               {"requested_slot": "complaint_contact", "complaint_contact": "on_file"},
@@ -202,11 +203,52 @@ async def test_unbound_conversation_cannot_use_a_phone_on_file(action_server_url
     asked = await run_action(action_server_url, "action_ask_complaint_form_complaint_contact",
                              sender_id=conversation, active_loop=FORM)
     assert [r.get("response") for r in asked["responses"]] == ["utter_ask_complaint_form_complaint_contact"]
+    assert slot_events(asked)["complaint_contact_offered"] is False
     rejected = await validate(action_server_url, conversation,
                               {"requested_slot": "complaint_contact", "complaint_contact": "on_file"},
                               "/affirm", intent="affirm")
     assert slot_events(rejected)["complaint_contact"] is None
     assert "没有绑定户号" in texts(rejected)[0]
+
+
+async def test_a_no_to_the_phone_on_file_asks_for_another_number(action_server_url, redis_url):
+    """"需要使用这个号码吗？" is a yes/no question: "不用了" declines the offer (the form goes on
+    and asks for another number without offering it again), not the complaint."""
+    account, _ = ACCOUNTS[0]
+    conversation = sender()
+    await bind(redis_url, conversation, account)
+    slots = {"requested_slot": "complaint_contact", "complaint_contact_offered": True,
+             "complaint_description": "抄表员态度很凶", "complaint_category": "服务态度"}
+    message = user_message("不用了谢谢", "deny")
+    # Nothing was extracted by Rasa from a deny: no slot event after the message.
+    declined = await run_action(action_server_url, "validate_complaint_form", sender_id=conversation,
+                                slots=slots, latest_message=message, active_loop=FORM,
+                                events=[{"event": "user", "text": "不用了谢谢", "parse_data": message}])
+    validated = slot_events(declined)
+    assert "complaint_contact" in validated and validated["complaint_contact"] is None
+    assert validated["complaint_contact_offered"] is False
+    assert texts(declined) == []
+
+    asked = await run_action(action_server_url, "action_ask_complaint_form_complaint_contact",
+                             sender_id=conversation, active_loop=FORM, latest_message=message,
+                             slots={**slots, "complaint_contact_offered": False})
+    question = texts(asked)[0]
+    assert "手机号码" in question and "需要使用这个号码吗" not in question
+    assert slot_events(asked)["complaint_contact_offered"] is False
+    assert not asked["responses"][0].get("buttons")
+
+
+async def test_a_no_to_the_plain_contact_question_extracts_nothing(action_server_url):
+    """Without the offer a no is not an answer: nothing is extracted, so the form rejects and
+    the rule cancelling the complaint applies."""
+    conversation = sender()
+    message = user_message("不用了", "deny")
+    result = await run_action(action_server_url, "validate_complaint_form", sender_id=conversation,
+                              slots={"requested_slot": "complaint_contact", "complaint_contact_offered": False,
+                                     "complaint_description": "x", "complaint_category": "其他"},
+                              latest_message=message, active_loop=FORM,
+                              events=[{"event": "user", "text": "不用了", "parse_data": message}])
+    assert "complaint_contact" not in slot_events(result)
 
 
 async def test_form_validation_of_category_and_contact(action_server_url):

@@ -81,3 +81,24 @@ async def test_third_fallback_still_offers_a_human(action_server_url):
         events += [action("action_listen"), user(text, "nlu_fallback"), action("action_handle_fallback")]
     result = await fallback(action_server_url, events[:-1])
     assert slot_events(result)["fallback_outcome"] == "offer_human"
+
+
+async def test_a_bare_yes_answered_by_the_fallback_counts_as_a_second_misunderstanding(action_server_url):
+    """After "请换个说法", a vague "嗯…就是那个" (classified affirm) reaches the action by a rule;
+    it is the second misunderstanding in a row, so a human is offered."""
+    result = await fallback(action_server_url, [
+        action("action_listen"), user("那个东西咋弄呀", "nlu_fallback"),
+        action("action_handle_fallback"), bot("抱歉，我没有完全理解您的意思。"),
+        action("action_listen"), user("嗯…就是那个", "affirm"),
+    ])
+    assert slot_events(result)["fallback_outcome"] == "offer_human"
+    assert "转接人工" in texts(result)[0]
+
+
+async def test_a_yes_answered_otherwise_still_resets_the_count(action_server_url):
+    result = await fallback(action_server_url, [
+        action("action_listen"), user("那个东西咋弄呀", "nlu_fallback"), action("action_handle_fallback"),
+        action("action_listen"), user("好的", "affirm"), action("utter_anything_else"),
+        action("action_listen"), user("就是那个啊", "nlu_fallback"),
+    ])
+    assert slot_events(result)["fallback_outcome"] == "rephrase"

@@ -59,7 +59,7 @@ TEMPLATES = {
     "inform": ("{a}", "在{a}", "我住{a}", "{c}{a}", "{a}那边", "{h}", "去{h}", "就在{c}"),
 }
 # Examples per intent (the rest of the training data stays as written by hand).
-COUNTS = {"query_outage": 70, "report_fault": 28, "queue_lookup": 22, "take_number": 20, "complain": 6,
+COUNTS = {"query_outage": 55, "report_fault": 24, "queue_lookup": 22, "take_number": 20, "complain": 6,
           "inform": 16}
 
 # jieba part-of-speech tags of names: places, persons, other proper nouns, organisations.

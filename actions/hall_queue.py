@@ -237,6 +237,19 @@ def _hall_buttons(halls: Iterable[Any], intent: str, extra: str = "") -> list[di
 
 # --- queue_lookup -----------------------------------------------------------------------------
 
+def hall_not_found(name: str) -> str:
+    """没有找到名为“青龙湾”的营业厅 / 没有找到“青龙湾营业厅” (the name as the customer said it)."""
+    name = normalize(name)
+    return f"没有找到“{name}”" if name.endswith(_HALL_SUFFIXES + ("服务中心",)) else f"没有找到名为“{name}”的营业厅"
+
+
+def unknown_hall_text(name: str, searching_tickets: bool = False) -> str:
+    """The honest answer for a hall the queue backend does not know, with the next step."""
+    then = "已在所有营业厅中为您查找该票号。" if searching_tickets else \
+        "以下是各营业厅的排队情况，点击营业厅可查看详情；也可以告诉我营业厅所在的区或街道。"
+    return f"抱歉，{hall_not_found(name)}。{then}"
+
+
 class ActionQueueLookup(BackendAction):
     """Hall queues per business type, or the customer's own ticket (see module doc)."""
 
@@ -256,6 +269,10 @@ class ActionQueueLookup(BackendAction):
         bt_names = entity_values(tracker, "business_type")
         bt = match_business_type(bt_names[0], await catalog.types()) if bt_names else None
 
+        unknown = [n for n in named if not match_halls(n, await catalog.halls())]
+        if unknown and not halls:
+            # The backend knows no such hall: say so, never answer about the others as if it did.
+            dispatcher.utter_message(text=unknown_hall_text(unknown[0], bool(numbers)))
         if numbers:
             await self._numbered_tickets(dispatcher, tracker, services, catalog, numbers, halls)
             return []
@@ -420,7 +437,7 @@ class ValidateTakeNumberForm(BackendFormValidationAction):
         halls = list(await self.services.queue.list_halls())
         found = match_halls(str(value or ""), halls)
         if not found:
-            dispatcher.utter_message(text=f"抱歉，没有找到“{normalize(str(value))}”，请从下面的营业厅中选择。")
+            dispatcher.utter_message(text=f"抱歉，{hall_not_found(str(value))}，请从下面的营业厅中选择。")
             return {"hall": None}
         if len(found) > 1:
             dispatcher.utter_message(

@@ -212,6 +212,22 @@ async def notice_outage_reply(services: Services, notice: NoticeContext) -> Opti
             "请您提前做好准备，停电期间注意关闭大功率电器，来电后再使用。")
 
 
+UNKNOWN_AREA_BUTTONS = buttons(("绑定户号查询", "/bind_account"), ("我要报修", "/report_fault"))
+
+
+def unknown_area_text(area: str) -> str:
+    """The honest answer for a place the outage backend does not know, with the next steps."""
+    return (f"抱歉，没有查到“{area}”的停电信息，可能是我暂时无法识别这个地点。\n"
+            "您可以告诉我所在的区、街道或社区名称（例如“东山街道停电吗”），"
+            "或绑定户号按您的用电地址查询。如果您家里现在没有电，可以直接向我报修，"
+            f"或拨打{HOTLINE}供电服务热线。")
+
+
+async def _known_area(services: Services, area: str) -> bool:
+    """Whether the backend's areas include the place (district, street or community named)."""
+    return place_from_text(area, await services.outage.list_areas()).most_specific() is not None
+
+
 # Each outage query names its own area (or uses the bound 户号); an area left in the slot would
 # silently answer the next "停电吗" for the old place.
 _AREA_CONSUMED: EventList = [SlotSet("area", None)]
@@ -229,7 +245,8 @@ class ActionQueryOutage(BackendAction):
         if answer:
             dispatcher.utter_message(text=answer, buttons=buttons(("我要报修", "/report_fault")))
             return _AREA_CONSUMED
-        area = area_query(entity_values(tracker, "area"))
+        # A one-character "area" (a bare suffix such as 路 cut from a road name) names nothing.
+        area = area_query([a for a in entity_values(tracker, "area") if len(normalize(a)) >= 2])
         account = None if area else await bound_account(tracker, services)
         if not area and not account:
             area = normalize(tracker.get_slot("area")) or None
@@ -245,6 +262,11 @@ class ActionQueryOutage(BackendAction):
             place = f"您绑定的户号（{mask_account(account)}）所在区域"
         outages = sorted_outages(_relevant(outages))
         notice_days = services.settings.commitments.planned_outage_notice_days
+
+        if not outages and area and not await _known_area(services, area):
+            # The backend knows no such place: say so, never "no outage there".
+            dispatcher.utter_message(text=unknown_area_text(area), buttons=UNKNOWN_AREA_BUTTONS)
+            return _AREA_CONSUMED
 
         if not outages:
             dispatcher.utter_message(

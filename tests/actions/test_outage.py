@@ -158,6 +158,60 @@ async def test_no_outage_says_so_and_offers_repair(action_server_url, backends_u
     assert "/report_fault" in payloads
 
 
+async def unknown_place(backends_url: str) -> str:
+    """A compound the outage backend does not know: none of its areas is named in it and the
+    backend finds no outage for it (checked over HTTP, not assumed)."""
+    areas = (await backend_get(backends_url, "/outage/areas"))["areas"]
+    for name in ("青龙湾花园", "紫荆苑小区", "丰泽家园"):
+        known = {n for a in areas for n in (a["district"], a["street"], a["community"]) if n}
+        if not any(n[:2] in name for n in known) and not await active_outages(backends_url, area=name):
+            return name
+    pytest.fail("every candidate place name is known to the reference backend")
+
+
+async def test_unknown_place_is_answered_honestly(action_server_url, backends_url):
+    """A place the backend does not know is named back with "没有查到", never "no outage there"."""
+    name = await unknown_place(backends_url)
+    text = f"{name}停电了吗"
+    result = await run_action(
+        action_server_url, "action_query_outage", sender_id=sender(),
+        latest_message=user_message(text, "query_outage", [entity("area", name, text)]),
+    )
+    reply = "\n".join(texts(result))
+    assert f"没有查到“{name}”的停电信息" in reply
+    assert "没有正在进行的停电" not in reply
+    assert "街道" in reply and "95598" in reply  # the next steps: a known area, the hotline
+    payloads = [b["payload"] for r in result["responses"] for b in r.get("buttons") or []]
+    assert payloads == ["/bind_account", "/report_fault"]
+    assert slot_events(result) == {"area": None}
+
+
+async def test_unknown_place_is_not_answered_with_the_bound_accounts_area(action_server_url, backends_url,
+                                                                          redis_url):
+    account, expected = await account_in_outage_area(backends_url)
+    conversation = sender()
+    await bind(redis_url, conversation, account)
+    name = await unknown_place(backends_url)
+    text = f"{name}那边停电了吗"
+    result = await run_action(
+        action_server_url, "action_query_outage", sender_id=conversation,
+        latest_message=user_message(text, "query_outage", [entity("area", name, text)]),
+    )
+    reply = "\n".join(texts(result))
+    assert f"没有查到“{name}”的停电信息" in reply
+    assert not any(outage["reason"] in reply for outage in expected)
+
+
+async def test_one_character_area_is_no_place(action_server_url, backends_url):
+    """A bare suffix tagged as the area (路 of 某某路) names nothing: the area is asked for."""
+    text = "路那边停电了吗"
+    result = await run_action(
+        action_server_url, "action_query_outage", sender_id=sender(),
+        latest_message=user_message(text, "query_outage", [entity("area", "路", text)]),
+    )
+    assert [r.get("response") for r in result["responses"]] == ["utter_ask_query_outage_form_area"]
+
+
 async def test_form_asks_for_area_only_without_area_or_binding(action_server_url, redis_url, backends_url):
     unbound = sender()
     result = await run_action(

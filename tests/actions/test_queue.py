@@ -135,6 +135,43 @@ async def test_overview_of_all_halls_without_a_hall(action_server_url, backends_
     assert payloads and all(p.startswith("/queue_lookup{") for p in payloads)
 
 
+async def unknown_hall(backends_url: str) -> str:
+    """A hall name the queue backend does not know (checked against its halls, not assumed)."""
+    halls = (await get(backends_url, "/halls"))["halls"]
+    for name in ("青龙湾营业厅", "紫荆苑供电营业厅", "丰泽营业厅"):
+        if not any(name[:2] in hall["name"] or hall["name"] in name for hall in halls):
+            return name
+    pytest.fail("every candidate hall name is known to the reference backend")
+
+
+async def test_unknown_hall_is_named_back_honestly(action_server_url, backends_url):
+    """A hall the backend does not know is said to be not found; the overview that follows is
+    offered as the next step, never as that hall's queue."""
+    name = await unknown_hall(backends_url)
+    text = f"{name}现在排队的人多吗"
+    result = await run_action(
+        action_server_url, "action_queue_lookup", sender_id=sender(),
+        latest_message=user_message(text, "queue_lookup", [entity("hall", name, text)]),
+    )
+    replies = texts(result)
+    assert replies[0].startswith(f"抱歉，没有找到“{name}”。")
+    assert "各营业厅当前排队情况" in replies[1]
+    assert "hall" not in slot_events(result)
+
+
+async def test_unknown_hall_with_a_ticket_number_says_so_before_searching(action_server_url, backends_url):
+    name = (await unknown_hall(backends_url)).removesuffix("营业厅")  # named without the suffix
+    text = f"我在{name}取的Z999号排到哪了"
+    result = await run_action(
+        action_server_url, "action_queue_lookup", sender_id=sender(),
+        latest_message=user_message(text, "queue_lookup", [
+            entity("hall", name, text), entity("ticket_number", "Z999", text)]),
+    )
+    replies = texts(result)
+    assert replies[0] == f"抱歉，没有找到名为“{name}”的营业厅。已在所有营业厅中为您查找该票号。"
+    assert "没有查到今天的Z999号" in replies[1]
+
+
 async def test_own_remote_ticket_position(action_server_url, backends_url):
     hall = await open_hall(backends_url)
     code = hall["business_types"][0]
@@ -234,6 +271,7 @@ async def test_form_validates_hall_and_business_type(action_server_url, backends
         active_loop={"name": "take_number_form"},
     )
     assert slot_events(result)["hall"] is None
+    assert texts(result) == ["抱歉，没有找到“不存在的营业厅”，请从下面的营业厅中选择。"]
 
 
 async def test_questions_list_halls_and_business_types_from_backend(action_server_url, backends_url):

@@ -6,7 +6,7 @@
 - **Health.** A background task probes every node (Rasa's ``GET /``) every
   RASA_HEALTH_INTERVAL_SECONDS; RASA_HEALTH_FALL failed probes in a row take a node out of
   rotation, and so does one call that lost its node (a connection error or a timeout, confirmed
-  by a failed probe); RASA_HEALTH_RISE good probes in a row bring it back. With no live node left, every
+  by a probe that cannot connect); RASA_HEALTH_RISE good probes in a row bring it back. With no live node left, every
   node is tried anyway, in affinity order.
 - **Exactly once.** Every message carries a fresh ``metadata["message_id"]``; Rasa's REST
   channel of this project (``bot/rest_channel.py``) records it as the ``message_id`` of the
@@ -15,7 +15,8 @@
   recorded, the bot messages recorded after it are the answer; if not, the message goes to the
   next node; if the tracker cannot be read, nothing is resent (the caller gets
   :class:`RasaUnavailable`, the customer a busy reply). A node that lost the connection or timed
-  out but still answers its probe may still be running the turn: nothing is resent then either.
+  out but still answers its probe, or whose probe times out too (overloaded or hung, not known to
+  be dead), may still be running the turn: nothing is resent then either.
   A customer never gets two answers to one message, and no message is processed twice.
 - **Rasa's lock after a dead node.** A node killed mid-turn leaves its ticket in Rasa's lock of
   the conversation (in Redis) until the ticket's lifetime (TICKET_LOCK_LIFETIME, Rasa's default
@@ -166,10 +167,13 @@ class RasaPool:
                 if exc.reason in ("connection", "timeout"):
                     # The request may have reached the node: if it still answers, it may still
                     # finish (and record) the turn, so resending could process it twice.
+                    # A probe that times out does not prove the node dead either: an overloaded
+                    # Rasa answers late, and still records the turn.
                     alive, detail = await node.client.ping()
-                    if alive:
-                        log.warning("Rasa node %s lost the turn of %s (message %s: %s) but answers its probe;"
-                                    " not resending", node.url, log_id(sender), message_id, exc)
+                    if alive or detail == "timeout":
+                        log.warning("Rasa node %s lost the turn of %s (message %s: %s) but %s; not resending",
+                                    node.url, log_id(sender), message_id, exc,
+                                    "answers its probe" if alive else "its probe timed out too (busy or hung)")
                         raise
                     node.mark(False, f"{exc.reason}, then {detail}")
                     # Its ticket in Rasa's lock of the conversation outlives it: the next node
@@ -198,7 +202,7 @@ class RasaPool:
             try:
                 events = await self._tracker_events(node.client, sender)
             except RasaUnavailable as exc:
-                if exc.reason in ("connection", "timeout"):
+                if exc.reason == "connection":  # a timeout may only mean a busy node
                     node.mark(False, exc.reason)
                 continue
             return answer_after(events, sender, message_id)

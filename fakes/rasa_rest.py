@@ -16,8 +16,10 @@ Scripted behaviour, by incoming message:
 - ``慢<seconds>`` (e.g. ``慢2``) → answers after that delay;
 - ``坏JSON`` → a 200 response whose body is not JSON;
 - anything else → ``收到：<message>``.
-``fail_status`` (settable) makes every call answer that HTTP status. Every call is recorded, and
-overlapping calls for one sender are noticed (the router must serialise a conversation).
+``fail_status`` (settable) makes every call answer that HTTP status; ``probe_delay_seconds``
+(settable) delays the answer to the probe ``GET /``, like a Rasa too busy to answer it in time.
+Every call is recorded, and overlapping calls for one sender are noticed (the router must
+serialise a conversation).
 
 ``POST /conversations/<sender>/tracker/events`` (Rasa's HTTP API, as the hand-off uses it) takes
 one event or a list of them (each a JSON object with an ``event`` name) and records them in
@@ -64,6 +66,7 @@ class FakeRasaRest:
         self.events: dict[str, list[dict[str, Any]]] = defaultdict(list) if events is None else events
         self.crashes: list[str] = []
         self.fail_status: int | None = None
+        self.probe_delay_seconds = 0.0
         self.calls: list[dict[str, Any]] = []
         self.received: dict[str, list[str]] = defaultdict(list)
         self.tracker_events: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -97,6 +100,8 @@ class FakeRasaRest:
             await self._server.close()
 
     async def _root(self, _request: web.Request) -> web.Response:
+        if self.probe_delay_seconds:
+            await asyncio.sleep(self.probe_delay_seconds)
         if self.fail_status:
             return web.Response(status=self.fail_status)
         return web.Response(text="Hello from Rasa: 3.6.21 (FAKE of the REST contract)")

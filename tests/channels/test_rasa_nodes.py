@@ -217,6 +217,18 @@ async def test_slow_but_alive_node_is_never_resent_to(nodes, make_pool):
     assert all(n.up for n in pool.nodes)
 
 
+async def test_a_timeout_whose_probe_times_out_too_is_never_resent(nodes, make_pool):
+    pool = await make_pool([f.url for f in nodes], timeout=0.3, health_interval_seconds=60)
+    cid = "web:overloaded"
+    busy = fake_for(pool, nodes, cid)
+    busy.probe_delay_seconds = 1.0  # too busy to answer the probe in time, but alive
+    with pytest.raises(RasaUnavailable) as caught:
+        await pool.send(cid, "慢0.6")
+    assert caught.value.reason == "timeout"
+    assert sum(len([c for c in f.calls if c["sender"] == cid]) for f in nodes) == 1
+    assert all(n.up for n in pool.nodes)  # a late probe is no proof of death: nothing resent
+
+
 async def test_a_dropped_connection_to_a_live_node_is_never_resent(nodes, make_pool):
     pool = await make_pool([f.url for f in nodes], health_interval_seconds=60)
     cid = "web:dropped"

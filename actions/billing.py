@@ -16,6 +16,7 @@ import re
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Optional
 
+import cn2an
 from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
@@ -26,7 +27,7 @@ from actions.clock import today
 from actions.common import BackendAction, EventList, Services, buttons, conversation_id
 from actions.constants import HOTLINE
 from actions.entities import entity_values
-from actions.text import normalize
+from bot.components.normalization import normalize_text
 from integrations.errors import IntegrationError, NotFound
 from integrations.masking import mask_account
 
@@ -39,8 +40,6 @@ _EXPLAIN = re.compile(
     r"为什么|为啥|为何|咋这么|怎么这么|怎么会这么|这么贵|这么高|这么多钱|凭什么|偏高|太贵|太高|"
     r"涨了|变高|变多|多了好多|贵了|原因|算错"
 )
-_CN_NUM = {"零": 0, "〇": 0, "○": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5,
-           "六": 6, "七": 7, "八": 8, "九": 9}
 
 
 class MonthNotUnderstood(ValueError):
@@ -53,13 +52,8 @@ def _shift(year: int, month: int, delta: int) -> tuple[int, int]:
 
 
 def _cn_number(text: str) -> int:
-    """二 → 2, 十 → 10, 十一 → 11, 二十 → 20; digits pass through."""
-    if text.isdigit():
-        return int(text)
-    if "十" in text:
-        tens, _, ones = text.partition("十")
-        return (_CN_NUM[tens] if tens else 1) * 10 + (_CN_NUM[ones] if ones else 0)
-    return int("".join(str(_CN_NUM[c]) for c in text))
+    """二 → 2, 十一 → 11, 二零二六 → 2026 (cn2an); digits pass through."""
+    return int(cn2an.cn2an(text.replace("○", "〇"), "smart"))
 
 
 def parse_month(text: str, reference: dt.date) -> str:
@@ -84,23 +78,22 @@ def parse_month(text: str, reference: dt.date) -> str:
     year_text, month_text = match.group(1), match.group(2)
     try:
         month = _cn_number(month_text)
-    except (KeyError, ValueError) as exc:
+        if year_text is None:
+            year = reference.year if month <= reference.month else reference.year - 1
+        elif year_text in ("今", "去", "前"):
+            year = reference.year - {"今": 0, "去": 1, "前": 2}[year_text]
+        else:
+            year = _cn_number(year_text)
+    except ValueError as exc:
         raise MonthNotUnderstood(text) from exc
     if not 1 <= month <= 12:
         raise MonthNotUnderstood(text)
-    if year_text is None:
-        year = reference.year if month <= reference.month else reference.year - 1
-    elif year_text in ("今", "去", "前"):
-        year = reference.year - {"今": 0, "去": 1, "前": 2}[year_text]
-    else:
-        year = int(year_text) if year_text.isdigit() else int(
-            "".join(str(_CN_NUM[c]) for c in year_text))
     return f"{year:04d}-{month:02d}"
 
 
 def normalize_month_text(text: str) -> str:
-    """Half-width, no spaces, trailing filler (的/呢/账单/电费) removed."""
-    s = re.sub(r"\s+", "", normalize(text))
+    """The NLU's normalisation (half-width, 十一月 → 11月), no spaces, trailing filler removed."""
+    s = re.sub(r"\s+", "", normalize_text(text).text)
     s = re.sub(r"(的|呢|账单|电费|用电)+$", "", s)
     return s
 

@@ -2,8 +2,10 @@
 
 Runs in training (``process_training_data``: every example, with its entity annotations moved
 onto the normalised text) and at inference (``process``), so the tokenizer, featurizers,
-regexes and lookup tables always see the same half-width form. See
-:mod:`bot.components.normalization` for what is normalised.
+regexes and lookup tables always see the same form: half-width, no markup, 户号 digits joined,
+Chinese numerals of months and amounts as digits, domain homophone typos fixed. A message with
+no letter, digit or Chinese character left becomes empty, which the NLU answers with
+``nlu_fallback``. See :mod:`bot.components.normalization` for the details.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ logger = logging.getLogger(__name__)
     DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False
 )
 class TextNormalizer(GraphComponent):
-    """Rewrites ``text`` to its NFKC, control-character-free form, keeping entity spans valid.
+    """Rewrites ``text`` to its normalised form (see the module docstring), keeping entity spans valid.
 
     Registered as a message featurizer (without being a ``Featurizer``) because the default
     recipe only runs tokenizers and featurizers on the training data before training the
@@ -72,7 +74,7 @@ class TextNormalizer(GraphComponent):
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         """Normalises every training example in place, moving its entity annotations along."""
         for example in training_data.training_examples:
-            self._normalize_message(example)
+            self._normalize_message(example, training=True)
         return training_data
 
     def process(self, messages: List[Message]) -> List[Message]:
@@ -82,12 +84,15 @@ class TextNormalizer(GraphComponent):
         return messages
 
     @staticmethod
-    def _normalize_message(message: Message) -> None:
+    def _normalize_message(message: Message, training: bool = False) -> None:
         text = message.get(TEXT)
         if not isinstance(text, str) or not text:
             return
         normalized = normalize_text(text)
         if not normalized.changed:
+            return
+        if training and not normalized.text:
+            logger.warning("Training example %r has no words: left as it is.", text)
             return
         entities = message.get(ENTITIES)
         if entities and not normalized.length_preserving:

@@ -29,6 +29,8 @@ nlu:
       - 户号\u200b[3201\u200b234567](account_number)
       - [上月]{"entity": "month", "value": "上个月"}的电费
       - 排号[Ａ０２３](ticket_number)
+      - 户号[3201 234 567](account_number)，[十一月](month)的店费
+      - !!!
 """
 data = RasaYAMLReader().reads(YAML)
 storage = LocalModelStorage(pathlib.Path(tempfile.mkdtemp()))
@@ -52,19 +54,24 @@ for example in data.training_examples:
 message = Message(data={"text": "查下３２０１２３４５６７\u200b上月　电费\x00"})
 normalizer.process([message])
 out.append({"inference": message.get("text")})
+message = Message(data={"text": "<p>！！！</p>"})
+normalizer.process([message])
+out.append({"inference": message.get("text")})
 print(json.dumps(out, ensure_ascii=False))
 '''
 
 
 def test_normalizer_rewrites_training_examples_and_keeps_entities_on_tokens():
     examples = run_in_rasa_env(NORMALIZE_TRAINING_DATA)
-    by_text = {e["text"]: e for e in examples[:-1]}
+    by_text = {e["text"]: e for e in examples[:-2]}
     assert set(by_text) == {
         "我户号是3201234567",
         "等了...好久,户号3209876543,电话13812345678",
         "户号3201234567",
         "上月的电费",
         "排号A023",
+        "户号3201234567,11月的电费",
+        "!!!",  # a training example without words is left as it is (and logged)
     }
     for example in by_text.values():
         assert example["aligned"], example
@@ -78,7 +85,12 @@ def test_normalizer_rewrites_training_examples_and_keeps_entities_on_tokens():
     assert by_text["户号3201234567"]["entities"] == [
         ["account_number", 2, 12, "3201234567", "3201234567"]
     ]
-    assert examples[-1] == {"inference": "查下3201234567上月 电费"}
+    assert by_text["户号3201234567,11月的电费"]["entities"] == [
+        ["account_number", 2, 12, "3201234567", "3201234567"],
+        ["month", 13, 16, "11月", "11月"],
+    ]
+    assert examples[-2] == {"inference": "查下3201234567上月 电费"}
+    assert examples[-1] == {"inference": ""}  # markup and symbols only: nothing for the NLU
 
 
 DEDUPLICATE_BEHIND_REGEX_EXTRACTOR = r'''
@@ -152,7 +164,7 @@ def test_regexes_and_deduplicator_with_real_extractor():
         [],  # 11 digits starting with 3: neither a 户号 nor a mobile number
         [["month", "2026年9月", regex]],
         [["account_number", "3201234567", regex]],
-        [["month", "二零二六年十月", regex]],  # 9月3日 is a date, not a month
+        [["month", "2026年10月", regex]],  # 9月3日 is a date, not a month
         [["business_type", "分布式光伏", regex], ["business_type", "扩容", regex]],
     ]
 

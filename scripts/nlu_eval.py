@@ -1,6 +1,6 @@
 """Evaluate the NLU on the held-back split: ``python -m scripts.nlu_eval [--model M]``.
 
-Two measurements, both printed as one short table and written to ``<out>/nlu_summary.json``:
+Two measurements, printed as short tables and written to ``<out>/nlu_summary.json``:
 
 1. ``rasa test nlu --nlu nlu_data/test --model <model> --out <out>``: Rasa's own reports
    (``intent_report.json`` → intent accuracy; ``<Extractor>_report.json`` → per-extractor entity
@@ -13,6 +13,14 @@ Two measurements, both printed as one short table and written to ``<out>/nlu_sum
    span; precision, recall and F1 are micro-averaged over all entities, and for the hits the
    share with the annotated value (synonyms applied) is reported too.
 
+From the same parse: what the bot answers per intent (precision and recall, ``nlu_fallback``
+counting as a miss), per-entity recall, the confusion pairs that lose the most examples, and the
+fallback curve: for each FallbackClassifier threshold, how many in-scope test examples would fall
+to ``nlu_fallback``, how many would be answered with a wrong in-scope intent, and how many
+``out_of_scope`` ones would be answered as if in scope. It uses each example's raw intent ranking
+(the ranking keeps the real intents below ``nlu_fallback``) and the ``ambiguity_threshold`` of
+config.yml, so one run shows every threshold. ``--curve-only`` prints the curve alone.
+
 Runs from the app env (it calls the Rasa env for the Rasa parts). Without ``--model`` it uses
 the model of the current inputs (``scripts.train``, which trains only if the inputs changed).
 """
@@ -23,8 +31,11 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 RASA_BIN = ROOT / ".venv" / "rasa" / "bin" / "rasa"
@@ -36,6 +47,11 @@ DEFAULT_OUT = ROOT / "results" / "nlu"
 SHARED_ENTITIES = ("account_number", "phone", "area", "hall", "ticket_number",
                    "application_number", "month", "business_type")
 SUMMARY_FILE = "nlu_summary.json"
+CONFIG_FILE = ROOT / "config.yml"
+FALLBACK_INTENT = "nlu_fallback"
+OUT_OF_SCOPE = "out_of_scope"
+CURVE_THRESHOLDS = tuple(round(0.05 * step, 2) for step in range(2, 20))
+TOP_CONFUSIONS = 12
 
 
 def _rasa_env() -> Dict[str, str]:
@@ -163,16 +179,120 @@ def _parse_examples_in_rasa_env(model: Path, test_data: Path) -> List[Dict[str, 
                  "value": e.get("value"), "extractor": e.get("extractor")}
                 for e in parsed.get("entities", [])
             ]
+            ranking = [[r.get("name"), float(r.get("confidence") or 0.0)]
+                       for r in parsed.get("intent_ranking") or []]
             results.append({"text": text, "intent": example.get("intent"),
                             "predicted_intent": (parsed.get("intent") or {}).get("name"),
-                            "gold": gold, "predicted": predicted})
+                            "ranking": ranking, "gold": gold, "predicted": predicted})
         return results
 
     return asyncio.run(parse_all())
 
 
-def pipeline_entities(model: Path, test_data: Path, out: Path, timeout: int = 900) -> Dict[str, Any]:
-    """Scores the pipeline's final entities on ``test_data`` (runs the parse in the Rasa env)."""
+def intent_scores(examples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Accuracy and per-intent precision/recall/F1 of the pipeline's final intent.
+
+    A prediction of ``nlu_fallback`` is a miss of the annotated intent and is nobody's false
+    positive (it is listed separately as ``fallback``).
+    """
+    per_intent: Dict[str, Dict[str, int]] = {}
+    fallbacks = correct = 0
+    for example in examples:
+        gold, predicted = example["intent"], example["predicted_intent"]
+        per_intent.setdefault(gold, {"tp": 0, "gold": 0, "predicted": 0})["gold"] += 1
+        if predicted == FALLBACK_INTENT:
+            fallbacks += 1
+            continue
+        per_intent.setdefault(predicted, {"tp": 0, "gold": 0, "predicted": 0})["predicted"] += 1
+        if predicted == gold:
+            correct += 1
+            per_intent[gold]["tp"] += 1
+    table = {}
+    for name, c in sorted(per_intent.items()):
+        precision = c["tp"] / c["predicted"] if c["predicted"] else (1.0 if not c["gold"] else 0.0)
+        recall = c["tp"] / c["gold"] if c["gold"] else 1.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        table[name] = {"precision": precision, "recall": recall, "f1": f1, "support": c["gold"]}
+    total = len(examples)
+    return {"accuracy": correct / total if total else 0.0, "fallback": fallbacks,
+            "support": total, "per_intent": table}
+
+
+def confusion_pairs(examples: Sequence[Dict[str, Any]], top: int = TOP_CONFUSIONS
+                    ) -> List[Tuple[str, str, int]]:
+    """(annotated, predicted, count) of the misclassifications, most frequent first."""
+    counts = Counter(
+        (e["intent"], e["predicted_intent"]) for e in examples if e["intent"] != e["predicted_intent"]
+    )
+    return [(gold, predicted, n) for (gold, predicted), n in
+            sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]]
+
+
+def _raw_ranking(example: Dict[str, Any]) -> List[Tuple[str, float]]:
+    return [(name, conf) for name, conf in example.get("ranking") or [] if name != FALLBACK_INTENT]
+
+
+def fallback_curve(examples: Sequence[Dict[str, Any]], thresholds: Sequence[float] = CURVE_THRESHOLDS,
+                   ambiguity_threshold: float = 0.0) -> List[Dict[str, Any]]:
+    """What FallbackClassifier(threshold, ambiguity_threshold) would do to each test example.
+
+    Per threshold: in-scope examples (annotated anything but ``out_of_scope``) that fall to
+    fallback, in-scope examples answered with a wrong intent, and ``out_of_scope`` examples
+    answered as if in scope (an in-scope intent at or above the threshold, not ambiguous). An
+    empty ranking (a message the normaliser emptied) falls to fallback at every threshold.
+    """
+    rows = []
+    in_scope = [e for e in examples if e["intent"] != OUT_OF_SCOPE]
+    out_of_scope = [e for e in examples if e["intent"] == OUT_OF_SCOPE]
+    for threshold in thresholds:
+        fallback = wrong = oos_answered = 0
+        for example in examples:
+            ranking = _raw_ranking(example)
+            top, confidence = ranking[0] if ranking else (None, 0.0)
+            second = ranking[1][1] if len(ranking) > 1 else 0.0
+            falls = confidence < threshold or confidence - second < ambiguity_threshold
+            if example["intent"] == OUT_OF_SCOPE:
+                oos_answered += not falls and top != OUT_OF_SCOPE
+            elif falls:
+                fallback += 1
+            elif top != example["intent"]:
+                wrong += 1
+        rows.append({
+            "threshold": threshold,
+            "in_scope_fallback": fallback,
+            "in_scope_fallback_rate": fallback / len(in_scope) if in_scope else 0.0,
+            "in_scope_wrong": wrong,
+            "out_of_scope_answered": oos_answered,
+            "out_of_scope_answered_rate": oos_answered / len(out_of_scope) if out_of_scope else 0.0,
+            "in_scope": len(in_scope),
+            "out_of_scope": len(out_of_scope),
+        })
+    return rows
+
+
+def best_threshold(curve: Sequence[Dict[str, Any]]) -> float:
+    """The threshold with the fewest customers answered wrongly or not at all.
+
+    Cost = in-scope fallbacks + in-scope wrong answers + out-of-scope answered in scope; on a tie
+    the lowest threshold (fewer fallbacks for clear requests).
+    """
+    return min(curve, key=lambda r: (r["in_scope_fallback"] + r["in_scope_wrong"]
+                                     + r["out_of_scope_answered"], r["threshold"]))["threshold"]
+
+
+def configured_fallback(config_file: Path = CONFIG_FILE) -> Dict[str, float]:
+    """The FallbackClassifier's threshold and ambiguity_threshold in config.yml (Rasa's defaults)."""
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    for component in config.get("pipeline") or []:
+        if component.get("name") == "FallbackClassifier":
+            return {"threshold": float(component.get("threshold", 0.3)),
+                    "ambiguity_threshold": float(component.get("ambiguity_threshold", 0.1))}
+    return {"threshold": 0.0, "ambiguity_threshold": 0.0}
+
+
+def parse_test_data(model: Path, test_data: Path, out: Path, timeout: int = 900) -> List[Dict[str, Any]]:
+    """Parses every test example with the model in the Rasa env (``<out>/pipeline_entities.json``)."""
+    out.mkdir(parents=True, exist_ok=True)
     parsed_file = out / "pipeline_entities.json"
     command = [str(RASA_PY), "-m", "scripts.nlu_eval", "--parse-only", "--model", str(model),
                "--nlu", str(test_data), "--parsed-out", str(parsed_file)]
@@ -181,7 +301,11 @@ def pipeline_entities(model: Path, test_data: Path, out: Path, timeout: int = 90
     )
     if result.returncode != 0:
         raise RuntimeError(f"parsing the test data failed:\n{result.stderr[-3000:]}")
-    examples = json.loads(parsed_file.read_text(encoding="utf-8"))
+    return json.loads(parsed_file.read_text(encoding="utf-8"))
+
+
+def pipeline_entities(examples: List[Dict[str, Any]], out: Path) -> Dict[str, Any]:
+    """Scores the pipeline's final entities of the parsed test examples."""
     scores = score_entities([e for e in examples if e["gold"] or e["predicted"]])
     shared = [
         {"gold": [g for g in e["gold"] if g["entity"] in SHARED_ENTITIES],
@@ -200,6 +324,55 @@ def pipeline_entities(model: Path, test_data: Path, out: Path, timeout: int = 90
         json.dumps(errors, ensure_ascii=False, indent=1), encoding="utf-8"
     )
     return scores
+
+
+def format_curve(curve: Sequence[Dict[str, Any]], configured: Optional[float] = None,
+                 suggested: Optional[float] = None) -> str:
+    """The fallback curve as a fixed-width table (configured and suggested thresholds marked)."""
+    if not curve:
+        return ""
+    first = curve[0]
+    lines = [f"fallback curve ({first['in_scope']} in-scope, {first['out_of_scope']} out_of_scope "
+             "test examples)",
+             "threshold  in-scope->fallback  in-scope wrong  out_of_scope answered",
+             "---------  ------------------  --------------  ---------------------"]
+    for row in curve:
+        marks = []
+        if configured is not None and abs(row["threshold"] - configured) < 1e-9:
+            marks.append("configured")
+        if suggested is not None and abs(row["threshold"] - suggested) < 1e-9:
+            marks.append("fewest errors")
+        lines.append(
+            f"{row['threshold']:9.2f}  {row['in_scope_fallback']:4d} ({row['in_scope_fallback_rate']:5.1%})"
+            f"       {row['in_scope_wrong']:4d}            {row['out_of_scope_answered']:4d} "
+            f"({row['out_of_scope_answered_rate']:5.1%})    {', '.join(marks)}".rstrip()
+        )
+    return "\n".join(lines)
+
+
+def format_details(summary: Dict[str, Any]) -> str:
+    """Per-intent precision/recall, per-entity recall, confusion pairs and the fallback curve."""
+    intents = summary["intents"]
+    lines = [f"intent accuracy with fallback (what the bot answers)  {intents['accuracy']:.3f}"
+             f"   ({intents['fallback']} of {intents['support']} fell to {FALLBACK_INTENT})",
+             "", "intent                precision  recall  support",
+             "--------------------  ---------  ------  -------"]
+    for name, row in intents["per_intent"].items():
+        lines.append(f"{name:<20}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['support']:7d}")
+    lines += ["", "entity                recall  precision  support",
+              "--------------------  ------  ---------  -------"]
+    for name, row in summary["pipeline_entities"].get("per_type", {}).items():
+        lines.append(f"{name:<20}  {row['recall']:6.3f}  {row['precision']:9.3f}  {row['support']:7d}")
+    lines += ["", "confusions losing the most (annotated -> predicted: examples)"]
+    lines += [f"  {gold} -> {predicted}: {n}" for gold, predicted, n in summary["confusions"]]
+    if not summary["confusions"]:
+        lines.append("  none")
+    fallback = summary["fallback"]
+    lines += ["", format_curve(summary["fallback_curve"], fallback["threshold"],
+                               summary["suggested_threshold"]),
+              f"(ambiguity_threshold {fallback['ambiguity_threshold']:.2f} from config.yml applied at "
+              "every threshold)"]
+    return "\n".join(lines)
 
 
 def format_table(summary: Dict[str, Any]) -> str:
@@ -224,12 +397,27 @@ def format_table(summary: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def analyse(examples: List[Dict[str, Any]], out: Path,
+            fallback: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
+    """Everything computed from the parsed examples (entities, intents, confusions, curve)."""
+    fallback = fallback or configured_fallback()
+    curve = fallback_curve(examples, ambiguity_threshold=fallback["ambiguity_threshold"])
+    return {
+        "pipeline_entities": pipeline_entities(examples, out),
+        "intents": intent_scores(examples),
+        "confusions": confusion_pairs(examples),
+        "fallback": fallback,
+        "fallback_curve": curve,
+        "suggested_threshold": best_threshold(curve),
+    }
+
+
 def evaluate(model: Path, test_data: Path = DEFAULT_TEST_DATA, out: Path = DEFAULT_OUT) -> Dict[str, Any]:
     """Runs both measurements and writes ``<out>/nlu_summary.json``; returns the summary."""
     run_rasa_test(model, test_data, out)
     summary: Dict[str, Any] = {"model": model.name, "test_data": str(test_data)}
     summary.update(read_rasa_reports(out))
-    summary["pipeline_entities"] = pipeline_entities(model, test_data, out)
+    summary.update(analyse(parse_test_data(model, test_data, out), out))
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary
 
@@ -239,6 +427,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--model", type=Path, help="model .tar.gz (default: current inputs' model)")
     parser.add_argument("--nlu", type=Path, default=DEFAULT_TEST_DATA, help="held-back test data")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    parser.add_argument("--curve-only", action="store_true",
+                        help="print only the fallback curve (no rasa test nlu)")
     parser.add_argument("--parse-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--parsed-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -252,10 +442,18 @@ def main(argv: Optional[List[str]] = None) -> None:
 
         model = train()
     try:
+        if args.curve_only:
+            fallback = configured_fallback()
+            examples = parse_test_data(model.resolve(), args.nlu.resolve(), args.out.resolve())
+            curve = fallback_curve(examples, ambiguity_threshold=fallback["ambiguity_threshold"])
+            print(format_curve(curve, fallback["threshold"], best_threshold(curve)))
+            return
         summary = evaluate(model.resolve(), args.nlu.resolve(), args.out.resolve())
     except RuntimeError as exc:
         sys.exit(str(exc))
     print(format_table(summary))
+    print()
+    print(format_details(summary))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,15 @@ import pytest
 from scripts.nlu_eval import (
     RASA_PY,
     ROOT,
+    analyse,
+    best_threshold,
+    configured_fallback,
+    confusion_pairs,
+    fallback_curve,
+    format_curve,
+    format_details,
     format_table,
+    intent_scores,
     read_rasa_reports,
     score_entities,
 )
@@ -73,6 +81,102 @@ def test_read_rasa_reports(tmp_path: Path):
     assert re.search(r"^intent accuracy \(rasa intent_report\) +0\.930$", table, re.M)
     assert re.search(r"^entity F1 micro +DIETClassifier +0\.847$", table, re.M)
     assert re.search(r"^pipeline entity F1 \(type\+span, micro\) +0\.900$", table, re.M)
+
+
+def parsed(intent, predicted, ranking=None):
+    """A parsed test example as scripts.nlu_eval's parse step writes it."""
+    ranking = ranking if ranking is not None else [[predicted, 0.9]]
+    return {"text": "t", "intent": intent, "predicted_intent": predicted, "ranking": ranking,
+            "gold": [], "predicted": []}
+
+
+def test_intent_scores_count_fallback_as_a_miss_and_nobodys_false_positive():
+    examples = [
+        parsed("query_bill", "query_bill"),
+        parsed("query_bill", "nlu_fallback", [["nlu_fallback", 0.45], ["query_bill", 0.4]]),
+        parsed("complain", "query_bill"),
+        parsed("complain", "complain"),
+    ]
+    scores = intent_scores(examples)
+    assert scores["accuracy"] == pytest.approx(2 / 4)
+    assert scores["fallback"] == 1
+    assert scores["per_intent"]["query_bill"]["recall"] == pytest.approx(1 / 2)
+    assert scores["per_intent"]["query_bill"]["precision"] == pytest.approx(1 / 2)
+    assert scores["per_intent"]["complain"] == {"precision": 1.0, "recall": 0.5,
+                                                "f1": pytest.approx(2 / 3), "support": 2}
+    assert "nlu_fallback" not in scores["per_intent"]
+
+
+def test_confusion_pairs_most_frequent_first():
+    examples = ([parsed("complain", "query_bill")] * 3 + [parsed("affirm", "inform")]
+                + [parsed("deny", "nlu_fallback")] * 2 + [parsed("greet", "greet")] * 5)
+    assert confusion_pairs(examples) == [
+        ("complain", "query_bill", 3), ("deny", "nlu_fallback", 2), ("affirm", "inform", 1)]
+    assert confusion_pairs(examples, top=1) == [("complain", "query_bill", 3)]
+
+
+def test_fallback_curve_uses_the_raw_ranking_under_the_fallback_intent():
+    examples = [
+        # in scope, right, confident
+        parsed("query_bill", "query_bill", [["query_bill", 0.9], ["complain", 0.05]]),
+        # in scope, right, but the classifier already turned it into a fallback at 0.45
+        parsed("query_outage", "nlu_fallback",
+               [["nlu_fallback", 0.45], ["query_outage", 0.4], ["report_fault", 0.3]]),
+        # in scope, wrong intent with middling confidence
+        parsed("complain", "query_bill", [["query_bill", 0.6], ["complain", 0.3]]),
+        # out of scope, answered as in scope unless the threshold is above 0.7
+        parsed("out_of_scope", "report_fault", [["report_fault", 0.7], ["out_of_scope", 0.2]]),
+        # out of scope, recognised as such: never counts as answered in scope
+        parsed("out_of_scope", "out_of_scope", [["out_of_scope", 0.95]]),
+        # an emptied message (markup only): falls at every threshold
+        parsed("deny", "nlu_fallback", [["nlu_fallback", 0.45]]),
+    ]
+    curve = {row["threshold"]: row for row in fallback_curve(examples, (0.3, 0.5, 0.65, 0.8))}
+    assert [curve[t]["in_scope_fallback"] for t in (0.3, 0.5, 0.65, 0.8)] == [1, 2, 3, 3]
+    assert [curve[t]["in_scope_wrong"] for t in (0.3, 0.5, 0.65, 0.8)] == [1, 1, 0, 0]
+    assert [curve[t]["out_of_scope_answered"] for t in (0.3, 0.5, 0.65, 0.8)] == [1, 1, 1, 0]
+    assert curve[0.3]["in_scope"] == 4 and curve[0.3]["out_of_scope"] == 2
+    assert curve[0.8]["in_scope_fallback_rate"] == pytest.approx(3 / 4)
+    assert curve[0.3]["out_of_scope_answered_rate"] == pytest.approx(1 / 2)
+    # cost = fallback + wrong + out_of_scope answered: 3, 4, 4, 3 -> the lowest of the tie
+    assert best_threshold(curve.values()) == 0.3
+    # ambiguity: 0.4 vs 0.3 is closer than 0.2, so the outage example falls even at 0.3
+    ambiguous = fallback_curve(examples, (0.3,), ambiguity_threshold=0.2)[0]
+    assert ambiguous["in_scope_fallback"] == 2
+
+
+def test_configured_fallback_is_read_from_the_pipeline(tmp_path: Path):
+    config = tmp_path / "config.yml"
+    config.write_text("pipeline:\n  - name: DIETClassifier\n  - name: FallbackClassifier\n"
+                      "    threshold: 0.55\n    ambiguity_threshold: 0.05\n", encoding="utf-8")
+    assert configured_fallback(config) == {"threshold": 0.55, "ambiguity_threshold": 0.05}
+    config.write_text("pipeline:\n  - name: FallbackClassifier\n", encoding="utf-8")
+    assert configured_fallback(config) == {"threshold": 0.3, "ambiguity_threshold": 0.1}
+    # the project's own config has one
+    assert 0 < configured_fallback()["threshold"] < 1
+
+
+def test_details_report_prints_intents_entities_confusions_and_the_curve(tmp_path: Path):
+    examples = [
+        parsed("query_bill", "query_bill", [["query_bill", 0.9], ["complain", 0.05]]),
+        parsed("complain", "query_bill", [["query_bill", 0.6], ["complain", 0.3]]),
+        parsed("out_of_scope", "report_fault", [["report_fault", 0.7], ["out_of_scope", 0.2]]),
+    ]
+    examples[0]["gold"] = [entity("month", 0, 3, "11月")]
+    examples[0]["predicted"] = [entity("month", 0, 3, "11月")]
+    examples[1]["gold"] = [entity("area", 0, 2, "江宁")]
+    summary = analyse(examples, tmp_path, {"threshold": 0.5, "ambiguity_threshold": 0.1})
+    report = format_details(summary)
+    assert re.search(r"^query_bill +0\.500 +1\.000 +1$", report, re.M)
+    assert re.search(r"^complain +0\.000 +0\.000 +1$", report, re.M)  # never predicted
+    assert re.search(r"^month +1\.000 +1\.000 +1$", report, re.M)
+    assert re.search(r"^area +0\.000 +\S+ +1$", report, re.M)
+    assert "  complain -> query_bill: 1" in report
+    assert re.search(r"^ +0\.50 .*configured", report, re.M)
+    # 0.75: the wrong answer and the out-of-scope answer both fall, the clear query_bill does not
+    assert re.search(r"^ +0\.75 .*fewest errors", report, re.M)
+    assert (tmp_path / "pipeline_entity_errors.json").exists()
+    assert format_curve([]) == ""
 
 
 @pytest.mark.e2e

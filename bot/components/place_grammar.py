@@ -29,6 +29,7 @@ BOUNDARY_SUFFIXES = ("省", "市")
 # Administrative levels: a bare suffix after one of these is no continuation of its name
 # (江宁区 + 街道), while 中关村 + 大街 is one place.
 ADMIN_SUFFIXES = ("省", "市", "区", "县", "镇", "乡", "街道", "社区")
+COUNTY_SUFFIXES = ("区", "县", "市")
 # Ordinary words that end like a place.
 COMMON_WORDS = frozenset({
     "线路", "电路", "马路", "道路", "公路", "铁路", "网路", "回路", "短路", "断路", "通路", "支路",
@@ -128,6 +129,10 @@ def find_places(text: str, tokens: Sequence[Token]) -> List[Place]:
             start = previous.start
         if start == suffix_start and places and places[-1].end == start and first > 0 \
                 and not places[-1].value.endswith(ADMIN_SUFFIXES):
+            start = places.pop().start
+        # a hall is named with its district or county: 江宁区百家湖营业厅 is one hall
+        if entity == "hall" and suffix_start - start >= MIN_STEM and places \
+                and places[-1].end == start and places[-1].value.endswith(COUNTY_SUFFIXES):
             start = places.pop().start
         stem = text[start:suffix_start]
         if len(stem) < MIN_STEM or stem in GENERIC_STEMS:

@@ -25,7 +25,11 @@ def test_a_suffix_ending_a_name_token_and_two_places_side_by_side():
         ("area", "虹口区"), ("area", "曲阳路")]
     # the district ends the hall's stem; the longest hall suffix wins
     assert places([("江宁区", "ns"), ("东山", "ns"), ("供电服务", "n"), ("中心", "n"), ("取号", "v")]) == [
-        ("area", "江宁区"), ("hall", "东山供电服务中心")]
+        ("hall", "江宁区东山供电服务中心")]
+    # a hall is named with its district (the lookup's 江宁区百家湖营业厅), not with a street
+    assert places([("六合区", "ns"), ("雄州", "ns"), ("营业厅", "n")]) == [("hall", "六合区雄州营业厅")]
+    assert places([("东山", "ns"), ("街道", "n"), ("百家湖", "ns"), ("营业厅", "n")]) == [
+        ("area", "东山街道"), ("hall", "百家湖营业厅")]
     # a place's suffix is no stem of the next one
     assert places([("麒麟", "ns"), ("街道", "n"), ("锦华", "nz"), ("路", "n"), ("5", "m"), ("号", "m")]) == [
         ("area", "麒麟街道"), ("area", "锦华路")]

@@ -14,7 +14,6 @@ import os
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
-import redis.asyncio as aioredis
 from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
@@ -25,6 +24,7 @@ from integrations.clients import BackendClients
 from integrations.config import BackendsConfig, redis_socket_timeout
 from integrations.customer_store import CustomerStore
 from integrations.masking import log_conversation_id, mask_text
+from integrations.redis_url import async_client
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ class Services:
     def from_env(cls) -> "Services":
         config = ActionServerConfig.from_env()
         timeout = redis_socket_timeout()  # a hung Redis fails the action, not stalls it
-        redis = aioredis.Redis.from_url(config.redis_url, decode_responses=True,
-                                        socket_timeout=timeout, socket_connect_timeout=timeout)
+        redis = async_client(config.redis_url, decode_responses=True,  # any REDIS_URL form
+                             socket_timeout=timeout, socket_connect_timeout=timeout)
         verification = VerificationSettings.from_env()
         return cls(
             config=config,

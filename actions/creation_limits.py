@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-import redis.asyncio as aioredis
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
@@ -24,6 +23,7 @@ from actions.common import Services, client_address, conversation_id
 from actions.constants import HOTLINE
 from actions.settings import CreationLimits
 from integrations.rate_limit import Bucket, Rate, TokenBuckets
+from integrations.redis_url import async_client
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ def _buckets_and_limits(services: Services) -> tuple[TokenBuckets, CreationLimit
     """The process-wide limiter and its settings, built on first use."""
     global _limiter
     if _limiter is None:
-        redis = aioredis.Redis.from_url(services.config.redis_url, socket_timeout=5,
-                                        socket_connect_timeout=5)
+        redis = async_client(services.config.redis_url, socket_timeout=5, socket_connect_timeout=5)
         _limiter = (TokenBuckets(redis, "create"), CreationLimits.from_env())
     return _limiter
 

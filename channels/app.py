@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from channels import sms, webchat, wechat
@@ -36,10 +36,9 @@ from channels.outbound_requests import OutboundRequests
 from channels.quiet_hours import QuietHours
 from channels.rasa_client import RasaClient
 from channels.rasa_nodes import RasaPool
+from channels.redis_client import gateway_redis, text_redis
 from channels.router import ConversationRouter
-from channels.sms import _text_redis
 from channels.sms.adapter import SmsAdapter
-from channels.sms.config import SmsConfig
 from channels.sms.outbox import Outbox
 from channels.sms.providers import sender_from_config
 from channels.sms.ratelimit import RateLimiter
@@ -55,17 +54,6 @@ log = logging.getLogger(__name__)
 
 # Requests other than socket.io carry small JSON/XML bodies; socket.io has its own limit.
 MAX_BODY_BYTES = 1024 * 1024
-
-
-def gateway_redis(config: GatewayConfig) -> Redis:
-    """The gateway's Redis client: a blocking pool (under a burst, callers wait briefly for a
-    connection instead of failing) and a socket timeout (a hung Redis fails a command after
-    ``redis_socket_timeout_seconds`` instead of stalling acknowledgements and turn locks)."""
-    pool = BlockingConnectionPool.from_url(
-        config.redis_url, max_connections=config.redis_max_connections, timeout=5,
-        socket_connect_timeout=2, socket_timeout=config.redis_socket_timeout_seconds,
-        health_check_interval=30)
-    return Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
 async def _redis_context(app: web.Application) -> AsyncIterator[None]:
@@ -248,28 +236,29 @@ async def standalone_deliverer(config: GatewayConfig, redis: Redis) -> AsyncIter
             stack.push_async_callback(api.close)
             deliverer.register(WeChatAdapter(cfg, redis, api))
         if config.sms.enabled:
-            deliverer.register(await stack.enter_async_context(_sms_adapter(config.sms, redis)))
+            deliverer.register(await stack.enter_async_context(_sms_adapter(config, redis)))
         yield deliverer
 
 
 @contextlib.asynccontextmanager
-async def _sms_adapter(cfg: SmsConfig, redis: Redis) -> AsyncIterator[ChannelAdapter]:
+async def _sms_adapter(config: GatewayConfig, redis: Redis) -> AsyncIterator[ChannelAdapter]:
     """The SMS channel's adapter on its own outbox (built as the channel builds it)."""
+    cfg = config.sms
     book = cfg.templates or TemplateBook.load(cfg.templates_file)
-    text_redis, own_redis = _text_redis(redis)
+    text_client, own_redis = text_redis(redis, config)
     sender = sender_from_config(cfg)
-    outbox = Outbox(text_redis, sender, QuietHours(cfg.quiet_hours, cfg.timezone),
-                    RateLimiter(text_redis, {"proactive": cfg.proactive_limits,
-                                             "reply": cfg.reply_limits}),
-                    OptOutStore(text_redis), max_attempts=cfg.max_attempts,
+    outbox = Outbox(text_client, sender, QuietHours(cfg.quiet_hours, cfg.timezone),
+                    RateLimiter(text_client, {"proactive": cfg.proactive_limits,
+                                              "reply": cfg.reply_limits}),
+                    OptOutStore(text_client), max_attempts=cfg.max_attempts,
                     reconcile_grace_seconds=cfg.reconcile_grace_seconds)
     renderer = SmsRenderer(book, cfg.provider, cfg.sign_name, cfg.max_parts)
     try:
-        yield SmsAdapter(outbox, renderer, OptionMemory(text_redis, cfg.options_ttl_seconds))
+        yield SmsAdapter(outbox, renderer, OptionMemory(text_client, cfg.options_ttl_seconds))
     finally:
         await sender.close()
         if own_redis:
-            await text_redis.aclose()
+            await text_client.aclose()
 
 
 def _running_channel_adapters(app: web.Application) -> list[ChannelAdapter]:

@@ -18,6 +18,7 @@ from channels.wechat.config import WeChatConfig
 from integrations.config import REDIS_SOCKET_TIMEOUT_DEFAULT, REDIS_SOCKET_TIMEOUT_RANGE
 from integrations.env import env_number
 from integrations.rate_limit import Rate, parse_rate
+from integrations.redis_url import SINGLE_SCHEMES, parse_redis_url
 
 __all__ = ["ConfigError", "GatewayConfig"]
 
@@ -47,6 +48,18 @@ def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[
     if parts.scheme not in schemes or not (parts.hostname or parts.path):
         raise ConfigError(f"{name} must be a {'/'.join(schemes)} URL, got {raw!r}")
     return raw.rstrip("/") if parts.scheme.startswith("http") else raw
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    """REDIS_URL: one server (redis, rediss, unix), Sentinel or Cluster (integrations/redis_url.py)."""
+    raw = env.get("REDIS_URL", "").strip()
+    if not raw:
+        return None
+    try:
+        target = parse_redis_url(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return _url(env, "REDIS_URL", None, SINGLE_SCHEMES) if target.kind == "single" else raw
 
 
 def _rasa_urls(env: Mapping[str, str]) -> str:
@@ -229,7 +242,7 @@ class GatewayConfig:
             port=port,
             admin_host=env.get("GATEWAY_ADMIN_HOST", "").strip() or "127.0.0.1",
             admin_port=admin_port,
-            redis_url=_url(env, "REDIS_URL", None, ("redis", "rediss", "unix")),
+            redis_url=_redis_url(env),
             redis_max_connections=_int(env, "REDIS_MAX_CONNECTIONS", 512, 4, 100000),
             redis_socket_timeout_seconds=_float(env, "REDIS_SOCKET_TIMEOUT_SECONDS",
                                                 REDIS_SOCKET_TIMEOUT_DEFAULT,

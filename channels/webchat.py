@@ -44,6 +44,7 @@ from channels.router import log_id
 from channels.webchat_outbox import WebOutbox
 from channels.webchat_protocol import new_session_id, valid_session_id
 from integrations.rate_limit import Bucket, TokenBuckets, address_key
+from integrations.redis_url import async_client
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,17 @@ def socket_client_address(environ: dict, trusted: tuple[Network, ...]) -> str:
     return client_address(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"), trusted)
 
 
+class FanoutManager(socketio.AsyncRedisManager):
+    """socket.io's Redis pub/sub manager on any REDIS_URL form (integrations/redis_url.py: one
+    server, Sentinel or Cluster; python-socketio's own knows neither our Sentinel form nor a
+    Cluster)."""
+
+    def _redis_connect(self) -> None:
+        self.redis = async_client(self.redis_url, **self.redis_options)
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
+
+
 class WebChat:
     """The socket.io server of one gateway app and its event handlers."""
 
@@ -104,7 +116,7 @@ class WebChat:
         manager = None
         if config.socketio_fanout and config.redis_url:
             # Emits travel through Redis pub/sub to every instance, so a session's room spans them.
-            manager = socketio.AsyncRedisManager(config.redis_url, channel="pd:gateway:socketio")
+            manager = FanoutManager(config.redis_url, channel="pd:gateway:socketio")
         self.sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins=origins,
                                         client_manager=manager,
                                         max_http_buffer_size=MAX_PACKET_BYTES,

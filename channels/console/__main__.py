@@ -28,9 +28,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from channels.config_error import ConfigError
-from channels.console.auth import ROLES, UserExists, UserStore, parse_queues
+from channels.console.auth import ROLES, UserExists, UserStore, migrate_legacy_keys, parse_queues
 from channels.console.config import ConsoleConfig
 from channels.console.sessions import SessionStore
+from integrations.redis_url import async_client, parse_redis_url
 
 
 def _redis_url(explicit: str | None) -> str:
@@ -39,6 +40,15 @@ def _redis_url(explicit: str | None) -> str:
     if os.environ.get("REDIS_URL", "").strip():
         return os.environ["REDIS_URL"].strip()
     return f"redis://127.0.0.1:{os.environ.get('EMBEDDED_REDIS_PORT', '6390').strip() or '6390'}/0"
+
+
+def _where(url: str) -> str:
+    """The host:port of each node ``url`` names, never its password."""
+    target = parse_redis_url(url)
+    if target.hosts:
+        return ",".join(f"{host}:{port}" for host, port in target.hosts)
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.hostname else parts.path
 
 
 def _password(from_stdin: bool) -> str:
@@ -84,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace, redis: Redis) -> int:
+    await migrate_legacy_keys(redis)
     users = UserStore(redis)
     config = ConsoleConfig.from_env(os.environ)
     sessions = SessionStore(redis, config.session_idle_seconds, config.session_max_seconds)
@@ -131,7 +142,7 @@ async def _run(args: argparse.Namespace, redis: Redis) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    redis = Redis.from_url(_redis_url(args.redis_url), socket_connect_timeout=3, socket_timeout=10)
+    redis = async_client(_redis_url(args.redis_url), socket_connect_timeout=3, socket_timeout=10)
     try:
         return await _run(args, redis)
     finally:
@@ -146,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (RedisError, OSError) as exc:
-        where = urlsplit(_redis_url(args.redis_url))  # no password in the message
-        print(f"error: Redis at {where.hostname}:{where.port} is not reachable ({type(exc).__name__}); "
+        print(f"error: Redis at {_where(_redis_url(args.redis_url))} is not reachable ({type(exc).__name__}); "
               "start it (make run) or set REDIS_URL / --redis-url", file=sys.stderr)
         return 1
 

@@ -27,7 +27,7 @@ from channels.client_address import client_address
 from channels.config import GatewayConfig
 from channels.config_error import ConfigError
 from channels.console import metrics
-from channels.console.auth import LoginLimiter, User, UserStore
+from channels.console.auth import LoginLimiter, User, UserStore, migrate_legacy_keys
 from channels.console.config import ConsoleConfig
 from channels.console.desk import Desk
 from channels.console.live import LiveHub, live_socket
@@ -325,6 +325,7 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     applications = HttpApplicationsClient(config.backends.applications_url, config.backends.timeout_s)
     # The hand-off service is set by its own cleanup context, maybe after this one: looked up
     # per request.
+    await migrate_legacy_keys(redis)
     desk = Desk(lambda: app[HANDOFF_KEY], UserStore(redis),
                 Lookups(app.get(RASA_KEY), tickets, applications, config.lookup_timeout_seconds))
     hub = LiveHub(HandoffStore(redis))  # reads the events stream only

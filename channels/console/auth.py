@@ -1,13 +1,18 @@
 """Console users (roles, queues, argon2id password hashes) and the login attempt limits, in Redis.
 
-Keys:
+Keys (every console key has the hash tag ``{console}``: the transactions and scripts that touch
+several of them stay on one slot of a Redis Cluster):
 
-* ``pd:console:user:<name>`` hash: ``name, role (agent|supervisor), queues (comma-separated),
-  display_name, password (argon2id hash), created_at``; ``pd:console:users`` the set of names;
-* ``pd:console:queues`` the set of queue names created with the CLI (the hand-off store adds
+* ``pd:{console}:user:<name>`` hash: ``name, role (agent|supervisor), queues (comma-separated),
+  display_name, password (argon2id hash), created_at``; ``pd:{console}:users`` the set of names;
+* ``pd:{console}:queues`` the set of queue names created with the CLI (the hand-off store adds
   every queue it has used, see :meth:`channels.handoff.store.HandoffStore.queues`);
-* ``pd:console:login:{login}:user:<name>`` and ``pd:console:login:{login}:address:<address>``:
-  failed logins within the window (the key expires with the window).
+* ``pd:{console}:login:user:<name>`` and ``pd:{console}:login:address:<address>``: failed
+  logins within the window (the key expires with the window).
+
+Keys of the names before the hash tag (``pd:console:*``) are moved by
+:func:`migrate_legacy_keys` (the gateway and the CLI run it on start): users and queues move,
+sessions end (agents sign in again once), login counters run out by themselves.
 
 Password hashing runs in worker threads, at most :data:`HASH_CONCURRENCY` at a time (argon2id
 uses 64 MiB per hash), so a burst of logins queues instead of exhausting memory.
@@ -22,10 +27,12 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from channels.key_migration import move_keys
 from channels.redis_text import redis_text
 from integrations.rate_limit import address_key
 
-PREFIX = "pd:console:"
+PREFIX = "pd:{console}:"
+LEGACY_PREFIX = "pd:console:"  # before the Cluster hash tag
 USERS_KEY = PREFIX + "users"
 QUEUES_KEY = PREFIX + "queues"
 ROLES = ("agent", "supervisor")
@@ -257,9 +264,9 @@ class LoginLimiter:
         self._refund = redis.register_script(_REFUND_LUA)
 
     def _keys(self, name: str, address: str) -> list[str]:
-        # One hash tag: both keys on one slot of a Redis Cluster (one script touches both).
-        return [f"{PREFIX}login:{{login}}:user:{name.lower()[:64]}",
-                f"{PREFIX}login:{{login}}:address:{address_key(address) if address else 'unknown'}"]
+        # Both keys on one slot of a Redis Cluster (PREFIX's hash tag): one script touches both.
+        return [f"{PREFIX}login:user:{name.lower()[:64]}",
+                f"{PREFIX}login:address:{address_key(address) if address else 'unknown'}"]
 
     async def reserve(self, name: str, address: str) -> int:
         """Count an attempt of ``name`` from ``address``; 0 when it may go on, else the seconds
@@ -269,3 +276,16 @@ class LoginLimiter:
 
     async def succeeded(self, name: str, address: str) -> None:
         await self._refund(keys=self._keys(name, address), args=[])
+
+
+async def migrate_legacy_keys(redis) -> int:
+    """Move the console's users and queues from their names before the ``{console}`` hash tag
+    and end the sessions stored under the old names; returns how many users and queue sets
+    moved (0 once done)."""
+    moved = 0
+    for old, new in ((f"{LEGACY_PREFIX}user:", f"{PREFIX}user:"), (f"{LEGACY_PREFIX}users", USERS_KEY),
+                     (f"{LEGACY_PREFIX}queues", QUEUES_KEY)):
+        moved += await move_keys(redis, old, new)
+    async for key in redis.scan_iter(match=f"{LEGACY_PREFIX}session*", count=500):
+        await redis.delete(key)
+    return moved

@@ -1,6 +1,6 @@
 """The console's live channel: a WebSocket at ``/console/api/live``.
 
-Each gateway instance tails the hand-off events stream (``pd:handoff:events``) once and fans
+Each gateway instance tails the hand-off events stream (``pd:{handoff}:events``) once and fans
 every event out to its own sockets whose user may see it (:func:`channels.console.desk.can_see`:
 the queue, the agent holding the conversation, or supervisor), so an agent connected to
 instance B sees a customer who wrote to instance A. Frames are JSON text:

@@ -1,10 +1,11 @@
 """Console sessions in Redis: a random token in an HttpOnly cookie, a CSRF token per session,
 an idle timeout that every use slides and an absolute lifetime from the login.
 
-Keys: ``pd:console:session:<sha256 of the token>`` hash ``user, csrf, created_at, last_seen``
+Keys: ``pd:{console}:session:<sha256 of the token>`` hash ``user, csrf, created_at, last_seen``
 (the token itself is never stored, so a copy of Redis lets nobody in), expiring when the session
-would; ``pd:console:sessions:<user>`` the set of a user's session keys (removed users and
-password changes end them all).
+would; ``pd:{console}:sessions:<user>`` the set of a user's session keys (removed users and
+password changes end them all). One hash tag, so a login's transaction stays on one slot of a
+Redis Cluster.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from channels.redis_text import redis_text
 
-PREFIX = "pd:console:"
+PREFIX = "pd:{console}:"
 COOKIE_NAME = "pd_console"
 CSRF_HEADER = "X-CSRF-Token"
 _TOKEN_BYTES = 32

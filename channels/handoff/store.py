@@ -2,24 +2,24 @@
 
 Keys (all times are unix seconds as text, e.g. ``"1764316800.125"``):
 
-* ``pd:handoff:conv:<cid>`` hash: ``handoff_id, state, queue, agent, reason, channel,
+* ``pd:{handoff}:conv:<cid>`` hash: ``handoff_id, state, queue, agent, reason, channel,
   customer_type, account, created_at, claimed_at, closed_at`` (``account`` is raw: mask it when
   shown). ``state`` is ``waiting`` (in a queue), ``active`` (an agent has it), ``rating`` (closed,
   the customer was asked for a 1-5 score) or ``closed``. While waiting or active the hash has no
   expiry; afterwards it lives ``CLOSED_TTL_SECONDS``.
-* ``pd:handoff:queue:<queue>`` sorted set of the waiting conversation ids, scored by
-  ``created_at``; ``pd:handoff:queues`` the set of every queue name ever used;
-  ``pd:handoff:active`` sorted set of the active conversation ids, scored by ``claimed_at``.
-* ``pd:handoff:msgs:<cid>`` stream of the transcript: ``sender`` (customer|agent|bot|system),
+* ``pd:{handoff}:queue:<queue>`` sorted set of the waiting conversation ids, scored by
+  ``created_at``; ``pd:{handoff}:queues`` the set of every queue name ever used;
+  ``pd:{handoff}:active`` sorted set of the active conversation ids, scored by ``claimed_at``.
+* ``pd:{handoff}:msgs:<cid>`` stream of the transcript: ``sender`` (customer|agent|bot|system),
   ``text``, ``at``, ``agent``.
-* ``pd:handoff:events`` stream of every change and message: ``type`` (requested, taken_over,
+* ``pd:{handoff}:events`` stream of every change and message: ``type`` (requested, taken_over,
   claimed, transferred, closed, message, rated, finished, cancelled), ``cid``, ``queue``, ``agent``,
   ``handoff_id``, ``at`` and per type more (``sender``/``text``/``msg_id`` of a message,
   ``score``/``comment`` of a rating, ``from_queue``/``from_agent`` of a transfer). Each gateway
   instance tails it (:meth:`HandoffStore.events`) to push live updates to its agents.
-* ``pd:handoff:ratings`` stream of every rating (``cid, handoff_id, agent, queue, score,
+* ``pd:{handoff}:ratings`` stream of every rating (``cid, handoff_id, agent, queue, score,
   comment, at``), the durable record.
-* ``pd:handoff:stats:<yyyy-mm-dd>`` hash of the day's counters (the day in the store's time
+* ``pd:{handoff}:stats:<yyyy-mm-dd>`` hash of the day's counters (the day in the store's time
   zone): ``requests``, ``hour:<HH>`` (hand-offs started per hour), ``claims``,
   ``claim_wait_ms`` (sum), ``rating:agent:<agent>:<score>``, ``rating:queue:<queue>:<score>``;
   ``…:conversations`` and ``…:handed`` HyperLogLogs of the conversations that had a turn and of
@@ -27,7 +27,10 @@ Keys (all times are unix seconds as text, e.g. ``"1764316800.125"``):
 
 Every transition is one Lua script, so two instances racing (two agents claiming one
 conversation) cannot both win. The scripts name the queue keys they derive from the hash, so
-they need one Redis server (embedded or standalone), not a cluster.
+every key shares the hash tag ``{handoff}``: on a Redis Cluster all hand-off state sits on one
+slot (hand-offs are a few per second at most). Keys of the earlier names (``pd:handoff:*``)
+move to these on the gateway's start (:meth:`HandoffStore.migrate_legacy_keys`); the actions'
+request stream ``pd:handoff:requests`` keeps its name (nothing else is touched with it).
 """
 from __future__ import annotations
 
@@ -38,9 +41,12 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from channels.key_migration import move_keys
 from channels.redis_text import redis_text
 
-PREFIX = "pd:handoff:"
+PREFIX = "pd:{handoff}:"
+LEGACY_PREFIX = "pd:handoff:"  # before the Cluster hash tag
+REQUESTS_STREAM = "pd:handoff:requests"  # the actions' requests: one key, keeps its name
 EVENTS_KEY = PREFIX + "events"
 RATINGS_KEY = PREFIX + "ratings"
 QUEUES_KEY = PREFIX + "queues"
@@ -256,6 +262,11 @@ class HandoffStore:
 
     def now(self) -> float:
         return self._clock()
+
+    async def migrate_legacy_keys(self) -> int:
+        """Move keys of the names before the ``{handoff}`` hash tag to the current ones (once;
+        later calls find none); returns how many moved."""
+        return await move_keys(self._redis, LEGACY_PREFIX, PREFIX, keep=(REQUESTS_STREAM,))
 
     def day(self, now: float | None = None) -> str:
         """The statistics day (``yyyy-mm-dd`` in the store's time zone) of ``now``."""

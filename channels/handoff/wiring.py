@@ -33,8 +33,9 @@ def setup(app: web.Application, config: HandoffConfig, timezone: str = "Asia/Sha
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         redis = app[REDIS_KEY]
         tickets = HttpTicketsClient(config.tickets_url, config.backend_timeout_seconds)
-        service = HandoffService(HandoffStore(redis, tz=ZoneInfo(timezone)), deliver_via(app),
-                                 app[RASA_KEY], config, tickets, CustomerStore(redis))
+        store = HandoffStore(redis, tz=ZoneInfo(timezone))
+        await store.migrate_legacy_keys()
+        service = HandoffService(store, deliver_via(app), app[RASA_KEY], config, tickets, CustomerStore(redis))
         app[HANDOFF_KEY] = service
         app[ROUTER_KEY].handoff = service
         consumer = HandoffRequests(redis, service, f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}",

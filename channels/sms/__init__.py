@@ -19,13 +19,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from aiohttp import web
-from redis.asyncio import ConnectionPool, Redis
 
 from channels.client_address import Network
 from channels.delivery import deliver_via
 from channels.dispatcher import Dispatcher
-from channels.keys import REDIS_KEY, ROUTER_KEY, SMS_RUNTIME
+from channels.keys import CONFIG_KEY, REDIS_KEY, ROUTER_KEY, SMS_RUNTIME
 from channels.optout import OptOutStore
+from channels.redis_client import text_redis
 from channels.sms.channel import SmsChannel
 from channels.sms.config import SmsConfig
 from channels.sms.outbox import Outbox
@@ -74,7 +74,7 @@ class SmsRuntime:
             log.warning("sms: no %s template id in %s for %s: those SMS cannot be sent until "
                         "their approved ids are filled in", ", ".join(unmapped),
                         cfg.templates_file, cfg.provider)
-        redis, own_redis = _text_redis(app[REDIS_KEY])
+        redis, own_redis = text_redis(app[REDIS_KEY], app.get(CONFIG_KEY))
         sender = sender_from_config(cfg)
         self.outbox = outbox = Outbox(
             redis, sender, QuietHours(cfg.quiet_hours, cfg.timezone),
@@ -111,16 +111,6 @@ class SmsRuntime:
 
 
 __all__ = ["SMS_RUNTIME", "SmsRuntime", "setup"]
-
-
-def _text_redis(redis: Redis) -> tuple[Redis, bool]:
-    """A client on the gateway's Redis that answers ``str``; (client, created here)."""
-    kwargs = dict(redis.connection_pool.connection_kwargs)
-    if kwargs.get("decode_responses"):
-        return redis, False
-    kwargs["decode_responses"] = True
-    pool = ConnectionPool(connection_class=redis.connection_pool.connection_class, **kwargs)
-    return Redis(connection_pool=pool), True
 
 
 def setup(app: web.Application, sms_config: SmsConfig,

@@ -146,9 +146,9 @@ async def _run(command: str, file: str, env: dict[str, str]) -> int:
             return 2
     redis = None
     if env.get("REDIS_URL"):
-        from redis.asyncio import Redis
+        from integrations.redis_url import async_client
 
-        redis = Redis.from_url(env["REDIS_URL"])
+        redis = async_client(env["REDIS_URL"])
     api = WeChatApi(env.get("WECHAT_API_BASE_URL") or DEFAULT_API_BASE_URL, app_id, secret,
                     redis if redis is not None else _MemoryStore())
     try:

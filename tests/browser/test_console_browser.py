@@ -214,7 +214,7 @@ def test_waiting_list_shows_customer_text_as_text_and_a_lapsed_session_returns_t
         assert page.locator("#chat-messages img, #chat-messages b, #waiting-list img, #waiting-list b").count() == 0
 
         redis_sync.Redis.from_url(page_redis_url).delete(
-            *redis_sync.Redis.from_url(page_redis_url).keys("pd:console:session:*"))
+            *redis_sync.Redis.from_url(page_redis_url).keys("pd:{console}:session:*"))
         page.click("#tab-work")  # any API call now answers 401
         page.wait_for_selector("#login-view", state="visible")
         assert "重新登录" in page.inner_text("#login-error")
@@ -293,7 +293,7 @@ def test_agent_claims_transfers_to_a_colleague_who_answers_with_a_canned_reply(
                                 timeout=LIVE_TIMEOUT_MS)
         assert second in other.inner_text("#chat-transcript .msg.agent .msg-head")
         redis = redis_sync.Redis.from_url(page_redis_url, decode_responses=True)
-        assert redis.hget(f"pd:handoff:conv:{cid}", "agent") == second
+        assert redis.hget(f"pd:{{handoff}}:conv:{cid}", "agent") == second
     finally:
         other_context.close()
         context.close()
@@ -315,7 +315,7 @@ def test_agent_takes_over_a_conversation_the_assistant_was_handling(browser, con
         conversation_item(page, "mine-list", cid).wait_for(timeout=LIVE_TIMEOUT_MS)
         page.wait_for_selector("#composer", state="visible")  # the pane shows it, mine to answer
         assert "微信" in page.inner_text("#chat-title")
-        record = redis_sync.Redis.from_url(page_redis_url, decode_responses=True).hgetall(f"pd:handoff:conv:{cid}")
+        record = redis_sync.Redis.from_url(page_redis_url, decode_responses=True).hgetall(f"pd:{{handoff}}:conv:{cid}")
         assert (record["state"], record["agent"], record["queue"]) == ("active", name, "general")
     finally:
         context.close()
@@ -413,9 +413,9 @@ def test_customer_on_web_chat_and_agent_on_console_from_request_to_stored_rating
 
         # Stored: the record, the ratings stream and the supervisor's figures.
         redis = redis_sync.Redis.from_url(redis_url, decode_responses=True)
-        record = wait_until(lambda: (r := redis.hgetall(f"pd:handoff:conv:{cid}")).get("rating") and r)
+        record = wait_until(lambda: (r := redis.hgetall(f"pd:{{handoff}}:conv:{cid}")).get("rating") and r)
         assert record and record["rating"] == "4" and record["agent"] == agent and record["state"] == "closed"
-        ratings = [fields for _, fields in redis.xrevrange("pd:handoff:ratings", count=200)
+        ratings = [fields for _, fields in redis.xrevrange("pd:{handoff}:ratings", count=200)
                    if fields.get("cid") == cid]
         assert [(r["score"], r["agent"], r["handoff_id"]) for r in ratings] == [("4", agent, record["handoff_id"])]
         api = browser.new_context().request

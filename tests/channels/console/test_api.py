@@ -107,14 +107,14 @@ async def test_an_idle_or_too_old_session_is_401(gateway, users, make_agent, cre
     agent = make_agent(gateway)
     await agent.login("wang")
     assert (await agent.get("/console/api/me"))[0] == 200
-    [key] = await credis.keys("pd:console:session:*")
+    [key] = await credis.keys("pd:{console}:session:*")
     idle = gateway.app[CONFIG_KEY].console.session_idle_seconds
     assert idle == 1800  # the default: 30 minutes
     await credis.hset(key, "last_seen", f"{time.time() - idle - 1:.3f}")  # idle for 30 min + 1 s
     assert await agent.get("/console/api/me") == (401, {"error": "unauthenticated"})
-    assert await credis.keys("pd:console:session:*") == []
+    assert await credis.keys("pd:{console}:session:*") == []
     await agent.login("wang")
-    [key] = await credis.keys("pd:console:session:*")
+    [key] = await credis.keys("pd:{console}:session:*")
     await credis.hset(key, "created_at", f"{time.time() - 12 * 3600 - 1:.3f}")  # logged in 12 h ago
     assert (await agent.get("/console/api/me"))[0] == 401
 

@@ -6,7 +6,8 @@ from datetime import datetime
 
 from redis.asyncio import Redis
 
-from channels.handoff.store import EVENTS_KEY, HandoffStore
+from channels.handoff.store import EVENTS_KEY, HandoffStore, conv_key
+from integrations.redis_url import async_client
 from tests.channels.handoff.conftest import SH
 
 FIELDS = dict(reason="用户要求人工", channel="web", customer_type="residential", account="3100012345")
@@ -63,7 +64,7 @@ async def test_transfer_close_rating_and_events(hredis, hclock):
     assert not await store.record_rating("sms:13800001234", record["handoff_id"], 1, "")
     final = await store.get("sms:13800001234")
     assert final["state"] == "closed" and final["rating"] == "4" and final["rating_comment"] == "还行"
-    assert await hredis.ttl("pd:handoff:conv:sms:13800001234") > 0
+    assert await hredis.ttl(conv_key("sms:13800001234")) > 0
     messages = await store.messages("sms:13800001234")
     assert [(m["sender"], m["text"], m["agent"]) for m in messages] == [
         ("customer", "还没来电", ""), ("agent", "正在处理", "bob")]
@@ -152,3 +153,39 @@ async def test_active_index_follows_claims_transfers_and_closes(hredis, hclock):
     assert [r["cid"] for r in await store.waiting(["general", "vip"])] == ["web:p"]
     assert (await store.get("web:r"))["state"] == "closed"
     assert await store.overdue(["general", "vip"], 0) == ["web:p"]
+
+
+async def test_every_transition_runs_on_a_redis_cluster(redis_cluster_url, hclock):
+    cluster = async_client(redis_cluster_url, decode_responses=True)
+    try:
+        store = HandoffStore(cluster, clock=hclock)
+        cid = f"web:cluster-{hclock.now}"
+        record = await store.request(cid, queue="general", **FIELDS)
+        assert record["new"] is True and cid in [r["cid"] for r in await store.waiting(["general"])]
+        assert await store.claim(cid, "alice")
+        assert await store.transfer(cid, queue="vip") and await store.transfer(cid, agent="bob")
+        await store.append_message(cid, "customer", "还没来电", None)
+        assert await store.close(cid, "bob")
+        assert await store.record_rating(cid, record["handoff_id"], 5, "好")
+        final = await store.get(cid)
+        assert final["state"] == "closed" and final["rating"] == "5"
+        assert [m["text"] for m in await store.messages(cid)] == ["还没来电"]
+    finally:
+        await cluster.aclose()
+
+
+async def test_keys_of_the_names_before_the_hash_tag_move_on_start(hredis, hclock):
+    await hredis.hset("pd:handoff:conv:web:old", mapping={"state": "waiting", "queue": "general",
+                                                          "handoff_id": "h1", "created_at": "1"})
+    await hredis.zadd("pd:handoff:queue:general", {"web:old": 1})
+    await hredis.sadd("pd:handoff:queues", "general")
+    await hredis.hset("pd:handoff:conv:web:closed", mapping={"state": "closed"})
+    await hredis.expire("pd:handoff:conv:web:closed", 600)
+    await hredis.xadd("pd:handoff:requests", {"cid": "web:new"})  # the actions' stream stays
+    store = HandoffStore(hredis, clock=hclock)
+    assert await store.migrate_legacy_keys() == 4
+    assert await store.migrate_legacy_keys() == 0
+    assert [r["cid"] for r in await store.waiting(["general"])] == ["web:old"]
+    assert 0 < await hredis.ttl(conv_key("web:closed")) <= 600
+    assert await hredis.exists("pd:handoff:requests") == 1
+    assert await hredis.keys("pd:handoff:*") == [b"pd:handoff:requests"]

@@ -6,7 +6,7 @@ and start again from the beginning. One planner per campaign at a time (a lease 
 
 Sending (:meth:`Engine.work`, any number of workers in any number of processes): a worker reads
 recipients from the campaign's stream through the consumer group, takes over the entries of a
-worker that died (no heartbeat, ``pd:bc:worker:<consumer>``: at once) or stopped answering
+worker that died (no heartbeat, ``pd:bc:{engine}:worker:<consumer>``: at once) or stopped answering
 (XAUTOCLAIM after ``BROADCAST_CLAIM_IDLE_SECONDS``), puts held recipients back when they are due,
 and for each recipient it claims:
 
@@ -68,9 +68,10 @@ log = logging.getLogger(__name__)
 
 REPORTS_STREAM = "pd:notice:reports"
 REPORTS_GROUP = "broadcast"
-PAUSE_KEY = "pd:bc:pause:{}"           # a provider paused for every worker: value = until
+# Pauses and heartbeats share the hash tag {engine}: one MGET reads several on a Redis Cluster.
+PAUSE_KEY = "pd:bc:{{engine}}:pause:{}"  # a provider paused for every worker: value = until
 PLANNER_LEASE_SECONDS = 30.0
-WORKER_KEY = "pd:bc:worker:{}"        # a worker's heartbeat: its stream entries are not orphans
+WORKER_KEY = "pd:bc:{{engine}}:worker:{}"  # a worker's heartbeat: its stream entries are not orphans
 HEARTBEAT_SECONDS = 5.0
 RETRY_BASE_SECONDS = 30.0
 SMS_RECHECK_SECONDS = 15.0           # an SMS still in the outbox is asked about again after this

@@ -325,3 +325,18 @@ async def test_an_sms_the_outbox_keeps_waiting_is_held_not_counted_sent(make_eng
     result = await report(redis, second.campaign_id)
     assert result["held"] == {"sms_queued": 1} and result["open"] == 1
     assert result["channels"] == {} and sms_counts(sms) == {"13700000000": 1}
+
+
+async def test_pauses_and_heartbeats_are_read_in_one_mget_on_a_redis_cluster(redis_cluster_url):
+    from integrations.redis_url import async_client
+
+    cluster = async_client(redis_cluster_url, decode_responses=True)
+    keys = [PAUSE_KEY.format(c) for c in ("web", "wechat", "sms")] + [WORKER_KEY.format(w) for w in ("w1", "w2")]
+    try:
+        await cluster.set(keys[1], "123.5", ex=60)
+        await cluster.set(keys[4], "1", ex=60)
+        assert await cluster.mget(keys) == [None, "123.5", None, None, "1"]  # one slot: no CROSSSLOT
+    finally:
+        await cluster.delete(keys[1])
+        await cluster.delete(keys[4])
+        await cluster.aclose()

@@ -83,3 +83,55 @@ async def test_async_cluster_client_on_a_real_cluster(redis_cluster_url):
         assert len({client.keyslot(f"pdtest:url:{i}") // 5462 for i in range(20)}) == 3
     finally:
         await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def sentinel_url(tmp_path_factory):
+    """A real master and one Sentinel watching it (Debian's redis-server in sentinel mode), both
+    on free loopback ports: the redis+sentinel:// URL of service ``pdmaster``."""
+    import shutil
+    import subprocess
+    import time
+
+    from scripts.stack import free_port
+
+    server = shutil.which("redis-server", path="/usr/bin")
+    if server is None:
+        pytest.skip("Debian's redis-server is not installed: run make redis-cluster")
+    base = tmp_path_factory.mktemp("sentinel")
+    master_port, sentinel_port = free_port(), free_port()
+    conf = base / "sentinel.conf"
+    conf.write_text(f"port {sentinel_port}\nbind 127.0.0.1\ndir {base}\n"
+                    f"sentinel monitor pdmaster 127.0.0.1 {master_port} 1\n")
+    processes = [subprocess.Popen([server, "--port", str(master_port), "--bind", "127.0.0.1", "--save", "",
+                                   "--dir", str(base)], stdout=subprocess.DEVNULL),
+                 subprocess.Popen([server, str(conf), "--sentinel"], stdout=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            done = subprocess.run(["/usr/bin/redis-cli", "-p", str(sentinel_port), "sentinel",
+                                   "get-master-addr-by-name", "pdmaster"], capture_output=True, text=True)
+            if str(master_port) in done.stdout:
+                break
+            time.sleep(0.2)
+        yield f"redis+sentinel://127.0.0.1:{sentinel_port}/pdmaster/2"
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+
+
+async def test_clients_find_the_master_through_a_real_sentinel(sentinel_url):
+    blocking = sync_client(sentinel_url, decode_responses=True)
+    blocking.set("pdtest:sentinel", "同步")
+    client = async_client(sentinel_url, decode_responses=True)
+    try:
+        assert await client.get("pdtest:sentinel") == "同步"
+        await client.set("pdtest:sentinel", "异步")
+        assert blocking.get("pdtest:sentinel") == "异步"
+        master = blocking.connection_pool.get_master_address()
+        assert tuple(await client.connection_pool.get_master_address()) == tuple(master)
+        assert int((await client.info("keyspace"))["db2"]["keys"]) == 1  # the URL's db
+    finally:
+        await client.aclose()
+        blocking.close()

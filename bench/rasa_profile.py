@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -264,6 +265,11 @@ def print_figures(title: str, variants: list[Variant], pick, args) -> None:
         total = sum(f.samples.values())
         if not total:
             continue
+        if args.samples_out:
+            args.samples_out.mkdir(parents=True, exist_ok=True)
+            name = re.sub(r"\W+", "-", f"{v.name}-{title}")[:80]
+            (args.samples_out / f"{name}.txt").write_text(
+                "".join(f"{stack} {count}\n" for stack, count in f.samples.most_common()))
         print(f"  {v.name}: the main thread's CPU by part ({total} py-spy samples at {args.rate} Hz; "
               f"ms/msg = share x the main thread's {f.per_message(f.cpu_main):.1f} ms/msg)")
         for part, count in classify(f.samples).most_common():
@@ -357,6 +363,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=0, help="also list the N functions with most samples")
     parser.add_argument("--attach", type=Path,
                         help='JSON {"actions_pid", "variants": [{"name", "url", "pid"}]}: a running stack')
+    parser.add_argument("--samples-out", type=Path, help="also write each variant's collapsed stacks here")
     parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="py-spy binary [on PATH]")
     args = parser.parse_args(argv)
     if args.long and args.long < 40:

@@ -1,4 +1,5 @@
-"""Rasa's REST input channel, with the loaded model moved out of the garbage collector's way.
+"""Rasa's REST input channel, with the loaded model moved out of the garbage collector's way
+and Rasa's per-turn speed-ups (``bot/rasa_runtime.py``) installed.
 
 The gateway reaches Rasa through the REST channel only (``POST /webhooks/rest/webhook``), so
 ``bot/credentials.yml`` names this subclass instead of ``rest``: same name, same routes, same
@@ -26,6 +27,8 @@ from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.rest import RestInput as RasaRestInput
 from sanic import Blueprint
 
+from bot import rasa_runtime
+
 logger = logging.getLogger(__name__)
 
 
@@ -50,6 +53,8 @@ class RestInput(RasaRestInput):
     tracker whether the turn happened (see ``channels/rasa_nodes.py``)."""
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        rasa_runtime.install()
+
         async def with_message_id(message: UserMessage) -> Any:
             message.message_id = gateway_message_id(message.metadata) or message.message_id
             return await on_new_message(message)

@@ -1,0 +1,238 @@
+"""Speed-ups of the Rasa server process that change no prediction and no stored event.
+
+Installed once by our REST channel (``bot/rest_channel.py``) when Rasa builds its routes, before
+the model is loaded. ``RASA_RUNTIME_SPEEDUPS`` in Rasa's environment picks them: ``all``
+(default), ``0`` (Rasa untouched), or a comma-separated list of ``validation``, ``states``,
+``ted`` (for A/B measurements: ``python -m bench.rasa_profile``). Each patch replaces work that
+Rasa 3.6 does on every turn with the same result obtained more cheaply:
+
+- **The action server's answer is checked against a schema compiled once.** Rasa validates
+  every answer of the action server with ``jsonschema.validate``, which first validates the
+  schema itself against its meta-schema and compiles a new validator: measured at about 40 % of
+  Rasa's CPU in the ``make bench`` conversations. Same schema, same checks, same errors.
+- **A tracker's dialogue states are computed once per state of the tracker.** Every prediction
+  of the next action runs three policies, and each turns the whole session into dialogue states
+  (``DialogueStateTracker.past_states``: replays every event); several predictions per turn
+  recompute the same states for the same events. They are cached on the tracker, keyed by the
+  arguments and by the tracker's events (their number and the identity of the last one), and
+  every caller gets its own copy, as the policies edit the states they are given.
+- **TED is not asked when its answer cannot win** (``ted``). Rasa's ensemble takes the most
+  confident prediction, ties going to the policy of higher priority (RulePolicy 6, Memoization
+  3, TED 1), and TED's confidences never exceed 1.0. So once the rule or memoization policy has
+  predicted an action with confidence 1.0 for the same tracker state, TED's prediction cannot
+  be chosen, and it contributes no events: TED then returns its default (all zeros) instead of
+  running its network. Not skipped when the last action was rejected (the ensemble then zeroes
+  that action in every prediction), nor for a TED model that predicts from user text (end to end).
+  It relies on the graph running the rule and memoization policies before TED (their node
+  order); otherwise TED runs as before.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional
+
+logger = logging.getLogger(__name__)
+
+ENV_SWITCH = "RASA_RUNTIME_SPEEDUPS"
+_installed: Optional[tuple[str, ...]] = None
+# Attribute of a tracker: its cached dialogue states (see _cached_past_states).
+STATES_CACHE = "_powerdesk_states_cache"
+
+
+PATCHES = ("validation", "states", "ted")
+
+
+def selected() -> tuple[str, ...]:
+    """The patches ``RASA_RUNTIME_SPEEDUPS`` asks for (all when unset, none for 0/off/none)."""
+    raw = (os.environ.get(ENV_SWITCH) or "all").strip().lower()
+    if raw in ("all", "1", "on", "true", "yes"):
+        return PATCHES
+    if raw in ("0", "off", "none", "false", "no"):
+        return ()
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    unknown = [name for name in names if name not in PATCHES]
+    if unknown:
+        raise ValueError(f"{ENV_SWITCH}: unknown speed-up(s) {unknown}; choose from {list(PATCHES)}, all or 0")
+    return names
+
+
+def install() -> tuple[str, ...]:
+    """Applies the selected patches once; returns the names of those in place."""
+    global _installed
+    if _installed is not None:
+        return _installed
+    names = selected()
+    for name in names:
+        {"validation": _patch_action_result_validation, "states": _patch_past_states,
+         "ted": _patch_ted_skip}[name]()
+    _installed = names
+    logger.info("Rasa runtime speed-ups: %s", ", ".join(names) or "none (Rasa unpatched)")
+    return names
+
+
+# -- the action server's answer ---------------------------------------------------------------
+
+def _patch_action_result_validation() -> None:
+    from jsonschema import exceptions, validators
+    from rasa.core.actions.action import RemoteAction
+    from rasa.shared.constants import DOCS_BASE_URL
+
+    schema = RemoteAction.action_response_format_spec()
+    cls = validators.validator_for(schema)
+    cls.check_schema(schema)
+    validator = cls(schema)
+
+    def _validate_action_result(self: RemoteAction, result: dict[str, Any]) -> bool:
+        error = exceptions.best_match(validator.iter_errors(result))
+        if error is None:
+            return True
+        error.message += (
+            ". Failed to validate Action server response from API, make sure your response from "
+            "the Action endpoint is valid. For more information about the format visit "
+            f"{DOCS_BASE_URL}/custom-actions")
+        raise error
+
+    RemoteAction._validate_action_result = _validate_action_result
+
+
+# -- dialogue states ----------------------------------------------------------------------------
+
+def copy_states(states: list[dict]) -> list[dict]:
+    """A copy of dialogue states that callers may edit: each state and each of its sub-states
+    (dicts of strings and tuples) is new."""
+    return [{key: dict(sub) if isinstance(sub, dict) else sub for key, sub in state.items()}
+            for state in states]
+
+
+class StatesCache(dict):
+    """A tracker's cached dialogue states; copies and pickles of the tracker start empty (a
+    deep copy would otherwise copy the domain the entries refer to)."""
+
+    def __copy__(self) -> "StatesCache":
+        return StatesCache()
+
+    def __deepcopy__(self, _memo: dict) -> "StatesCache":
+        return StatesCache()
+
+    def __reduce__(self) -> tuple:
+        return StatesCache, ()
+
+
+def _patch_past_states() -> None:
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    original = DialogueStateTracker.past_states
+
+    def past_states(self: DialogueStateTracker, domain: Any, omit_unset_slots: bool = False,
+                    ignore_rule_only_turns: bool = False,
+                    rule_only_data: Optional[dict[str, Any]] = None) -> list[dict]:
+        events = self.events
+        last = events[-1] if events else None
+        cache = self.__dict__.get(STATES_CACHE)
+        if cache is None:
+            cache = self.__dict__[STATES_CACHE] = StatesCache()
+        key = (id(domain), omit_unset_slots, ignore_rule_only_turns, id(rule_only_data))
+        hit = cache.get(key)
+        if (hit is not None and hit[0] is domain and hit[1] is rule_only_data and hit[2] == len(events)
+                and hit[3] is last):
+            return copy_states(hit[4])
+        states = original(self, domain, omit_unset_slots=omit_unset_slots,
+                          ignore_rule_only_turns=ignore_rule_only_turns, rule_only_data=rule_only_data)
+        cache[key] = (domain, rule_only_data, len(events), last, copy_states(states))
+        return states
+
+    DialogueStateTracker.past_states = past_states
+
+
+# -- TED when the rule or memoization policy is certain -------------------------------------------
+
+# Attribute of a tracker: the predictions of the rule and memoization policies for its current
+# state: (number of events, last event, [predictions]).
+CERTAIN = "_powerdesk_certain_predictions"
+
+
+class _Uncopied(tuple):
+    """A tuple that copies and pickles of a tracker do not carry."""
+
+    def __copy__(self) -> None:
+        return None
+
+    def __deepcopy__(self, _memo: dict) -> None:
+        return None
+
+    def __reduce__(self) -> tuple:
+        return type(None), ()
+
+
+def _recorded(tracker: Any) -> list:
+    """The rule/memoization predictions made for the tracker's current state."""
+    events = tracker.events
+    entry = tracker.__dict__.get(CERTAIN)
+    if entry and entry[0] == len(events) and entry[1] is (events[-1] if events else None):
+        return entry[2]
+    return []
+
+
+def _record(tracker: Any, prediction: Any) -> None:
+    events = tracker.events
+    predictions = _recorded(tracker) + [prediction]
+    tracker.__dict__[CERTAIN] = _Uncopied((len(events), events[-1] if events else None, predictions))
+
+
+def ted_cannot_win(tracker: Any, ted_policy_priority: int) -> bool:
+    """True when a recorded prediction of the rule or memoization policy for the tracker's
+    current state has confidence 1.0 and a higher priority than TED, and the last action was not
+    rejected."""
+    from rasa.shared.core.events import ActionExecuted, ActionExecutionRejected
+
+    certain = [p for p in _recorded(tracker) if p.max_confidence >= 1.0 and p.policy_priority > ted_policy_priority
+               and not p.is_end_to_end_prediction]
+    if not certain:
+        return False
+    actions = (e for e in reversed(tracker.events) if isinstance(e, (ActionExecuted, ActionExecutionRejected)))
+    last_action = next(actions, None)
+    return not isinstance(last_action, ActionExecutionRejected)
+
+
+def _patch_ted_skip() -> None:
+    from rasa.core.policies.memoization import MemoizationPolicy
+    from rasa.core.policies.rule_policy import RulePolicy
+    from rasa.core.policies.ted_policy import TEDPolicy
+    from rasa.shared.nlu.constants import TEXT
+
+    def recording(original: Any) -> Any:
+        def predict_action_probabilities(self: Any, tracker: Any, domain: Any, *args: Any, **kwargs: Any) -> Any:
+            prediction = original(self, tracker, domain, *args, **kwargs)
+            _record(tracker, prediction)
+            return prediction
+        return predict_action_probabilities
+
+    for cls in (MemoizationPolicy, RulePolicy):
+        cls.predict_action_probabilities = recording(cls.__dict__["predict_action_probabilities"])
+
+    ted_predict = TEDPolicy.predict_action_probabilities
+
+    def predict_action_probabilities(self: TEDPolicy, tracker: Any, domain: Any, *args: Any, **kwargs: Any) -> Any:
+        if (self.model is not None and not self.only_e2e and TEXT not in self.fake_features
+                and ted_cannot_win(tracker, self.priority)):
+            return self._prediction(self._default_predictions(domain))
+        return ted_predict(self, tracker, domain, *args, **kwargs)
+
+    TEDPolicy.predict_action_probabilities = predict_action_probabilities
+
+
+def main() -> None:
+    """``python -m bot.rasa_runtime <rasa arguments>``: Rasa's command line with the selected
+    speed-ups installed (e.g. ``test core`` on the test stories with them)."""
+    import sys
+
+    from rasa.__main__ import main as rasa_main
+
+    install()
+    sys.argv = ["rasa", *sys.argv[1:]]
+    rasa_main()
+
+
+if __name__ == "__main__":
+    main()

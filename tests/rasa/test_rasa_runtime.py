@@ -1,0 +1,65 @@
+"""bot/rasa_runtime.py under the Rasa environment: the action server's answers are checked as
+``jsonschema.validate`` checks them (same errors), and cached dialogue states equal Rasa's own,
+follow new events, and cannot be changed by a caller (scenarios in rasa_runtime_checks.py)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RASA_PY = ROOT / ".venv" / "rasa" / "bin" / "python"
+
+pytestmark = pytest.mark.skipif(not RASA_PY.exists(), reason="the Rasa environment is not installed")
+
+
+@pytest.fixture(scope="module")
+def seen() -> dict:
+    done = subprocess.run(
+        [str(RASA_PY), str(Path(__file__).with_name("rasa_runtime_checks.py"))],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_patches_are_installed(seen):
+    assert seen["installed"] == ["validation", "states", "ted"]
+    assert seen["validate_patched"] and seen["past_states_patched"]
+
+
+def test_action_results_are_validated_as_before(seen):
+    assert seen["valid_ok_unpatched"] is True and seen["valid_ok"] is True
+    assert seen["errors_as_unpatched"] is True
+    assert all(e and "Failed to validate Action server response" in e for e in seen["errors"])
+
+
+def test_cached_states_equal_rasas_own(seen):
+    assert seen["states_as_unpatched"] is True
+    assert seen["cache_entries"] == 8  # one per combination of arguments
+
+
+def test_callers_cannot_change_cached_states(seen):
+    assert seen["cached_states_unaffected_by_edits"] is True
+
+
+def test_states_follow_the_trackers_events_and_domain(seen):
+    assert seen["states_follow_new_events"] is True
+    assert seen["other_domain_recomputed"] is True
+
+
+def test_ted_is_skipped_only_when_a_certain_prediction_of_this_state_outranks_it(seen):
+    assert seen["ted_without_predictions"] is False and seen["ted_after_unsure"] is False
+    assert seen["ted_after_certain"] is True
+    assert seen["ted_priority_not_lower"] is False  # a policy of TED's priority could tie and lose
+    assert seen["ted_copy_forgets"] is False
+    assert seen["ted_after_new_event"] is False and seen["ted_after_new_certain"] is True
+    assert seen["ted_after_rejection"] is False  # the ensemble zeroes a rejected action
+
+
+def test_copies_of_a_tracker_start_without_the_cache(seen):
+    assert seen["copy_starts_empty"] and seen["deepcopy_cache_empty"] and seen["pickle_cache_empty"]

@@ -3,7 +3,7 @@
 Installed once by our REST channel (``bot/rest_channel.py``) when Rasa builds its routes, before
 the model is loaded. ``RASA_RUNTIME_SPEEDUPS`` in Rasa's environment picks them: ``all``
 (default), ``0`` (Rasa untouched), or a comma-separated list of ``validation``, ``states``,
-``ted`` (for A/B measurements: ``python -m bench.rasa_profile``). Each patch replaces work that
+``ted``, ``events`` (for A/B measurements: ``python -m bench.rasa_profile``). Each patch replaces work that
 Rasa 3.6 does on every turn with the same result obtained more cheaply:
 
 - **The action server's answer is checked against a schema compiled once.** Rasa validates
@@ -25,6 +25,9 @@ Rasa 3.6 does on every turn with the same result obtained more cheaply:
   that action in every prediction), nor for a TED model that predicts from user text (end to end).
   It relies on the graph running the rule and memoization policies before TED (their node
   order); otherwise TED runs as before.
+- **An event's class is looked up once per event name** (``events``). To read an event from
+  JSON (the tracker store, the action server's answer), Rasa walks every subclass of ``Event``
+  (``inspect.isabstract`` on each) for every single event; the class found for a name is kept.
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ _installed: Optional[tuple[str, ...]] = None
 STATES_CACHE = "_powerdesk_states_cache"
 
 
-PATCHES = ("validation", "states", "ted")
+PATCHES = ("validation", "states", "ted", "events")
 
 
 def selected() -> tuple[str, ...]:
@@ -65,7 +68,7 @@ def install() -> tuple[str, ...]:
     names = selected()
     for name in names:
         {"validation": _patch_action_result_validation, "states": _patch_past_states,
-         "ted": _patch_ted_skip}[name]()
+         "ted": _patch_ted_skip, "events": _patch_event_lookup}[name]()
     _installed = names
     logger.info("Rasa runtime speed-ups: %s", ", ".join(names) or "none (Rasa unpatched)")
     return names
@@ -220,6 +223,25 @@ def _patch_ted_skip() -> None:
         return ted_predict(self, tracker, domain, *args, **kwargs)
 
     TEDPolicy.predict_action_probabilities = predict_action_probabilities
+
+
+# -- event classes by name ------------------------------------------------------------------------
+
+def _patch_event_lookup() -> None:
+    from rasa.shared.core.events import Event
+
+    original = Event.resolve_by_type
+    found: dict[str, type] = {}
+
+    def resolve_by_type(type_name: str, default: Optional[type] = None) -> Optional[type]:
+        cls = found.get(type_name)
+        if cls is None:
+            cls = original(type_name, default)
+            if cls is not None and cls is not default:
+                found[type_name] = cls
+        return cls
+
+    Event.resolve_by_type = staticmethod(resolve_by_type)
 
 
 def main() -> None:

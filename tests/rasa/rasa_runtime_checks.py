@@ -70,6 +70,10 @@ def main() -> dict:
     expected_grown = states_of(grown)
     expected_errors = validation_errors(original_validate)
     seen["valid_ok_unpatched"] = original_validate(RemoteAction("action_x", None), VALID)
+    from rasa.shared.core.events import Event
+    expected_event_types = [type(Event.from_parameters(d)).__name__ for d in
+                            [e.as_dict() for e in events()] + [{"event": "session_started"},
+                                                               {"event": "followup", "name": "x"}]]
 
     seen["installed"] = rasa_runtime.install()
     seen["validate_patched"] = RemoteAction._validate_action_result is not original_validate
@@ -115,6 +119,18 @@ def main() -> dict:
     t.update(ActionExecutionRejected("utter_greet"))
     rasa_runtime._record(t, certain)
     seen["ted_after_rejection"] = rasa_runtime.ted_cannot_win(t, 1)
+
+    # Events read from JSON resolve to the same classes, unknown names fail as before.
+    from rasa.shared.core.events import Event, SessionStarted
+    dicts = [e.as_dict() for e in events()] + [{"event": "session_started"}, {"event": "followup", "name": "x"}]
+    seen["events_as_unpatched"] = [type(Event.from_parameters(d)).__name__ for d in dicts] == expected_event_types
+    seen["events_twice_same"] = [type(Event.from_parameters(d)).__name__ for d in dicts] == expected_event_types
+    seen["event_default"] = Event.resolve_by_type("no_such_event", SessionStarted) is SessionStarted
+    try:
+        Event.resolve_by_type("no_such_event")
+        seen["unknown_event_error"] = None
+    except ValueError as error:
+        seen["unknown_event_error"] = str(error)
     return seen
 
 

@@ -28,7 +28,7 @@ def seen() -> dict:
 
 
 def test_patches_are_installed(seen):
-    assert seen["installed"] == ["validation", "states", "ted"]
+    assert seen["installed"] == ["validation", "states", "ted", "events"]
     assert seen["validate_patched"] and seen["past_states_patched"]
 
 
@@ -63,3 +63,9 @@ def test_ted_is_skipped_only_when_a_certain_prediction_of_this_state_outranks_it
 
 def test_copies_of_a_tracker_start_without_the_cache(seen):
     assert seen["copy_starts_empty"] and seen["deepcopy_cache_empty"] and seen["pickle_cache_empty"]
+
+
+def test_events_are_read_as_before(seen):
+    assert seen["events_as_unpatched"] is True and seen["events_twice_same"] is True
+    assert seen["event_default"] is True
+    assert seen["unknown_event_error"] == "Unknown event name 'no_such_event'."

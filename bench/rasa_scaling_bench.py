@@ -126,6 +126,13 @@ class Result:
         """CPU seconds of every measured process (the stack and the clients) per wall second."""
         return sum(run.cpu_seconds.values()) / run.seconds if run.seconds else float("nan")
 
+    @staticmethod
+    def per_cpu_second(run: Run) -> float:
+        """Messages per CPU second of every measured process: what the stack gets out of the
+        cores it was given, whatever else runs on the machine."""
+        cpu = sum(run.cpu_seconds.values())
+        return len(run.samples) / cpu if cpu else float("nan")
+
 
 async def measure_nodes(urls: list[str], gateway_url: str, load: Load,
                         pids: dict[str, int] | None = None) -> tuple[Run, Run]:
@@ -197,7 +204,7 @@ def table(results: list[Result], per_node: int) -> list[str]:
     efficiencies = {label: efficiency({r.nodes: getattr(r, label).rate for r in results})
                     for label in ("direct", "gateway")}
     lines = [f"{'nodes':>5}  {'path':<22}{'convs':>6}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>7}{'busy':>5}"
-             f"{'efficiency':>11}{'Rasa CPU ms/msg':>16}{'cores busy':>11}  load avg before/after"]
+             f"{'efficiency':>11}{'Rasa CPU ms/msg':>16}{'cores busy':>11}{'msg/CPU-s':>10}  load avg before/after"]
     for result in results:
         for label in ("direct", "gateway"):
             run = getattr(result, label)
@@ -206,7 +213,8 @@ def table(results: list[Result], per_node: int) -> list[str]:
                 f"{run.pct(0.5):9.0f}{run.pct(0.99):9.0f}{run.errors:7d}"
                 f"{result.busy_replies if label == 'gateway' else '-':>5}"
                 f"{100 * efficiencies[label][result.nodes]:10.0f}%{result.rasa_cpu_ms(run):16.1f}"
-                f"{result.cores_busy(run):11.2f}  {fmt_load(result.load_before)} / {fmt_load(result.load_after)}")
+                f"{result.cores_busy(run):11.2f}{result.per_cpu_second(run):10.1f}"
+                f"  {fmt_load(result.load_before)} / {fmt_load(result.load_after)}")
     return lines
 
 
@@ -225,6 +233,7 @@ def figures(results: list[Result], args: argparse.Namespace, notes: dict[str, ob
                 "efficiency": round(eff[result.nodes], 3),
                 "rasa_cpu_ms_per_message": round(result.rasa_cpu_ms(run), 1),
                 "cores_busy": round(result.cores_busy(run), 2),
+                "messages_per_cpu_second": round(result.per_cpu_second(run), 2),
                 "conversations_per_node": conversations_per_node(run, result.urls),
                 "cpu_ms_per_message": {name: round(1000 * s / max(1, len(run.samples)), 2)
                                        for name, s in run.cpu_seconds.items()},
@@ -248,7 +257,9 @@ def report(results: list[Result], args: argparse.Namespace, notes: dict[str, obj
                   f"{100 * result.gateway.rate / result.direct.rate:.0f} %")
     print("efficiency = msg/s with N nodes / (N x msg/s with 1 node), per path; busy = the gateway's "
           "系统繁忙 replies (Rasa failed; warm-up included); cores busy = CPU seconds of Rasa, action "
-          "servers, Redis, gateway and the benchmark's clients per wall second")
+          "servers, Redis, gateway and the benchmark's clients per wall second; msg/CPU-s = messages per CPU "
+          "second of those processes (on a machine shared with other work, msg/s follows the cores the stack "
+          "got, msg/CPU-s does not)")
     cores = os.cpu_count() or 1
     if results[-1].nodes > cores:
         print(f"This machine has {cores} cores: N Rasa processes plus the gateway, action servers, Redis "

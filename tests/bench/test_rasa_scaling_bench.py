@@ -73,6 +73,7 @@ def test_table_and_json_show_every_node_count_and_path():
     assert gateway_two["busy_replies"] == 1
     assert gateway_two["rasa_cpu_ms_per_message"] == pytest.approx(1000 * 10 / 180, abs=0.1)
     assert gateway_two["cores_busy"] == pytest.approx(1.01)
+    assert gateway_two["messages_per_cpu_second"] == pytest.approx(180 / 10.1, abs=0.01)
 
 
 def test_metric_total_sums_every_label_of_one_counter_only():

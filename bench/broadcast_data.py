@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from channels.optout import OPT_OUT_KEY
-from integrations.customer_store import CustomerStore
+from integrations.customer_store import BINDING_INDEX_MARKER, CustomerStore
 
 KINDS = ("wechat", "sms", "both", "web", "none", "opted_out")
 SEEN_TTL_SECONDS = 400 * 86400
@@ -246,6 +246,9 @@ async def seed_redis(redis: Any, audience: Iterable[Customer], now: float | None
     now = time.time() if now is None else now
     total = 0
     pipe = redis.pipeline(transaction=False)
+    # As in a Redis the gateway has run on: the reverse index of bindings is complete (the
+    # one-time SCAN of CustomerStore.ensure_binding_index is not part of a broadcast).
+    pipe.set(BINDING_INDEX_MARKER, str(int(now)))
     pending = 0
     for c in audience:
         for method, args, kwargs in redis_commands(c, now):

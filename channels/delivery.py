@@ -268,9 +268,16 @@ class Deliverer:
                 pipe.set(key, token, nx=True, px=int((self._send_timeout + 5) * 1000))
             taken = await pipe.execute()
         mine = [entry for entry, ok in zip(going, taken) if ok]
+        by_adapter: dict[str, list[int]] = {}
+        for n, entry in enumerate(mine):
+            by_adapter.setdefault(entry[1].name, []).append(n)
+        sent: list[DeliveryResult | None] = [None] * len(mine)
         try:
-            sent = await asyncio.gather(*(self._send_alone(adapter, conversation_id, user_id, notice)
-                                          for _i, adapter, conversation_id, user_id, notice in mine))
+            answers = await asyncio.gather(*(self._send_many(mine[ns[0]][1], [mine[n] for n in ns])
+                                             for ns in by_adapter.values()))
+            for ns, results_of in zip(by_adapter.values(), answers):
+                for n, result in zip(ns, results_of):
+                    sent[n] = result
         finally:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in (key for key, ok in zip(keys, taken) if ok):
@@ -293,6 +300,38 @@ class Deliverer:
                 log.warning("notice context of %d conversations not recorded (%s)", len(remember),
                             type(exc).__name__)
                 metrics.ERRORS.labels("notice_context").inc()
+
+    async def _send_many(self, adapter: ChannelAdapter,
+                         entries: Sequence[tuple[int, ChannelAdapter, str, str, Notice]]
+                         ) -> list[DeliveryResult]:
+        """The notices of one adapter, their turns held: through its ``send_notices`` (a batch
+        at once) when it has one, else each through :meth:`_send_alone`, concurrently."""
+        send_notices = getattr(adapter, "send_notices", None)
+        if send_notices is None or len(entries) == 1:
+            return list(await asyncio.gather(*(self._send_alone(adapter, cid, user, notice)
+                                               for _i, _a, cid, user, notice in entries)))
+        failed: DeliveryResult | None = None
+        try:
+            results = await asyncio.wait_for(
+                send_notices([(user, notice) for _i, _a, _cid, user, notice in entries]),
+                self._send_timeout)
+        except asyncio.TimeoutError:
+            failed = DeliveryResult("failed", "timeout", retry=True)
+        except (RedisError, OSError) as exc:
+            log.warning("delivery of %d notices by %s: Redis failed (%s)", len(entries),
+                        adapter.name, type(exc).__name__)
+            failed = DeliveryResult("failed", "redis_unavailable", retry=True)
+        except Exception:  # noqa: BLE001 - an adapter bug or transport error
+            log.exception("channel %s failed to send %d notices", adapter.name, len(entries))
+            metrics.ERRORS.labels("delivery").inc()
+            failed = DeliveryResult("failed", "error", retry=True)
+        if failed is not None:
+            return [failed] * len(entries)
+        if len(results) != len(entries) or not all(isinstance(r, DeliveryResult) for r in results):
+            log.error("channel %s returned %d answers for %d notices", adapter.name, len(results),
+                      len(entries))
+            return [DeliveryResult("failed", "error", retry=True)] * len(entries)
+        return list(results)
 
     async def _send_alone(self, adapter: ChannelAdapter, conversation_id: str, user_id: str,
                           notice: Notice) -> DeliveryResult:

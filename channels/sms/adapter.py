@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 from channels.messages import DeliveryResult, Notice, Purpose, Reply
 from channels.options import OptionMemory
-from channels.sms.outbox import PROACTIVE, REPLY, SYSTEM, THROTTLED, Outbox
+from channels.sms.outbox import PROACTIVE, REPLY, SYSTEM, THROTTLED, Outbox, keyed_id
 from channels.sms.phones import mask
 from channels.sms.templates import FALLBACK, OutgoingSms, SmsRenderer
 
@@ -84,21 +84,49 @@ class SmsAdapter:
             return DeliveryResult("skipped", "empty")
         return _worst([await self._submit(user_id, sms, REPLY) for sms in messages])
 
-    async def _notice(self, phone: str, notice: Notice) -> DeliveryResult:
-        sms = self._notice_sms(notice)
-        if notice.transactional:  # asked for by the customer: no opt-out, no quiet hours
+    async def send_notices(self, items: Sequence[tuple[str, Notice]]) -> list[DeliveryResult]:
+        """:meth:`send` of many notices (a broadcast's batch): the keyed proactive ones through
+        ``Outbox.submit_keyed_many`` (one batch of Redis work, as few provider calls as the
+        templates allow), the others one by one."""
+        results: list[DeliveryResult | None] = [None] * len(items)
+        batch: list[tuple[int, tuple[str, OutgoingSms, str, bool]]] = []
+        for i, (phone, notice) in enumerate(items):
+            if notice.transactional or not notice.key:
+                results[i] = await self._notice(phone, notice)
+                continue
+            sms = self._proactive_sms(phone, notice)
             if sms is None:
-                log.error("sms: no approved %r template; %s does not get it", notice.kind,
-                          mask(phone))
-                return DeliveryResult("failed", "no_template")
-            return await self._submit(phone, sms, SYSTEM)
+                results[i] = DeliveryResult("failed", "no_template")
+            else:
+                batch.append((i, (phone, sms, notice.key, notice.urgent)))
+        if batch:
+            states = await self.outbox.submit_keyed_many([item for _i, item in batch])
+            for (i, (phone, _sms, key, _urgent)), state in zip(batch, states):
+                results[i] = DeliveryResult("sent") if state == "sent" \
+                    else _result(await self.outbox.get(keyed_id(key, phone)))
+        return results  # type: ignore[return-value]
+
+    def _proactive_sms(self, phone: str, notice: Notice) -> OutgoingSms | None:
+        """A non-transactional notice's SMS: its template, else the fallback (None: neither)."""
+        sms = self._notice_sms(notice)
         if sms is None:
             log.warning("sms: notice %r to %s sent as the fallback template", notice.kind,
                         mask(phone))
             sms = self.renderer.of_kind(FALLBACK)
+        return sms
+
+    async def _notice(self, phone: str, notice: Notice) -> DeliveryResult:
+        if not notice.transactional:
+            sms = self._proactive_sms(phone, notice)
+            if sms is None:
+                return DeliveryResult("failed", "no_template")
+            return await self._submit(phone, sms, PROACTIVE, notice.urgent, notice.key)
+        sms = self._notice_sms(notice)
+        # Transactional: asked for by the customer (no opt-out, no quiet hours, no fallback).
         if sms is None:
+            log.error("sms: no approved %r template; %s does not get it", notice.kind, mask(phone))
             return DeliveryResult("failed", "no_template")
-        return await self._submit(phone, sms, PROACTIVE, notice.urgent, notice.key)
+        return await self._submit(phone, sms, SYSTEM)
 
     def _notice_sms(self, notice: Notice) -> OutgoingSms | None:
         """The notice in its own approved template (an urgent one's ``<kind>_urgent`` first),

@@ -26,15 +26,22 @@ it. Found: recorded as sent (with its status report when there is one), never re
 resent at once where the query lists every accepted message (Aliyun); where it lists a message
 only after its status report (Tencent), resent only once ``reconcile_grace_seconds`` (default
 300) have passed since the lost attempt without a report. The query failing: asked again a
-minute later. Messages sent in a batch (``submit_many``) carry no reference and are resent (at
-least once). A worker still busy when its lease runs out could also cause a second attempt, so
-the lease (default 60 s) is many times the provider timeout; ``submit_many`` leaves what it
-cannot send within half its lease to the workers.
+minute later. Messages sent together in one provider call (``submit_many``,
+``submit_keyed_many``: Aliyun SendBatchSms, Tencent SendSms with several numbers) share one
+batch reference (stored as the message's ``ref``; OutId / SessionContext are per call), which
+the query lists with each number, so they are reconciled the same way. A worker still busy when
+its lease runs out could also cause a second attempt, so the lease (default 60 s) is many times
+the provider timeout; ``submit_many`` leaves what it cannot send within half its lease to the
+workers.
 
 Keyed messages (``submit(..., key=…)``, a broadcast notice's idempotency key): the message id is
 derived from the key and the number, and the message is stored only if it does not exist yet,
 so a second submit of the same key finds the first one and answers from its state (taking it
-over first when its lease ran out, reconciling as above); nothing is sent twice. Provider flow
+over first when its lease ran out, reconciling as above); nothing is sent twice.
+``submit_keyed_many`` does the same for a broadcast's batch: the new messages are stored, gated
+(opt-outs in one read, the numbers' budgets in one pipeline), sent in as few provider calls as
+the template allows and recorded in one transaction; a key that exists already goes the
+single-message way. Provider flow
 control of a keyed message is not waited out here: the message is parked as ``throttled`` (out
 of the queue) and the caller (the broadcast engine) decides when to submit the key again.
 Status reports of keyed messages are appended to ``pd:notice:reports``
@@ -147,6 +154,12 @@ def _pending_key(provider: str, provider_id: str, phone: str) -> str:
     return f"pd:sms:report-pending:{provider}:{provider_id}:{phone}"
 
 
+def _ref_key(provider: str, ref: str, phone: str) -> str:
+    """The message sent to ``phone`` in a batch with reference ``ref``, once recorded by
+    reconciliation (which may not learn the provider's id)."""
+    return f"pd:sms:ref:{provider}:{ref}:{phone}"
+
+
 def _pending_ref_key(provider: str, out_id: str, phone: str) -> str:
     """A parked report by the message's reference (for a message recorded by reconciliation,
     which may not learn the provider's id)."""
@@ -227,17 +240,51 @@ class Outbox:
                                 key)
         if not key:
             await self._store_leased([msg], now + self.lease_seconds)
-        elif not await self._store_new(
-                keys=[_msg_key(msg["id"]), self.queue_key],
-                args=[now + self.lease_seconds, msg["id"],
-                      *[x for pair in msg.items() for x in pair]]):
-            if await self._take_one(keys=[_msg_key(msg["id"]), self.queue_key],
-                                    args=[now, now + self.lease_seconds, msg["id"]]):
-                log.info("sms %s to %s: submitted again, taken over", msg["id"], mask(phone))
-                await self.process(msg["id"])
+        elif not await self._store_new(keys=[_msg_key(msg["id"]), self.queue_key],
+                                       args=self._store_new_args(msg, now)):
+            await self._submitted_again(msg, now)
             return msg["id"]
         await self._attempt([msg])
         return msg["id"]
+
+    def _store_new_args(self, msg: dict[str, str], now: float) -> list[Any]:
+        return [now + self.lease_seconds, msg["id"], *[x for pair in msg.items() for x in pair]]
+
+    async def _submitted_again(self, msg: dict[str, str], now: float) -> None:
+        """A keyed message that exists already: taken over and processed when nobody holds it."""
+        if await self._take_one(keys=[_msg_key(msg["id"]), self.queue_key],
+                                args=[now, now + self.lease_seconds, msg["id"]]):
+            log.info("sms %s to %s: submitted again, taken over", msg["id"], mask(msg["phone"]))
+            await self.process(msg["id"])
+
+    async def submit_keyed_many(self, items: list[tuple[str, OutgoingSms, str, bool]]) -> list[str]:
+        """Proactive keyed messages (phone, sms, key, urgent), e.g. a broadcast's batch: like
+        ``submit`` with a key for each, with the batch's Redis work pipelined and those allowed
+        now sent together (module doc). Returns each message's state in order (``sent``, or
+        another state to read with :meth:`get`)."""
+        now = self.clock()
+        messages = [self._new_message(phone, sms, PROACTIVE, urgent, f"sms:{phone}", now, key=key)
+                    for phone, sms, key, urgent in items]
+        if not messages:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for msg in messages:
+                await self._store_new(keys=[_msg_key(msg["id"]), self.queue_key],
+                                      args=self._store_new_args(msg, now), client=pipe)
+            stored = await pipe.execute()
+        fresh, ids = [], set()
+        for msg, new in zip(messages, stored):
+            if new and msg["id"] not in ids:  # the same key and number twice: stored once
+                fresh.append(msg)
+                ids.add(msg["id"])
+        states = dict(zip((m["id"] for m in fresh), await self._attempt(fresh))) if fresh else {}
+        out = []
+        for msg in messages:
+            if msg["id"] not in states:
+                await self._submitted_again(msg, now)
+                states[msg["id"]] = (await self.get(msg["id"])).get("state", "")
+            out.append(states[msg["id"]])
+        return out
 
     async def submit_many(self, phones: list[str], sms: OutgoingSms,
                           send_class: str = PROACTIVE, urgent: bool = False) -> list[str]:
@@ -319,7 +366,7 @@ class Outbox:
                         "carried no reference to ask the provider about; sending again, the "
                         "customer may get it twice", msg_id, mask(phone), msg["sending_since"])
             return None
-        lookup = await self.sender.lookup(phone, msg_id, since)
+        lookup = await self.sender.lookup(phone, msg.get("ref") or msg_id, since)
         now = self.clock()
         if not lookup.ok:
             await self._defer(msg, now + RECONCILE_RETRY, "unknown outcome: provider query failed",
@@ -344,10 +391,13 @@ class Outbox:
         state = await self._record(msg, SendResult(msg["phone"], Outcome.SENT, "reconciled",
                                                    "found by the provider's query API",
                                                    provider_id=record.provider_id))
+        ref = msg.get("ref") or msg["id"]
         if record.state == "pending" and not record.provider_id:
+            if ref != msg["id"]:  # a batch's reference: its later report must find the message
+                await self.redis.set(_ref_key(self.provider, ref, msg["phone"]), msg["id"],
+                                     ex=REPORT_TTL)
             # Its report may have come while the outcome was unknown: parked by reference.
-            parked = await self.redis.getdel(_pending_ref_key(
-                self.provider, msg["id"], msg["phone"]))
+            parked = await self.redis.getdel(_pending_ref_key(self.provider, ref, msg["phone"]))
             if parked:
                 report = DeliveryReport(**json.loads(parked))
                 await self.redis.set(_pid_key(self.provider, report.provider_id, msg["phone"]),
@@ -361,39 +411,115 @@ class Outbox:
         return state
 
     async def _attempt(self, messages: list[dict[str, str]]) -> list[str]:
-        """Gate each message, send those allowed now in one provider call, record each outcome;
-        returns the new states in order."""
-        states: list[str] = []
-        ready: list[dict[str, str]] = []
-        for msg in messages:
-            held = await self._gate(msg)
-            states.append(held or "")
-            if not held:
-                ready.append(msg)
+        """Gate each message, send those allowed now in as few provider calls as possible,
+        record each outcome; returns the new states in order."""
+        held = await self._gate_many(messages)
+        ready = [msg for msg, state in zip(messages, held) if not state]
         if ready:
-            # One message alone goes with its reference (OutId / SessionContext), by which the
-            # provider's query API can find it if this attempt's outcome is lost.
-            alone = "1" if len(ready) == 1 else "0"
+            # The reference (OutId / SessionContext) by which the provider's query API finds
+            # what it accepted if this attempt's outcome is lost: the message id when it goes
+            # alone, else one reference for the batch (each number is listed with it).
+            ref = ready[0]["id"] if len(ready) == 1 else "b" + uuid.uuid4().hex[:31]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for msg in ready:
+                    msg["ref"] = ref
                     pipe.hset(_msg_key(msg["id"]), mapping={"sending_since": self.clock(),
-                                                            "ref_sent": alone})
+                                                            "ref_sent": "1", "ref": ref})
                 await pipe.execute()
-            results = await self.sender.send_many([self._request(m) for m in ready])
+            results = await self.sender.send_many([self._request(m, ref) for m in ready])
             # Recorded even if this task is cancelled now: the provider has answered, and an
             # unrecorded success would be sent again after the lease.
             recorded = iter(await asyncio.shield(self._record_all(ready, results)))
-            states = [state or next(recorded) for state in states]
-        return states
+            return [state or next(recorded) for state in held]
+        return list(held)
 
     async def _record_all(self, messages: list[dict[str, str]],
                           results: list[SendResult]) -> list[str]:
-        return [await self._record(msg, result) for msg, result in zip(messages, results)]
+        """Record every outcome: the accepted ones in one transaction, the others one by one."""
+        states: list[str | None] = [None] * len(messages)
+        sent = [(i, msg, result) for i, (msg, result) in enumerate(zip(messages, results))
+                if result.outcome is Outcome.SENT]
+        if len(sent) > 1:
+            await self._record_sent([(msg, result) for _i, msg, result in sent])
+            for i, _msg, _result in sent:
+                states[i] = "sent"
+        for i, (msg, result) in enumerate(zip(messages, results)):
+            if states[i] is None:
+                states[i] = await self._record(msg, result)
+        return states  # type: ignore[return-value]
+
+    async def _record_sent(self, accepted: list[tuple[dict[str, str], SendResult]]) -> None:
+        """``_record`` of many accepted messages: one transaction, one read of parked reports."""
+        now = self.clock()
+        segments = 0
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for msg, result in accepted:
+                metrics.ATTEMPTS.labels(self.provider, result.outcome.value).inc()
+                self._set_state(pipe, msg["id"], {
+                    "attempts": int(msg.get("attempts", 0)) + 1,
+                    "failures": int(msg.get("failures", 0)), "last_code": result.code,
+                    "state": "sent", "sent_at": now, "provider_id": result.provider_id})
+                pipe.zrem(self.queue_key, msg["id"])
+                if result.provider_id:
+                    pipe.set(_pid_key(self.provider, result.provider_id, msg["phone"]), msg["id"],
+                             ex=REPORT_TTL)
+                count = int(msg.get("segments") or 1)
+                segments += count
+                metrics.SEGMENTS.labels(self.provider, msg["kind"]).inc(count)
+            pipe.incrby(f"pd:sms:segments:{datetime.fromtimestamp(now, self.quiet.tz):%Y%m%d}",
+                        segments)
+            await pipe.execute()
+        with_id = [(msg, result) for msg, result in accepted if result.provider_id]
+        if not with_id:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for msg, result in with_id:
+                pipe.getdel(_pending_key(self.provider, result.provider_id, msg["phone"]))
+            parked = await pipe.execute()
+        for (msg, _result), report in zip(with_id, parked):
+            if report:
+                await self._apply_report(msg["id"], DeliveryReport(**json.loads(report)))
 
     @staticmethod
-    def _request(msg: dict[str, str]) -> SmsRequest:
+    def _request(msg: dict[str, str], ref: str = "") -> SmsRequest:
         return SmsRequest(msg["phone"], msg["template_id"], json.loads(msg["params"]),
-                          out_id=msg["id"])
+                          out_id=ref or msg["id"])
+
+    async def _gate_many(self, messages: list[dict[str, str]]) -> list[str | None]:
+        """:meth:`_gate` of each message, the batch's Redis reads and takes pipelined."""
+        if len(messages) == 1:
+            return [await self._gate(messages[0])]
+        states: list[str | None] = [None] * len(messages)
+        now = self.clock()
+        proactive = [f"sms:{m['phone']}" for m in messages if m["class"] == PROACTIVE]
+        opted = await self.optouts.opted_out_among(proactive) if proactive else set()
+        taking: list[int] = []
+        for i, msg in enumerate(messages):
+            if now > float(msg.get("expires_at") or float(msg["created_at"]) + MAX_AGE) \
+                    or (msg["class"] == PROACTIVE and f"sms:{msg['phone']}" in opted) \
+                    or self._quiet_for(msg, now):
+                states[i] = await self._gate(msg)  # held: recorded one by one (rare)
+            else:
+                taking.append(i)
+        decisions = await self.limiter.take_many(
+            [("proactive" if messages[i]["class"] == PROACTIVE else "reply", messages[i]["phone"])
+             for i in taking], now)
+        for i, decision in zip(taking, decisions):
+            if not decision.allowed:
+                states[i] = await self._held_by_budget(messages[i], now, decision.retry_after)
+        return states
+
+    def _quiet_for(self, msg: dict[str, str], now: float) -> bool:
+        """Whether quiet hours hold ``msg`` now (see :meth:`_gate`)."""
+        stale_reply = msg["class"] == REPLY and now - float(msg["created_at"]) > STALE_REPLY
+        return (msg["class"] == PROACTIVE or stale_reply) and msg.get("urgent") != "1" \
+            and self.quiet.is_quiet(now)
+
+    async def _held_by_budget(self, msg: dict[str, str], now: float, retry_after: float) -> str:
+        budget = "proactive" if msg["class"] == PROACTIVE else "reply"
+        await self._defer(msg, now + retry_after, f"{budget} rate limit for this number reached")
+        metrics.HELD.labels("rate_limit").inc()
+        return "queued"
 
     async def _gate(self, msg: dict[str, str]) -> str | None:
         """The rules before an attempt: None when the message may go now, else its new state."""
@@ -412,19 +538,14 @@ class Outbox:
         # A reply held back for a while (rate limit, provider trouble) is no longer part of a
         # live exchange: at night it waits for the morning like a notification. System messages
         # (confirmations, codes) were asked for by the customer: never held for quiet hours.
-        stale_reply = send_class == REPLY and now - created > STALE_REPLY
-        if (send_class == PROACTIVE or stale_reply) and msg.get("urgent") != "1" \
-                and self.quiet.is_quiet(now):
+        if self._quiet_for(msg, now):
             await self._defer(msg, self.quiet.next_allowed(now), "quiet hours")
             metrics.HELD.labels("quiet_hours").inc()
             return "queued"
         budget = "proactive" if send_class == PROACTIVE else "reply"
         decision = await self.limiter.take(budget, phone, now)
         if not decision.allowed:
-            await self._defer(msg, now + decision.retry_after,
-                              f"{budget} rate limit for this number reached")
-            metrics.HELD.labels("rate_limit").inc()
-            return "queued"
+            return await self._held_by_budget(msg, now, decision.retry_after)
         return None
 
     async def _record(self, msg: dict[str, str], result: SendResult) -> str:
@@ -535,7 +656,8 @@ class Outbox:
         return await self._apply_report(msg_id, report)
 
     async def _by_reference(self, out_id: str, phone: str) -> str | None:
-        for candidate in (keyed_id(out_id, phone), out_id):
+        indexed = await self.redis.get(_ref_key(self.provider, out_id, phone))
+        for candidate in (keyed_id(out_id, phone), out_id, *([indexed] if indexed else [])):
             msg = await self.redis.hmget(_msg_key(candidate), "phone", "state")
             if msg[0] == phone and msg[1] in ("sent", "delivered", "undelivered"):
                 return candidate

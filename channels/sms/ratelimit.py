@@ -54,16 +54,41 @@ class RateLimiter:
         self._limits = limits
         self._script = redis.register_script(_TAKE)
 
-    async def take(self, budget: Budget, phone: str, now: float) -> Decision:
-        """Count one message to ``phone`` against ``budget`` if every window allows it."""
+    def _call(self, budget: Budget, phone: str, now: float) -> tuple[list[str], list[int]] | None:
+        """The script's keys and arguments for one message, None when ``budget`` has no limit."""
         limits = self._limits.get(budget, ())
         if not limits:
-            return Decision(True)
+            return None
         seconds = int(now)
         keys = [f"pd:sms:rl:{{{phone}}}:{budget}:{lim.window_seconds}:{seconds // lim.window_seconds}"
                 for lim in limits]
         args: list[int] = [seconds]
         for lim in limits:
             args += [lim.limit, lim.window_seconds]
-        wait = int(await self._script(keys=keys, args=args))
+        return keys, args
+
+    async def take(self, budget: Budget, phone: str, now: float) -> Decision:
+        """Count one message to ``phone`` against ``budget`` if every window allows it."""
+        call = self._call(budget, phone, now)
+        if call is None:
+            return Decision(True)
+        wait = int(await self._script(keys=call[0], args=call[1]))
         return Decision(wait == 0, wait)
+
+    async def take_many(self, takes: list[tuple[Budget, str]], now: float) -> list[Decision]:
+        """:meth:`take` for each (budget, phone), in one pipeline (a number may appear more
+        than once: each take counts)."""
+        calls = [self._call(budget, phone, now) for budget, phone in takes]
+        waits: list[int] = []
+        if any(calls):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    if call is not None:
+                        await self._script(keys=call[0], args=call[1], client=pipe)
+                waits = [int(w) for w in await pipe.execute()]
+        answers = iter(waits)
+        decisions = []
+        for call in calls:
+            wait = 0 if call is None else next(answers)
+            decisions.append(Decision(wait == 0, wait))
+        return decisions

@@ -1,5 +1,9 @@
 """Aliyun SMS (dysmsapi, API version 2017-05-25): SendSms / SendBatchSms with RPC signature v1.
 
+SendBatchSms sends one template to up to 100 numbers, each with its own parameters, in one
+call; its ``OutId`` (one per call) is sent when every request of the batch carries the same
+reference, and QuerySendDetails lists it with each number.
+
 Signature (Aliyun "RPC 签名机制", SignatureMethod=HMAC-SHA1, SignatureVersion=1.0):
 the parameters except ``Signature`` sorted by name, each name and value percent-encoded per
 RFC 3986 (unreserved ``A-Za-z0-9-_.~`` kept, space → ``%20``), joined ``k=v&…``; then
@@ -119,6 +123,9 @@ class AliyunSmsSender(SmsSender):
                 "TemplateCode": requests[0].template_id,
                 "TemplateParamJson": json.dumps([r.params for r in requests], ensure_ascii=False),
             }
+            refs = {r.out_id for r in requests}
+            if len(refs) == 1 and requests[0].out_id:  # a batch's one reference
+                params["OutId"] = requests[0].out_id
             action = "SendBatchSms"
         body = self.signed_params(action, params)
         async with self.session().post(f"{self.endpoint}/", data=body) as response:

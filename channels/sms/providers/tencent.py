@@ -130,7 +130,7 @@ class TencentSmsSender(SmsSender):
             "SignName": self.sign_name,
             "TemplateId": group[0].template_id,
             "TemplateParamSet": params,
-            "SessionContext": group[0].out_id if len(group) == 1 else "",
+            "SessionContext": group[0].out_id if len({r.out_id for r in group}) == 1 else "",
         }
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         async with self.session().post(f"{self.endpoint}/", data=payload.encode(),

@@ -420,3 +420,52 @@ async def test_tencent_without_any_report_is_resent_after_the_grace(redis, outbo
         assert len(sent_to(fake, phone)) == 2 and fake.pulls
     finally:
         await fake.close()
+
+
+@pytest.mark.parametrize("provider", ["aliyun", "tencent"])
+async def test_a_batch_of_keyed_notices_goes_in_one_call_and_once(redis, outboxes, clock, aliyun,
+                                                                  tencent, provider):
+    # send_notices (a broadcast's batch): one provider call for the numbers (Aliyun
+    # SendBatchSms, Tencent SendSms with several numbers: the params are the same), one
+    # reference for the call; submitting the keys again sends nothing.
+    fake = aliyun if provider == "aliyun" else tencent
+    sms = adapter(redis, outboxes(fake, clock, provider), provider)
+    phones = [f"139{secrets.randbelow(10**8):08d}" for _ in range(5)]
+    key = new_key()
+    items = [(phone, Notice("outage_notice", OUTAGE, key=f"{key}{n}")) for n, phone in enumerate(phones)]
+    before = len(fake.sent)
+    results = await sms.send_notices(items)
+    assert [r.status for r in results] == ["sent"] * 5
+    batch = fake.sent[before:]
+    assert sorted(s["phone"][-11:] for s in batch) == sorted(phones)
+    reference = {s["out_id"] if provider == "aliyun" else s["session_context"] for s in batch}
+    assert len(reference) == 1 and reference != {""}
+    if provider == "aliyun":
+        assert {s["action"] for s in batch} == {"SendBatchSms"}
+    clock.advance(3600)
+    again = await sms.send_notices(items)
+    assert [r.status for r in again] == ["sent"] * 5 and len(fake.sent) == before + 5
+
+
+async def test_a_lost_keyed_batch_is_found_by_its_reference_and_reported(redis, outboxes, clock,
+                                                                         aliyun):
+    # A worker killed mid-batch: the next submit of each key asks QuerySendDetails by the
+    # batch's OutId, finds it, sends nothing; the report that follows finds the message by it.
+    first = outboxes(aliyun, clock)
+    phones = [f"139{secrets.randbelow(10**8):08d}" for _ in range(3)]
+    key = new_key()
+    hold = aliyun.hold_next(accept_if_abandoned=True)
+    await stop_mid_send(first.submit_keyed_many(
+        [(phone, outage(), f"{key}{n}", False) for n, phone in enumerate(phones)]), hold)
+    assert len(aliyun.sent) >= 3 and {s["out_id"] for s in aliyun.sent[-3:]} != {""}
+    second = outboxes(aliyun, clock, queue_key=first.queue_key)
+    clock.advance(second.lease_seconds + 1)
+    states = await second.submit_keyed_many(
+        [(phone, outage(), f"{key}{n}", False) for n, phone in enumerate(phones)])
+    assert states == ["sent"] * 3
+    assert all(len(sent_to(aliyun, phone)) == 1 for phone in phones)
+    report = report_items(sent_to(aliyun, phones[0]))[0]
+    assert await second.record_report(DeliveryReport(
+        report["biz_id"], phones[0], True, "DELIVERED", report["report_time"],
+        report["out_id"])) == "applied"
+    assert (await second.get(keyed_id(f"{key}0", phones[0])))["state"] == "delivered"

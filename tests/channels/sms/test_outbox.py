@@ -446,22 +446,28 @@ async def test_unrecorded_success_is_reconciled_not_sent_again_and_counted(
         await second.sender.close()
 
 
-async def test_an_unrecorded_batch_send_is_sent_again_at_least_once(redis, aliyun_fake, phone,
-                                                                     caplog):
-    # A batch (SendBatchSms) carries no per-message reference to look up: sent again.
+async def test_an_unrecorded_batch_send_is_found_by_its_batch_reference_not_resent(
+        redis, aliyun_fake, phone, caplog):
+    # A batch (SendBatchSms) carries one OutId for the call; QuerySendDetails lists it with
+    # each number, so the lost attempt of each message is found and not sent again.
     clock = Clock(NOON)
+    aliyun_fake.clock = clock  # the provider dates what it accepts by the same clock
     other = f"139{random.randrange(10**8):08d}"
     first = make_outbox(redis, aliyun_fake, clock)
     hold = aliyun_fake.hold_next(accept_if_abandoned=True)
     await stop_mid_send(first.submit_many([phone, other], outage(), PROACTIVE), hold)
     await first.sender.close()
     assert len(sent_to(aliyun_fake, phone)) == 1
+    batch = aliyun_fake.sent[-1]
+    assert batch["action"] == "SendBatchSms" and batch["out_id"].startswith("b")
+    assert {s["out_id"] for s in aliyun_fake.sent[-2:]} == {batch["out_id"]}
     second = make_outbox(redis, aliyun_fake, clock, queue_key=first.queue_key)
     try:
         clock.advance(second.lease_seconds + 1)
         assert await second.run_due() == 2
-        assert len(sent_to(aliyun_fake, phone)) == 2
-        assert "may get it twice" in caplog.text
+        assert len(sent_to(aliyun_fake, phone)) == 1 and len(sent_to(aliyun_fake, other)) == 1
+        assert "may get it twice" not in caplog.text
+        assert await redis.zcard(second.queue_key) == 0  # both recorded as sent
     finally:
         await second.sender.close()
 

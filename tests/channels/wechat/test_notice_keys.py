@@ -288,3 +288,25 @@ def test_the_text_in_window_switch_is_read_from_the_environment():
     assert WeChatConfig.from_env({"WECHAT_NOTICE_TEXT_IN_WINDOW": "on"}).notice_text_in_window
     with pytest.raises(WeChatConfigError, match="WECHAT_NOTICE_TEXT_IN_WINDOW"):
         WeChatConfig.from_env({"WECHAT_NOTICE_TEXT_IN_WINDOW": "maybe"})
+
+
+async def test_a_batch_of_keyed_notices_is_recorded_like_single_sends(make_adapter, redis, wechat_api):
+    # send_notices (a broadcast's batch): each keyed template goes once, a refusal is answered
+    # by its meaning while the others are sent, and a repeat is answered from the records.
+    adapter = make_adapter()
+    users, key = [openid() for _ in range(4)], new_key()
+    wechat_api.refuse_user(users[1], 43004)  # not following
+    items = [(user, Notice("outage_notice", OUTAGE, key=f"{key}{n}")) for n, user in enumerate(users)]
+    items.append((users[2], BILL))  # not keyed: the single-send way (its customer-service text)
+    first = await adapter.send_notices(items)
+    assert [(r.status, r.reason) for r in first[:4]] == [
+        ("sent", ""), ("skipped", "not_following"), ("sent", ""), ("sent", "")]
+    for n, user in enumerate(users):
+        record = await redis.hgetall(notice_record_key(user, f"{key}{n}"))
+        assert bool(record) == (n != 1)
+        assert len(wechat_api.templates_to(user)) == (0 if n == 1 else 1)
+    calls = sends(wechat_api, TPL)
+    again = await adapter.send_notices(items[:4])
+    assert [(r.status, r.reason) for r in again] == [
+        ("sent", "duplicate"), ("skipped", "not_following"), ("sent", "duplicate"), ("sent", "duplicate")]
+    assert sends(wechat_api, TPL) == calls + 1  # only the refused one was asked again

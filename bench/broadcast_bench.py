@@ -16,8 +16,8 @@ For each size (``--small``, default 10,000, and ``--recipients``, default 100,00
   customer's notice straight to the fakes through the same transport clients (WeChat API client,
   SMS provider signer) with the same concurrency (``--baseline-concurrency``) — the ceiling
   this machine and the fakes allow;
-- engine: the CLI worker on the seeded audience; with ``--workers K`` (K > 1) also K workers
-  started at once on a new copy of the audience.
+- engine: the CLI worker on the seeded audience; with ``--workers K`` (default 2; 1: not) also
+  K workers started at once on a new copy of the audience.
 
 Printed per run: messages accepted by the fakes, wall time of the process, the sending rate
 (messages / time between the first and the last message the fakes accepted) and the rate over
@@ -369,8 +369,8 @@ def main() -> int:
     parser.add_argument("--kill-at", type=float, default=0.5, help="SIGKILL share [0.5]")
     parser.add_argument("--sms-provider", choices=("aliyun", "tencent"), default="aliyun")
     parser.add_argument("--baseline-concurrency", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=1,
-                        help="also run the engine with this many worker processes at once [1: not]")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="also run the engine with this many worker processes at once [2; 1: not]")
     parser.add_argument("--timeout", type=float, default=900.0, help="per run, seconds [900]")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-kill", action="store_true")

@@ -212,7 +212,9 @@ class Deliverer:
         """Deliver many notices at once (a broadcast's batch): for each, the same rules, result,
         metric and log line as :meth:`deliver` with purpose ``notice``; the batch shares its
         Redis work: one opt-out lookup, one pipeline to take the conversations' turns and one to
-        give them back, one for the last-notice records. What the batch cannot settle
+        give them back, one for the last-notice records; an adapter with ``send_notices`` (SMS,
+        WeChat) gets its share of the batch in one call (its own records pipelined, SMS in
+        provider batches), the others one send per notice. What the batch cannot settle
         alike (a transactional notice, a rate-limited channel, quiet hours, a conversation whose
         turn is held) goes through :meth:`deliver` one by one. Never raises (but cancellation)."""
         results: list[DeliveryResult | None] = [None] * len(items)

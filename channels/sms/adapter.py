@@ -12,6 +12,11 @@
 The outbox's state right after submitting becomes the result: sent; queued (with the time it
 may go); suppressed → skipped; failed → failed (the outbox already retried what could be).
 
+A broadcast's batch (``send_notices``, called by ``Deliverer.deliver_notices``) submits its keyed
+notices together (``Outbox.submit_keyed_many``: Aliyun SendBatchSms, up to 100 numbers with
+their own parameters; Tencent SendSms, up to 200 numbers sharing one parameter set), with the
+same results as one ``send`` each.
+
 A notice with a ``key`` (a broadcast's idempotency key) is submitted as a keyed outbox message:
 submitting the same key to the same number again sends nothing and answers from the first
 message's state (see :mod:`channels.sms.outbox`); provider flow control of a keyed notice is

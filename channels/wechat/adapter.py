@@ -46,6 +46,10 @@ per openid, however often they are delivered again (a re-run, a resumed campaign
   broadcast engine backs off. Unkeyed sends keep the behaviour above.
 An urgent notice gets the parameter ``urgent_mark`` = 【紧急】 (``""`` otherwise), which the
 templates put first (``bot/wechat_templates.yml``).
+
+A broadcast's batch (``send_notices``) sends its keyed template notices concurrently with one
+pipelined read of their records before and one transaction writing them after, answering as
+``send`` would for each; the rest of the batch goes one ``send`` at a time.
 """
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:
 from bench.webchat_bench import (SCRIPT, Load, Run, direct_conversation, gateway_conversation,  # noqa: E402
                                  rss_mb, timed)
 from channels.rasa_nodes import rendezvous_score  # noqa: E402
-from scripts.stack import Process, Stack, backends_env, free_port  # noqa: E402
+from scripts.stack import Stack, backends_env, free_port  # noqa: E402
 
 MAX_NODES = 8  # each Rasa holds ~1.4 GiB
 
@@ -168,16 +168,6 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-class PatientStack(Stack):
-    """A :class:`Stack` that waits at least ``min_wait`` seconds for a process to answer: on a
-    machine shared with other work a Rasa model load can take longer than Stack's 240 s."""
-
-    min_wait: float = 240.0
-
-    def wait_http(self, process: Process, url: str, timeout: float) -> None:
-        super().wait_http(process, url, max(timeout, self.min_wait))
-
-
 def start_nodes(stack: Stack, count: int, model: Path, redis_url: str, backends: dict[str, str]
                 ) -> tuple[list[str], list[float]]:
     """Start ``count`` action servers and Rasa servers (each Rasa with its own action server,
@@ -282,8 +272,8 @@ async def run_stack(args: argparse.Namespace) -> None:
         sys.exit(f"no model {model.name}; run `make model` first (or pass --model)")
     most = args.nodes[-1]
     with tempfile.TemporaryDirectory() as tmp:
-        stack = PatientStack(run_dir=Path(tmp) / "run", log_dir=Path(tmp) / "logs")
-        stack.min_wait = args.start_timeout
+        stack = Stack(run_dir=Path(tmp) / "run", log_dir=Path(tmp) / "logs",
+                      rasa_ready_seconds=args.start_timeout)
         try:
             redis_url = stack.start_embedded_redis(free_port())
             backends_url = stack.start_backends(free_port(), Path(tmp) / "backends.sqlite3")

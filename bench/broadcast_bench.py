@@ -192,7 +192,7 @@ async def measure(harness, workers: list, label: str, n: int, audience: list[Cus
     started = min(w.started for w in workers)
     first = last = None
     previous = 0
-    while any(w.alive() for w in workers):
+    while any([w.alive() for w in workers]):  # each sampled (VmHWM), not only the first alive
         total = await harness.totals()
         now = time.monotonic()
         if total and first is None:

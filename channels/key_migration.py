@@ -10,9 +10,9 @@ the old release would keep writing the old names).
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from typing import Any, Awaitable, Iterable
 
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from channels.redis_text import redis_text
 
@@ -41,3 +41,13 @@ async def move_keys(redis: Any, old_prefix: str, new_prefix: str, keep: Iterable
     if moved:
         log.info("moved %d Redis keys from %s* to %s*", moved, old_prefix, new_prefix)
     return moved
+
+
+async def migrate_at_start(what: str, migration: Awaitable[int]) -> None:
+    """Await ``migration`` at a process start; with Redis unreachable, log and go on (the keys
+    move at the next start) rather than keep the gateway from starting and answering 503s."""
+    try:
+        await migration
+    except (RedisError, OSError) as exc:
+        log.warning("%s: moving keys of earlier names failed (%s); starting anyway, they move at the next start",
+                    what, type(exc).__name__)

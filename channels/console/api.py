@@ -35,6 +35,7 @@ from channels.console.lookups import Lookups
 from channels.console.sessions import COOKIE_NAME, CSRF_HEADER, Session, SessionStore
 from channels.console.static_routes import setup_static
 from channels.handoff.store import HandoffStore
+from channels.key_migration import migrate_at_start
 from channels.keys import CONFIG_KEY, CONSOLE_KEY, HANDOFF_KEY, RASA_KEY, REDIS_KEY
 from integrations.applications import HttpApplicationsClient
 from integrations.masking import mask_text
@@ -325,7 +326,7 @@ async def _lifespan(app: web.Application) -> AsyncIterator[None]:
     applications = HttpApplicationsClient(config.backends.applications_url, config.backends.timeout_s)
     # The hand-off service is set by its own cleanup context, maybe after this one: looked up
     # per request.
-    await migrate_legacy_keys(redis)
+    await migrate_at_start("console", migrate_legacy_keys(redis))
     desk = Desk(lambda: app[HANDOFF_KEY], UserStore(redis),
                 Lookups(app.get(RASA_KEY), tickets, applications, config.lookup_timeout_seconds))
     hub = LiveHub(HandoffStore(redis))  # reads the events stream only

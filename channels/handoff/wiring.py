@@ -22,6 +22,7 @@ from channels.handoff.requests import HandoffRequests
 from channels.handoff.service import HandoffService
 from channels.handoff.store import HandoffStore
 from channels.handoff.unclaimed import watch_unclaimed
+from channels.key_migration import migrate_at_start
 from channels.keys import HANDOFF_KEY, RASA_KEY, REDIS_KEY, ROUTER_KEY
 from integrations.customer_store import CustomerStore
 from integrations.tickets import HttpTicketsClient
@@ -34,7 +35,7 @@ def setup(app: web.Application, config: HandoffConfig, timezone: str = "Asia/Sha
         redis = app[REDIS_KEY]
         tickets = HttpTicketsClient(config.tickets_url, config.backend_timeout_seconds)
         store = HandoffStore(redis, tz=ZoneInfo(timezone))
-        await store.migrate_legacy_keys()
+        await migrate_at_start("hand-off", store.migrate_legacy_keys())
         service = HandoffService(store, deliver_via(app), app[RASA_KEY], config, tickets, CustomerStore(redis))
         app[HANDOFF_KEY] = service
         app[ROUTER_KEY].handoff = service

@@ -45,8 +45,6 @@ async def intent_of(rasa_url: str, text: str) -> str:
             return (await response.json())["intent"]["name"]
 
 
-@pytest.mark.xfail(strict=True, reason="model 373fa46d9aa7ce20 reads a bare '1234' as goodbye (0.70, inform 0.18): "
-                   "the rule for digits while binding_locked needs inform; fixed by the next training")
 async def test_digits_after_the_binding_lock_get_the_lock_message_again(rasa_url, backends_url):
     # Unknown 户号 count as wrong answers in the conversation only: no real account is locked.
     conv = conversation()

@@ -25,8 +25,7 @@ from rasa.core.lock import TicketLock
 from rasa.core.lock_store import DEFAULT_SOCKET_TIMEOUT_IN_SECONDS, RedisLockStore
 from rasa.utils.endpoints import EndpointConfig
 
-from bot.tracker_store import DEFAULT_PREFIX, hash_tag
-from integrations.redis_url import sync_client
+from bot.tracker_store import DEFAULT_PREFIX, hash_tag, store_client
 
 # Seconds a lock outlives its last ticket's expiry (tickets past it are dropped by Rasa anyway).
 EXPIRY_MARGIN_SECONDS = 60
@@ -45,10 +44,7 @@ class PowerDeskLockStore(RedisLockStore):
             key_prefix = key_prefix or endpoint_config.kwargs.get("key_prefix")
             socket_timeout = float(endpoint_config.kwargs.get("socket_timeout", socket_timeout))
         if redis_client is None:
-            if not url:
-                raise ValueError("PowerDeskLockStore needs url: a REDIS_URL in bot/endpoints.yml")
-            redis_client = sync_client(str(url), socket_timeout=socket_timeout,
-                                       socket_connect_timeout=socket_timeout)
+            redis_client = store_client(url, socket_timeout, "PowerDeskLockStore")
         self.red = redis_client
         self.prefix = str(key_prefix or DEFAULT_PREFIX)
         self.key_prefix = f"{self.prefix}:lock:"  # what the stock store's debug helpers read

@@ -131,6 +131,13 @@ def hash_tag(conversation_id: str) -> str:
     return "h-" + hashlib.sha1(conversation_id.encode()).hexdigest()
 
 
+def store_client(url: Optional[str], socket_timeout: float, store: str) -> Any:
+    """The blocking Redis client of one of Rasa's stores of ours, from the endpoint's REDIS_URL."""
+    if not url:
+        raise ValueError(f"{store} needs url: a REDIS_URL in bot/endpoints.yml")
+    return sync_client(str(url), socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+
+
 def _session_index(events: Iterable[Event], offset: int) -> int:
     """The stored index of the last ``action_session_start`` among ``events`` (stored from
     ``offset`` on), or -1."""
@@ -171,10 +178,7 @@ class PowerDeskTrackerStore(TrackerStore):
         followed by at least the last half of that many events; 0: the whole session."""
         super().__init__(domain, event_broker, **kwargs)
         if redis_client is None:
-            if not host:
-                raise ValueError("PowerDeskTrackerStore needs url: a REDIS_URL in bot/endpoints.yml")
-            redis_client = sync_client(str(host), socket_timeout=socket_timeout,
-                                       socket_connect_timeout=socket_timeout)
+            redis_client = store_client(host, socket_timeout, "PowerDeskTrackerStore")
         self.red = redis_client
         self.prefix = str(key_prefix or DEFAULT_PREFIX)
         self.max_session_events = int(max_session_events or 0)

@@ -10,12 +10,8 @@ Rasa 3.6 does on every turn with the same result obtained more cheaply:
   every answer of the action server with ``jsonschema.validate``, which first validates the
   schema itself against its meta-schema and compiles a new validator: measured at about 40 % of
   Rasa's CPU in the ``make bench`` conversations. Same schema, same checks, same errors.
-- **A tracker's dialogue states are computed once per state of the tracker.** Every prediction
-  of the next action runs three policies, and each turns the whole session into dialogue states
-  (``DialogueStateTracker.past_states``: replays every event); several predictions per turn
-  recompute the same states for the same events. They are cached on the tracker, keyed by the
-  arguments and by the tracker's events (their number and the identity of the last one), and
-  every caller gets its own copy, as the policies edit the states they are given.
+- **A tracker's dialogue states are computed once per state of the tracker** (``states``):
+  ``bot/rasa_states.py``.
 - **TED is not asked when its answer cannot win** (``ted``). Rasa's ensemble takes the most
   confident prediction, ties going to the policy of higher priority (RulePolicy 6, Memoization
   3, TED 1), and TED's confidences never exceed 1.0. So once the rule or memoization policy has
@@ -35,13 +31,12 @@ import logging
 import os
 from typing import Any, Optional
 
+from bot import rasa_states
+
 logger = logging.getLogger(__name__)
 
 ENV_SWITCH = "RASA_RUNTIME_SPEEDUPS"
 _installed: Optional[tuple[str, ...]] = None
-# Attribute of a tracker: its cached dialogue states (see _cached_past_states).
-STATES_CACHE = "_powerdesk_states_cache"
-
 
 PATCHES = ("validation", "states", "ted", "events")
 
@@ -67,7 +62,7 @@ def install() -> tuple[str, ...]:
         return _installed
     names = selected()
     for name in names:
-        {"validation": _patch_action_result_validation, "states": _patch_past_states,
+        {"validation": _patch_action_result_validation, "states": rasa_states.install,
          "ted": _patch_ted_skip, "events": _patch_event_lookup}[name]()
     _installed = names
     logger.info("Rasa runtime speed-ups: %s", ", ".join(names) or "none (Rasa unpatched)")
@@ -97,55 +92,6 @@ def _patch_action_result_validation() -> None:
         raise error
 
     RemoteAction._validate_action_result = _validate_action_result
-
-
-# -- dialogue states ----------------------------------------------------------------------------
-
-def copy_states(states: list[dict]) -> list[dict]:
-    """A copy of dialogue states that callers may edit: each state and each of its sub-states
-    (dicts of strings and tuples) is new."""
-    return [{key: dict(sub) if isinstance(sub, dict) else sub for key, sub in state.items()}
-            for state in states]
-
-
-class StatesCache(dict):
-    """A tracker's cached dialogue states; copies and pickles of the tracker start empty (a
-    deep copy would otherwise copy the domain the entries refer to)."""
-
-    def __copy__(self) -> "StatesCache":
-        return StatesCache()
-
-    def __deepcopy__(self, _memo: dict) -> "StatesCache":
-        return StatesCache()
-
-    def __reduce__(self) -> tuple:
-        return StatesCache, ()
-
-
-def _patch_past_states() -> None:
-    from rasa.shared.core.trackers import DialogueStateTracker
-
-    original = DialogueStateTracker.past_states
-
-    def past_states(self: DialogueStateTracker, domain: Any, omit_unset_slots: bool = False,
-                    ignore_rule_only_turns: bool = False,
-                    rule_only_data: Optional[dict[str, Any]] = None) -> list[dict]:
-        events = self.events
-        last = events[-1] if events else None
-        cache = self.__dict__.get(STATES_CACHE)
-        if cache is None:
-            cache = self.__dict__[STATES_CACHE] = StatesCache()
-        key = (id(domain), omit_unset_slots, ignore_rule_only_turns, id(rule_only_data))
-        hit = cache.get(key)
-        if (hit is not None and hit[0] is domain and hit[1] is rule_only_data and hit[2] == len(events)
-                and hit[3] is last):
-            return copy_states(hit[4])
-        states = original(self, domain, omit_unset_slots=omit_unset_slots,
-                          ignore_rule_only_turns=ignore_rule_only_turns, rule_only_data=rule_only_data)
-        cache[key] = (domain, rule_only_data, len(events), last, copy_states(states))
-        return states
-
-    DialogueStateTracker.past_states = past_states
 
 
 # -- TED when the rule or memoization policy is certain -------------------------------------------

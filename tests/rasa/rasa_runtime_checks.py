@@ -14,7 +14,7 @@ from rasa.shared.core.events import (ActionExecuted, ActionExecutionRejected, Ac
                                      UserUttered)
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from bot import rasa_runtime
+from bot import rasa_runtime, rasa_states
 
 DOMAIN = Domain.load("bot/domain")
 RULE_ONLY = {"slots": ["fault_route"], "loops": ["report_fault_form"]}
@@ -91,12 +91,12 @@ def main() -> dict:
             for sub in state.values():
                 sub.clear()
     seen["cached_states_unaffected_by_edits"] = states_of(tracker) == expected_states
-    seen["cache_entries"] = len(tracker.__dict__[rasa_runtime.STATES_CACHE])
+    seen["cache_entries"] = len(tracker.__dict__[rasa_states.STATES_CACHE])
     tracker.update(ActionExecuted("report_fault_form"))
     seen["states_follow_new_events"] = states_of(tracker) == expected_grown
-    seen["copy_starts_empty"] = rasa_runtime.STATES_CACHE not in tracker.copy().__dict__
-    seen["deepcopy_cache_empty"] = len(copy.deepcopy(tracker).__dict__[rasa_runtime.STATES_CACHE]) == 0
-    seen["pickle_cache_empty"] = len(pickle.loads(pickle.dumps(tracker)).__dict__[rasa_runtime.STATES_CACHE]) == 0
+    seen["copy_starts_empty"] = rasa_states.STATES_CACHE not in tracker.copy().__dict__
+    seen["deepcopy_cache_empty"] = len(copy.deepcopy(tracker).__dict__[rasa_states.STATES_CACHE]) == 0
+    seen["pickle_cache_empty"] = len(pickle.loads(pickle.dumps(tracker)).__dict__[rasa_states.STATES_CACHE]) == 0
     other_domain = Domain.load("bot/domain")
     seen["other_domain_recomputed"] = tracker.past_states(other_domain) == expected_grown[0]
 

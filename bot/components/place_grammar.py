@@ -5,13 +5,14 @@ Pure Python (no Rasa or jieba import): the tokens come in as ``(word, flag)`` pa
 ``jieba.posseg``, so the rules are tested in either environment. A *place* is a name stem of at
 least two characters, made of name-like tokens (nouns, place and person names, adjectives such
 as 幸福), followed by a suffix customers use: 街道 / 镇 / 乡 / 社区 / 村 / 小区 / 花园 / 苑 / 家园 /
-路 / 街 / 大道 / 号院 ... for an ``area``, 营业厅 / 供电所 / 服务中心 for a ``hall``. A stem stops at
-a pronoun, verb, particle, number, punctuation or at a token that is itself a place (江宁区 +
-东山街道 are two places), and the suffix may end a longer token (竹山路/ns) only if that token is
-a noun and not an ordinary word (线路, 短路, 马路, 城区).
+公寓 / 山庄 / 城 / 园 / 路 / 街 / 大道 / 号院 ... for an ``area``, 营业厅 / 供电所 / 服务中心 for a
+``hall``. A stem stops at a pronoun, verb, particle, number, punctuation or at a token that is
+itself a place (江宁区 + 东山街道 are two places), and the suffix may end a longer token (竹山路/ns)
+only if that token is a noun and not an ordinary word (线路, 短路, 马路, 城区).
 
-:func:`repair_places` then never lets a one-character ``area`` or a bare suffix through, extends a
-piece of a place to the whole place, and adds a place that no extractor found.
+:func:`repair_places` then never lets a one-character ``area``, a bare suffix or a pointer at the
+customer's surroundings (隔壁小区, 附近) through, extends a piece of a place to the whole place,
+lets the suffix decide between ``area`` and ``hall``, and adds a place that no extractor found.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ Entity = Dict[str, Any]
 HALL_SUFFIXES = ("供电服务中心", "供电营业厅", "服务中心", "营业厅", "供电所", "营业网点", "营业部")
 AREA_SUFFIXES = (
     "街道", "社区", "小区", "花园", "家园", "新村", "号院", "大街", "大道", "开发区", "新区",
-    "镇", "乡", "村", "区", "县", "苑", "路", "街",
+    "公寓", "山庄", "大厦", "镇", "乡", "村", "区", "县", "苑", "园", "城", "路", "街",
 )
 # Levels above the county end a stem too (南京市 + 江宁区 are two places) but are no entity here.
 BOUNDARY_SUFFIXES = ("省", "市")
@@ -36,15 +37,25 @@ COMMON_WORDS = frozenset({
     "出路", "思路", "一路", "小路", "大路", "山路", "水路", "城区", "市区", "郊区", "地区", "山区",
     "景区", "园区", "片区", "辖区", "社区", "小区", "街道", "农村", "乡村", "山村", "花园", "家园",
     "大街", "大道", "新区", "新村", "上街", "逛街", "老街", "城市", "都市",
+    "公园", "乐园", "校园", "果园", "菜园", "陵园", "幼儿园", "动物园", "植物园", "游乐园",
+    "县城", "全城", "进城", "省城", "京城", "古城", "满城", "公寓", "大厦",
 })
+# Words that point at where the customer is instead of naming a place ("隔壁小区", "我们这边",
+# "附近"): no stem, and a DIET entity made only of these and a bare suffix is no place.
+DEICTIC_WORDS = tuple(sorted({
+    "附近", "周边", "本地", "当地", "这个", "那个", "哪个", "我们", "你们", "他们", "咱们", "我家",
+    "你家", "他家", "隔壁", "楼下", "楼上", "家里", "屋里", "门口", "村里", "对面", "旁边", "这里",
+    "那里", "这边", "那边", "这块", "那块", "这片", "那片", "这一片", "那一片", "一带", "整个", "全部",
+    "这栋楼", "那栋楼", "整栋楼", "这栋", "整栋", "这", "那", "我", "咱", "本",
+}, key=len, reverse=True))
 # Stems that name no place ("客户服务中心", "国网营业厅").
 GENERIC_STEMS = frozenset({
-    "客户", "客服", "电力", "供电", "国网", "电网", "网上", "线上", "附近", "周边", "本地", "当地",
-    "这个", "那个", "哪个", "我们", "你们", "他们", "咱们", "我家", "你家", "他家",
+    "客户", "客服", "电力", "供电", "国网", "电网", "网上", "线上",
     # words that introduce a place rather than name it ("地址东山街道", "建议营业厅多开窗口")
     "地址", "住址", "地点", "位置", "建议", "投诉", "报修", "电话", "户号",
     # other companies' halls are no hall of ours
     "联通", "移动", "电信", "银行", "燃气", "自来水", "水务", "邮政",
+    *(word for word in DEICTIC_WORDS if len(word) > 1),
 })
 # Name-like tags: nouns and names of every kind, abbreviations, adjectives, morphemes (燕子/矶),
 # English letters.
@@ -93,11 +104,15 @@ def _ends_a_place(word: str) -> bool:
     )
 
 
-def _name_like(token: Token) -> bool:
+def _name_like(token: Token, before_suffix: bool = False) -> bool:
+    """A token that can be part of a name stem; right before a bare suffix also a verbal noun or
+    a place word (胜利/vn + 路, 桥北/s + 营业厅)."""
     if token.word in GENERIC_STEMS:
         return False
     if len(token.word) == 1 and token.flag.startswith("f"):
         return token.word in NAME_LOCALITIES
+    if before_suffix and token.flag in ("vn", "s") and len(token.word) > 1:
+        return True
     return token.flag.startswith(NAME_TAG_PREFIXES)
 
 
@@ -122,7 +137,8 @@ def find_places(text: str, tokens: Sequence[Token]) -> List[Place]:
         # extend left over name-like tokens that are no place of their own
         floor = places[-1].end if places else 0
         for previous in reversed(tokens[:first]):
-            if previous.start < floor or not _name_like(previous) or _ends_a_place(previous.word):
+            bare = first == index and head.start == suffix_start and previous.end == suffix_start
+            if previous.start < floor or not _name_like(previous, bare) or _ends_a_place(previous.word):
                 break
             if token.end - previous.start > MAX_SPAN:
                 break
@@ -144,8 +160,22 @@ def find_places(text: str, tokens: Sequence[Token]) -> List[Place]:
 
 
 def _is_bare(value: str) -> bool:
-    """A lone suffix or a single character: never a place by itself."""
+    """A lone suffix, a single character or an ordinary word: never a place by itself."""
     return len(value) <= 1 or value in AREA_SUFFIXES or value in HALL_SUFFIXES or value in COMMON_WORDS
+
+
+def _names_no_place(value: str) -> bool:
+    """Bare, or only words pointing at the customer's surroundings around a bare suffix or
+    nothing: "附近", "隔壁小区", "我们这边", "本村", "小区附近"."""
+    rest, changed = value, True
+    while rest and changed:
+        changed = False
+        for word in DEICTIC_WORDS:
+            if rest.startswith(word):
+                rest, changed = rest[len(word):], True
+            elif rest.endswith(word) and len(rest) > len(word):
+                rest, changed = rest[: -len(word)], True
+    return not rest or (rest != value and _is_bare(rest)) or _is_bare(value)
 
 
 def repair_places(
@@ -157,9 +187,11 @@ def repair_places(
 ) -> List[Entity]:
     """``entities`` with their ``area``/``hall`` checked against the grammar's ``places``.
 
-    A bare suffix or one character is replaced by the place around it, or dropped; a piece of a
-    place (DIET's "竹山" or "山路" of 竹山路) becomes the whole place; a place that overlaps no
-    entity of any type is added. Entities of other types are left alone.
+    A bare suffix or one character is replaced by the place around it, or dropped; so is a
+    pointer at the customer's surroundings ("隔壁小区", "附近"); a piece of a place (DIET's "竹山"
+    or "山路" of 竹山路) or an entity cutting across a place becomes the whole place; on the span
+    of a place the suffix decides the type (雄州营业厅 is a hall, whatever DIET said); a place
+    that overlaps no entity of any type is added. Entities of other types are left alone.
     """
     result: List[Entity] = []
     used: set = set()
@@ -168,13 +200,16 @@ def repair_places(
         if entity.get("entity") not in types or not isinstance(start, int) or not isinstance(end, int):
             result.append(entity)
             continue
-        around = next((p for p in places if p.start <= start and end <= p.end), None)
-        if around is not None and (around.start, around.end) != (start, end):
+        # the place the entity is a piece of, or one it cuts across ("住枫林" of 我住枫林湾小区)
+        around = next((p for p in places if p.start <= start and end <= p.end), None) or next(
+            (p for p in places if start < p.start < end < p.end or p.start < start < p.end < end), None)
+        if around is not None and ((around.start, around.end) != (start, end)
+                                   or around.entity != entity.get("entity")):
             if (around.start, around.end) not in used:
                 used.add((around.start, around.end))
                 result.append(_entity(around, extractor, entity))
             continue
-        if _is_bare(text[start:end]):
+        if _names_no_place(text[start:end]):
             continue
         used.add((start, end))
         result.append(entity)

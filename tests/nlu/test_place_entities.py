@@ -49,6 +49,53 @@ def test_ordinary_words_and_pronouns_are_no_place():
     assert places([("新", "a"), ("小区", "n")]) == []
 
 
+def test_unseen_roads_compounds_villages_and_halls():
+    # a road with its number: the road is the place
+    assert places([("建设路", "nt"), ("123", "m"), ("号", "m"), ("停电", "v"), ("了", "ul")]) == [
+        ("area", "建设路")]
+    # a verbal noun or a place word right before a bare suffix is a stem (胜利路, 桥北营业厅)
+    assert places([("胜利", "vn"), ("路", "n"), ("停电", "v")]) == [("area", "胜利路")]
+    assert places([("桥北", "s"), ("营业厅", "n"), ("帮", "v"), ("我", "r"), ("拿", "v"), ("个", "q"),
+                   ("号", "q")]) == [("hall", "桥北营业厅")]
+    # compounds: 山庄 / 公寓 / 城 / a name ending in 园
+    assert places([("翠屏", "ns"), ("山庄", "ns"), ("停电", "v")]) == [("area", "翠屏山庄")]
+    assert places([("华润", "nz"), ("公寓", "n"), ("没电", "v")]) == [("area", "华润公寓")]
+    assert places([("天润", "n"), ("城", "n"), ("停电", "v")]) == [("area", "天润城")]
+    assert places([("碧桂园", "nr"), ("停电", "v")]) == [("area", "碧桂园")]
+    assert places([("李家湾", "nr"), ("村", "zg"), ("电线杆", "n"), ("倒", "v")]) == [("area", "李家湾村")]
+    # ordinary words ending like a compound are none
+    assert places([("幼儿园", "nr"), ("停电", "v")]) == []
+    assert places([("全城", "n"), ("停电", "v")]) == []
+    assert places([("发展", "vn"), ("很", "d"), ("好", "a")]) == []
+
+
+def test_pointers_at_the_surroundings_are_no_place():
+    assert places([("隔壁", "s"), ("小区", "n"), ("停电", "v"), ("了", "ul"), ("吗", "y")]) == []
+    assert places([("楼下", "s"), ("营业厅", "n"), ("人", "n"), ("多", "m"), ("吗", "y")]) == []
+    for value in ("隔壁小区", "我们小区", "附近", "这边", "我们这边", "小区附近", "本村", "这一片"):
+        text = value + "停电了"
+        diet = [{"entity": "area", "start": 0, "end": len(value), "value": value, "extractor": "DIETClassifier"}]
+        assert repair_places(text, diet, [], extractor="PlaceEntities") == [], value
+    # a name keeps its place even next to such a word
+    text = "幸福里停电了"
+    diet = [{"entity": "area", "start": 0, "end": 3, "value": "幸福里", "extractor": "DIETClassifier"}]
+    assert repair_places(text, diet, [], extractor="PlaceEntities") == diet
+
+
+def test_the_suffix_decides_the_type_on_the_same_span():
+    text = "六合区雄州营业厅在哪"
+    grammar = find_places(text, tokens_with_offsets([("六合区", "ns"), ("雄州", "ns"), ("营业厅", "n"),
+                                                     ("在", "p"), ("哪", "r")]))
+    diet = [{"entity": "area", "start": 0, "end": 8, "value": "六合区雄州营业厅", "extractor": "DIETClassifier"}]
+    assert [(e["entity"], e["value"]) for e in repair_places(text, diet, grammar, extractor="PlaceEntities")] == [
+        ("hall", "六合区雄州营业厅")]
+    text = "东山街道停电"
+    grammar = find_places(text, tokens_with_offsets([("东山", "ns"), ("街道", "n"), ("停电", "v")]))
+    diet = [{"entity": "hall", "start": 0, "end": 4, "value": "东山街道", "extractor": "DIETClassifier"}]
+    assert [(e["entity"], e["value"]) for e in repair_places(text, diet, grammar, extractor="PlaceEntities")] == [
+        ("area", "东山街道")]
+
+
 def test_repair_extends_a_bare_suffix_and_drops_what_it_cannot_place():
     text = "竹山路停电了"
     grammar = [p for p in find_places(text, tokens_with_offsets([("竹山路", "ns"), ("停电", "v"), ("了", "ul")]))]
@@ -103,6 +150,11 @@ cases = [
                                  "extractor": "DIETClassifier"}]),
     ("燕子矶营业厅帮我取个号", []),
     ("家里短路了，我们小区都没电", []),
+    ("在六合区雄州营业厅拿个号", [{"entity": "area", "start": 1, "end": 9, "value": "六合区雄州营业厅",
+                                   "extractor": "DIETClassifier"}]),
+    ("隔壁小区也停电了吗", [{"entity": "area", "start": 0, "end": 4, "value": "隔壁小区",
+                             "extractor": "DIETClassifier"}]),
+    ("胜利路58号的电线杆倒了", []),
     ("户号3201234567查9月电费", [{"entity": "account_number", "start": 2, "end": 12,
                                   "value": "3201234567", "extractor": "RegexEntityExtractor"}]),
 ]
@@ -121,5 +173,8 @@ def test_component_with_real_jieba():
         [["area", "龙蟠中路"]],
         [["hall", "燕子矶营业厅"]],
         [],
+        [["hall", "六合区雄州营业厅"]],
+        [],
+        [["area", "胜利路"]],
         [["account_number", "3201234567"]],
     ]

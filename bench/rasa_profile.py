@@ -281,8 +281,19 @@ def print_figures(title: str, variants: list[Variant], pick, args) -> None:
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME:VAR=V,VAR2=V2`` -> (NAME, env); a comma-separated item without ``=`` continues the
+    previous value (``on:RASA_RUNTIME_SPEEDUPS=graph,http,TF_INTRA_OP_PARALLELISM_THREADS=1``)."""
     name, _, rest = text.partition(":")
-    env = dict(item.split("=", 1) for item in rest.split(",") if item)
+    env: dict[str, str] = {}
+    last = None
+    for item in (i for i in rest.split(",") if i):
+        if "=" in item:
+            last, value = item.split("=", 1)
+            env[last] = value
+        elif last is not None:
+            env[last] += f",{item}"
+        else:
+            raise ValueError(f"variant {text!r}: {item!r} is not VAR=VALUE")
     return name, env
 
 

@@ -3,8 +3,9 @@
 Installed once by our REST channel (``bot/rest_channel.py``) when Rasa builds its routes, before
 the model is loaded. ``RASA_RUNTIME_SPEEDUPS`` in Rasa's environment picks them: ``all``
 (default), ``0`` (Rasa untouched), or a comma-separated list of ``validation``, ``states``,
-``ted``, ``events`` (for A/B measurements: ``python -m bench.rasa_profile``). Each patch replaces work that
-Rasa 3.6 does on every turn with the same result obtained more cheaply:
+``ted``, ``events``, ``graph``, ``http`` (for A/B measurements: ``python -m bench.rasa_profile``).
+Each patch replaces work that Rasa 3.6 does on every turn with the same result obtained more
+cheaply:
 
 - **The action server's answer is checked against a schema compiled once.** Rasa validates
   every answer of the action server with ``jsonschema.validate``, which first validates the
@@ -24,6 +25,9 @@ Rasa 3.6 does on every turn with the same result obtained more cheaply:
 - **An event's class is looked up once per event name** (``events``). To read an event from
   JSON (the tracker store, the action server's answer), Rasa walks every subclass of ``Event``
   (``inspect.isabstract`` on each) for every single event; the class found for a name is kept.
+- **The model's graph runs without dask after its first run** (``graph``):
+  ``bot/rasa_graph_runner.py``.
+- **Calls to the action server reuse their connections** (``http``): ``bot/rasa_action_http.py``.
 """
 from __future__ import annotations
 
@@ -31,21 +35,22 @@ import logging
 import os
 from typing import Any, Optional
 
-from bot import rasa_states
+from bot import rasa_action_http, rasa_graph_runner, rasa_states
 
 logger = logging.getLogger(__name__)
 
 ENV_SWITCH = "RASA_RUNTIME_SPEEDUPS"
 _installed: Optional[tuple[str, ...]] = None
 
-PATCHES = ("validation", "states", "ted", "events")
+PATCHES = ("validation", "states", "ted", "events", "graph", "http")
+DEFAULT = ("validation", "states", "ted", "events")
 
 
 def selected() -> tuple[str, ...]:
     """The patches ``RASA_RUNTIME_SPEEDUPS`` asks for (all when unset, none for 0/off/none)."""
     raw = (os.environ.get(ENV_SWITCH) or "all").strip().lower()
     if raw in ("all", "1", "on", "true", "yes"):
-        return PATCHES
+        return DEFAULT
     if raw in ("0", "off", "none", "false", "no"):
         return ()
     names = tuple(name.strip() for name in raw.split(",") if name.strip())
@@ -63,7 +68,8 @@ def install() -> tuple[str, ...]:
     names = selected()
     for name in names:
         {"validation": _patch_action_result_validation, "states": rasa_states.install,
-         "ted": _patch_ted_skip, "events": _patch_event_lookup}[name]()
+         "ted": _patch_ted_skip, "events": _patch_event_lookup, "graph": rasa_graph_runner.install,
+         "http": rasa_action_http.install}[name]()
     _installed = names
     logger.info("Rasa runtime speed-ups: %s", ", ".join(names) or "none (Rasa unpatched)")
     return names

@@ -4,8 +4,9 @@ and Rasa's per-turn speed-ups (``bot/rasa_runtime.py``) installed.
 The gateway reaches Rasa through the REST channel only (``POST /webhooks/rest/webhook``), so
 ``bot/credentials.yml`` names this subclass instead of ``rest``: same name, same routes, same
 behaviour, except that the gateway's ``metadata["message_id"]`` becomes the message's id. Its
-blueprint adds one ``after_server_start`` listener, which Sanic runs after Rasa's
-``before_server_start`` listener has loaded the model.
+blueprint adds an ``after_server_start`` listener, which Sanic runs after Rasa's
+``before_server_start`` listener has loaded the model, and a ``before_server_stop`` listener that
+closes the kept connections to the action server (``bot/rasa_action_http.py``).
 
 Why: a loaded model is about 900,000 Python objects tracked by the collector (TensorFlow graphs,
 featurizer vocabularies, the domain), and every full collection walks all of them.
@@ -27,7 +28,7 @@ from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.rest import RestInput as RasaRestInput
 from sanic import Blueprint
 
-from bot import rasa_runtime
+from bot import rasa_action_http, rasa_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -67,5 +68,9 @@ class RestInput(RasaRestInput):
             logger.info("froze %d objects of the loaded model out of garbage collection (%.0f ms)",
                         frozen, 1000 * (time.perf_counter() - started))
 
+        async def close_action_sessions(_app: Any, _loop: Any) -> None:
+            await rasa_action_http.close_sessions()
+
         webhook.listener("after_server_start")(freeze_after_model_load)
+        webhook.listener("before_server_stop")(close_action_sessions)
         return webhook

@@ -1,0 +1,61 @@
+"""The ``graph`` and ``http`` Rasa runtime speed-ups under the Rasa environment (scenarios in
+graph_http_checks.py): the graph replayed without dask calls the same nodes in the same order
+and returns the same outputs and errors as Rasa's DaskGraphRunner; Rasa's action-server calls
+reuse one connection, with the same answers, headers and errors, and recover from an idle pool
+and a restarted server."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RASA_PY = ROOT / ".venv" / "rasa" / "bin" / "python"
+
+pytestmark = pytest.mark.skipif(not RASA_PY.exists(), reason="the Rasa environment is not installed")
+
+
+@pytest.fixture(scope="module")
+def seen() -> dict:
+    done = subprocess.run(
+        [str(RASA_PY), str(Path(__file__).with_name("graph_http_checks.py"))],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_graph_runs_as_dask_runs_it(seen):
+    assert seen["graph_patched"] is True
+    assert seen["runs_as_dask"] == [True] * 8  # same outputs, same nodes called in the same order
+    assert seen["plans"] == 4  # one per (targets, input names)
+    assert seen["replayed"] == [2, 2, 3, 5]  # an input that replaces a node: that node is not run
+
+
+def test_graph_errors_as_dask(seen):
+    for stock, patched in seen["errors"]:
+        assert stock == patched and stock != "no error"
+    assert "clashes with a node name" in seen["errors"][1][1]
+
+
+def test_action_calls_reuse_one_connection(seen):
+    assert seen["stock_connections"] == 2  # Rasa: a new connection per call
+    assert seen["connections"] == 1
+    assert seen["answers"] == [{"events": [], "responses": [{"text": t}]} for t in ("one", "two", "three")]
+    assert seen["headers"] == ["Bearer s3cret"]
+
+
+def test_action_call_errors_and_concurrency_as_before(seen):
+    assert seen["rejection"] == [400, {"action_name": "x", "error": "no"}]
+    assert seen["concurrent"] is True and seen["concurrent_connections"] == 20  # no connection limit
+
+
+def test_idle_connections_go_and_a_restarted_server_is_reached(seen):
+    assert seen["after_idle"] == [False, False]  # a new connection after the keep-alive, then reused
+    assert seen["after_restart"] == {"events": [], "responses": [{"text": "restarted"}]}
+    assert seen["copies_without_sessions"] == [True, True]
+    assert seen["closed"] == 1 and seen["after_close"] == {"events": [], "responses": [{"text": "reopened"}]}

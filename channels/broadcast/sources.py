@@ -330,15 +330,13 @@ class BroadcastSources:
             merged.setdefault(account, (phone, params))  # an account's first item wins
         accounts = list(merged)
         outage = plan.kind in ("outage", "restoration")
-        conversations = await self.store.subscribers_of_many(accounts, "outage" if outage else "bill_due")
-        if outage:
-            if not self._binding_index_ready:
-                indexed = await self.store.ensure_binding_index()
-                if indexed:
-                    log.info("indexed %d bindings made before the reverse index", indexed)
-                self._binding_index_ready = True
-            for account, bound in (await self.store.bound_conversations_of(accounts)).items():
-                conversations[account] = sorted(set(conversations[account]) | set(bound))
+        if outage and not self._binding_index_ready:
+            indexed = await self.store.ensure_binding_index()
+            if indexed:
+                log.info("indexed %d bindings made before the reverse index", indexed)
+            self._binding_index_ready = True
+        conversations = await self.store.reachable_of_many(accounts, "outage" if outage else "bill_due",
+                                                           bound=outage)
         seen = await self._seen([cid for cids in conversations.values() for cid in cids])
         return [Recipient(account, order_conversations(conversations[account], seen,
                                                        self.config.channel_preference),
@@ -351,11 +349,16 @@ class BroadcastSources:
         if not conversations:
             return {}
         unique = list(dict.fromkeys(conversations))
-        pipe = self.redis.pipeline(transaction=False)
-        for cid in unique:
-            pipe.get(SEEN_KEY.format(cid))
+        keys = [SEEN_KEY.format(cid) for cid in unique]
+        if hasattr(self.redis, "get_nodes"):  # a Redis Cluster: the keys live in many slots
+            pipe = self.redis.pipeline(transaction=False)
+            for k in keys:
+                pipe.get(k)
+            values = await pipe.execute()
+        else:
+            values = await self.redis.mget(keys)
         seen = {}
-        for cid, value in zip(unique, await pipe.execute()):
+        for cid, value in zip(unique, values):
             text = redis_text(value) if value is not None else ""
             if text.isascii() and text.isdigit():
                 seen[cid] = int(text)

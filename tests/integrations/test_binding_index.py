@@ -138,3 +138,35 @@ async def test_one_time_migration_of_older_bindings(store: CustomerStore, client
     await client.set(CustomerStore._binding_key(late), account)
     assert await store.ensure_binding_index() == 0
     assert late not in await store.bound_conversations(account)
+
+
+async def test_a_page_of_accounts_reads_subscribers_and_bindings_at_once(store: CustomerStore, client):
+    """reachable_of_many: the subscribers of a kind plus (for outages) the bound conversations,
+    one Lua call per page, pruning the same stale members as the two methods it replaces."""
+    a, b, nobody = _account(), _account(), _account()
+    wechat, sms, web, gone, moved = _cid("wechat"), _cid("sms"), _cid("web"), _cid("web"), _cid("sms")
+    await store.bind(wechat, a)
+    await store.subscribe_reminder(wechat, a, ["outage"])
+    await store.subscribe_reminder(sms, a, ["bill_due"])  # subscribed, not bound
+    await store.bind(web, b)
+    await store.bind(moved, b)
+    await client.set(CustomerStore._binding_key(moved), _account())  # moved to another 户号
+    await store.subscribe_reminder(gone, b, ["outage"])
+    await client.delete(CustomerStore._subs_key(gone))  # its subscriptions expired (idle)
+
+    assert await store.reachable_of_many([a, b, nobody], "outage", bound=True) == {
+        a: [wechat], b: [web], nobody: []}
+    assert await store.reachable_of_many([a, b], "bill_due") == {a: [sms], b: []}
+    assert await store.reachable_of_many([a, b], "outage") == {a: [wechat], b: []}
+    # the stale members were dropped from the indexes, the live ones kept
+    def texts(members):
+        return {m.decode() if isinstance(m, bytes) else m for m in members}
+
+    assert texts(await client.smembers(CustomerStore._account_bindings_key(b))) == {web}
+    assert texts(await client.smembers(CustomerStore._subscribers_key(b, "outage"))) == set()
+    assert texts(await client.smembers(CustomerStore._subscribers_key(a, "outage"))) == {wechat}
+    # the same answer as the pipelined methods (the path a Redis Cluster takes)
+    union = await store.subscribers_of_many([a, b, nobody], "outage")
+    for account, cids in (await store.bound_conversations_of([a, b, nobody])).items():
+        union[account] = sorted(set(union[account]) | set(cids))
+    assert union == await store.reachable_of_many([a, b, nobody], "outage", bound=True)

@@ -23,12 +23,13 @@ from aiohttp import web
 from channels.client_address import Network
 from channels.delivery import deliver_via
 from channels.dispatcher import Dispatcher
+from channels.key_migration import migrate_at_start
 from channels.keys import CONFIG_KEY, REDIS_KEY, ROUTER_KEY, SMS_RUNTIME
 from channels.optout import OptOutStore
 from channels.redis_client import text_redis
 from channels.sms.channel import SmsChannel
 from channels.sms.config import SmsConfig
-from channels.sms.outbox import Outbox
+from channels.sms.outbox import Outbox, migrate_legacy_keys
 from channels.sms.providers import sender_from_config
 from channels.sms.quiet_hours import QuietHours
 from channels.sms.ratelimit import RateLimiter
@@ -88,6 +89,7 @@ class SmsRuntime:
             redis, channel.handle_job, namespace=cfg.dispatch_namespace,
             on_interrupted=channel.handle_interrupted, job_timeout_seconds=cfg.job_timeout_seconds)
         await dispatcher.start()
+        await migrate_at_start("sms outbox", migrate_legacy_keys(redis))  # before the worker
         self.webhooks = SmsWebhooks(cfg, redis, outbox, dispatcher, self.trusted_proxies)
         worker = asyncio.create_task(outbox.run_forever(cfg.poll_interval_seconds))
         if not cfg.callback_token:

@@ -1,8 +1,8 @@
 """The SMS outbox: every SMS goes through it; what cannot go now waits in Redis, never dropped.
 
-Each message is a Redis hash ``pd:sms:msg:<id>`` (state, phone, template, params, attempts,
+Each message is a Redis hash ``pd:{sms}:msg:<id>`` (state, phone, template, params, attempts,
 provider id, billed segments, error). Every message that is not final has an entry in the sorted
-set ``pd:sms:outbox`` scored by the unix time it may be taken: when it may go (quiet hours, a
+set ``pd:{sms}:outbox`` scored by the unix time it may be taken: when it may go (quiet hours, a
 rate limit, provider flow control, a retry) or, while some worker holds it, when that worker's
 lease runs out. The hash and its entry are written in one transaction before any attempt.
 
@@ -57,6 +57,11 @@ then the provider's answer decides: sent; throttled → later; transient → exp
 up to ``max_attempts``; permanent → failed with the provider's code. Delivery reports move a sent
 message to ``delivered`` / ``undelivered``; a report that arrives before the send result was
 recorded is parked and applied when it is.
+
+Redis Cluster: every key of the outbox carries the hash tag ``{sms}`` (messages, the queue,
+provider ids, references, parked reports, the daily segment counters), so its scripts and
+transactions run on one slot: the outbox is one queue. :func:`migrate_legacy_keys` moves the keys
+of the names before the tag (``pd:sms:msg:<id>``, ``pd:sms:outbox``, ...) once, at start.
 """
 from __future__ import annotations
 
@@ -71,8 +76,10 @@ from datetime import datetime
 from dataclasses import dataclass
 from typing import Any
 
+from channels.key_migration import merge_sorted_set, move_keys, once
 from channels.notice_reports import append_report
 from channels.optout import OptOutStore
+from channels.redis_scripts import queue_script
 from channels.sms import metrics
 from channels.sms.phones import mask
 from channels.sms.providers.base import Outcome, SendResult, SentRecord, SmsRequest, SmsSender
@@ -82,7 +89,10 @@ from channels.sms.templates import OutgoingSms
 
 log = logging.getLogger("channels.sms.outbox")
 
-QUEUE_KEY = "pd:sms:outbox"
+PREFIX = "pd:{sms}:"      # one hash tag for every key of the outbox (Redis Cluster)
+QUEUE_KEY = PREFIX + "outbox"
+LEGACY_PREFIX = "pd:sms:"  # the names before the tag; the rate limits and the dispatcher stay there
+LEGACY_FAMILIES = ("msg:", "pid:", "report-pending:", "report-pending-ref:", "ref:", "segments:")
 MSG_TTL = 7 * 86400
 REPORT_TTL = 3 * 86400
 MAX_AGE = 86400          # a message still not sent after a day is given up (recorded)
@@ -138,7 +148,7 @@ return 1
 
 
 def _msg_key(msg_id: str) -> str:
-    return f"pd:sms:msg:{msg_id}"
+    return f"{PREFIX}msg:{msg_id}"
 
 
 def keyed_id(key: str, phone: str) -> str:
@@ -147,23 +157,38 @@ def keyed_id(key: str, phone: str) -> str:
 
 
 def _pid_key(provider: str, provider_id: str, phone: str) -> str:
-    return f"pd:sms:pid:{provider}:{provider_id}:{phone}"
+    return f"{PREFIX}pid:{provider}:{provider_id}:{phone}"
 
 
 def _pending_key(provider: str, provider_id: str, phone: str) -> str:
-    return f"pd:sms:report-pending:{provider}:{provider_id}:{phone}"
+    return f"{PREFIX}report-pending:{provider}:{provider_id}:{phone}"
 
 
 def _ref_key(provider: str, ref: str, phone: str) -> str:
     """The message sent to ``phone`` in a batch with reference ``ref``, once recorded by
     reconciliation (which may not learn the provider's id)."""
-    return f"pd:sms:ref:{provider}:{ref}:{phone}"
+    return f"{PREFIX}ref:{provider}:{ref}:{phone}"
 
 
 def _pending_ref_key(provider: str, out_id: str, phone: str) -> str:
     """A parked report by the message's reference (for a message recorded by reconciliation,
     which may not learn the provider's id)."""
-    return f"pd:sms:report-pending-ref:{provider}:{out_id}:{phone}"
+    return f"{PREFIX}report-pending-ref:{provider}:{out_id}:{phone}"
+
+
+def segments_key(day: str) -> str:
+    """The count of SMS segments billed on ``day`` (``YYYYMMDD``, local time)."""
+    return f"{PREFIX}segments:{day}"
+
+
+async def migrate_legacy_keys(redis, queue_key: str = QUEUE_KEY) -> int:
+    """Move the outbox's keys from their names before the ``{sms}`` tag (messages first, then
+    the queue's entries, so an entry always finds its message); once a start finds nothing left,
+    later starts skip the scan (:func:`channels.key_migration.once`). Returns how many moved."""
+    async def migrate() -> int:
+        moved = await move_keys(redis, LEGACY_PREFIX, PREFIX, families=LEGACY_FAMILIES)
+        return moved + await merge_sorted_set(redis, LEGACY_PREFIX + "outbox", queue_key)
+    return await once(redis, f"sms-outbox:{queue_key}", migrate)
 
 
 @dataclass(frozen=True)
@@ -204,6 +229,9 @@ class Outbox:
     @property
     def provider(self) -> str:
         return self.sender.name
+
+    def _segments_key(self, now: float) -> str:
+        return segments_key(f"{datetime.fromtimestamp(now, self.quiet.tz):%Y%m%d}")
 
     def _new_message(self, phone: str, sms: OutgoingSms, send_class: str, urgent: bool,
                      conversation_id: str, now: float,
@@ -269,8 +297,8 @@ class Outbox:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for msg in messages:
-                await self._store_new(keys=[_msg_key(msg["id"]), self.queue_key],
-                                      args=self._store_new_args(msg, now), client=pipe)
+                await queue_script(pipe, self._store_new, [_msg_key(msg["id"]), self.queue_key],
+                                   self._store_new_args(msg, now))
             stored = await pipe.execute()
         fresh, ids = [], set()
         for msg, new in zip(messages, stored):
@@ -466,8 +494,7 @@ class Outbox:
                 count = int(msg.get("segments") or 1)
                 segments += count
                 metrics.SEGMENTS.labels(self.provider, msg["kind"]).inc(count)
-            pipe.incrby(f"pd:sms:segments:{datetime.fromtimestamp(now, self.quiet.tz):%Y%m%d}",
-                        segments)
+            pipe.incrby(self._segments_key(now), segments)
             await pipe.execute()
         with_id = [(msg, result) for msg, result in accepted if result.provider_id]
         if not with_id:
@@ -563,8 +590,7 @@ class Outbox:
                 self._set_state(pipe, msg_id, {**counts, "state": "sent", "sent_at": now,
                                                "provider_id": result.provider_id})
                 pipe.zrem(self.queue_key, msg_id)
-                pipe.incrby(f"pd:sms:segments:{datetime.fromtimestamp(now, self.quiet.tz):%Y%m%d}",
-                            segments)
+                pipe.incrby(self._segments_key(now), segments)
                 if result.provider_id:
                     pipe.set(_pid_key(self.provider, result.provider_id, phone), msg_id,
                              ex=REPORT_TTL)

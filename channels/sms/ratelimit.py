@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from channels.redis_scripts import queue_script
 from channels.sms.config import RateLimit
 
 Budget = Literal["proactive", "reply"]
@@ -84,7 +85,7 @@ class RateLimiter:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for call in calls:
                     if call is not None:
-                        await self._script(keys=call[0], args=call[1], client=pipe)
+                        await queue_script(pipe, self._script, call[0], call[1])
                 waits = [int(w) for w in await pipe.execute()]
         answers = iter(waits)
         decisions = []

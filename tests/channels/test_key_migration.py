@@ -6,7 +6,7 @@ import logging
 import pytest
 import redis.asyncio as aioredis
 
-from channels.key_migration import migrate_at_start, move_keys
+from channels.key_migration import DONE_KEY, merge_sorted_set, migrate_at_start, move_keys, once
 from tests.support.ports import free_port
 
 
@@ -36,3 +36,33 @@ async def test_a_start_with_redis_down_logs_and_goes_on(caplog: pytest.LogCaptur
     finally:
         await redis.aclose()
     assert "hand-off: moving keys of earlier names failed (ConnectionError)" in caplog.text
+
+
+async def test_families_queue_merge_and_a_migration_marked_done(redis_url):
+    redis = aioredis.from_url(redis_url, decode_responses=True)
+    name = f"km-test:{free_port()}"
+    try:
+        await redis.set("pd:km2:msg:1", "m")
+        await redis.set("pd:km2:rl:1", "stays")  # not one of the families
+        await redis.zadd("pd:km2:queue", {"1": 10, "2": 20})
+        await redis.zadd("pd:{km2}:queue", {"2": 5, "3": 30})  # the new release's entries
+        calls = []
+
+        async def migrate() -> int:
+            calls.append(1)
+            moved = await move_keys(redis, "pd:km2:", "pd:{km2}:", families=("msg:",))
+            return moved + await merge_sorted_set(redis, "pd:km2:queue", "pd:{km2}:queue", page=1)
+
+        assert await once(redis, name, migrate) == 3
+        assert await redis.get("pd:{km2}:msg:1") == "m" and await redis.get("pd:km2:rl:1") == "stays"
+        assert await redis.zrange("pd:{km2}:queue", 0, -1, withscores=True) == [
+            ("2", 5.0), ("1", 10.0), ("3", 30.0)]  # nothing lost, the new entry's score kept
+        assert not await redis.exists("pd:km2:queue") and not await redis.hexists(DONE_KEY, name)
+        assert await once(redis, name, migrate) == 0  # a clean run: marked done
+        assert await redis.hexists(DONE_KEY, name)
+        await redis.set("pd:km2:msg:2", "late")
+        assert await once(redis, name, migrate) == 0 and len(calls) == 2  # not run again
+    finally:
+        await redis.delete("pd:{km2}:msg:1", "pd:km2:rl:1", "pd:{km2}:queue", "pd:km2:msg:2")
+        await redis.hdel(DONE_KEY, name)
+        await redis.aclose()

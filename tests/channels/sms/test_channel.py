@@ -184,7 +184,7 @@ async def test_tencent_delivery_report(make_gateway, phone):
                                  tencent_report_items(gw.fake.sent[-1:], ok=False, errmsg="MK:0005"))
     assert (status, body) == (200, {"result": 0, "errmsg": "OK"})
     outbox = gw.runtime().outbox
-    msg_id = await outbox.redis.get(f"pd:sms:pid:tencent:{serial}:{phone}")
+    msg_id = await outbox.redis.get(f"pd:{{sms}}:pid:tencent:{serial}:{phone}")
     state = await outbox.get(msg_id)
     assert state["state"] == "undelivered" and state["report_code"] == "MK:0005"
 
@@ -199,12 +199,12 @@ async def test_reply_rate_limit_across_two_instances_queues_with_a_log_line(make
     assert "reply rate limit for this number reached" in caplog.text
     assert "*******" + phone[-4:] in caplog.text and phone not in caplog.text
     outbox = gw.runtime(0).outbox
-    queued = [m for m in await outbox.redis.zrange("pd:sms:outbox", 0, -1)
+    queued = [m for m in await outbox.redis.zrange("pd:{sms}:outbox", 0, -1)
               if (await outbox.get(m)).get("phone") == phone]
     assert len(queued) == 1
     # Held until the hour rolls over: if that happens during a later test, that test's worker
     # would send it to that test's provider fake (using up a throttle_next meant for its own SMS).
-    await outbox.redis.zrem("pd:sms:outbox", *queued)
+    await outbox.redis.zrem("pd:{sms}:outbox", *queued)
 
 
 async def test_provider_throttling_is_retried_not_dropped(make_gateway, phone):
@@ -214,9 +214,9 @@ async def test_provider_throttling_is_retried_not_dropped(make_gateway, phone):
     await gw.settle()
     assert gw.texts(phone) == []
     outbox = gw.runtime().outbox
-    (msg_id,) = [m for m in await outbox.redis.zrange("pd:sms:outbox", 0, -1)
+    (msg_id,) = [m for m in await outbox.redis.zrange("pd:{sms}:outbox", 0, -1)
                  if (await outbox.get(m)).get("phone") == phone]
-    await outbox.redis.zadd("pd:sms:outbox", {msg_id: 0})  # its time has come
+    await outbox.redis.zadd("pd:{sms}:outbox", {msg_id: 0})  # its time has come
     await outbox.run_due()  # this pass or the instance's own worker (every second) sends it
     for _ in range(50):
         if (await outbox.get(msg_id))["state"] == "sent":

@@ -35,7 +35,7 @@ def renderer(provider="aliyun") -> SmsRenderer:
 
 def make_outbox(redis, fake, clock, limits=LIMITS, provider="aliyun",
                 queue_key: str | None = None) -> Outbox:
-    queue_key = queue_key or f"pd:sms:outbox:test:{uuid.uuid4().hex}"
+    queue_key = queue_key or f"pd:{{sms}}:outbox:test:{uuid.uuid4().hex}"
     if provider == "aliyun":
         sender = AliyunSmsSender(fake.access_key_id, fake.access_key_secret, fake.url, SIGN)
     else:
@@ -102,7 +102,7 @@ async def test_rate_limits_are_shared_by_two_instances(redis_url, aliyun_fake, p
     # Two gateway instances: separate Redis connections, separate outboxes, one Redis server.
     r1 = aioredis.from_url(redis_url, decode_responses=True)
     r2 = aioredis.from_url(redis_url, decode_responses=True)
-    queue = f"pd:sms:outbox:test:{uuid.uuid4().hex}"
+    queue = f"pd:{{sms}}:outbox:test:{uuid.uuid4().hex}"
     a = make_outbox(r1, aliyun_fake, clock, queue_key=queue)
     b = make_outbox(r2, aliyun_fake, clock, queue_key=queue)
     try:
@@ -233,7 +233,7 @@ async def test_report_arriving_before_send_result_is_applied_on_send(redis, tenc
         state = await outbox.get(msg)
         assert state["provider_id"] == serial
         assert state["state"] == "undelivered" and state["report_code"] == "MK:0005"
-        assert await redis.get(f"pd:sms:report-pending:tencent:{serial}:{phone}") is None
+        assert await redis.get(f"pd:{{sms}}:report-pending:tencent:{serial}:{phone}") is None
     finally:
         await outbox.sender.close()
 
@@ -241,7 +241,7 @@ async def test_report_arriving_before_send_result_is_applied_on_send(redis, tenc
 async def test_segments_are_recorded(redis, aliyun_fake, phone):
     outbox = make_outbox(redis, aliyun_fake, Clock(NOON))
     try:
-        key = "pd:sms:segments:20261123"  # the local (Asia/Shanghai) day of NOON
+        key = "pd:{sms}:segments:20261123"  # the local (Asia/Shanghai) day of NOON
         before = int(await redis.get(key) or 0)
         long_notice = renderer().of_kind("outage_notice", {
             "area": "玄武区孝陵卫街道钟灵街社区、中山门大街沿线及周边小区", "start": "11月25日08:00",
@@ -495,7 +495,7 @@ async def test_graceful_stop_finishes_the_message_in_hand(redis, aliyun_fake, ph
 async def test_a_message_is_taken_by_one_worker_only(redis_url, aliyun_fake, phone):
     clock = Clock(NIGHT)
     clients = [aioredis.from_url(redis_url, decode_responses=True) for _ in range(3)]
-    queue = f"pd:sms:outbox:test:{uuid.uuid4().hex}"
+    queue = f"pd:{{sms}}:outbox:test:{uuid.uuid4().hex}"
     outboxes = [make_outbox(c, aliyun_fake, clock, queue_key=queue) for c in clients]
     try:
         ids = [await outboxes[0].submit(f"{phone[:-1]}{i}", outage(), PROACTIVE) for i in range(5)]

@@ -66,6 +66,7 @@ from channels.messages import (PURPOSES, Button, ChannelAdapter, Deliver, Delive
 from channels.notice_context import encode_notice, notice_key
 from channels.optout import OptOutStore
 from channels.quiet_hours import QuietHours
+from channels.redis_scripts import queue_script
 from channels.redis_text import redis_text
 from channels.router import log_id
 from integrations.rate_limit import Bucket, Rate, TokenBuckets
@@ -283,7 +284,7 @@ class Deliverer:
         finally:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in (key for key, ok in zip(keys, taken) if ok):
-                    await self._give_turn(keys=[key], args=[token], client=pipe)
+                    await queue_script(pipe, self._give_turn, [key], [token])
                 await pipe.execute()
         remember = []
         for (i, adapter, conversation_id, _user, notice), result in zip(mine, sent):

@@ -618,10 +618,16 @@ class CustomerStore:
         _check_id("conversation_id", conversation_id)
         _check_id("account_number", account_number)
         kinds = _check_kinds(kinds)
-        pipe = self._redis.pipeline(transaction=True)
+        # The keys lie on different Cluster slots (no MULTI): the account's index first, then
+        # the conversation's set; a failure in between leaves index members that the readers
+        # prune (subscribers_of_many), never a subscription missing from the index.
+        pipe = self._redis.pipeline(transaction=False)
+        for kind in kinds:
+            pipe.sadd(self._subscribers_key(account_number, kind), conversation_id)
+        await pipe.execute()
+        pipe = self._redis.pipeline(transaction=False)
         for kind in kinds:
             pipe.sadd(self._subs_key(conversation_id), f"{account_number}|{kind}")
-            pipe.sadd(self._subscribers_key(account_number, kind), conversation_id)
         ttl = self._idle_ttl(conversation_id)
         if ttl is not None:
             pipe.expire(self._subs_key(conversation_id), ttl)
@@ -649,10 +655,12 @@ class CustomerStore:
                     removed.setdefault(account, set()).add(kind)
         if not removed:
             return removed
-        pipe = self._redis.pipeline(transaction=True)
+        # As in subscribe_reminder, in the order that leaves only prunable index members.
+        await self._redis.srem(self._subs_key(conversation_id),
+                               *(f"{account}|{kind}" for account, ks in removed.items() for kind in ks))
+        pipe = self._redis.pipeline(transaction=False)
         for account, account_kinds in removed.items():
             for kind in account_kinds:
-                pipe.srem(self._subs_key(conversation_id), f"{account}|{kind}")
                 pipe.srem(self._subscribers_key(account, kind), conversation_id)
         await pipe.execute()
         return removed

@@ -477,11 +477,12 @@ class HandoffStore:
         queues = await self.queues()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(stats_key(day))
-            pipe.pfcount(stats_key(day) + ":conversations")
-            pipe.pfcount(stats_key(day) + ":handed")
             for queue in queues:
                 pipe.zrange(queue_key(queue), 0, -1, withscores=True)
-            counters, conversations, handed, *waits = await pipe.execute()
+            counters, *waits = await pipe.execute()
+        # Not pipelined: redis-py refuses PFCOUNT in a Cluster pipeline.
+        conversations = await self._redis.pfcount(stats_key(day) + ":conversations")
+        handed = await self._redis.pfcount(stats_key(day) + ":handed")
         counters = {k: int(v) for k, v in _decode(counters).items()}
         queue_now = {}
         for queue, members in zip(queues, waits):

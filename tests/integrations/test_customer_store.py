@@ -459,3 +459,23 @@ def test_constructing_does_no_io():
             raise AssertionError(f"touched redis.{name} at construction")
 
     CustomerStore(Exploding())
+
+
+async def test_reminder_subscriptions_on_a_redis_cluster(redis_cluster_url: str):
+    """The conversation's set and the account's index lie on different slots: no MULTI across
+    them (it failed with CrossSlotTransactionError), and a reader still finds the subscriber."""
+    from integrations.redis_url import async_client
+
+    cluster = async_client(redis_cluster_url, decode_responses=True)
+    try:
+        store = CustomerStore(cluster, LIMITS)
+        conv, account = f"wechat:o{uuid.uuid4().hex}", _account()
+        await store.bind(conv, account)
+        assert await store.subscribe_reminder(conv, account) == {"bill_due", "outage"}
+        assert await store.subscribers_of(account, "outage") == [conv]
+        assert await store.reachable_of_many([account], "bill_due", bound=True) == {account: [conv]}
+        assert await store.unsubscribe_reminder(conv, kinds=["outage"]) == {account: {"outage"}}
+        assert await store.subscribers_of(account, "outage") == []
+        assert await store.subscriptions_of(conv) == {account: {"bill_due"}}
+    finally:
+        await cluster.aclose()

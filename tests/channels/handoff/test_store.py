@@ -170,6 +170,8 @@ async def test_every_transition_runs_on_a_redis_cluster(redis_cluster_url, hcloc
         final = await store.get(cid)
         assert final["state"] == "closed" and final["rating"] == "5"
         assert [m["text"] for m in await store.messages(cid)] == ["还没来电"]
+        stats = await store.stats()  # PFCOUNT, which a Cluster pipeline refuses, goes alone
+        assert stats["containment"]["handed_off"] >= 1, stats
     finally:
         await cluster.aclose()
 

@@ -11,6 +11,7 @@ import random
 import pytest
 
 from channels.key_migration import DONE_KEY
+from channels.keys import DELIVERER_KEY
 from channels.messages import Notice
 from channels.sms.outbox import QUEUE_KEY, keyed_id, migrate_legacy_keys
 from channels.notice_reports import REPORTS_STREAM
@@ -48,7 +49,7 @@ async def until_state(outbox, msg_id: str, state: str) -> dict[str, str]:
 
 
 async def test_answers_notices_and_reports_through_the_outbox_on_a_cluster(make_gateway, cluster, phone):
-    gw = await make_gateway("aliyun")
+    gw = await make_gateway("aliyun", DELIVERY_QUIET_HOURS="off", DELIVERY_RATE_LIMITS="sms.notice=off")
     outbox = gw.runtime().outbox
 
     # A customer's SMS is answered through the outbox; its delivery report marks it delivered.
@@ -60,13 +61,14 @@ async def test_answers_notices_and_reports_through_the_outbox_on_a_cluster(make_
     assert await gw.post("/sms/aliyun/report", report_items(gw.fake.sent[-1:])) == ACK
     assert (await outbox.get(answer))["state"] == "delivered"
 
-    # A broadcast's batch of keyed notices: stored, gated (rate-limit scripts pipelined) and sent
-    # in one SendBatchSms; the reports reach the messages and the broadcast's report stream.
+    # A broadcast's batch of keyed notices through the deliverer: stored, gated (rate-limit
+    # scripts pipelined) and sent in one SendBatchSms; the reports reach the messages and the broadcast's report stream.
     phones = [a_phone() for _ in range(3)]
     notices = [(p, Notice("outage_notice", OUTAGE, key=f"bc:cluster-test:{p}")) for p in phones]
     before = len(gw.fake.sent)
-    results = await gw.runtime().channel.adapter.send_notices(notices)
-    assert [r.status for r in results] == ["sent"] * 3
+    deliverer = gw.apps[0][DELIVERER_KEY]  # its conversations' turns are taken and given back pipelined
+    results = await deliverer.deliver_notices([(f"sms:{p}", notice) for p, notice in notices])
+    assert [r.status for r in results] == ["sent"] * 3, results
     batch = gw.fake.sent[before:]
     assert sorted(s["phone"] for s in batch) == sorted(phones)
     assert len({s["out_id"] for s in batch}) == 1  # one provider call, one batch reference

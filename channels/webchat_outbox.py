@@ -165,9 +165,9 @@ class WebChatAdapter:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.rpush(outbox_key(user_id), *(json.dumps(e, ensure_ascii=False) for e in events))
             pipe.expire(outbox_key(user_id), self._ttl)
-            pipe.publish(WAKE_CHANNEL, user_id)
             pipe.zcount(presence_key(user_id), self._clock(), "+inf")
             *_, online = await pipe.execute()
+        await self._redis.publish(WAKE_CHANNEL, user_id)  # a Cluster pipeline refuses PUBLISH
         return DeliveryResult("sent") if online else DeliveryResult("queued")
 
     async def _append_keyed(self, user_id: str, key: str,

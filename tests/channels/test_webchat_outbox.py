@@ -199,3 +199,20 @@ def test_every_broadcast_kind_has_a_web_text():
         text = notice_reply(Notice(kind, params)).text
         assert "{" not in text and "3201234567" not in text and "******4567" in text \
             or kind in ("outage_notice", "power_restored"), text
+
+
+async def test_an_offline_session_queues_on_a_redis_cluster(redis_cluster_url):
+    """A Cluster pipeline refuses PUBLISH: the wake-up goes after it; the messages wait."""
+    from channels.webchat_outbox import WebChatAdapter
+    from channels.webchat_protocol import new_session_id
+    from integrations.redis_url import async_client
+
+    cluster = async_client(redis_cluster_url, decode_responses=True)
+    try:
+        session = new_session_id()
+        result = await WebChatAdapter(cluster, 600).send(session, [Reply("您好，这里是人工客服")], "agent")
+        assert result == DeliveryResult("queued")
+        assert "您好，这里是人工客服" in "".join(await cluster.lrange(outbox_key(session), 0, -1))
+        assert 0 < await cluster.ttl(outbox_key(session)) <= 600
+    finally:
+        await cluster.aclose()

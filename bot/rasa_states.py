@@ -7,14 +7,30 @@ per turn recompute the same states for the same events. They are cached on the t
 the arguments and by the tracker's events (their number and the identity of the last one), and
 every caller gets its own copy, as the policies edit the states they are given.
 
+And they are computed incrementally across trackers: the replay behind ``past_states`` (Rasa's
+``Domain.states_for_tracker_history``: one state before each action of the tracker's applied
+events, plus the final one) is kept per conversation and arguments on this node, and a later
+tracker of the same conversation whose applied events start with the very same event objects
+(the tracker store hands out the same objects for events it has seen, see
+``bot/tracker_store.py``) only replays its new events. Any other tracker (rewritten history, a new
+session or checkpoint, another node's events) is replayed from the start, as Rasa does. So the
+cost of a prediction no longer grows with the loaded session. Trackers whose applied events
+change an earlier event in place (``EntitiesAdded``, ``DefinePrevUserUtteredFeaturization``: end
+to end policies only) are always replayed in full.
+
 Registered in ``bot/rasa_runtime.py`` under the name ``states`` of ``RASA_RUNTIME_SPEEDUPS``.
 """
 from __future__ import annotations
 
+import operator
+from collections import OrderedDict
 from typing import Any, Optional
 
 # Attribute of a tracker: its cached dialogue states.
 STATES_CACHE = "_powerdesk_states_cache"
+# Replays kept on this node (one per conversation and argument combination, least recently used
+# dropped): each holds a replay tracker and the states so far (tens of kB).
+MAX_REPLAYS = 1024
 
 
 def copy_states(states: list[dict]) -> list[dict]:
@@ -38,8 +54,96 @@ class StatesCache(dict):
         return StatesCache, ()
 
 
+class Replay:
+    """Rasa's ``Domain.states_for_tracker_history`` as a replay that can take more events: the
+    states before each action of the applied events seen so far, and the replay tracker after
+    them."""
+
+    def __init__(self, tracker: Any, domain: Any, omit_unset_slots: bool, ignore_rule_only_turns: bool,
+                 rule_only_data: Optional[dict[str, Any]]) -> None:
+        self.domain, self.rule_only_data = domain, rule_only_data
+        self.omit_unset_slots, self.ignore_rule_only_turns = omit_unset_slots, ignore_rule_only_turns
+        self.tracker = tracker.init_copy()
+        self.events: list = []  # the applied events replayed, in order
+        self.states: list[dict] = []
+        self.last_ml_action_sub_state: Optional[dict] = None
+        self.turn_was_hidden = False
+
+    def extend(self, events: list) -> None:
+        """Replays ``events``, which follow those replayed so far."""
+        from rasa.shared.core.events import ActionExecuted
+
+        for event in events:
+            if isinstance(event, ActionExecuted):
+                self._state(event.hide_rule_turn, commit=True)
+            self.tracker.update(event)
+            self.events.append(event)
+
+    def states_now(self) -> list[dict]:
+        """The states of the replayed events: those before each action, then the current one."""
+        final = self._state(False, commit=False)
+        return self.states + ([final] if final is not None else [])
+
+    def _state(self, hide_rule_turn: bool, commit: bool) -> Optional[dict]:
+        """One step of ``states_for_tracker_history`` on the replay tracker (same order of the
+        same calls); ``commit``: keep its effects, else only return the state."""
+        from rasa.shared.core.constants import PREVIOUS_ACTION
+
+        domain, tr = self.domain, self.tracker
+        last_ml, hidden = self.last_ml_action_sub_state, self.turn_was_hidden
+        if self.ignore_rule_only_turns:
+            if not hidden:
+                last_ml = domain._get_prev_action_sub_state(tr)
+            if not tr.followup_action and not tr.latest_action_name == tr.active_loop_name:
+                hidden = hide_rule_turn
+        if commit:
+            self.last_ml_action_sub_state, self.turn_was_hidden = last_ml, hidden
+        if self.ignore_rule_only_turns and hidden:
+            return None
+        state = domain.get_active_state(tr, omit_unset_slots=self.omit_unset_slots)
+        if self.ignore_rule_only_turns:
+            domain._remove_rule_only_features(state, self.rule_only_data)
+            if self.states:
+                domain._substitute_rule_only_user_input(state, self.states[-1])
+            if last_ml:
+                state[PREVIOUS_ACTION] = last_ml
+        state = domain._clean_state(state)
+        if commit:
+            self.states.append(state)
+        return state
+
+
+_replays: "OrderedDict[tuple, Replay]" = OrderedDict()
+
+
+def replayed_states(tracker: Any, domain: Any, omit_unset_slots: bool, ignore_rule_only_turns: bool,
+                    rule_only_data: Optional[dict[str, Any]]) -> Optional[list[dict]]:
+    """The tracker's dialogue states from this node's replay of its conversation, extended by its
+    new applied events (a new replay when the kept one is not a prefix of them); None for a
+    tracker whose events edit earlier events."""
+    from rasa.shared.core.events import DefinePrevUserUtteredFeaturization, EntitiesAdded
+
+    applied = tracker.applied_events()
+    key = (tracker.sender_id, id(domain), omit_unset_slots, ignore_rule_only_turns, id(rule_only_data),
+           tracker.is_rule_tracker)
+    replay = _replays.pop(key, None)
+    done = len(replay.events) if replay is not None else 0
+    if (replay is None or replay.domain is not domain or replay.rule_only_data is not rule_only_data
+            or done > len(applied) or not all(map(operator.is_, replay.events, applied[:done]))
+            or replay.tracker.slots.keys() != tracker.slots.keys()):
+        replay, done = Replay(tracker, domain, omit_unset_slots, ignore_rule_only_turns, rule_only_data), 0
+    new = applied[done:]
+    if any(isinstance(e, (EntitiesAdded, DefinePrevUserUtteredFeaturization)) for e in new):
+        return None
+    replay.extend(new)
+    _replays[key] = replay
+    while len(_replays) > MAX_REPLAYS:
+        _replays.popitem(last=False)
+    return replay.states_now()
+
+
 def install() -> None:
-    """Replaces ``DialogueStateTracker.past_states`` by its cached version."""
+    """Replaces ``DialogueStateTracker.past_states`` by its cached, incremental version."""
     from rasa.shared.core.trackers import DialogueStateTracker
 
     original = DialogueStateTracker.past_states
@@ -57,9 +161,11 @@ def install() -> None:
         if (hit is not None and hit[0] is domain and hit[1] is rule_only_data and hit[2] == len(events)
                 and hit[3] is last):
             return copy_states(hit[4])
-        states = original(self, domain, omit_unset_slots=omit_unset_slots,
-                          ignore_rule_only_turns=ignore_rule_only_turns, rule_only_data=rule_only_data)
+        states = replayed_states(self, domain, omit_unset_slots, ignore_rule_only_turns, rule_only_data)
+        if states is None:
+            states = original(self, domain, omit_unset_slots=omit_unset_slots,
+                              ignore_rule_only_turns=ignore_rule_only_turns, rule_only_data=rule_only_data)
         cache[key] = (domain, rule_only_data, len(events), last, copy_states(states))
-        return states
+        return copy_states(states)
 
     DialogueStateTracker.past_states = past_states

@@ -1,0 +1,56 @@
+"""bot/rasa_states.py under the Rasa environment: dialogue states replayed incrementally per
+conversation equal Rasa's own for every prefix of a conversation with forms, rejections, hidden
+rule turns, reverted events and sessions, for branches of one conversation and for every argument
+combination (scenarios in rasa_states_checks.py)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RASA_PY = ROOT / ".venv" / "rasa" / "bin" / "python"
+
+pytestmark = pytest.mark.skipif(not RASA_PY.exists(), reason="the Rasa environment is not installed")
+
+
+@pytest.fixture(scope="module")
+def seen() -> dict:
+    done = subprocess.run(
+        [str(RASA_PY), str(Path(__file__).with_name("rasa_states_checks.py"))],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_every_prefix_of_a_conversation_has_rasas_states(seen):
+    assert seen["patched"] is True
+    assert seen["prefix_mismatches"] == []
+
+
+def test_later_trackers_extend_the_kept_replay(seen):
+    # most prefixes only replay their new events; a new session, an undone form turn or a
+    # reverted event starts over
+    assert seen["prefixes_extended"] >= seen["prefixes"] * 2 // 3
+
+
+def test_branches_of_one_conversation_have_rasas_states(seen):
+    assert seen["branches_as_rasa"] == [True] * 4
+
+
+def test_callers_cannot_change_kept_states(seen):
+    assert seen["edits_do_not_leak"] is True
+
+
+def test_events_editing_earlier_events_are_replayed_in_full(seen):
+    assert seen["entities_added_as_rasa"] is True and seen["entities_added_not_kept"] is True
+
+
+def test_other_domain_and_bounded_replays(seen):
+    assert seen["other_domain_as_rasa"] is True
+    assert seen["replays_bounded"] is True

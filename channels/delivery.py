@@ -64,9 +64,9 @@ from channels.keys import DELIVERER_KEY
 from channels.messages import (PURPOSES, Button, ChannelAdapter, Deliver, DeliveryResult, Notice,
                                Purpose, Reply)
 from channels.notice_context import encode_notice, notice_key
+from channels.redis_batch import KeyOps
 from channels.optout import OptOutStore
 from channels.quiet_hours import QuietHours
-from channels.redis_scripts import queue_script
 from channels.redis_text import redis_text
 from channels.router import log_id
 from integrations.rate_limit import Bucket, Rate, TokenBuckets
@@ -86,13 +86,6 @@ for _, member in ipairs(due) do
   redis.call('ZADD', KEYS[1], 'XX', ARGV[2], member)
 end
 return due
-"""
-
-# KEYS[1]: a conversation's turn (redis-py's Lock format: the key holds the holder's token),
-# deleted if it still holds ARGV[1].
-_GIVE_TURN_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 1
 """
 
 Content = Sequence[Reply] | Notice
@@ -159,7 +152,6 @@ class Deliverer:
         self._adapters: dict[str, ChannelAdapter] = {}
         self._local = KeyedLocks()
         self._lease = redis.register_script(_LEASE_LUA)
-        self._give_turn = redis.register_script(_GIVE_TURN_LUA)
 
     def register(self, adapter: ChannelAdapter) -> None:
         """Send conversations ``<adapter.name>:…`` through ``adapter`` (replaces an earlier one)."""
@@ -212,12 +204,13 @@ class Deliverer:
     async def deliver_notices(self, items: Sequence[tuple[str, Notice]]) -> list[DeliveryResult]:
         """Deliver many notices at once (a broadcast's batch): for each, the same rules, result,
         metric and log line as :meth:`deliver` with purpose ``notice``; the batch shares its
-        Redis work: one opt-out lookup, one pipeline to take the conversations' turns and one to
-        give them back, one for the last-notice records; an adapter with ``send_notices`` (SMS,
-        WeChat) gets its share of the batch in one call (its own records pipelined, SMS in
-        provider batches), the others one send per notice. What the batch cannot settle
-        alike (a transactional notice, a rate-limited channel, quiet hours, a conversation whose
-        turn is held) goes through :meth:`deliver` one by one. Never raises (but cancellation)."""
+        Redis work: one opt-out lookup, one command taking the conversations' turns and one
+        giving them back with the last-notice records (:mod:`channels.redis_batch`); an
+        adapter with ``send_notices`` (SMS, WeChat) gets its share of the batch in one call
+        (its own records in one command each, SMS in provider batches), the others one send
+        per notice. What the batch cannot settle alike (a transactional notice, a rate-limited
+        channel, quiet hours, a conversation whose turn is held) goes through :meth:`deliver`
+        one by one. Never raises (but cancellation)."""
         results: list[DeliveryResult | None] = [None] * len(items)
         batch: list[tuple[int, ChannelAdapter, str, str, Notice]] = []
         alone: list[int] = []
@@ -262,15 +255,17 @@ class Deliverer:
                 going.append(entry)
         if not going:
             return
-        # The turns, taken and given back in one pipeline each (one key per command, so it
-        # works on a Redis Cluster too).
+        # The turns taken, and later given back with the last-notice records, in one command
+        # each (channels.redis_batch: one script on a server, a pipeline on a Cluster).
         token = uuid.uuid4().hex
-        keys = [_turn_key(b[2]) for b in going]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.set(key, token, nx=True, px=int((self._send_timeout + 5) * 1000))
-            taken = await pipe.execute()
+        take = KeyOps()
+        for entry in going:
+            take.set(_turn_key(entry[2]), token, px=int((self._send_timeout + 5) * 1000), nx=True)
+        taken = await take.run(self._redis)
         mine = [entry for entry, ok in zip(going, taken) if ok]
+        after = KeyOps()  # what goes back to Redis once the batch is sent
+        for entry in mine:
+            after.delete_if(_turn_key(entry[2]), token)
         by_adapter: dict[str, list[int]] = {}
         for n, entry in enumerate(mine):
             by_adapter.setdefault(entry[1].name, []).append(n)
@@ -278,30 +273,28 @@ class Deliverer:
         try:
             answers = await asyncio.gather(*(self._send_many(mine[ns[0]][1], [mine[n] for n in ns])
                                              for ns in by_adapter.values()))
-            for ns, results_of in zip(by_adapter.values(), answers):
-                for n, result in zip(ns, results_of):
-                    sent[n] = result
-        finally:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in (key for key, ok in zip(keys, taken) if ok):
-                    await queue_script(pipe, self._give_turn, [key], [token])
-                await pipe.execute()
-        remember = []
+        except BaseException:
+            with contextlib.suppress(RedisError, OSError):
+                await after.run(self._redis)  # the turns back; else they expire by themselves
+            raise
+        for ns, results_of in zip(by_adapter.values(), answers):
+            for n, result in zip(ns, results_of):
+                sent[n] = result
+        remembered = 0
         for (i, adapter, conversation_id, _user, notice), result in zip(mine, sent):
             results[i] = result
             self._record(adapter.name, conversation_id, notice, "notice", result)
             if result.status in ("sent", "queued") and self._notice_context_seconds > 0:
-                remember.append((conversation_id, notice))
-        if remember:
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for conversation_id, notice in remember:
-                        pipe.set(notice_key(conversation_id), encode_notice(notice, self._clock()),
-                                 ex=self._notice_context_seconds)
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:
-                log.warning("notice context of %d conversations not recorded (%s)", len(remember),
-                            type(exc).__name__)
+                after.set(notice_key(conversation_id), encode_notice(notice, self._clock()),
+                          px=self._notice_context_seconds * 1000)
+                remembered += 1
+        try:
+            await after.run(self._redis)
+        except (RedisError, OSError) as exc:
+            # The deliveries stand; the turns expire by themselves (send timeout + 5 s).
+            log.warning("turns of %d conversations not given back, notice context of %d not "
+                        "recorded (%s)", len(mine), remembered, type(exc).__name__)
+            if remembered:
                 metrics.ERRORS.labels("notice_context").inc()
 
     async def _send_many(self, adapter: ChannelAdapter,

@@ -48,7 +48,8 @@ An urgent notice gets the parameter ``urgent_mark`` = 【紧急】 (``""`` other
 templates put first (``bot/wechat_templates.yml``).
 
 A broadcast's batch (``send_notices``) sends its keyed template notices concurrently with one
-pipelined read of their records before and one transaction writing them after, answering as
+read of their records before and one write after (one command each, :mod:`channels.redis_batch`;
+one key per write, so it works on a Redis Cluster), answering as
 ``send`` would for each; the rest of the batch goes one ``send`` at a time.
 """
 from __future__ import annotations
@@ -67,6 +68,7 @@ from redis.exceptions import RedisError
 from channels.messages import DeliveryResult, Notice, Purpose, Reply
 from channels.options import OptionMemory
 from channels.optout import OptOutStore
+from channels.redis_batch import KeyOps
 from channels.redis_text import redis_text
 from channels.wechat import metrics
 from channels.wechat.api import WeChatApi
@@ -197,7 +199,7 @@ class WeChatAdapter:
 
     async def send_notices(self, items: Sequence[tuple[str, Notice]]) -> list[DeliveryResult]:
         """:meth:`send` of many notices (a broadcast's batch): keyed template notices share
-        their Redis work (one read of their records, one transaction writing them) and go to
+        their Redis work (one command reading their records, one writing them) and go to
         WeChat concurrently; every other notice goes one by one. Same results as :meth:`send`."""
         results: list[DeliveryResult | None] = [None] * len(items)
         keyed: list[tuple[int, str, Notice, Any]] = []
@@ -210,14 +212,13 @@ class WeChatAdapter:
                 results[i] = await self._notice(openid, notice)
         if not keyed:
             return results  # type: ignore[return-value]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for _i, openid, notice, _template in keyed:
-                pipe.hgetall(notice_record_key(openid, notice.key))
-            records = await pipe.execute()
+        read = KeyOps()
+        for _i, openid, notice, _template in keyed:
+            read.hgetall(notice_record_key(openid, notice.key))
+        records = await read.run(self._redis)
         going = []
-        for entry, raw in zip(keyed, records):
-            answered = self._answer_from({redis_text(k): redis_text(v) for k, v in raw.items()},
-                                         entry[2].key)
+        for entry, record in zip(keyed, records):
+            answered = self._answer_from(record, entry[2].key)
             if answered is not None:
                 results[entry[0]] = answered
             else:
@@ -241,10 +242,10 @@ class WeChatAdapter:
                     if isinstance(msg_id, int)]
         if accepted:
             at = str(int(self._clock()))
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for (_i, openid, notice, _template), msg_id in accepted:
-                    self._record_template(pipe, openid, notice.key, msg_id, at)
-                await pipe.execute()
+            write = KeyOps()
+            for (_i, openid, notice, _template), msg_id in accepted:
+                self._record_template(write, openid, notice.key, msg_id, at)
+            await write.run(self._redis)
         for (i, *_rest), answer in zip(going, answers):
             if isinstance(answer, DeliveryResult):
                 results[i] = answer
@@ -259,13 +260,15 @@ class WeChatAdapter:
         return results  # type: ignore[return-value]
 
     @staticmethod
-    def _record_template(pipe: Any, openid: str, key: str, msg_id: int, at: str) -> None:
-        """Queue the writes recording the keyed template notice ``key`` WeChat accepted."""
-        record = notice_record_key(openid, key)
-        pipe.set(template_notice_key(msg_id), key, ex=TEMPLATE_KEY_TTL)
-        pipe.hset(record, mapping={"state": "sent", "via": "template", "msgid": str(msg_id),
-                                   "at": at})
-        pipe.expire(record, NOTICE_RECORD_TTL)
+    def _record_template(ops: KeyOps, openid: str, key: str, msg_id: int, at: str) -> None:
+        """Add the writes recording the keyed template notice ``key`` WeChat accepted: the
+        msgid → key map first, then the record. Each write is one key and they need not be
+        atomic (so they work on a Redis Cluster): a crash between them leaves a map without a
+        record, and the key is sent again with the same ``client_msg_id`` (the in-flight
+        window of the module doc)."""
+        ops.set(template_notice_key(msg_id), key, px=TEMPLATE_KEY_TTL * 1000)
+        ops.hset_expire(notice_record_key(openid, key), {
+            "state": "sent", "via": "template", "msgid": str(msg_id), "at": at}, NOTICE_RECORD_TTL)
 
     async def _notice(self, openid: str, notice: Notice) -> DeliveryResult:
         template = self._config.templates.get(notice.kind)
@@ -365,9 +368,9 @@ class WeChatAdapter:
             await self._record_refusal(openid, exc)
             return self._refused(exc, keyed=bool(key))
         if key:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                self._record_template(pipe, openid, key, msg_id, str(int(self._clock())))
-                await pipe.execute()
+            write = KeyOps()
+            self._record_template(write, openid, key, msg_id, str(int(self._clock())))
+            await write.run(self._redis)
         metrics.SENDS.labels("ok").inc()
         return DeliveryResult("sent")
 

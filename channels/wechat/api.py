@@ -17,14 +17,18 @@ import json
 import logging
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
+from yarl import URL
 
 from channels.digits import ascii_int
 from channels.wechat.errors import WeChatApiError, WeChatUnavailable
 from channels.wechat.tokens import TokenManager
 
 log = logging.getLogger(__name__)
+
+_JSON = {"Content-Type": "application/json; charset=utf-8"}
 
 
 class WeChatApi:
@@ -38,13 +42,27 @@ class WeChatApi:
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._retry_delays = tuple(retry_delays)
         self._session: aiohttp.ClientSession | None = None
+        self._token_query = ("", "")  # (access_token, its encoded query)
         self.tokens = TokenManager(redis, app_id, self._fetch_token)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            # WeChat sets no cookies the client needs: no jar to update on every answer.
             self._session = aiohttp.ClientSession(
-                timeout=self._timeout, connector=aiohttp.TCPConnector(limit=200))
+                timeout=self._timeout, connector=aiohttp.TCPConnector(limit=200),
+                cookie_jar=aiohttp.DummyCookieJar())
         return self._session
+
+    def _url(self, path: str, params: dict[str, str]) -> URL:
+        """``path`` with ``params`` as an encoded URL; the access_token's query (the same on
+        every call until it is refreshed) is encoded once, not on every message."""
+        if list(params) == ["access_token"]:
+            if self._token_query[0] != params["access_token"]:
+                self._token_query = (params["access_token"], urlencode(params))
+            query = self._token_query[1]
+        else:
+            query = urlencode(params)
+        return URL(f"{self.base_url}{path}?{query}", encoded=True)
 
     async def close(self) -> None:
         """Close the HTTP session."""
@@ -54,20 +72,22 @@ class WeChatApi:
 
     async def _raw(self, method: str, path: str, params: dict[str, str],
                    body: dict[str, Any] | None) -> dict[str, Any]:
-        url = f"{self.base_url}{path}"
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
-        headers = {"Content-Type": "application/json; charset=utf-8"} if data is not None else None
+        headers = _JSON if data is not None else None
         try:
-            async with self._http().request(method, url, params=params, data=data, headers=headers) as resp:
+            async with self._http().request(method, self._url(path, params), data=data,
+                                            headers=headers) as resp:
                 if resp.status >= 500:
                     raise WeChatUnavailable(f"HTTP {resp.status}", path)
-                text = await resp.text()
+                raw = await resp.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise WeChatUnavailable(f"{type(exc).__name__}: {exc}", path) from exc
         try:
-            answer = json.loads(text)
+            # Bytes: JSON is UTF-8 (WeChat labels it "encoding=utf-8", which is no charset, so
+            # decoding as text would guess the charset of every answer).
+            answer = json.loads(raw)
         except ValueError as exc:
-            raise WeChatUnavailable(f"unparseable answer ({len(text)} chars)", path) from exc
+            raise WeChatUnavailable(f"unparseable answer ({len(raw)} bytes)", path) from exc
         if not isinstance(answer, dict):
             raise WeChatUnavailable("answer is not a JSON object", path)
         errcode = answer.get("errcode", 0)

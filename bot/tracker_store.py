@@ -8,7 +8,8 @@ customer has talked to us (every session of the last 30 days). This store keeps,
     <prefix>:trk:{<tag>}:meta     a hash: n (events stored), s (index of the current session's
                                   first event: the last ``action_session_start``), id (the
                                   conversation id), c and cp (a checkpoint: an index and the
-                                  events that recreate the state before it)
+                                  events that recreate the state before it), g (how many times
+                                  stored events were rewritten)
 
 and both keys share the hash tag ``{<tag>}`` (the conversation id; a digest of it when the id has
 braces), so a Lua script can touch both on a Redis Cluster. A save appends only the events that
@@ -18,12 +19,22 @@ stock store returns it (with ``max_session_events``, a long session from its che
 ``retrieve_full_tracker`` reads everything. Both keys expire
 ``record_exp`` seconds after the last save (30 days in bot/endpoints.yml), like the stock store.
 
+Each Rasa node keeps the current sessions it loaded or saved last (``keep_sessions``, the least
+recently used dropped): a load then reads from Redis only the events stored since (checked in
+the load script against the stored count, the rewrite counter ``g``, the session's first index
+and the last event the node holds, so events another node wrote meanwhile are read, and a
+rewritten or expired history is read in full), and hands out the same event objects as before,
+which lets ``bot/rasa_states.py`` replay only the new events. The events a save appends are kept
+as they are when their JSON reads back to an equal event (else as read back), so a load returns
+what a load from Redis alone would.
+
 A conversation still in the stock format (``<prefix>:tracker:<id>``, one blob) is moved to the
 new layout the first time it is read.
 
 Configured in bot/endpoints.yml: ``type: bot.tracker_store.PowerDeskTrackerStore``, ``url``: a
 REDIS_URL (redis://, rediss://, unix://, redis+sentinel://, redis+cluster://: see
-integrations/redis_url.py), ``key_prefix``, ``record_exp`` and ``max_session_events``.
+integrations/redis_url.py), ``key_prefix``, ``record_exp``, ``max_session_events`` and
+``keep_sessions``.
 """
 from __future__ import annotations
 
@@ -31,6 +42,7 @@ import hashlib
 import itertools
 import json
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
@@ -39,7 +51,7 @@ from rasa.core.tracker_store import TrackerStore
 from rasa.shared.core.constants import ACTION_LISTEN_NAME, ACTION_SESSION_START_NAME
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import (ActionExecuted, ActiveLoop, ConversationPaused, Event, SlotSet,
-                                     UserUttered)
+                                     UserUttered, deserialise_events)
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from integrations.redis_url import sync_client
@@ -63,8 +75,11 @@ if keep == 0 then
 elseif keep < n then
   redis.call('LTRIM', KEYS[1], 0, keep - 1)
 end
-if keep < n and tonumber(redis.call('HGET', KEYS[2], 'c') or '0') > keep then
-  redis.call('HDEL', KEYS[2], 'c', 'cp')
+if keep < n then
+  redis.call('HINCRBY', KEYS[2], 'g', 1)
+  if tonumber(redis.call('HGET', KEYS[2], 'c') or '0') > keep then
+    redis.call('HDEL', KEYS[2], 'c', 'cp')
+  end
 end
 if tonumber(ARGV[6]) >= 0 then
   redis.call('HSET', KEYS[2], 'c', ARGV[6], 'cp', ARGV[7])
@@ -90,18 +105,29 @@ end
 return total
 """
 
-# KEYS: events, meta. ARGV: "session" or "full". Returns {n, first index, events, checkpoint}
-# (the checkpoint, JSON, when the session is read from it; else "") or nil.
+# KEYS: events, meta. ARGV: "session" or "full", then what the caller holds: a count (-1:
+# nothing), the rewrite counter, the first index and the last event held (JSON). Returns {n,
+# first index, events, checkpoint, index of the first event returned, rewrite counter} or nil;
+# the checkpoint (JSON) when the session is read from it, else "". Returns only the events after
+# those the caller holds when they are still the stored ones.
 LOAD_SCRIPT = """
-local meta = redis.call('HMGET', KEYS[2], 'n', 's', 'c', 'cp')
+local meta = redis.call('HMGET', KEYS[2], 'n', 's', 'c', 'cp', 'g')
 if not meta[1] then return nil end
+local n, g = tonumber(meta[1]), meta[5] or '0'
 local first, cp = 0, ''
 if ARGV[1] == 'session' then
   first = tonumber(meta[2] or '0')
   if meta[3] and tonumber(meta[3]) > first then first, cp = tonumber(meta[3]), meta[4] end
 end
-return {tonumber(meta[1]), first, redis.call('LRANGE', KEYS[1], first, -1), cp}
+local from, held = first, tonumber(ARGV[2] or '-1')
+if held > first and held <= n and ARGV[3] == g and tonumber(ARGV[4]) == first
+   and redis.call('LINDEX', KEYS[1], held - 1) == ARGV[5] then
+  from = held
+end
+return {n, first, redis.call('LRANGE', KEYS[1], from, -1), cp, from, g}
 """
+# What a node holds of a conversation's current session (see PowerDeskTrackerStore._kept).
+DEFAULT_KEEP_SESSIONS = 1000
 
 
 @dataclass
@@ -121,6 +147,20 @@ class _Mark:
     def end(self) -> int:
         """The stored index after the tracker's last loaded or saved event."""
         return self.base + self.count - self.synthetic
+
+
+@dataclass
+class _Kept:
+    """A conversation's current session as this node last loaded or saved it: the checkpoint's
+    events, then the stored events from index ``first`` to ``total`` (the last one as stored,
+    ``last_json``), of rewrite generation ``generation``."""
+
+    first: int
+    total: int
+    generation: str
+    synthetic: list
+    events: list
+    last_json: str
 
 
 def hash_tag(conversation_id: str) -> str:
@@ -152,6 +192,11 @@ def _dump(event: Event) -> str:
     return json.dumps(event.as_dict(), ensure_ascii=False)
 
 
+def _text(value: Any) -> str:
+    """A Redis reply as text (clients may or may not decode)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def checkpoint_events(tracker: DialogueStateTracker, at: float) -> list[dict]:
     """Events that put a new tracker in ``tracker``'s state between turns: its slots that differ
     from their initial values, its active form, its pause (timestamped ``at``)."""
@@ -171,11 +216,14 @@ class PowerDeskTrackerStore(TrackerStore):
     def __init__(self, domain: Optional[Domain] = None, host: Optional[str] = None,
                  event_broker: Optional[EventBroker] = None, key_prefix: Optional[str] = None,
                  record_exp: Optional[float] = None, redis_client: Any = None,
-                 socket_timeout: float = 5.0, max_session_events: int = 0, **kwargs: Any) -> None:
+                 socket_timeout: float = 5.0, max_session_events: int = 0,
+                 keep_sessions: int = DEFAULT_KEEP_SESSIONS, **kwargs: Any) -> None:
         """``host`` is the REDIS_URL (Rasa passes the endpoint's ``url`` as ``host``);
         ``redis_client`` replaces it with a ready client (tests). ``max_session_events`` > 0:
         a session longer than that is loaded from a checkpoint (the state between two turns)
-        followed by at least the last half of that many events; 0: the whole session."""
+        followed by at least the last half of that many events; 0: the whole session.
+        ``keep_sessions``: current sessions kept on this node (0: none, every load reads the
+        whole session)."""
         super().__init__(domain, event_broker, **kwargs)
         if redis_client is None:
             redis_client = store_client(host, socket_timeout, "PowerDeskTrackerStore")
@@ -183,6 +231,8 @@ class PowerDeskTrackerStore(TrackerStore):
         self.prefix = str(key_prefix or DEFAULT_PREFIX)
         self.max_session_events = int(max_session_events or 0)
         self.record_exp = int(record_exp) if record_exp else 0
+        self.keep_sessions = int(keep_sessions or 0)
+        self._kept: "OrderedDict[str, _Kept]" = OrderedDict()
         self._save = self.red.register_script(SAVE_SCRIPT)
         self._load = self.red.register_script(LOAD_SCRIPT)
 
@@ -229,21 +279,50 @@ class PowerDeskTrackerStore(TrackerStore):
         return sorted(found)
 
     def _retrieve(self, sender_id: str, part: str) -> Optional[DialogueStateTracker]:
-        loaded = self._load(keys=self.keys_of(sender_id), args=[part])
+        kept = self._kept.pop(sender_id, None) if part == "session" else None
+        held = [kept.total, kept.generation, kept.first, kept.last_json] if kept else [-1, "", -1, ""]
+        loaded = self._load(keys=self.keys_of(sender_id), args=[part, *held])
         if loaded is None:
             if not self._migrate(sender_id):
                 return None
-            loaded = self._load(keys=self.keys_of(sender_id), args=[part])
+            loaded = self._load(keys=self.keys_of(sender_id), args=[part, -1, "", -1, ""])
             if loaded is None:
                 return None
-        total, first, raw, cp = int(loaded[0]), int(loaded[1]), loaded[2], loaded[3]
-        synthetic = json.loads(cp) if cp else []
-        tracker = DialogueStateTracker.from_dict(
-            sender_id, synthetic + [json.loads(e) for e in raw], self.domain.slots,
-            max_event_history=self.max_event_history,
-        )
+        total, first, raw, cp, start = int(loaded[0]), int(loaded[1]), loaded[2], loaded[3], int(loaded[4])
+        new = deserialise_events([json.loads(e) for e in raw])
+        if kept is not None and start > first:  # the events held are still the stored ones
+            synthetic, events = kept.synthetic, kept.events + new
+        else:
+            synthetic, events = deserialise_events(json.loads(cp)) if cp else [], new
+        tracker = DialogueStateTracker.from_events(sender_id, synthetic + events, self.domain.slots,
+                                                   max_event_history=self.max_event_history)
         self._mark(tracker, first, total, len(synthetic))
+        if part == "session" and len(events) == total - first and events:
+            last_json = _text(raw[-1]) if raw else kept.last_json
+            self._keep(sender_id, _Kept(first, total, _text(loaded[5]), synthetic, events, last_json))
         return tracker
+
+    def _keep(self, sender_id: str, kept: _Kept) -> None:
+        if self.keep_sessions <= 0:
+            return
+        self._kept.pop(sender_id, None)
+        self._kept[sender_id] = kept
+        while len(self._kept) > self.keep_sessions:
+            self._kept.popitem(last=False)
+
+    def _kept_after_save(self, sender_id: str, mark: _Mark, new: list[Event], dumped: list[str],
+                         total: int) -> None:
+        """Adds the appended events to what this node keeps of the session, when it kept the
+        session the tracker came from; each event as read back from its JSON when that differs."""
+        kept = self._kept.get(sender_id)
+        if kept is None or kept.total != mark.total or kept.first != mark.base or total != mark.total + len(new):
+            self._kept.pop(sender_id, None)
+            return
+        for event, text in zip(new, dumped):
+            again = Event.from_parameters(json.loads(text))
+            kept.events.append(event if again is not None and again.__dict__ == event.__dict__ else again)
+        kept.total, kept.last_json = total, dumped[-1]
+        self._kept.move_to_end(sender_id)
 
     def _migrate(self, sender_id: str) -> bool:
         """Moves a stock-format tracker to this layout; False when there is none."""
@@ -278,12 +357,18 @@ class PowerDeskTrackerStore(TrackerStore):
             keep = mark.end
             session = _session_index(new, keep)
             checkpoint = self._checkpoint(tracker, mark) if session < 0 else None
+            dumped = [_dump(e) for e in new]
             total = self._write(tracker.sender_id, expected=mark.total, keep=keep, events=new,
-                                session=session, checkpoint=checkpoint)
+                                session=session, checkpoint=checkpoint, dumped=dumped)
             if total >= 0:
+                if session < 0 and checkpoint is None and keep == mark.total:
+                    self._kept_after_save(tracker.sender_id, mark, new, dumped, total)
+                else:  # the next load starts elsewhere (a new session or checkpoint)
+                    self._kept.pop(tracker.sender_id, None)
                 self._mark(tracker, mark.base, total, mark.synthetic)
                 self._publish(tracker.sender_id, new)
                 return
+        self._kept.pop(tracker.sender_id, None)
         self._reconcile(tracker, mark)
 
     def _checkpoint(self, tracker: DialogueStateTracker, mark: _Mark) -> Optional[tuple[int, str]]:
@@ -304,14 +389,15 @@ class PowerDeskTrackerStore(TrackerStore):
         return mark.base + cut - mark.synthetic, json.dumps(snapshot, ensure_ascii=False)
 
     def _write(self, sender_id: str, *, expected: int, keep: int, events: list[Event],
-               session: int, checkpoint: Optional[tuple[int, str]] = None) -> int:
+               session: int, checkpoint: Optional[tuple[int, str]] = None,
+               dumped: Optional[list[str]] = None) -> int:
         """Runs the save script (``session``: the new current session's index, -1 unchanged;
-        ``checkpoint``: a new one); the new stored count, or negative when ``expected`` is
-        stale."""
+        ``checkpoint``: a new one; ``dumped``: the events' JSON, when already made); the new
+        stored count, or negative when ``expected`` is stale."""
         at, snapshot = checkpoint or (-1, "")
         result = self._save(keys=self.keys_of(sender_id),
                             args=[expected, self.record_exp, keep, session, sender_id, at, snapshot,
-                                  *(_dump(e) for e in events)])
+                                  *(dumped if dumped is not None else (_dump(e) for e in events))])
         return int(result)
 
     def _reconcile(self, tracker: DialogueStateTracker, mark: Optional[_Mark]) -> None:

@@ -118,3 +118,15 @@ def test_a_long_session_is_loaded_from_a_checkpoint_with_the_same_state(seen):
     assert seen["window_full_equals"] is True
     assert int(seen["window_meta"]["c"]) > int(seen["window_meta"]["s"])
     assert seen["window_new_session"] is True  # a new session is read from its start again
+
+
+def test_a_node_reads_only_the_events_stored_since_its_last_load(seen):
+    # node B writes every tenth turn; node A's loads equal a store's that keeps nothing
+    assert seen["kept_loads_equal"] == [True] * 30
+    assert seen["kept_events_reused"] >= 25  # the same event objects handed out again
+    assert max(seen["kept_read_bytes_last"]) * 3 < min(seen["plain_read_bytes_last"])
+
+
+def test_a_node_reads_a_rewritten_or_recreated_history_in_full(seen):
+    assert seen["kept_after_rewrite"] is True
+    assert seen["kept_after_expiry"] is True

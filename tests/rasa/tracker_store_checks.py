@@ -208,6 +208,52 @@ async def main(url: str, prefix: str) -> dict:
     loaded = await windowed.retrieve(cid5)
     out["window_new_session"] = dicts(loaded) == dicts(reference)[-3:]
 
+    # Kept sessions: node A keeps what it loaded and saved, node B writes in between; A's loads
+    # equal those of a store that keeps nothing, and read only the events stored since.
+    node_a = PowerDeskTrackerStore(DOMAIN, host=url, key_prefix=f"{prefix}k", record_exp=3600)
+    node_b = PowerDeskTrackerStore(DOMAIN, host=url, key_prefix=f"{prefix}k", record_exp=3600)
+    plain = PowerDeskTrackerStore(DOMAIN, host=url, key_prefix=f"{prefix}k", record_exp=3600, keep_sessions=0)
+    cid6 = "web:kept"
+    await node_a.save(DialogueStateTracker.from_events(cid6, session_start(at), DOMAIN.slots))
+    same, reused, read_kept, read_plain = [], [], [], []
+    previous = None
+    for i in range(30):
+        node = node_b if i % 10 == 9 else node_a
+        tracker = await node.retrieve(cid6)
+        tracker.update_with_events(turn(at + 10 * (i + 1), text=f"第{i}句"), DOMAIN)
+        if i == 4:
+            tracker.update(SlotSet("account_number", "100000005"), DOMAIN)
+        await node.save(tracker)
+        before_out = net_out(red)
+        loaded = await node_a.retrieve(cid6)
+        read_kept.append(net_out(red) - before_out)
+        before_out = net_out(red)
+        fresh = await plain.retrieve(cid6)
+        read_plain.append(net_out(red) - before_out)
+        same.append(dicts(loaded) == dicts(fresh) and loaded.current_slot_values() == fresh.current_slot_values())
+        if previous is not None:
+            reused.append(all(a is b for a, b in zip(previous.events, loaded.events)))
+        previous = loaded
+    out["kept_loads_equal"] = same
+    out["kept_events_reused"] = sum(reused)
+    out["kept_read_bytes_last"] = read_kept[-5:]
+    out["plain_read_bytes_last"] = read_plain[-5:]
+    # The conversation expires and a new one of the same length is stored: A reads it in full.
+    count = len((await node_a.retrieve(cid6)).events)
+    red.delete(*node_a.keys_of(cid6))
+    again = DialogueStateTracker.from_events(cid6, session_start(at + 5000), DOMAIN.slots)
+    while len(again.events) < count:
+        again.update(BotUttered(f"新的{len(again.events)}", timestamp=at + 5000 + len(again.events)), DOMAIN)
+    await node_b.save(again)
+    out["kept_after_expiry"] = dicts(await node_a.retrieve(cid6)) == dicts(again)
+
+    # B rewrites the history (same length, another last turn): A reads it in full.
+    rewritten = await node_b.retrieve(cid6)
+    rewritten.events.pop()
+    rewritten.update(ActionExecuted("utter_greet", timestamp=at + 999), DOMAIN)
+    await node_b.save(rewritten)
+    out["kept_after_rewrite"] = dicts(await node_a.retrieve(cid6)) == dicts(await plain.retrieve(cid6))
+
     # Keys: every conversation, stock-format ones included; ids with braces get a digest tag.
     await stock.save(DialogueStateTracker.from_events("web:still-legacy", session_start(at), DOMAIN.slots))
     out["keys_listed"] = sorted(await store.keys())

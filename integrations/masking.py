@@ -1,5 +1,6 @@
-"""Masking for logs and replies: 户号, mobile numbers and names (last 4 digits stay visible), and
-web-chat session ids (bearer secrets: logs show only a short prefix)."""
+"""Masking for logs and replies: 户号, mobile numbers and names (last 4 digits stay visible),
+web-chat session ids (bearer secrets: logs show only a short prefix) and WeChat openids (a
+follower's identity: logs show only the last 4 characters)."""
 from __future__ import annotations
 
 import re
@@ -22,6 +23,11 @@ _SENSITIVE = re.compile(
 # Whoever knows the session id can continue that conversation, so logs keep only its start.
 _WEB_PREFIX_CHARS = 12
 _WEB_SESSION = re.compile(r"(?<![A-Za-z0-9_-])(web:[A-Za-z0-9_-]{8})[A-Za-z0-9_-]{8,}")
+# A WeChat openid (28 characters of [A-Za-z0-9_-] from WeChat; any run of 5 or more here): in a
+# conversation id ("wechat:<openid>"), a query parameter (openid=…), a JSON field ("openid",
+# "touser") or a pushed message's FromUserName. It names a follower: logs keep its last 4.
+_OPENID = re.compile(r"((?<![A-Za-z0-9_-])wechat:|\b(?:openid|touser)=|\b(?:openid|touser)\"\s*:\s*\"|"
+                     r"<FromUserName>(?:<!\[CDATA\[)?)[A-Za-z0-9_-]{1,}([A-Za-z0-9_-]{4})(?![A-Za-z0-9_-])")
 
 
 def _mask_keep_last4(value: Optional[str]) -> str:
@@ -56,18 +62,26 @@ def _mask_match(match: re.Match) -> str:
     return "".join(ch if (i in keep or not ch.isdigit()) else "*" for i, ch in enumerate(raw))
 
 
+def mask_openid(openid: Optional[str]) -> str:
+    """``"oAbCdEfGhIjKlMnOpQrStUvWx1234"`` → ``"…1234"``."""
+    text = "" if openid is None else str(openid).strip()
+    return "*" * len(text) if len(text) <= 4 else "…" + text[-4:]
+
+
 def mask_text(text: Optional[str]) -> str:
-    """Mask every 10-digit 户号 and 11-digit mobile inside free text, and shorten every web
-    conversation id to its prefix (for log lines)."""
+    """Mask every 10-digit 户号 and 11-digit mobile inside free text, shorten every web
+    conversation id to its prefix and every WeChat openid to its last 4 (for log lines)."""
     if not text:
         return "" if text is None else text
-    return _WEB_SESSION.sub(r"\1…", _SENSITIVE.sub(_mask_match, str(text)))
+    # Identifiers first: a digit run inside one would be starred and hide it from its pattern.
+    masked = _OPENID.sub(r"\1…\2", _WEB_SESSION.sub(r"\1…", str(text)))
+    return _SENSITIVE.sub(_mask_match, masked)
 
 
 def log_conversation_id(conversation_id: Optional[str]) -> str:
     """A conversation id as it may appear in a log line: a web id shortened to ``web:`` and its
-    first 8 characters plus "…", other ids (``wechat:<openid>``, ``sms:<phone>``) with phone
-    numbers masked. The one rule for the gateway and the action server."""
+    first 8 characters plus "…", a WeChat id to ``wechat:…`` and the openid's last 4, an SMS id
+    (``sms:<phone>``) with the number masked. The one rule for the gateway and the action server."""
     text = "" if conversation_id is None else str(conversation_id)
     if text.startswith("web:"):
         return text[:_WEB_PREFIX_CHARS] + "…"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from integrations.log_masking import mask_record
-from integrations.masking import mask_account, mask_name, mask_phone, mask_text
+from integrations.masking import log_conversation_id, mask_account, mask_name, mask_openid, mask_phone, mask_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,3 +83,17 @@ def test_installed_masking_covers_logger_exception_in_a_process():
     assert done.returncode == 0, done.stderr
     assert "KeyError: '/billing/accounts/******4567/bills'" in done.stderr
     assert "3201234567" not in done.stderr
+
+
+def test_wechat_openids_keep_their_last_4_in_every_form():
+    openid = "o6_bmjrPTlm6_2sgVt7hMZ0123456789"  # a digit run inside must not hide it from the rule
+    assert log_conversation_id(f"wechat:{openid}") == "wechat:…6789"
+    assert mask_text(f"delivery reply to wechat:{openid}: sent") == "delivery reply to wechat:…6789: sent"
+    assert mask_text(f"POST /wechat?signature=ab&openid={openid}&nonce=1") == \
+        "POST /wechat?signature=ab&openid=…6789&nonce=1"
+    assert mask_text(f'{{"touser": "{openid}", "msgtype": "text"}}') == '{"touser": "…6789", "msgtype": "text"}'
+    assert mask_text(f"<FromUserName><![CDATA[{openid}]]></FromUserName>") == \
+        "<FromUserName><![CDATA[…6789]]></FromUserName>"
+    assert mask_text(mask_text(f"wechat:{openid}")) == "wechat:…6789"  # masking twice changes nothing
+    assert mask_openid(openid) == "…6789" and mask_openid("abc") == "***"
+    assert mask_text("web:ab0123456789cdefghijkl") == "web:ab012345…"  # digits inside a session id

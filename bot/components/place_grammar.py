@@ -22,7 +22,7 @@ Entity = Dict[str, Any]
 
 HALL_SUFFIXES = ("供电服务中心", "供电营业厅", "服务中心", "营业厅", "供电所", "营业网点", "营业部")
 AREA_SUFFIXES = (
-    "街道", "社区", "小区", "花园", "家园", "新村", "号院", "大街", "大道", "开发区", "新区",
+    "街道", "社区", "小区", "花园", "家园", "新村", "号院", "大街", "大道", "开发区", "新区", "街区",
     "公寓", "山庄", "大厦", "镇", "乡", "村", "区", "县", "苑", "园", "城", "路", "街",
 )
 # Levels above the county end a stem too (南京市 + 江宁区 are two places) but are no entity here.
@@ -60,8 +60,14 @@ GENERIC_STEMS = frozenset({
 # Name-like tags: nouns and names of every kind, abbreviations, adjectives, morphemes (燕子/矶),
 # English letters.
 NAME_TAG_PREFIXES = ("n", "j", "a", "g", "eng")
-# Single locality characters that occur inside names (幸福里, 城南, 河西).
+# Single locality characters that occur inside names (幸福里, 城南, 河西), and single characters
+# of landforms and settlements that jieba tags as anything (柳树 + 湾/v + 村, 枫林 + 湾/zg + 小区).
 NAME_LOCALITIES = frozenset("里东西南北中")
+NAME_MORPHEMES = frozenset("湾桥庄塘岗湖河山坝营寨屯洲林溪港泉井铺集圩堡坊巷埠滩")
+# Numerals that name a place before a suffix (五里社区, 十二街区), not counts (两个小区).
+NUMERAL_NAME = frozenset("一二三四五六七八九十百零〇里")
+# A number right after a place and before one of these is a house number, not a 户号 (竹山路56号).
+HOUSE_UNITS = ("号", "栋", "幢", "单元", "楼", "层", "室", "弄", "巷", "组")
 MIN_STEM = 2
 MAX_SPAN = 14
 
@@ -105,13 +111,17 @@ def _ends_a_place(word: str) -> bool:
 
 
 def _name_like(token: Token, before_suffix: bool = False) -> bool:
-    """A token that can be part of a name stem; right before a bare suffix also a verbal noun or
-    a place word (胜利/vn + 路, 桥北/s + 营业厅)."""
+    """A token that can be part of a name stem; right before a bare suffix also a verbal noun, a
+    place word or a numeral name (胜利/vn + 路, 桥北/s + 营业厅, 五里/m + 社区)."""
     if token.word in GENERIC_STEMS:
         return False
+    if len(token.word) == 1 and token.word in NAME_MORPHEMES:
+        return True
     if len(token.word) == 1 and token.flag.startswith("f"):
         return token.word in NAME_LOCALITIES
     if before_suffix and token.flag in ("vn", "s") and len(token.word) > 1:
+        return True
+    if before_suffix and token.flag == "m" and len(token.word) > 1 and set(token.word) <= NUMERAL_NAME:
         return True
     return token.flag.startswith(NAME_TAG_PREFIXES)
 
@@ -178,6 +188,13 @@ def _names_no_place(value: str) -> bool:
     return not rest or (rest != value and _is_bare(rest)) or _is_bare(value)
 
 
+def _house_number(text: str, start: int, end: int, places: Sequence[Place]) -> bool:
+    """A short number right after a place and before 号/栋/单元... (竹山路56号, 翠湖花园7栋)."""
+    number = text[start:end]
+    return (number.isdigit() and len(number) < 6 and text.startswith(HOUSE_UNITS, end)
+            and any(p.end == start for p in places))
+
+
 def repair_places(
     text: str,
     entities: Sequence[Entity],
@@ -191,14 +208,19 @@ def repair_places(
     pointer at the customer's surroundings ("隔壁小区", "附近"); a piece of a place (DIET's "竹山"
     or "山路" of 竹山路) or an entity cutting across a place becomes the whole place; on the span
     of a place the suffix decides the type (雄州营业厅 is a hall, whatever DIET said); a place
-    that overlaps no entity of any type is added. Entities of other types are left alone.
+    that overlaps no entity of any type is added. Entities of other types are left alone, except
+    a house number right after a place (竹山路56号), which is no 户号 or phone.
     """
     result: List[Entity] = []
     used: set = set()
     for entity in entities:
         start, end = entity.get("start"), entity.get("end")
-        if entity.get("entity") not in types or not isinstance(start, int) or not isinstance(end, int):
+        if not isinstance(start, int) or not isinstance(end, int):
             result.append(entity)
+            continue
+        if entity.get("entity") not in types:
+            if not _house_number(text, start, end, places):
+                result.append(entity)
             continue
         # the place the entity is a piece of, or one it cuts across ("住枫林" of 我住枫林湾小区)
         around = next((p for p in places if p.start <= start and end <= p.end), None) or next(

@@ -63,6 +63,13 @@ def test_unseen_roads_compounds_villages_and_halls():
     assert places([("天润", "n"), ("城", "n"), ("停电", "v")]) == [("area", "天润城")]
     assert places([("碧桂园", "nr"), ("停电", "v")]) == [("area", "碧桂园")]
     assert places([("李家湾", "nr"), ("村", "zg"), ("电线杆", "n"), ("倒", "v")]) == [("area", "李家湾村")]
+    # a landform character jieba tags as a verb, a numeral name
+    assert places([("柳树", "nr"), ("湾", "v"), ("村", "n"), ("有", "v")]) == [("area", "柳树湾村")]
+    assert places([("双塘", "n"), ("街道", "n"), ("五里", "m"), ("社区", "n")]) == [
+        ("area", "双塘街道"), ("area", "五里社区")]
+    assert places([("天润", "n"), ("城", "n"), ("十二", "m"), ("街区", "s")]) == [
+        ("area", "天润城"), ("area", "十二街区")]
+    assert places([("两个", "m"), ("小区", "n"), ("停电", "v")]) == []
     # ordinary words ending like a compound are none
     assert places([("幼儿园", "nr"), ("停电", "v")]) == []
     assert places([("全城", "n"), ("停电", "v")]) == []
@@ -80,6 +87,18 @@ def test_pointers_at_the_surroundings_are_no_place():
     text = "幸福里停电了"
     diet = [{"entity": "area", "start": 0, "end": 3, "value": "幸福里", "extractor": "DIETClassifier"}]
     assert repair_places(text, diet, [], extractor="PlaceEntities") == diet
+
+
+def test_a_house_number_after_a_place_is_no_account_number():
+    text = "长虹路210号停电了吗，户号3201234567"
+    grammar = find_places(text, tokens_with_offsets([
+        ("长虹路", "nr"), ("210", "m"), ("号", "m"), ("停电", "v"), ("了", "ul"), ("吗", "y"), ("，", "x"),
+        ("户号", "n"), ("3201234567", "m")]))
+    diet = [{"entity": "area", "start": 0, "end": 3, "value": "长虹路", "extractor": "DIETClassifier"},
+            {"entity": "account_number", "start": 3, "end": 6, "value": "210", "extractor": "DIETClassifier"},
+            {"entity": "account_number", "start": 13, "end": 23, "value": "3201234567",
+             "extractor": "RegexEntityExtractor"}]
+    assert repair_places(text, diet, grammar, extractor="PlaceEntities") == [diet[0], diet[2]]
 
 
 def test_the_suffix_decides_the_type_on_the_same_span():

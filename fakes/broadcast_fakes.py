@@ -3,7 +3,9 @@
 Broadcast tests and the broadcast benchmark run the workers as separate processes and count, at
 the providers, what each recipient received. This module serves :class:`FakeWeChatApi`,
 :class:`FakeAliyunSms` and :class:`FakeTencentSms` (unchanged: it only reads their public
-records of accepted messages) plus a small control server:
+records of accepted messages; the WeChat fake behind :mod:`fakes.lean_http`, so that its
+thousands of template messages per second cost the measured machine little) plus a small
+control server:
 
 - ``GET /totals``: ``{"wechat": n, "aliyun": n, "tencent": n}`` messages accepted so far (cheap:
   for polling while a worker runs);
@@ -58,7 +60,8 @@ class CountingFakes:
         sign = config.get("sign_name", "国网供电")
         template_ids = config.get("wechat_template_ids")
         self.wechat = FakeWeChatApi(app_id="wx" + secrets.token_hex(8),
-                                    template_ids=set(template_ids) if template_ids else None) \
+                                    template_ids=set(template_ids) if template_ids else None,
+                                    lean_http=True) \
             if "wechat" in only else None
         self.aliyun = FakeAliyunSms(sign_names=(sign,), templates={
             code: tuple(params) for code, params in (config.get("aliyun_templates") or {}).items()}) \

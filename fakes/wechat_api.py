@@ -16,6 +16,9 @@ reported by a ``TEMPLATESENDJOBFINISH`` push, signed and (in safe/compatible mod
 like WeChat's, either at once (``auto_report``) or when the test calls
 :meth:`FakeWeChatApi.push_template_reports`.
 
+With ``lean_http`` the same handlers are served by :mod:`fakes.lean_http` instead of aiohttp's
+web server (the broadcast benchmark's fakes: a fraction of the CPU per request).
+
 ``WeChatPusher`` plays the WeChat server posting to our ``/wechat`` webhook: it signs every
 request and, in safe/compatible mode, encrypts the body with wechatpy's own crypto (not ours).
 """
@@ -36,6 +39,8 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from wechatpy.crypto import WeChatCrypto
+
+from fakes.lean_http import LeanServer
 
 ERRMSG = {
     -1: "system error",
@@ -107,6 +112,7 @@ class FakeWeChatApi:
     reporter: WeChatPusher | None = None
     auto_report: bool = False
     report_status: str = "success"    # or "failed:user block", "failed: system failed"
+    lean_http: bool = False           # serve through fakes.lean_http (benchmarks: cheaper per request)
 
     def __post_init__(self) -> None:
         self._client_msg_ids: dict[tuple[str, str], tuple[int, float]] = {}
@@ -117,12 +123,17 @@ class FakeWeChatApi:
         self._refusing: dict[str, int] = {}
         self._cs_count: dict[str, int] = defaultdict(int)
         self._next_msgid = 1000
-        self._server: TestServer | None = None
+        self._server: TestServer | LeanServer | None = None
         self.base_url = ""
 
     # --- control -------------------------------------------------------------------------
     async def start(self) -> str:
-        """Serve on a free loopback port; returns the base URL (for WECHAT_API_BASE_URL)."""
+        """Serve on a free loopback port; returns the base URL (for WECHAT_API_BASE_URL).
+        With ``lean_http``, the same handlers behind :class:`fakes.lean_http.LeanServer`."""
+        if self.lean_http:
+            self._server = LeanServer(self._routes())
+            self.base_url = await self._server.start()
+            return self.base_url
         self._server = TestServer(self._make_app(), host="127.0.0.1")
         await self._server.start_server()
         self.base_url = str(self._server.make_url("")).rstrip("/")
@@ -187,16 +198,20 @@ class FakeWeChatApi:
         return [t for t, exp in self._tokens.items() if exp > now]
 
     # --- HTTP ----------------------------------------------------------------------------
+    def _routes(self) -> dict[tuple[str, str], Any]:
+        return {("GET", "/cgi-bin/token"): self._token,
+                ("POST", "/cgi-bin/message/custom/send"): self._custom_send,
+                ("POST", "/cgi-bin/message/template/send"): self._template_send,
+                ("POST", "/cgi-bin/menu/create"): self._menu_create,
+                ("GET", "/cgi-bin/menu/get"): self._menu_get,
+                ("GET", "/cgi-bin/menu/delete"): self._menu_delete,
+                ("GET", "/_fake/state"): self._state,  # for a fake running in another process
+                ("POST", "/_fake/fail"): self._control_fail}
+
     def _make_app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/cgi-bin/token", self._token)
-        app.router.add_post("/cgi-bin/message/custom/send", self._custom_send)
-        app.router.add_post("/cgi-bin/message/template/send", self._template_send)
-        app.router.add_post("/cgi-bin/menu/create", self._menu_create)
-        app.router.add_get("/cgi-bin/menu/get", self._menu_get)
-        app.router.add_get("/cgi-bin/menu/delete", self._menu_delete)
-        app.router.add_get("/_fake/state", self._state)  # for a fake running in another process
-        app.router.add_post("/_fake/fail", self._control_fail)
+        for (method, path), handler in self._routes().items():
+            app.router.add_route(method, path, handler)
         return app
 
     async def _control_fail(self, request: web.Request) -> web.Response:

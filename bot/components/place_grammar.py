@@ -20,10 +20,11 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 Entity = Dict[str, Any]
 
-HALL_SUFFIXES = ("供电服务中心", "供电营业厅", "服务中心", "营业厅", "供电所", "营业网点", "营业部")
+HALL_SUFFIXES = ("供电服务中心", "供电营业厅", "供电营业所", "服务中心", "营业厅", "营业所", "供电所", "供电局",
+                 "营业网点", "营业部")
 AREA_SUFFIXES = (
     "街道", "社区", "小区", "花园", "家园", "新村", "号院", "大街", "大道", "开发区", "新区", "街区",
-    "公寓", "山庄", "大厦", "镇", "乡", "村", "区", "县", "苑", "园", "城", "路", "街",
+    "公寓", "山庄", "大厦", "胡同", "镇", "乡", "村", "区", "县", "苑", "园", "城", "路", "街", "巷",
 )
 # Levels above the county end a stem too (南京市 + 江宁区 are two places) but are no entity here.
 BOUNDARY_SUFFIXES = ("省", "市")
@@ -38,7 +39,7 @@ COMMON_WORDS = frozenset({
     "景区", "园区", "片区", "辖区", "社区", "小区", "街道", "农村", "乡村", "山村", "花园", "家园",
     "大街", "大道", "新区", "新村", "上街", "逛街", "老街", "城市", "都市",
     "公园", "乐园", "校园", "果园", "菜园", "陵园", "幼儿园", "动物园", "植物园", "游乐园",
-    "县城", "全城", "进城", "省城", "京城", "古城", "满城", "公寓", "大厦",
+    "县城", "全城", "进城", "省城", "京城", "古城", "满城", "公寓", "大厦", "小巷", "街巷",
 })
 # Words that point at where the customer is instead of naming a place ("隔壁小区", "我们这边",
 # "附近"): no stem, and a DIET entity made only of these and a bare suffix is no place.

@@ -70,6 +70,12 @@ def test_unseen_roads_compounds_villages_and_halls():
     assert places([("天润", "n"), ("城", "n"), ("十二", "m"), ("街区", "s")]) == [
         ("area", "天润城"), ("area", "十二街区")]
     assert places([("两个", "m"), ("小区", "n"), ("停电", "v")]) == []
+    # lanes, 供电局 and 营业所 halls
+    assert places([("大石坝", "ns"), ("巷", "ng"), ("停电", "v")]) == [("area", "大石坝巷")]
+    assert places([("江宁", "ns"), ("供电局", "nt"), ("取", "v"), ("个", "q"), ("号", "q")]) == [
+        ("hall", "江宁供电局")]
+    assert places([("鼓楼", "n"), ("供电", "vn"), ("营业所", "n"), ("排队", "v")]) == [("hall", "鼓楼供电营业所")]
+    assert places([("小巷", "n"), ("里", "f"), ("的", "uj"), ("电线", "n")]) == []
     # ordinary words ending like a compound are none
     assert places([("幼儿园", "nr"), ("停电", "v")]) == []
     assert places([("全城", "n"), ("停电", "v")]) == []

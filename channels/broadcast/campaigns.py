@@ -7,10 +7,14 @@ Redis Cluster slot:
   and the campaign's ``state`` (``planning`` → ``running`` → ``done``), ``planned`` ("1" once the
   audience was read whole), times;
 - ``pd:bc:{C}:state``: hash, customer (户号) → ``state|channel|reason|attempts``;
-- ``pd:bc:{C}:queue``: stream of the recipients to send (field ``r``: the recipient as JSON),
-  read by the workers through the consumer group ``workers``;
-- ``pd:bc:{C}:held`` (zset customer → when) and ``pd:bc:{C}:payload`` (hash customer → JSON):
-  recipients waiting (quiet hours, a paused provider, a retry), put back on the stream when due;
+- ``pd:bc:{C}:queue``: stream of the recipients to send, one entry per batch of up to
+  ``BROADCAST_BATCH`` recipients (field ``b``: ``{"m": parameters shared by the batch, "r":
+  [[customer, [conversations], phone, {parameters of its own}], ...]}``), read by the workers
+  through the consumer group ``workers``; an entry is acknowledged once all its recipients are
+  finished (one script), so a worker that dies leaves the whole entry pending;
+- ``pd:bc:{C}:held`` (zset customer → when) and ``pd:bc:{C}:payload`` (hash customer → the
+  recipient as JSON): recipients waiting (quiet hours, a paused provider, a retry), put back on
+  the stream in batches when due;
 - ``pd:bc:{C}:counts``: hash of counters kept in the same scripts as the states, so a report
   costs the same for ten recipients or a million;
 - ``pd:bc:{C}:failures``: the first failures (masked), capped;
@@ -35,7 +39,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from redis.exceptions import ResponseError
 
@@ -64,27 +68,41 @@ local function done_check(meta, counts, now)
 end
 """
 
-# KEYS: meta, state, queue, counts. ARGV: now, then per recipient: customer, payload, skip
-# reason ("" = to send). Adds the customers that have no state yet; returns how many.
+# KEYS: meta, state, queue, counts. ARGV: now, batch size, the batch's shared parameters (JSON),
+# then per recipient: customer, member (see encode_member), skip reason ("" = to send). Adds the
+# customers that have no state yet, those to send in stream entries of up to batch size
+# recipients; returns how many were added.
 _PLAN = _PARSE + """
-local added = 0
-for i = 2, #ARGV, 3 do
-  local customer, payload, skip = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+local size, shared = tonumber(ARGV[2]), ARGV[3]
+local added, members, sending = 0, {}, 0
+local function flush()
+  if #members > 0 then
+    redis.call('XADD', KEYS[3], '*', 'b', '{"m":' .. shared .. ',"r":[' .. table.concat(members, ',') .. ']}')
+    members = {}
+  end
+end
+for i = 4, #ARGV, 3 do
+  local customer, member, skip = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local value = 'planned|||0'
   if skip ~= '' then value = 'skipped|none|' .. skip .. '|0' end
   if redis.call('HSETNX', KEYS[2], customer, value) == 1 then
     added = added + 1
-    redis.call('HINCRBY', KEYS[4], 'audience', 1)
     if skip == '' then
-      redis.call('XADD', KEYS[3], '*', 'r', payload)
-      redis.call('HINCRBY', KEYS[4], 'open', 1)
+      members[#members + 1] = member
+      sending = sending + 1
+      if #members >= size then flush() end
     else
       redis.call('HINCRBY', KEYS[4], 'c:none:skipped:' .. skip, 1)
     end
   end
 end
-if added > 0 and redis.call('HGET', KEYS[1], 'state') == 'done' then
-  redis.call('HSET', KEYS[1], 'state', 'running')
+flush()
+if added > 0 then
+  redis.call('HINCRBY', KEYS[4], 'audience', added)
+  if sending > 0 then redis.call('HINCRBY', KEYS[4], 'open', sending) end
+  if redis.call('HGET', KEYS[1], 'state') == 'done' then
+    redis.call('HSET', KEYS[1], 'state', 'running')
+  end
 end
 return added
 """
@@ -111,10 +129,10 @@ return out
 # KEYS: meta, state, queue, counts, failures, held, payload, early. ARGV: now, group,
 # failures cap, then per recipient 8 values: customer, entry id, new state (sent, skipped,
 # failed, held), channel, reason, attempts, when (held) or failure line, payload (held).
-# Applies only to recipients still "sending"; acknowledges and deletes every entry.
+# Applies only to recipients still "sending"; acknowledges and deletes every entry (once).
 _FINISH = _PARSE + """
 local now, group, cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local finished = 0
+local finished, acked = 0, {}
 for i = 4, #ARGV, 8 do
   local customer, id, new, ch, reason, attempts = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5]
   local extra, payload = ARGV[i+6], ARGV[i+7]
@@ -147,28 +165,41 @@ for i = 4, #ARGV, 8 do
       finished = finished + 1
     end
   end
-  redis.call('XACK', KEYS[3], group, id)
-  redis.call('XDEL', KEYS[3], id)
+  if not acked[id] then
+    acked[id] = true
+    redis.call('XACK', KEYS[3], group, id)
+    redis.call('XDEL', KEYS[3], id)
+  end
 end
 done_check(KEYS[1], KEYS[4], now)
 return finished
 """
 
-# KEYS: state, held, payload, queue, counts. ARGV: now, limit. Puts the held recipients that
-# are due back on the stream (state planned); returns how many.
+# KEYS: state, held, payload, queue, counts. ARGV: now, limit, batch size. Puts the held
+# recipients that are due back on the stream (state planned), in entries of up to batch size;
+# returns how many.
 _RESUME = _PARSE + """
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local size, members = tonumber(ARGV[3]), {}
+local function flush()
+  if #members > 0 then
+    redis.call('XADD', KEYS[4], '*', 'b', '{"m":{},"r":[' .. table.concat(members, ',') .. ']}')
+    members = {}
+  end
+end
 for _, customer in ipairs(due) do
   local s, ch, r, a = parse(redis.call('HGET', KEYS[1], customer))
   local payload = redis.call('HGET', KEYS[3], customer)
   if s == 'held' and payload then
     redis.call('HSET', KEYS[1], customer, 'planned|' .. ch .. '||' .. a)
     redis.call('HINCRBY', KEYS[5], 'held:' .. r, -1)
-    redis.call('XADD', KEYS[4], '*', 'r', payload)
+    members[#members + 1] = payload
+    if #members >= size then flush() end
   end
   redis.call('ZREM', KEYS[2], customer)
   redis.call('HDEL', KEYS[3], customer)
 end
+flush()
 return #due
 """
 
@@ -223,7 +254,7 @@ class Outcome:
     attempts: int = 0
     when: float = 0.0       # held: until when
     failure: str = ""       # failed: the masked line kept for the report
-    payload: str = ""       # held: the recipient as JSON, put back on the stream when due
+    payload: str = ""       # held: the recipient (encode_member), put back on the stream when due
 
 
 @dataclass
@@ -236,18 +267,38 @@ class Counters:
         return self.values.get(name, 0)
 
 
-def encode_recipient(customer: str, conversations: Sequence[str], phone: str | None,
-                     params: Mapping[str, str]) -> str:
-    """A recipient as the compact JSON kept on the stream."""
-    return json.dumps({"c": customer, "v": list(conversations), "p": phone or "",
-                       "m": dict(params)}, ensure_ascii=False, separators=(",", ":"))
+Member = tuple[str, tuple[str, ...], Optional[str], dict[str, str]]  # customer, conversations, phone, params
 
 
-def decode_recipient(payload: str) -> tuple[str, tuple[str, ...], str | None, dict[str, str]]:
-    """The inverse of :func:`encode_recipient`: (customer, conversations, phone, params)."""
+def encode_member(customer: str, conversations: Sequence[str], phone: str | None,
+                  params: Mapping[str, str], shared: Mapping[str, str] | None = None) -> str:
+    """One recipient of a stream entry, as compact JSON: ``[customer, [conversations], phone,
+    {parameters that differ from the entry's shared ones}]`` (and the shared names it lacks)."""
+    shared = shared or {}
+    own = {k: v for k, v in params.items() if shared.get(k) != v}
+    lacks = [k for k in shared if k not in params]
+    return json.dumps([customer, list(conversations), phone or "", own, *([lacks] if lacks else [])],
+                      ensure_ascii=False, separators=(",", ":"))
+
+
+def encode_shared(params: Mapping[str, str]) -> str:
+    """The parameters a stream entry's recipients share, as JSON (see :func:`encode_member`)."""
+    return json.dumps(dict(params), ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_entry(payload: str) -> list[Member]:
+    """The recipients of one stream entry: [(customer, conversations, phone, params)]."""
     data = json.loads(payload)
-    return (str(data["c"]), tuple(str(v) for v in data["v"]), str(data["p"]) or None,
-            {str(k): str(v) for k, v in data["m"].items()})
+    shared = data["m"]
+    out = []
+    for member in data["r"]:
+        if isinstance(member, dict):  # held before entries held batches: {"c", "v", "p", "m"}
+            member = [member["c"], member["v"], member["p"], member["m"]]
+        params = {**shared, **member[3]}
+        for name in (member[4] if len(member) > 4 else ()):
+            params.pop(name, None)
+        out.append((str(member[0]), tuple(member[1]), member[2] or None, params))
+    return out
 
 
 class Campaigns:
@@ -337,13 +388,14 @@ class Campaigns:
     # ---- planning -----------------------------------------------------------------------------
 
     async def add(self, campaign_id: str, recipients: Iterable[tuple[str, str, str]],
-                  now: float | None = None) -> int:
-        """Add (customer, payload, skip reason or "") to the audience, each customer once
-        whatever happened before; returns how many were new."""
-        args: list[str] = [repr(time.time() if now is None else now)]
-        for customer, payload, skip in recipients:
-            args += [customer, payload, skip]
-        if len(args) == 1:
+                  now: float | None = None, *, batch: int = 100, shared: str = "{}") -> int:
+        """Add (customer, member (:func:`encode_member` against ``shared``), skip reason or "")
+        to the audience, each customer once whatever happened before, those to send in stream
+        entries of up to ``batch``; returns how many were new."""
+        args: list[str] = [repr(time.time() if now is None else now), str(max(1, batch)), shared]
+        for customer, member, skip in recipients:
+            args += [customer, member, skip]
+        if len(args) == 3:
             return 0
         return int(await self._plan(keys=[key(campaign_id, p) for p in
                                           ("meta", "state", "queue", "counts")], args=args))
@@ -361,7 +413,8 @@ class Campaigns:
 
     async def read(self, campaign_id: str, consumer: str, count: int,
                    block_ms: int | None = None) -> list[tuple[str, str]]:
-        """New entries for ``consumer``: [(entry id, payload)]."""
+        """Up to ``count`` new entries for ``consumer``: [(entry id, payload)] (see
+        :func:`decode_entry`)."""
         reply = await self.redis.xreadgroup(GROUP, consumer, {key(campaign_id, "queue"): ">"},
                                             count=count, block=block_ms)
         return stream_entries(reply[0][1] if reply else [])
@@ -400,11 +453,11 @@ class Campaigns:
                                                 "held", "payload", "early")], args=args))
 
     async def resume_due(self, campaign_id: str, now: float | None = None,
-                         limit: int = 1000) -> int:
-        """Put the held recipients that are due back on the stream."""
+                         limit: int = 1000, batch: int = 100) -> int:
+        """Put the held recipients that are due back on the stream (entries of up to ``batch``)."""
         return int(await self._resume(
             keys=[key(campaign_id, p) for p in ("state", "held", "payload", "queue", "counts")],
-            args=[repr(time.time() if now is None else now), limit]))
+            args=[repr(time.time() if now is None else now), limit, max(1, batch)]))
 
     async def apply_reports(self, campaign_id: str, reports: Sequence[tuple[str, str, str]],
                             failures_cap: int) -> int:
@@ -420,14 +473,28 @@ class Campaigns:
 
 
 def stream_entries(raw: Sequence[Any]) -> list[tuple[str, str]]:
-    """[(entry id, payload)] of a stream reply (entries deleted meanwhile have no payload)."""
+    """[(entry id, payload)] of a stream reply (entries deleted meanwhile have no payload). An
+    entry of one recipient (field ``r``, written before entries held batches) comes as a batch
+    of one."""
     out = []
     for entry_id, fields in raw:
         if fields is None:  # deleted while pending (XAUTOCLAIM reports it so)
             continue
-        payload = fields.get(b"r", fields.get("r"))
+        payload = fields.get(b"b", fields.get("b"))
+        if payload is None and (single := fields.get(b"r", fields.get("r"))) is not None:
+            payload = _single_as_batch(redis_text(single))
         out.append((redis_text(entry_id), redis_text(payload) if payload is not None else ""))
     return out
+
+
+def _single_as_batch(payload: str) -> str:
+    """An older one-recipient entry (``{"c", "v", "p", "m"}``) as a batch of one."""
+    try:
+        d = json.loads(payload)
+        member = encode_member(str(d["c"]), [str(v) for v in d["v"]], str(d["p"]) or None, d["m"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return payload  # malformed: the worker drops it
+    return '{"m":{},"r":[' + member + "]}"
 
 
 def plan_from_meta(meta: Mapping[str, str]) -> Any:

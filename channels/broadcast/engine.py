@@ -53,8 +53,8 @@ from typing import Any
 from prometheus_client import Counter as MetricCounter
 from redis.exceptions import LockError, RedisError, ResponseError
 
-from channels.broadcast.campaigns import (FINAL, GROUP, NO_CHANNEL, Campaigns, Outcome, decode_recipient,
-                                          encode_recipient, key, stream_entries)
+from channels.broadcast.campaigns import (FINAL, GROUP, NO_CHANNEL, Campaigns, Outcome, decode_entry,
+                                          encode_member, encode_shared, key, stream_entries)
 from channels.broadcast.config import EngineConfig
 from channels.messages import DeliveryResult, Notice
 from channels.optout import OptOutStore
@@ -76,6 +76,7 @@ HEARTBEAT_SECONDS = 5.0
 RETRY_BASE_SECONDS = 30.0
 SMS_RECHECK_SECONDS = 15.0           # an SMS still in the outbox is asked about again after this
 RETRY_MAX_SECONDS = 900.0
+MAINTENANCE_SECONDS = 0.5            # a busy worker looks for due held / stuck entries this often
 SKIP_REASONS = ("opted_out", "quiet_hours", "no_channel", "rate_limited", "already_notified")
 
 OUTCOMES = MetricCounter("powerdesk_broadcast_recipients_total",
@@ -99,12 +100,16 @@ def parse_notice_key(value: str) -> tuple[str, str] | None:
 @dataclass(frozen=True)
 class _Recipient:
     entry_id: str
-    payload: str
     customer: str
     conversations: tuple[str, ...]
     phone: str | None
     params: dict[str, str]
     attempts: int
+
+    @property
+    def payload(self) -> str:
+        """The recipient as kept while held (put back on the stream when due)."""
+        return encode_member(self.customer, self.conversations, self.phone, self.params)
 
 
 @dataclass
@@ -148,6 +153,7 @@ class Engine:
         self._heartbeat: asyncio.Task | None = None
         self._working = 0  # work() calls running: the heartbeat beats while there are some
         self._orphans_checked = 0.0
+        self._maintained: dict[str, float] = {}  # campaign → when held/stuck entries were looked for
 
     # ---- planning ------------------------------------------------------------------------------
 
@@ -167,16 +173,14 @@ class Engine:
         heartbeat = asyncio.create_task(self._keep(lock))
         try:
             await self.campaigns.start_planning(plan.campaign_id)
-            page: list[tuple[str, str, str]] = []
+            page: list[Any] = []
             added = 0
             async for r in sources.recipients(plan, page_size=self.config.page_size):
-                page.append((r.customer, encode_recipient(r.customer, r.conversations, r.phone,
-                                                          r.params),
-                             "" if r.conversations else "no_channel"))
+                page.append(r)
                 if len(page) >= self.config.page_size:
-                    added += await self.campaigns.add(plan.campaign_id, page, self.clock())
+                    added += await self._add_page(plan.campaign_id, page)
                     page = []
-            added += await self.campaigns.add(plan.campaign_id, page, self.clock())
+            added += await self._add_page(plan.campaign_id, page)
             await self.campaigns.planned(plan.campaign_id, self.clock())
             log.info("campaign %s planned: %d new recipients", plan.campaign_id, added)
             return True
@@ -186,6 +190,20 @@ class Engine:
                 await heartbeat
             with contextlib.suppress(LockError, RedisError):
                 await lock.release()
+
+    async def _add_page(self, campaign_id: str, page: Sequence[Any]) -> int:
+        """Add a page of recipients; the parameters they share (an outage's) are stored once
+        per stream entry."""
+        if not page:
+            return 0
+        shared = dict(page[0].params)
+        for r in page[1:]:
+            if shared:
+                shared = {k: v for k, v in shared.items() if r.params.get(k) == v}
+        rows = [(r.customer, encode_member(r.customer, r.conversations, r.phone, r.params, shared),
+                 "" if r.conversations else "no_channel") for r in page]
+        return await self.campaigns.add(campaign_id, rows, self.clock(), batch=self.config.batch,
+                                        shared=encode_shared(shared))
 
     @staticmethod
     async def _keep(lock: Any) -> None:
@@ -320,14 +338,19 @@ class Engine:
                     await self._heartbeat
 
     async def _next_entries(self, campaign_id: str, busy: bool) -> list[tuple[str, str]]:
-        await self.campaigns.resume_due(campaign_id, self.clock())
-        entries = await self.campaigns.take_over(campaign_id, self.consumer,
-                                                 self.config.claim_idle_seconds, self.config.batch)
-        if entries:
-            log.info("campaign %s: took over %d recipients of a stopped worker", campaign_id,
-                     len(entries))
-            return entries
-        entries = await self.campaigns.read(campaign_id, self.consumer, self.config.batch,
+        """One stream entry (a batch of recipients) for this worker, if any. Held recipients
+        due and entries of a stuck worker are looked for when idle, and at most every
+        MAINTENANCE_SECONDS while busy (not once per batch)."""
+        now = time.monotonic()
+        if not busy or now - self._maintained.get(campaign_id, 0.0) >= MAINTENANCE_SECONDS:
+            self._maintained[campaign_id] = now
+            await self.campaigns.resume_due(campaign_id, self.clock(), batch=self.config.batch)
+            entries = await self.campaigns.take_over(campaign_id, self.consumer,
+                                                     self.config.claim_idle_seconds, 1)
+            if entries:
+                log.info("campaign %s: took over a batch of a stopped worker", campaign_id)
+                return entries
+        entries = await self.campaigns.read(campaign_id, self.consumer, 1,
                                             block_ms=None if busy else 200)
         if entries or busy or time.monotonic() - self._orphans_checked < 1.0:
             return entries
@@ -360,12 +383,11 @@ class Engine:
             if beat is not None:
                 continue
             pending = await self.redis.xpending_range(queue, GROUP, min="-", max="+",
-                                                      count=self.config.batch, consumername=name)
+                                                      count=1, consumername=name)
             ids = [p["message_id"] for p in pending]
             if ids:
                 claimed = await self.redis.xclaim(queue, GROUP, self.consumer, 0, ids)
-                log.info("campaign %s: took over %d recipients of stopped worker %s", campaign_id,
-                         len(claimed), name)
+                log.info("campaign %s: took over a batch of stopped worker %s", campaign_id, name)
                 return stream_entries(claimed)
         return []
 
@@ -401,25 +423,24 @@ class Engine:
         decoded, outcomes = [], []
         for entry_id, payload in entries:
             try:
-                customer, conversations, phone, params = decode_recipient(payload)
-            except (ValueError, KeyError, TypeError, AttributeError):
+                members = decode_entry(payload)
+            except (ValueError, KeyError, TypeError, AttributeError, IndexError):
                 log.error("campaign %s: malformed stream entry %s dropped", campaign_id, entry_id)
                 outcomes.append(Outcome("", entry_id, "ack", NO_CHANNEL))
                 continue
-            decoded.append((entry_id, payload, customer, conversations, phone, params))
-        claims = await self.campaigns.claim(campaign_id, [d[2] for d in decoded])
+            decoded += [(entry_id, *member) for member in members]
+        claims = await self.campaigns.claim(campaign_id, [d[1] for d in decoded])
         now = self.clock()
         paused = await self._paused(now)
         quiet_until = None if urgent else self.quiet.next_allowed(now)
         sends: list[Awaitable[Outcome]] = []
         grouped: list[tuple[_Recipient, str, Notice]] = []  # providers without a rate limit
-        for (entry_id, payload, customer, conversations, phone, params), claim in zip(decoded,
-                                                                                      claims):
+        for (entry_id, customer, conversations, phone, params), claim in zip(decoded, claims):
             if claim == -1:  # already finished (or not this worker's to send)
                 outcomes.append(Outcome(customer, entry_id, "ack", NO_CHANNEL))
                 continue
             attempts = claim if claim >= 0 else -2 - claim
-            r = _Recipient(entry_id, payload, customer, conversations, phone, params, attempts)
+            r = _Recipient(entry_id, customer, conversations, phone, params, attempts)
             cid = self._pick(conversations)
             channel = cid.partition(":")[0] if cid else NO_CHANNEL
             if cid is None:
@@ -427,10 +448,10 @@ class Engine:
                                         attempts))
             elif quiet_until is not None and quiet_until > now:
                 outcomes.append(Outcome(customer, entry_id, "held", channel, "quiet_hours",
-                                        attempts, when=quiet_until, payload=payload))
+                                        attempts, when=quiet_until, payload=r.payload))
             elif paused.get(channel, 0.0) > now:
                 outcomes.append(Outcome(customer, entry_id, "held", channel, "throttled",
-                                        attempts, when=paused[channel], payload=payload))
+                                        attempts, when=paused[channel], payload=r.payload))
             else:
                 notice = Notice(notice_kind, params, urgent, notice_key(campaign_id, customer))
                 if self.config.rates.get(channel) is None:
@@ -439,12 +460,12 @@ class Engine:
                     sends.append(self._send(r, cid, notice))
         for start in range(0, len(grouped), self.config.concurrency):
             outcomes += await self._send_group(grouped[start:start + self.config.concurrency])
-        outcomes += await asyncio.gather(*sends)
+        if sends:
+            outcomes += await asyncio.gather(*sends)
         await self.campaigns.finish(campaign_id, outcomes, self.config.failures_kept, self.clock())
-        for o in outcomes:
-            if o.state != "ack":
-                OUTCOMES.labels(kind, o.channel, o.state).inc()
-        log.debug("campaign %s: batch of %d finished", campaign_id, len(entries))
+        for (channel, state), n in Counter((o.channel, o.state) for o in outcomes
+                                           if o.state != "ack").items():
+            OUTCOMES.labels(kind, channel, state).inc(n)
 
     def _pick(self, conversations: Sequence[str]) -> str | None:
         """The first conversation whose channel this process can send to."""
@@ -503,14 +524,17 @@ class Engine:
         if not going:
             return held
         results = await self.deliverer.deliver_notices([(cid, notice) for _r, cid, notice in going])
-        outcomes: list[Awaitable[Outcome]] = []
+        outcomes: list[Outcome] = []
+        fallbacks: list[Awaitable[Outcome]] = []
         for (r, cid, notice), result in zip(going, results):
             fallback = self._fallback(r, cid) if cid.startswith("wechat:") and _permanent(result) else None
             if fallback is not None:
-                outcomes.append(self._fall_back(r, fallback, notice))
-            else:
-                outcomes.append(self._outcome(r, cid, result))
-        return held + list(await asyncio.gather(*outcomes))
+                fallbacks.append(self._fall_back(r, fallback, notice))
+            else:  # awaited in place: it only waits on Redis to pause a provider
+                outcomes.append(await self._outcome(r, cid, result))
+        if fallbacks:
+            outcomes += await asyncio.gather(*fallbacks)
+        return held + outcomes
 
     async def _fall_back(self, r: _Recipient, cid: str, notice: Notice) -> Outcome:
         async with self._in_flight:

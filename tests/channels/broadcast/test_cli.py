@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from channels.broadcast.__main__ import main
-from channels.broadcast.campaigns import Campaigns, encode_recipient, key
+from channels.broadcast.campaigns import Campaigns, encode_member, key
 from channels.optout import OptOutStore
 from tests.channels.broadcast.engine_support import (Plan, Recipient, Source, sms_counts,
                                                      wechat_audience, wechat_counts)
@@ -136,7 +136,7 @@ async def test_work_resumes_a_campaign(fakes, redis, capsys, gateway_env):
     engine_campaigns = Campaigns(redis)
     await engine_campaigns.create(Plan())
     await engine_campaigns.add(Plan().campaign_id, [
-        (r.customer, encode_recipient(r.customer, r.conversations, r.phone, r.params), "")
+        (r.customer, encode_member(r.customer, r.conversations, r.phone, r.params), "")
         for r in source.audience])
     await engine_campaigns.planned(Plan().campaign_id)
     code, out, _ = await cli(capsys, "work", "outage:O-1:notice", source=source)

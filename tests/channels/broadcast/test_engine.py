@@ -4,11 +4,12 @@ skipped with a reason, across re-runs, two workers, a crashed worker and a crash
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 
 import pytest
 
-from channels.broadcast.campaigns import (Campaigns, Outcome, decode_recipient, encode_recipient,
+from channels.broadcast.campaigns import (Campaigns, Outcome, decode_entry, encode_member, stream_entries,
                                           key, plan_from_meta)
 from channels.broadcast.engine import (PAUSE_KEY, WORKER_KEY, ReportConsumer, notice_key,
                                        parse_notice_key)
@@ -35,13 +36,14 @@ async def test_recipient_states_move_only_forward_and_counters_follow(redis):
     plan = Plan()
     assert await campaigns.create(plan, 1.0)
     assert not await campaigns.create(plan, 2.0)  # the same id: nothing new
-    payload = encode_recipient("3100000001", ("wechat:o1",), None, {})
-    rows = [("3100000001", payload, ""), ("3100000002", payload, "no_channel")]
-    assert await campaigns.add(plan.campaign_id, rows) == 2
+    member = encode_member("3100000001", ("wechat:o1",), None, {"a": "1", "b": "2"}, {"a": "1"})
+    rows = [("3100000001", member, ""), ("3100000002", member, "no_channel")]
+    assert await campaigns.add(plan.campaign_id, rows, shared='{"a":"1"}') == 2
     assert await campaigns.add(plan.campaign_id, rows) == 0  # planning again adds nobody
     await campaigns.planned(plan.campaign_id)
     entries = await campaigns.read(plan.campaign_id, "w1", 10)
-    assert [p for _, p in entries] == [payload]
+    assert [decode_entry(p) for _, p in entries] == [
+        [("3100000001", ("wechat:o1",), None, {"a": "1", "b": "2"})]]
     assert await campaigns.claim(plan.campaign_id, ["3100000001", "3100000002"]) == [0, -1]
     assert await campaigns.claim(plan.campaign_id, ["3100000001"]) == [-2]  # taken over
     entry_id = entries[0][0]
@@ -95,15 +97,17 @@ async def test_two_workers_at_once_send_each_notice_once(make_engine, fakes, red
 async def test_a_dead_workers_recipients_are_taken_over_and_sent_once(make_engine, fakes, redis):
     wechat, _sms = fakes
     source = Source(wechat_audience(40))
-    engine = await make_engine()  # BROADCAST_CLAIM_IDLE_SECONDS 60
+    engine = await make_engine(batch=5)  # BROADCAST_CLAIM_IDLE_SECONDS 60
     await engine.open(Plan())
     assert await engine.plan_audience(Plan(), source)
     campaigns = Campaigns(redis)
-    # A worker read 15 recipients, claimed them (state "sending") and was killed: no heartbeat,
-    # so its recipients are taken over at once.
-    entries = await campaigns.read(Plan().campaign_id, "dead-worker", 15)
-    await campaigns.claim(Plan().campaign_id, [decode_recipient(p)[0] for _, p in entries])
-    assert await campaigns.pending(Plan().campaign_id) == 15
+    # A worker read 3 batches (15 recipients), claimed them (state "sending") and was killed:
+    # no heartbeat, so its recipients are taken over at once.
+    entries = await campaigns.read(Plan().campaign_id, "dead-worker", 3)
+    customers = [m[0] for _, p in entries for m in decode_entry(p)]
+    assert len(customers) == 15
+    await campaigns.claim(Plan().campaign_id, customers)
+    assert await campaigns.pending(Plan().campaign_id) == 3
     assert await engine.work(Plan().campaign_id) == "done"
     counts = wechat_counts(wechat)
     assert len(counts) == 40 and set(counts.values()) == {1}
@@ -114,13 +118,13 @@ async def test_a_dead_workers_recipients_are_taken_over_and_sent_once(make_engin
 async def test_a_stuck_workers_recipients_are_taken_over_after_the_claim_idle_time(make_engine,
                                                                                   fakes, redis):
     wechat, _sms = fakes
-    engine = await make_engine(claim_idle_seconds=0.5)
+    engine = await make_engine(claim_idle_seconds=0.5, batch=2)
     await engine.open(Plan())
     assert await engine.plan_audience(Plan(), Source(wechat_audience(10)))
     campaigns = Campaigns(redis)
     await redis.set(WORKER_KEY.format("stuck-worker"), "1", ex=60)  # alive, but never finishes
-    entries = await campaigns.read(Plan().campaign_id, "stuck-worker", 4)
-    await campaigns.claim(Plan().campaign_id, [decode_recipient(p)[0] for _, p in entries])
+    entries = await campaigns.read(Plan().campaign_id, "stuck-worker", 2)
+    await campaigns.claim(Plan().campaign_id, [m[0] for _, p in entries for m in decode_entry(p)])
     started = asyncio.get_running_loop().time()
     assert await engine.work(Plan().campaign_id) == "done"
     assert asyncio.get_running_loop().time() - started >= 0.4  # waited for the idle time
@@ -340,3 +344,19 @@ async def test_pauses_and_heartbeats_are_read_in_one_mget_on_a_redis_cluster(red
         await cluster.delete(keys[1])
         await cluster.delete(keys[4])
         await cluster.aclose()
+
+
+def test_a_stream_entry_carries_a_batch_with_its_shared_parameters_once():
+    shared = {"area": "殷巷社区", "start": "11月28日 09:30", "account": "******0001"}
+    members = [encode_member("3100000001", ("wechat:o1", "sms:13800000001"), "13800000001", shared, shared),
+               encode_member("3100000002", ("sms:13800000002",), None,
+                             {"area": "殷巷社区", "account": "******0002"}, shared)]
+    assert "殷巷社区" not in members[0] + members[1]  # the shared values are not repeated
+    payload = '{"m":' + json.dumps(shared, ensure_ascii=False) + ',"r":[' + ",".join(members) + "]}"
+    assert decode_entry(payload) == [
+        ("3100000001", ("wechat:o1", "sms:13800000001"), "13800000001", shared),
+        ("3100000002", ("sms:13800000002",), None, {"area": "殷巷社区", "account": "******0002"})]
+    # an entry written before batches (field r: one recipient) reads as a batch of one
+    old = json.dumps({"c": "3100000003", "v": ["wechat:o3"], "p": "", "m": {"x": "1"}})
+    [(entry_id, batch)] = stream_entries([(b"1-0", {b"r": old.encode()})])
+    assert entry_id == "1-0" and decode_entry(batch) == [("3100000003", ("wechat:o3",), None, {"x": "1"})]

@@ -12,9 +12,13 @@ And they are computed incrementally across trackers: the replay behind ``past_st
 events, plus the final one) is kept per conversation and arguments on this node, and a later
 tracker of the same conversation whose applied events start with the very same event objects
 (the tracker store hands out the same objects for events it has seen, see
-``bot/tracker_store.py``) only replays its new events. Any other tracker (rewritten history, a new
-session or checkpoint, another node's events) is replayed from the start, as Rasa does. So the
-cost of a prediction no longer grows with the loaded session. Trackers whose applied events
+``bot/tracker_store.py``) only replays its new events. The replay also keeps snapshots taken
+before each of the last few user messages: a tracker that differs from the replayed events only
+after one of them (the store hands out the latest user message as read back from Redis, whose
+``use_text_for_featurization`` differs from the live one's, and so do the states Rasa makes of
+it) is replayed from that snapshot. Any other tracker (rewritten history, a new session or
+checkpoint) is replayed from the start, as Rasa does. So the cost of a prediction no longer grows
+with the loaded session. Trackers whose applied events
 change an earlier event in place (``EntitiesAdded``, ``DefinePrevUserUtteredFeaturization``: end
 to end policies only) are always replayed in full.
 
@@ -22,8 +26,8 @@ Registered in ``bot/rasa_runtime.py`` under the name ``states`` of ``RASA_RUNTIM
 """
 from __future__ import annotations
 
-import operator
-from collections import OrderedDict
+import copy
+from collections import OrderedDict, deque
 from typing import Any, Optional
 
 # Attribute of a tracker: its cached dialogue states.
@@ -31,6 +35,8 @@ STATES_CACHE = "_powerdesk_states_cache"
 # Replays kept on this node (one per conversation and argument combination, least recently used
 # dropped): each holds a replay tracker and the states so far (tens of kB).
 MAX_REPLAYS = 1024
+# Snapshots a replay keeps (taken before each user message, the latest ones).
+SNAPSHOTS = 3
 
 
 def copy_states(states: list[dict]) -> list[dict]:
@@ -68,16 +74,37 @@ class Replay:
         self.states: list[dict] = []
         self.last_ml_action_sub_state: Optional[dict] = None
         self.turn_was_hidden = False
+        self.snapshots: list[tuple] = []
 
     def extend(self, events: list) -> None:
         """Replays ``events``, which follow those replayed so far."""
-        from rasa.shared.core.events import ActionExecuted
+        from rasa.shared.core.events import ActionExecuted, UserUttered
 
         for event in events:
             if isinstance(event, ActionExecuted):
                 self._state(event.hide_rule_turn, commit=True)
+            elif isinstance(event, UserUttered):
+                self.snapshots = self.snapshots[-(SNAPSHOTS - 1):] + [self._snapshot()]
             self.tracker.update(event)
             self.events.append(event)
+
+    def rewind(self, count: int) -> bool:
+        """Goes back to the latest snapshot taken after at most ``count`` events; False when
+        there is none."""
+        while self.snapshots and self.snapshots[-1][0] > count:
+            self.snapshots.pop()
+        if not self.snapshots:
+            return False
+        done, tracker, states, last_ml, hidden = self.snapshots[-1]
+        self.tracker = _tracker_copy(tracker)
+        del self.events[done:]
+        del self.states[states:]
+        self.last_ml_action_sub_state, self.turn_was_hidden = last_ml, hidden
+        return True
+
+    def _snapshot(self) -> tuple:
+        return (len(self.events), _tracker_copy(self.tracker), len(self.states), self.last_ml_action_sub_state,
+                self.turn_was_hidden)
 
     def states_now(self) -> list[dict]:
         """The states of the replayed events: those before each action, then the current one."""
@@ -113,6 +140,16 @@ class Replay:
         return state
 
 
+def _tracker_copy(tracker: Any) -> Any:
+    """A replay tracker's copy that its later updates do not change (the attributes that events
+    change in place: slots, the active loop, the events)."""
+    twin = copy.copy(tracker)
+    twin.slots = {name: copy.copy(slot) for name, slot in tracker.slots.items()}
+    twin.active_loop = copy.copy(tracker.active_loop)
+    twin.events = deque(tracker.events, maxlen=tracker.events.maxlen)
+    return twin
+
+
 _replays: "OrderedDict[tuple, Replay]" = OrderedDict()
 
 
@@ -127,11 +164,15 @@ def replayed_states(tracker: Any, domain: Any, omit_unset_slots: bool, ignore_ru
     key = (tracker.sender_id, id(domain), omit_unset_slots, ignore_rule_only_turns, id(rule_only_data),
            tracker.is_rule_tracker)
     replay = _replays.pop(key, None)
-    done = len(replay.events) if replay is not None else 0
     if (replay is None or replay.domain is not domain or replay.rule_only_data is not rule_only_data
-            or done > len(applied) or not all(map(operator.is_, replay.events, applied[:done]))
             or replay.tracker.slots.keys() != tracker.slots.keys()):
-        replay, done = Replay(tracker, domain, omit_unset_slots, ignore_rule_only_turns, rule_only_data), 0
+        replay = Replay(tracker, domain, omit_unset_slots, ignore_rule_only_turns, rule_only_data)
+    done = len(replay.events)
+    same = next((i for i, (a, b) in enumerate(zip(replay.events, applied)) if a is not b), min(done, len(applied)))
+    if same < done:
+        if not replay.rewind(same):
+            replay = Replay(tracker, domain, omit_unset_slots, ignore_rule_only_turns, rule_only_data)
+        done = len(replay.events)
     new = applied[done:]
     if any(isinstance(e, (EntitiesAdded, DefinePrevUserUtteredFeaturization)) for e in new):
         return None

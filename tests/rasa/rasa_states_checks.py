@@ -87,6 +87,29 @@ def main() -> dict:
     # or a reverted event makes a replay start over)
     seen["prefixes_extended"] = sum(1 for n in replays_kept if n == len(ARGS))
 
+    # As the tracker store hands them out: the latest user message, once saved, comes back as
+    # read from Redis (an equal event, another object).
+    started = []
+    init = rasa_states.Replay.__init__
+
+    def counted(self, *args, **kwargs):
+        started.append(args[0].sender_id)
+        init(self, *args, **kwargs)
+
+    rasa_states.Replay.__init__ = counted
+    shared, store_mismatches = conversation(), []
+    for k in range(1, len(shared) + 1):
+        tracker = DialogueStateTracker.from_events("c5", shared[:k], DOMAIN.slots)
+        fresh = DialogueStateTracker.from_events("c5", copy.deepcopy(shared[:k]), DOMAIN.slots)
+        store_mismatches += [(k, n) for n, kw in enumerate(ARGS)
+                             if tracker.past_states(DOMAIN, **kw) != original(fresh, DOMAIN, **kw)]
+        latest = max((j for j in range(k) if isinstance(shared[j], UserUttered)), default=None)
+        if latest is not None:
+            shared[latest] = copy.deepcopy(shared[latest])
+    rasa_states.Replay.__init__ = init
+    seen["store_like_mismatches"] = store_mismatches
+    seen["store_like_restarts"] = started.count("c5")
+
     # A branch of the same conversation (a rewritten history, another node's events) and back.
     base = conversation()[:13]
     branch = base + [user("不对", "deny", AT + 500), ActionExecuted("utter_goodbye", timestamp=AT + 501)]

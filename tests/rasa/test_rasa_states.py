@@ -39,6 +39,13 @@ def test_later_trackers_extend_the_kept_replay(seen):
     assert seen["prefixes_extended"] >= seen["prefixes"] * 2 // 3
 
 
+def test_a_user_message_read_back_from_the_store_rewinds_the_replay(seen):
+    assert seen["store_like_mismatches"] == []
+    # replays start over only at the start, a new session, an undone form turn or a reverted
+    # event (8 argument combinations), not at every user message read back
+    assert seen["store_like_restarts"] <= 8 * 6
+
+
 def test_branches_of_one_conversation_have_rasas_states(seen):
     assert seen["branches_as_rasa"] == [True] * 4
 

@@ -7,8 +7,10 @@ compared within one run on the same, possibly loaded, machine). Against each it 
 straight to Rasa's REST webhook one message at a time:
 
 - one conversation of ``--messages`` messages (200): Rasa's CPU per message (user + system time
-  of the Rasa process over the block, /proc) and the p50 latency, messages 1-20 against the last
-  20;
+  of the Rasa process, /proc) by block of 20 messages. Its last 20 messages are sent alternately
+  with the first 20 of a new conversation that sends the same texts in the same order, so the
+  two blocks compared (messages 1-20 against the last 20: CPU per message and p50 latency) run
+  under the same load of the machine and say the same things;
 - a customer's first message after ``--sessions`` earlier sessions (365: a year of daily chats,
   written into Redis in that store's format beforehand) against a first message of a new
   customer, ``--samples`` (10) of each, interleaved.
@@ -62,6 +64,8 @@ class Figures:
     store: str
     latencies: list[float] = field(default_factory=list)   # ms, per message of the long one
     block_cpu: list[float] = field(default_factory=list)    # ms per message, per block of 20
+    early: list[tuple[float, float]] = field(default_factory=list)  # (cpu, latency): a new one's 1-20
+    late: list[tuple[float, float]] = field(default_factory=list)   # the long one's last 20, alternating
     fresh: list[tuple[float, float]] = field(default_factory=list)    # (cpu ms, latency ms)
     veteran: list[tuple[float, float]] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)  # the long conversation's answers
@@ -144,11 +148,16 @@ async def measure(store: str, rasa_url: str, pid: int, client: redis.Redis, args
     async with aiohttp.ClientSession() as http:
         for i in range(3):  # warm-up
             await send(http, rasa_url, pid, f"web:warm-{tag}-{i}", SCRIPT[i])
-        cid = f"web:long-{tag}"
+        cid, fresh = f"web:long-{tag}", f"web:early-{tag}"
         block_start = cpu_seconds(pid)
         for i in range(args.messages):
-            _cpu, latency = await send(http, rasa_url, pid, cid, SCRIPT[i % len(SCRIPT)], figures.replies)
+            text = SCRIPT[i % len(SCRIPT)]
+            if i >= args.messages - BLOCK:  # a new conversation's message first, the same text
+                figures.early.append(await send(http, rasa_url, pid, fresh, text))
+            cpu, latency = await send(http, rasa_url, pid, cid, text, figures.replies)
             figures.latencies.append(latency)
+            if i >= args.messages - BLOCK:
+                figures.late.append((cpu, latency))
             if (i + 1) % BLOCK == 0:
                 figures.block_cpu.append(1000 * (cpu_seconds(pid) - block_start) / BLOCK)
                 block_start = cpu_seconds(pid)
@@ -162,15 +171,17 @@ async def measure(store: str, rasa_url: str, pid: int, client: redis.Redis, args
 
 
 def report(all_figures: list[Figures], args) -> None:
-    print(f"long conversation: {args.messages} messages straight to Rasa's REST webhook, one at a time; "
-          f"first message after {args.sessions} daily sessions vs a new customer's, {args.samples} each")
+    print(f"long conversation: {args.messages} messages straight to Rasa's REST webhook, one at a time; the last "
+          f"{BLOCK} alternate with a new conversation's first {BLOCK} (same texts); first message after "
+          f"{args.sessions} daily sessions vs a new customer's, {args.samples} each; "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     head = (f"{'store':10}{'CPU ms 1-20':>13}{'CPU ms last 20':>16}{'ratio':>8}"
             f"{'p50 ms 1-20':>13}{'p50 ms last 20':>16}{'ratio':>8}"
             f"{'1st msg CPU new/year':>24}{'1st msg p50 new/year':>24}")
     print(head)
     for f in all_figures:
-        cpu_a, cpu_b = f.block_cpu[0], f.block_cpu[-1]
-        lat_a, lat_b = statistics.median(f.latencies[:BLOCK]), statistics.median(f.latencies[-BLOCK:])
+        cpu_a, cpu_b = statistics.mean(c for c, _ in f.early), statistics.mean(c for c, _ in f.late)
+        lat_a, lat_b = statistics.median(lat for _, lat in f.early), statistics.median(lat for _, lat in f.late)
         fresh_cpu = statistics.mean(c for c, _ in f.fresh)
         year_cpu = statistics.mean(c for c, _ in f.veteran)
         fresh_lat = statistics.median(lat for _, lat in f.fresh)
@@ -178,7 +189,8 @@ def report(all_figures: list[Figures], args) -> None:
         print(f"{f.store:10}{cpu_a:13.1f}{cpu_b:16.1f}{cpu_b / cpu_a:8.2f}"
               f"{lat_a:13.1f}{lat_b:16.1f}{lat_b / lat_a:8.2f}"
               f"{fresh_cpu:12.1f} /{year_cpu:9.1f}{fresh_lat:14.1f} /{year_lat:9.1f}")
-        print(f"{'':10}CPU ms per message by block of {BLOCK}: " + " ".join(f"{c:.0f}" for c in f.block_cpu))
+        print(f"{'':10}CPU ms per message by block of {BLOCK}: " + " ".join(f"{c:.0f}" for c in f.block_cpu)
+              + " (the last block alternates with the new conversation's messages)")
     if len(all_figures) == 2:
         a, b = all_figures
         differ = [i + 1 for i, (x, y) in enumerate(zip(a.replies, b.replies)) if x != y]
@@ -214,6 +226,9 @@ async def main(args) -> None:
         finally:
             stack.stop()
     report(results, args)
+    if args.replies_out:
+        args.replies_out.write_text(json.dumps({f.store: f.replies for f in results}, ensure_ascii=False, indent=1),
+                                    encoding="utf-8")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -225,6 +240,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=10, help="first messages of each kind")
     parser.add_argument("--max-session-events", type=int, default=160,
                         help="the PowerDesk store's max_session_events (0: load whole sessions)")
+    parser.add_argument("--replies-out", type=Path,
+                        help="write the long conversation's answers (JSON, per store) to compare runs")
     args = parser.parse_args(argv)
     if args.messages < 2 * BLOCK:
         parser.error(f"--messages must be at least {2 * BLOCK}")

@@ -516,11 +516,13 @@ class Deliverer:
         # Reasons are short codes; free text from an adapter would multiply the metric's series.
         reason = result.reason if _REASON.fullmatch(result.reason) else "other"
         metrics.DELIVERIES.labels(channel, label, result.status, reason).inc()
+        level = logging.WARNING if result.status == "failed" else logging.INFO
+        if not log.isEnabledFor(level):  # a broadcast worker logs warnings only: no masking work
+            return
         what = f"notice {content.kind}" if isinstance(content, Notice) else label
         detail = f" ({result.reason})" if result.reason else ""
         if result.when is not None:
             detail += f" until {datetime.fromtimestamp(result.when, self._quiet.tz):%Y-%m-%d %H:%M:%S}"
-        level = logging.WARNING if result.status == "failed" else logging.INFO
         log.log(level, "delivery %s to %s: %s%s", what, log_id(conversation_id), result.status,
                 detail)
 

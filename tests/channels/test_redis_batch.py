@@ -63,6 +63,20 @@ async def test_each_operation_answers_and_acts_as_its_command(client):
     assert await client.hgetall(f"t:{t}:w") == {b"state": b"sent", b"msgid": b"42"}
     assert 3500 < await client.ttl(f"t:{t}:w") <= 3600
     assert await KeyOps().run(client) == []
+    with pytest.raises(ValueError):
+        KeyOps().hset_expire(f"t:{t}:empty", {}, 60)
+
+
+async def test_values_keep_their_text(client):
+    # Quotes, backslashes, non-ASCII and JSON inside values (a notice record is JSON) arrive as given.
+    t = tag()
+    value = '{"kind":"outage_notice","params":{"area":"幸福小区 \\ \"东门\""}}\u2028末尾'
+    ops = KeyOps()
+    ops.set(f"t:{t}:v", value, px=60_000)
+    ops.hset_expire(f"t:{t}:w", {"字段": value, "n": "1"}, 60)
+    read = ops.hgetall(f"t:{t}:w")
+    assert (await ops.run(client))[read] == {"字段": value, "n": "1"}
+    assert (await client.get(f"t:{t}:v")).decode() == value
 
 
 async def test_the_cluster_gets_a_pipeline_and_one_server_one_script(redis_url, redis_cluster_url):

@@ -38,6 +38,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -298,9 +299,10 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
 
 
 @contextlib.contextmanager
-def running_stack(variants: list[Variant], model: Path, tmp: Path):
-    """Redis, backends, the action server and one Rasa per variant (their ``url`` and ``pid``
-    set); yields the action server's pid, stops everything afterwards."""
+def running_stack(variants: list[Variant], model: Path, tmp: Path, start_timeout: float):
+    """Redis, backends, the action server and one Rasa per variant, all loading their model at
+    once (their ``url`` and ``pid`` set); yields the action server's pid, stops everything
+    afterwards."""
     stack = Stack(run_dir=tmp / "run", log_dir=tmp / "logs")
     stacks = [stack]
     try:
@@ -308,13 +310,18 @@ def running_stack(variants: list[Variant], model: Path, tmp: Path):
         backends_url = stack.start_backends(free_port(), tmp / "backends.sqlite3")
         actions_url = stack.start_action_server(free_port(), redis_url, backends_env(backends_url))
         actions_pid = stack.processes[-1].popen.pid
-        for v in variants:
-            started = time.monotonic()
-            rasa = Stack(run_dir=tmp / "run", log_dir=tmp / "logs", base_env=dict(stack.base_env, **v.env))
+        started = time.monotonic()
+
+        def start(v: Variant) -> None:
+            rasa = Stack(run_dir=tmp / "run", log_dir=tmp / "logs", base_env=dict(stack.base_env, **v.env),
+                         rasa_ready_seconds=start_timeout)
             stacks.append(rasa)
             v.url = rasa.start_rasa(free_port(), model, redis_url, actions_url, name=f"rasa-{v.name}")
             v.pid = rasa.processes[-1].popen.pid
             print(f"started Rasa {v.name} {v.env} in {time.monotonic() - started:.0f} s", flush=True)
+
+        with ThreadPoolExecutor(len(variants)) as pool:
+            list(pool.map(start, variants))
         yield actions_pid
     finally:
         for s in reversed(stacks):
@@ -350,7 +357,7 @@ async def main(args) -> None:
             await run_loads(variants, args, running["actions_pid"], tmp)
         else:
             variants = [Variant(*parse_variant(v)) for v in args.variant or ["base:"]]
-            with running_stack(variants, model, tmp) as actions_pid:
+            with running_stack(variants, model, tmp, args.start_timeout) as actions_pid:
                 await run_loads(variants, args, actions_pid, tmp)
     print(f"\nload average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} "
           f"({os.cpu_count()} cores); py-spy: {args.py_spy or 'not found (no per-part split)'}")
@@ -376,6 +383,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='JSON {"actions_pid", "variants": [{"name", "url", "pid"}]}: a running stack')
     parser.add_argument("--samples-out", type=Path, help="also write each variant's collapsed stacks here")
     parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="py-spy binary [on PATH]")
+    parser.add_argument("--start-timeout", type=float, default=900.0, help="seconds a Rasa may take to load [900]")
     args = parser.parse_args(argv)
     if args.long and args.long < 40:
         parser.error("--long must be 0 or at least 40")

@@ -3,7 +3,7 @@
 Installed once by our REST channel (``bot/rest_channel.py``) when Rasa builds its routes, before
 the model is loaded. ``RASA_RUNTIME_SPEEDUPS`` in Rasa's environment picks them: ``all``
 (default), ``0`` (Rasa untouched), or a comma-separated list of ``validation``, ``states``,
-``ted``, ``events``, ``graph``, ``http`` (for A/B measurements: ``python -m bench.rasa_profile``).
+``ted``, ``events``, ``graph``, ``http``, ``tfcall`` (for A/B measurements: ``python -m bench.rasa_profile``).
 Each patch replaces work that Rasa 3.6 does on every turn with the same result obtained more
 cheaply:
 
@@ -28,6 +28,7 @@ cheaply:
 - **The model's graph runs without dask after its first run** (``graph``):
   ``bot/rasa_graph_runner.py``.
 - **Calls to the action server reuse their connections** (``http``): ``bot/rasa_action_http.py``.
+- **DIET's and TED's traced prediction graph is called directly** (``tfcall``): ``bot/rasa_tf_call.py``.
 """
 from __future__ import annotations
 
@@ -35,14 +36,14 @@ import logging
 import os
 from typing import Any, Optional
 
-from bot import rasa_action_http, rasa_graph_runner, rasa_states
+from bot import rasa_action_http, rasa_graph_runner, rasa_states, rasa_tf_call
 
 logger = logging.getLogger(__name__)
 
 ENV_SWITCH = "RASA_RUNTIME_SPEEDUPS"
 _installed: Optional[tuple[str, ...]] = None
 
-PATCHES = ("validation", "states", "ted", "events", "graph", "http")
+PATCHES = ("validation", "states", "ted", "events", "graph", "http", "tfcall")
 DEFAULT = ("validation", "states", "ted", "events")
 
 
@@ -69,7 +70,7 @@ def install() -> tuple[str, ...]:
     for name in names:
         {"validation": _patch_action_result_validation, "states": rasa_states.install,
          "ted": _patch_ted_skip, "events": _patch_event_lookup, "graph": rasa_graph_runner.install,
-         "http": rasa_action_http.install}[name]()
+         "http": rasa_action_http.install, "tfcall": rasa_tf_call.install}[name]()
     _installed = names
     logger.info("Rasa runtime speed-ups: %s", ", ".join(names) or "none (Rasa unpatched)")
     return names

@@ -1,8 +1,9 @@
-"""The ``graph`` and ``http`` Rasa runtime speed-ups under the Rasa environment (scenarios in
-graph_http_checks.py): the graph replayed without dask calls the same nodes in the same order
-and returns the same outputs and errors as Rasa's DaskGraphRunner; Rasa's action-server calls
-reuse one connection, with the same answers, headers and errors, and recover from an idle pool
-and a restarted server."""
+"""The ``graph``, ``http`` and ``tfcall`` Rasa runtime speed-ups under the Rasa environment
+(scenarios in speedups_checks.py): the graph replayed without dask calls the same nodes in the
+same order and returns the same outputs and errors as Rasa's DaskGraphRunner; Rasa's
+action-server calls reuse one connection, with the same answers, headers and errors, and recover
+from an idle pool and a restarted server; a traced prediction function called directly gives
+TensorFlow's outputs and errors."""
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.skipif(not RASA_PY.exists(), reason="the Rasa environme
 @pytest.fixture(scope="module")
 def seen() -> dict:
     done = subprocess.run(
-        [str(RASA_PY), str(Path(__file__).with_name("graph_http_checks.py"))],
+        [str(RASA_PY), str(Path(__file__).with_name("speedups_checks.py"))],
         cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
         capture_output=True, text=True, timeout=300,
     )
@@ -59,3 +60,15 @@ def test_idle_connections_go_and_a_restarted_server_is_reached(seen):
     assert seen["after_restart"] == {"events": [], "responses": [{"text": "restarted"}]}
     assert seen["copies_without_sessions"] == [True, True]
     assert seen["closed"] == 1 and seen["after_close"] == {"events": [], "responses": [{"text": "reopened"}]}
+
+
+def test_action_call_bodies_encode_as_json_dumps(seen):
+    assert seen["bodies_as_json_dumps"] == [True] * 8
+
+
+def test_direct_tf_call_gives_tensorflows_outputs(seen):
+    assert seen["tfcall_same"] == [True] * 4 and seen["tfcall_one_graph"] is True
+    # wrong width, wrong arity: TensorFlow's error either way; tensors, float64: TensorFlow's path
+    assert seen["tfcall_odd_inputs"][0][0] == seen["tfcall_odd_inputs"][0][1] != "ok"
+    assert seen["tfcall_odd_inputs"][1][0] == seen["tfcall_odd_inputs"][1][1] != "ok"
+    assert [pair[0] == pair[1] for pair in seen["tfcall_odd_inputs"][2:]] == [True, True]

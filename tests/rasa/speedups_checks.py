@@ -1,10 +1,12 @@
-"""Scenarios of the ``graph`` and ``http`` speed-ups (bot/rasa_graph_runner.py,
-bot/rasa_action_http.py) run under the Rasa environment; prints one JSON object (the
-observations) on its last line for tests/rasa/test_rasa_graph_http.py.
+"""Scenarios of the ``graph``, ``http`` and ``tfcall`` speed-ups (bot/rasa_graph_runner.py,
+bot/rasa_action_http.py, bot/rasa_tf_call.py) run under the Rasa environment; prints one JSON
+object (the observations) on its last line for tests/rasa/test_rasa_speedups.py.
 
 graph: a small graph (a diamond, two targets, an input placeholder) run by Rasa's own
 DaskGraphRunner and by the patched one, call for call. http: Rasa's EndpointConfig.request
-against a real aiohttp server on loopback that reports the client's port per request."""
+against a real aiohttp server on loopback that reports the client's port per request. tfcall:
+a tf.function with a signature like Rasa's (a list of TensorSpecs with unknown dimensions)
+called through DirectCall and through TensorFlow, on batches of several shapes."""
 from __future__ import annotations
 
 import asyncio
@@ -172,9 +174,78 @@ async def http_scenarios() -> dict[str, Any]:
     return seen
 
 
+def body_scenarios() -> dict[str, Any]:
+    """encode_body against json.dumps: Rasa's action call bodies, the same and another domain,
+    bodies without a domain or with the domain not last."""
+    from rasa.shared.core.domain import Domain
+
+    domain = Domain.load("bot/domain").as_dict()
+    other = Domain.from_dict({"intents": ["greet"], "actions": ["action_x"]}).as_dict()
+    tracker = {"sender_id": "c1", "slots": {"area": "江宁区", "n": 1.5}, "events": [{"event": "action"}]}
+    bodies = [{"next_action": "action_a", "sender_id": "c1", "tracker": tracker, "version": "3.6.21",
+               "domain": domain},
+              {"next_action": "action_b", "sender_id": "c2", "tracker": {}, "version": "3.6.21", "domain": domain},
+              {"next_action": "action_c", "sender_id": "c3", "tracker": tracker, "version": "3.6.21",
+               "domain": other},
+              {"next_action": "action_d", "sender_id": "c4", "tracker": tracker, "version": "3.6.21"},
+              {"domain": domain},
+              {"domain": domain, "next_action": "action_e"},
+              [1, "two"], "text"]
+    same = [rasa_action_http.encode_body(b) == json.dumps(b) for b in bodies]
+    return {"bodies_as_json_dumps": same}
+
+
+def tfcall_scenarios() -> dict[str, Any]:
+    import numpy as np
+    import tensorflow as tf
+
+    from bot.rasa_tf_call import DirectCall
+
+    specs = [tf.TensorSpec([None, 5], tf.float32), tf.TensorSpec([None], tf.int64),
+             tf.TensorSpec([None, None, 3], tf.float32)]
+    weights = tf.Variable(tf.reshape(tf.range(20, dtype=tf.float32), [5, 4]))
+
+    def step(batch: Any) -> dict:
+        a, b, c = batch
+        return {"x": tf.matmul(a, weights), "y": tf.reduce_sum(c, axis=[1, 2]) + tf.cast(b, tf.float32),
+                "z": {"shape": tf.shape(c)}}
+
+    function = tf.function(step, input_signature=[specs])
+    rng = np.random.default_rng(7)
+
+    def batch(n: int, dtype: Any = np.float32, width: int = 5) -> tuple:
+        return (rng.random((n, width)).astype(dtype), rng.integers(0, 9, n),
+                rng.random((n, n + 1, 3)).astype(np.float32))
+
+    function(batch(1))
+    direct = DirectCall(function)
+
+    def same(a: Any, b: Any) -> bool:
+        flat_a, flat_b = tf.nest.flatten(a), tf.nest.flatten(b)
+        return (tf.nest.map_structure(lambda _: 0, a) == tf.nest.map_structure(lambda _: 0, b)
+                and all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(flat_a, flat_b)))
+
+    batches = [batch(n) for n in (1, 2, 5, 3)]
+    seen: dict[str, Any] = {"tfcall_same": [same(function(b), direct(b)) for b in batches],
+                            "tfcall_one_graph": direct.concrete is function.get_concrete_function()}
+
+    def outcome(call: Any, value: Any) -> str:
+        try:
+            call(value)
+        except Exception as e:  # noqa: BLE001 - the observation is the error's type
+            return type(e).__name__
+        return "ok"
+
+    odd = [batch(2, width=6), batch(2)[:2], [tf.constant(x) for x in batch(2)], batch(2, dtype=np.float64)]
+    seen["tfcall_odd_inputs"] = [[outcome(function, b), outcome(direct, b)] for b in odd]
+    return seen
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         seen = graph_scenarios(Path(tmp))
+    seen.update(body_scenarios())
+    seen.update(tfcall_scenarios())
     seen.update(asyncio.run(http_scenarios()))
     print(json.dumps(seen, ensure_ascii=False, default=str))
     sys.stdout.flush()

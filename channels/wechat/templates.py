@@ -15,6 +15,7 @@ reply that does not fit is not sent as a template (the caller decides what to do
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,10 +44,24 @@ class WeChatTemplateError(ConfigError):
     """The WeChat templates file is malformed; raised at start."""
 
 
+@functools.lru_cache(maxsize=512)
 def field_limit(name: str) -> int:
     """Most characters WeChat accepts in a field named ``name`` (``thing3`` → 20)."""
     match = _FIELD_TYPE.match(name)
     return FIELD_LIMITS.get(match.group(1) if match else name, LEGACY_LIMIT)
+
+
+@functools.lru_cache(maxsize=512)
+def _pieces(text: str) -> tuple[str, ...]:
+    """``text`` split at its placeholders: literal, name, literal, name …, literal (parsed once
+    per text, not once per message)."""
+    return tuple(_PLACEHOLDER.split(text))
+
+
+def _fill(text: str, params: Mapping[str, Any]) -> str:
+    """``text`` with each ``${name}`` replaced by ``params[name]`` ("" when missing)."""
+    pieces = _pieces(text)
+    return "".join([piece if n % 2 == 0 else str(params.get(piece, "")) for n, piece in enumerate(pieces)])
 
 
 def _shorten(value: str, limit: int) -> str:
@@ -73,7 +88,7 @@ class WeChatTemplate:
         field are shortened, or, with ``shorten=False``, the template does not fit (None)."""
         data = {}
         for name, text in self.fields.items():
-            value = _PLACEHOLDER.sub(lambda m: str(params.get(m.group(1), "")), text).strip()
+            value = _fill(text, params).strip()
             limit = field_limit(name)
             if len(value) > limit and not shorten:
                 return None
@@ -82,7 +97,7 @@ class WeChatTemplate:
 
     def customer_service_text(self, params: Mapping[str, Any]) -> str:
         """The notice as a customer-service text ("" when the kind has none)."""
-        return _PLACEHOLDER.sub(lambda m: str(params.get(m.group(1), "")), self.text).strip()
+        return _fill(self.text, params).strip()
 
 
 @dataclass(frozen=True)

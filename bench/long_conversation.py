@@ -209,7 +209,7 @@ async def main(args) -> None:
         sys.exit(f"no model for the current inputs ({model.name}); run `make model` first")
     stores = ["powerdesk", "stock"] if args.store == "both" else [args.store]
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(run_dir=Path(tmp) / "run", log_dir=Path(tmp) / "logs")
+        stack = Stack(run_dir=Path(tmp) / "run", log_dir=Path(tmp) / "logs", rasa_ready_seconds=args.start_timeout)
         results = []
         try:
             redis_url = stack.start_embedded_redis(free_port())
@@ -240,6 +240,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=10, help="first messages of each kind")
     parser.add_argument("--max-session-events", type=int, default=160,
                         help="the PowerDesk store's max_session_events (0: load whole sessions)")
+    parser.add_argument("--start-timeout", type=float, default=900.0,
+                        help="seconds Rasa may take to load the model (a loaded machine needs minutes)")
     parser.add_argument("--replies-out", type=Path,
                         help="write the long conversation's answers (JSON, per store) to compare runs")
     args = parser.parse_args(argv)

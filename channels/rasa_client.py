@@ -99,18 +99,23 @@ class RasaClient:
         finally:
             metrics.RASA_LATENCY.labels(outcome).observe(time.perf_counter() - started)
 
-    async def append_events(self, sender: str, events: list[dict[str, Any]]) -> None:
+    async def append_events(self, sender: str, events: list[dict[str, Any]],
+                            timeout_seconds: float | None = None) -> None:
         """Append ``events`` (Rasa's JSON events, e.g. ``{"event": "pause"}``) to the tracker of
         ``sender``; Rasa takes the conversation's lock first, so this waits for a turn in
-        progress. Raises :class:`RasaUnavailable` like :meth:`send`."""
+        progress. ``timeout_seconds`` as in :meth:`send`. Raises :class:`RasaUnavailable` like
+        :meth:`send`."""
         url = f"{self.base_url}/conversations/{quote(sender, safe=':')}/tracker/events"
+        timeout = self._timeout if timeout_seconds is None else aiohttp.ClientTimeout(
+            total=timeout_seconds, sock_connect=self._timeout.sock_connect)
         try:
-            async with self.session.post(url, json=events, params={"include_events": "NONE"}) as response:
+            async with self.session.post(url, json=events, params={"include_events": "NONE"},
+                                         timeout=timeout) as response:
                 await response.read()
                 if response.status != 200:
                     raise RasaUnavailable(f"http_{response.status // 100}xx", f"status {response.status}")
         except asyncio.TimeoutError:
-            raise RasaUnavailable("timeout", f"no answer within {self._timeout.total}s") from None
+            raise RasaUnavailable("timeout", f"no answer within {timeout.total}s") from None
         except aiohttp.ClientError as exc:
             raise RasaUnavailable("connection", type(exc).__name__) from None
 

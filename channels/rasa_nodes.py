@@ -23,6 +23,9 @@
   60 s) is over: the next node waits for it before it runs the turn. So a call made after a dead
   node gets RASA_TIMEOUT_SECONDS plus that lifetime (``lock_lifetime_seconds``), not only the
   usual timeout, which would otherwise expire in the wait and cost the customer a busy reply.
+  The same holds for a call whose conversation's own node was taken out of rotation less than
+  that lifetime ago, and for the hand-off's tracker events (``append_events``: pause, resume),
+  for which Rasa takes the same lock.
 """
 from __future__ import annotations
 
@@ -147,7 +150,7 @@ class RasaPool:
         body_metadata = {**(metadata or {}), "message_id": message_id}
         tried: list[RasaNode] = []
         last: RasaUnavailable | None = None
-        timeout: float | None = None  # the client's own, until a node died holding Rasa's lock
+        timeout = self._budget(sender)  # the client's own, unless a node died holding Rasa's lock
         for node in self.ranked(sender):
             if tried:
                 recorded = await self._recorded_answer(sender, message_id, tried)
@@ -232,18 +235,42 @@ class RasaPool:
     # -- the HTTP API (hand-off) -------------------------------------------------------------
 
     async def append_events(self, sender: str, events: list[dict[str, Any]]) -> None:
-        """Append tracker events through the conversation's node, the next one if it is down."""
+        """Append tracker events (the hand-off's pause and resume, which may be appended twice
+        harmlessly) through the conversation's node, the next one if it is dead or dropped the
+        connection. Rasa takes the conversation's lock first, so the call gets the turns'
+        budget after a dead node (:meth:`_budget`): RASA_TIMEOUT_SECONDS plus the ticket's
+        lifetime. A timeout from a node that still answers its probe, or whose probe times out
+        too, is raised: another node would wait for the same lock."""
         last: RasaUnavailable | None = None
+        timeout = self._budget(sender)
         for node in self.ranked(sender):
             try:
-                return await node.client.append_events(sender, events)
+                return await node.client.append_events(sender, events, timeout_seconds=timeout)
             except RasaUnavailable as exc:
-                if exc.reason != "connection":
+                if exc.reason not in ("connection", "timeout"):
                     raise
-                node.mark(False, exc.reason)
                 last = exc
+                alive, detail = await node.client.ping()
+                if alive or detail == "timeout":
+                    if exc.reason == "timeout":
+                        raise
+                    continue  # a dropped connection to a live node: the next node
+                node.mark(False, f"{exc.reason}, then {detail}")
+                timeout = self.timeout + self.lock_lifetime
+                log.warning("Rasa node %s failed the tracker events of %s (%s); the next node, "
+                            "timeout %.0fs (may wait for Rasa's lock)", node.url, log_id(sender), exc, timeout)
         assert last is not None
         raise last
+
+    def _budget(self, sender: str) -> float | None:
+        """The timeout of a call for ``sender`` before any failure of its own: the client's
+        (None) unless the conversation's own node (the best-ranked of all) is down and went down
+        less than a ticket's lifetime ago; its ticket in Rasa's lock of the conversation may
+        still be there, so RASA_TIMEOUT_SECONDS plus that lifetime."""
+        own = max(self.nodes, key=lambda n: rendezvous_score(n.url, sender))
+        if own.up or not self.lock_lifetime or time.time() - own.changed_at >= self.lock_lifetime:
+            return None
+        return self.timeout + self.lock_lifetime
 
     async def pause(self, sender: str) -> None:
         await self.append_events(sender, [{"event": "pause", "timestamp": time.time()}])

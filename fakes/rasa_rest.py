@@ -35,10 +35,11 @@ the next webhook call drop its connection without answering: ``"before_record"``
 before saving the turn) or ``"after_record"`` (it died after saving it); the fake then answers
 503 to everything, like a dead node behind a proxy, until ``fail_status`` is cleared.
 ``"drop_connection"``: the turn is recorded and only the connection drops (the node lives on).
-``lock_lifetime_seconds`` (0: off) adds Rasa's conversation lock: a turn waits until the
-conversation's ticket in ``locks`` (shared by fakes like Rasa nodes on one Redis) has gone or
-expired, holds one for that many seconds and gives it back when the turn ends, except when the
-node died mid-turn: then the ticket stays until it expires, as Rasa's does in Redis.
+``lock_lifetime_seconds`` (0: off) adds Rasa's conversation lock: a turn, and an append of
+tracker events, waits until the conversation's ticket in ``locks`` (shared by fakes like Rasa
+nodes on one Redis) has gone or expired, holds one for that many seconds and gives it back when
+it ends, except when the node died mid-turn: then the ticket stays until it expires, as Rasa's
+does in Redis.
 """
 from __future__ import annotations
 
@@ -140,7 +141,10 @@ class FakeRasaRest:
         events = body if isinstance(body, list) else [body]
         if not events or not all(isinstance(e, dict) and isinstance(e.get("event"), str) for e in events):
             return web.json_response({"status": "failure", "reason": "BadRequest"}, status=400)
+        if self.lock_lifetime:  # Rasa appends under the conversation's lock, as it runs a turn
+            await self._wait_for_lock(sender)
         self.tracker_events[sender].extend(events)
+        self.locks.pop(sender, None)
         return web.json_response({"sender_id": sender, "slots": {}, "latest_message": {},
                                   "paused": self.paused(sender), "events": None})
 
@@ -165,6 +169,13 @@ class FakeRasaRest:
             return []
         return [{"text": f"收到：{message}"}]
 
+    async def _wait_for_lock(self, sender: str) -> None:
+        """Wait until ``sender``'s ticket has gone or expired, then hold one."""
+        loop = asyncio.get_running_loop()
+        while self.locks.get(sender, 0.0) > loop.time():
+            await asyncio.sleep(0.01)
+        self.locks[sender] = loop.time() + self.lock_lifetime
+
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         sender, message = body["sender"], body.get("message", "")
@@ -172,10 +183,7 @@ class FakeRasaRest:
         if self.fail_status:
             return web.json_response({"error": "fake failure"}, status=self.fail_status)
         if self.lock_lifetime:
-            loop = asyncio.get_running_loop()
-            while self.locks.get(sender, 0.0) > loop.time():
-                await asyncio.sleep(0.01)
-            self.locks[sender] = loop.time() + self.lock_lifetime
+            await self._wait_for_lock(sender)
         if sender in self._busy:
             self.overlaps.append(sender)
         self._busy.add(sender)

@@ -193,6 +193,74 @@ async def test_a_retry_after_a_dead_node_waits_out_its_ticket_in_rasas_lock(make
             await fake.close()
 
 
+@pytest.mark.parametrize("knows_the_lifetime", [True, False])
+@pytest.mark.parametrize("found_dead_by", ["the call", "the health checks"])
+async def test_a_pause_after_a_dead_node_waits_out_its_ticket_in_rasas_lock(make_pool, knows_the_lifetime,
+                                                                            found_dead_by):
+    """The hand-off's tracker events take Rasa's lock of the conversation like a turn: after
+    the conversation's node died holding a ticket, the next node gets the turns' budget."""
+    shared_locks: dict = {}
+    fakes = [FakeRasaRest(locks=shared_locks, lock_lifetime_seconds=1.0) for _ in range(2)]
+    for fake in fakes:
+        await fake.start()
+    try:
+        pool = await make_pool([f.url for f in fakes], timeout=0.5, health_fall=1,
+                               health_interval_seconds=0.05 if found_dead_by == "the health checks" else 60,
+                               lock_lifetime_seconds=1.0 if knows_the_lifetime else 0.0)
+        cid = "wechat:oTicketLeftByADeadNode0001"
+        first = fake_for(pool, fakes, cid)
+        second = next(f for f in fakes if f is not first)
+        await first.close()  # killed mid-turn: its ticket stays in the shared lock until it expires
+        shared_locks[cid] = asyncio.get_running_loop().time() + 1.0
+        if found_dead_by == "the health checks":
+            await wait_for(lambda: not pool.ranked(cid)[0].url == first.url)
+        if knows_the_lifetime:
+            await pool.pause(cid)
+            assert second.paused(cid)
+            await pool.resume(cid, {"handoff_requested_at": None})
+            assert [e["event"] for e in second.tracker_events[cid]] == ["pause", "resume", "slot"]
+        else:  # the usual timeout runs out in the wait for the dead node's ticket
+            with pytest.raises(RasaUnavailable) as caught:
+                await pool.pause(cid)
+            assert caught.value.reason == "timeout"
+        assert not next(n for n in pool.nodes if n.url == first.url).up
+    finally:
+        for fake in fakes:
+            await fake.close()
+
+
+async def test_a_turn_soon_after_the_health_checks_took_its_node_out_waits_out_the_ticket(make_pool):
+    shared_locks: dict = {}
+    fakes = [FakeRasaRest(locks=shared_locks, lock_lifetime_seconds=1.0) for _ in range(2)]
+    for fake in fakes:
+        await fake.start()
+    try:
+        pool = await make_pool([f.url for f in fakes], timeout=0.5, health_fall=1, health_interval_seconds=0.05,
+                               lock_lifetime_seconds=1.0)
+        cid = "web:ticket-left-found-by-probes"
+        first = fake_for(pool, fakes, cid)
+        await first.close()
+        shared_locks[cid] = asyncio.get_running_loop().time() + 1.0
+        await wait_for(lambda: not pool.ranked(cid)[0].url == first.url)
+        assert await pool.send(cid, "查电费") == [{"recipient_id": cid, "text": "收到：查电费"}]
+    finally:
+        for fake in fakes:
+            await fake.close()
+
+
+async def test_a_pause_is_not_resent_after_a_timeout_of_a_live_node(nodes, make_pool):
+    pool = await make_pool([f.url for f in nodes], timeout=0.3, health_interval_seconds=60)
+    cid = "wechat:oBusyNodeStillAnswering0001"
+    first = fake_for(pool, nodes, cid)
+    first.locks[cid] = float("inf")  # a turn in progress holds the lock for good
+    first.lock_lifetime = 1.0
+    with pytest.raises(RasaUnavailable) as caught:
+        await pool.pause(cid)
+    assert caught.value.reason == "timeout"
+    assert all(not f.tracker_events.get(cid) for f in nodes)  # nowhere else either
+    assert all(n.up for n in pool.nodes)
+
+
 async def test_unreadable_tracker_means_no_resend(nodes, make_pool):
     pool = await make_pool([f.url for f in nodes], health_interval_seconds=60)
     cid = "web:unknown"

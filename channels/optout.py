@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from channels.key_migration import once
 from channels.redis_text import redis_text
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,13 @@ class OptOutStore:
         deleted from its old place, so a crash in between leaves it to the next run. Uses
         SCAN/HSCAN, never KEYS. An opt-in written to a legacy store by not-yet-migrated code
         between the copy and the delete is lost (the customer stays opted out): a window of
-        one round trip, once.
+        one round trip, once. The first run that finds nothing left marks the migration done
+        (``pd:migrated``, field ``optout:<this store's key>``): later starts do not scan the
+        keyspace (:func:`channels.key_migration.once`).
         """
+        return await once(self._redis, f"optout:{self._key}", self._move_legacy)
+
+    async def _move_legacy(self) -> int:
         moved = 0
         async for raw_key in self._redis.scan_iter(match=LEGACY_WECHAT_PATTERN, count=500):
             key = redis_text(raw_key)

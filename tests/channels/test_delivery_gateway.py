@@ -15,7 +15,9 @@ from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
 from channels.delivery import DELIVERER_KEY
+from channels.key_migration import DONE_KEY
 from channels.messages import DeliveryResult, Notice
+from channels.optout import OPT_OUT_KEY
 from channels.outbound_requests import RESULT_PREFIX, STREAM
 from tests.channels.sms.conftest import SIGN, TEMPLATES, aliyun_templates
 from tests.support.redis_db import DELIVERY_GATEWAY_DB, redis_database
@@ -137,6 +139,7 @@ async def test_legacy_opt_outs_are_honoured_after_a_gateway_start(fakes, redis, 
     openid, phone = "o" + secrets.token_hex(14), f"137{secrets.randbelow(10**8):08d}"
     await redis.set(f"pd:optout:wechat:{openid}", "1700000000")   # written by the old code
     await redis.hset("pd:sms:optout", phone, "1700000000")
+    await redis.hdel(DONE_KEY, f"optout:{OPT_OUT_KEY}")  # as on the first start after the upgrade
     app = await gateway_factory()
     deliver = app[DELIVERER_KEY].deliver
     outage = Notice("outage_notice", {"area": "江宁区东山街道", "start": "09:00", "end": "17:00",

@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 
+from channels.key_migration import DONE_KEY
 from channels.optout import LEGACY_SMS_KEY, OptOutStore
 
 
@@ -88,3 +89,18 @@ async def test_migrate_scans_past_many_keys(redis, store_key, legacy_clean):
     assert await store.migrate() == 1900
     assert await store.count() == 1900
     assert await store.is_opted_out("wechat:o01199") and await store.is_opted_out("sms:13800000699")
+
+
+async def test_a_start_that_finds_nothing_left_marks_the_migration_done(redis, store_key, legacy_clean):
+    """Gateway starts scan the keyspace for the legacy stores only until one finds nothing."""
+    store = OptOutStore(redis, store_key)
+    await redis.set("pd:optout:wechat:oEARLY", "1700000001")
+    assert await store.migrate() == 1       # moved; a second scan follows at the next start
+    assert await store.migrate() == 0       # found nothing: marked done
+    assert await redis.hexists(DONE_KEY, f"optout:{store_key}")
+    await redis.set("pd:optout:wechat:oLATE", "1700000002")
+    await redis.hset(LEGACY_SMS_KEY, "13800000001", "1700000003")
+    assert await store.migrate() == 0       # no scan any more: the late entries stay where they are
+    assert await redis.get("pd:optout:wechat:oLATE") == b"1700000002"
+    assert await store.count() == 1
+    await redis.hdel(DONE_KEY, f"optout:{store_key}")

@@ -166,8 +166,9 @@ class EngineConfig:
     """How campaigns are sent and scheduled. Environment variables (defaults in brackets):
 
     BROADCAST_RATES [wechat=50/s,sms=20/s,web=off]: per provider, one token bucket in Redis shared
-    by every worker (``off``: no limit); BROADCAST_CONCURRENCY [64]: deliveries in flight per
-    worker process; BROADCAST_BATCH [100]: recipients read from the campaign stream at a time;
+    by every worker (``off``: no limit); BROADCAST_CONCURRENCY [256]: deliveries in flight per
+    worker process (as batches: CONCURRENCY // BATCH + 1 of them, at least 2); BROADCAST_BATCH
+    [100]: recipients per entry of the campaign stream (a worker takes one entry at a time);
     BROADCAST_PAGE_SIZE [500]: recipients asked of the backends at a time while planning;
     BROADCAST_CLAIM_IDLE_SECONDS [60]: a recipient taken by a worker that has not finished it in
     this time (a killed worker) is taken over by another; BROADCAST_MAX_ATTEMPTS [5]: transient
@@ -181,7 +182,7 @@ class EngineConfig:
     """
 
     rates: dict[str, Rate | None] = field(default_factory=lambda: parse_rates(DEFAULT_RATES))
-    concurrency: int = 64
+    concurrency: int = 256
     batch: int = 100
     page_size: int = 500
     claim_idle_seconds: float = 60.0
@@ -197,7 +198,7 @@ class EngineConfig:
         env = os.environ if env is None else env
         return cls(
             rates=parse_rates(env.get("BROADCAST_RATES", "").strip() or DEFAULT_RATES),
-            concurrency=_int(env, "BROADCAST_CONCURRENCY", 64, 1, 4096),
+            concurrency=_int(env, "BROADCAST_CONCURRENCY", 256, 1, 4096),
             batch=_int(env, "BROADCAST_BATCH", 100, 1, 5000),
             page_size=_int(env, "BROADCAST_PAGE_SIZE", 500, 1, 10000),
             claim_idle_seconds=env_number(env, "BROADCAST_CLAIM_IDLE_SECONDS", 60.0, 0.1, 86400.0,

@@ -216,9 +216,10 @@ async def test_throttling_pauses_the_provider_for_every_worker_and_requeues(make
     audience = [Recipient(f"32000000{i:02d}", (f"web:{'s' * 20}{i:02d}",)) for i in range(20)]
     assert await engine.run(Plan(), Source(audience)) == "waiting"
     result = await report(redis)
-    # The first answer paused the provider: only the other batch in flight went out meanwhile.
+    # The first answer paused the provider: at most the other batch in flight went out meanwhile
+    # (none of it when the pause came first).
     held = result["held"]["throttled"]
-    assert held >= 18 and result["channels"]["web"]["sent"] == 20 - held
+    assert held >= 18 and result["channels"].get("web", {}).get("sent", 0) == 20 - held
     assert throttling.calls == 21 - held
     until = float(await redis.get(PAUSE_KEY.format("web")))
     assert until == pytest.approx(clock.now + 40.0)

@@ -2,9 +2,9 @@
 
 Installed once by our REST channel (``bot/rest_channel.py``) when Rasa builds its routes, before
 the model is loaded. ``RASA_RUNTIME_SPEEDUPS`` in Rasa's environment picks them: ``all``
-(default), ``0`` (Rasa untouched), or a comma-separated list of ``validation``, ``states``,
-``ted``, ``events``, ``graph``, ``http``, ``tfcall`` (for A/B measurements: ``python -m bench.rasa_profile``).
-Each patch replaces work that Rasa 3.6 does on every turn with the same result obtained more
+(default: every one but ``tfcall``), ``0`` (Rasa untouched), or a comma-separated list of
+``validation``, ``states``, ``ted``, ``events``, ``graph``, ``http``, ``tfcall`` (for A/B
+measurements: ``python -m bench.rasa_profile``). Each patch replaces work that Rasa 3.6 does on every turn with the same result obtained more
 cheaply:
 
 - **The action server's answer is checked against a schema compiled once.** Rasa validates
@@ -44,7 +44,8 @@ ENV_SWITCH = "RASA_RUNTIME_SPEEDUPS"
 _installed: Optional[tuple[str, ...]] = None
 
 PATCHES = ("validation", "states", "ted", "events", "graph", "http", "tfcall")
-DEFAULT = ("validation", "states", "ted", "events")
+# What ``all`` (the default) installs.
+DEFAULT = ("validation", "states", "ted", "events", "graph", "http")
 
 
 def selected() -> tuple[str, ...]:

@@ -7,7 +7,8 @@ signature, flattens and re-packs the structure, builds a type key for its cache 
 functions and looks the graph up, on every call (about a sixth of DIET's CPU in the main
 thread here). With a fixed signature there is one traced graph. After the first call (which
 goes TensorFlow's whole way and traces), the model's function is wrapped: a call whose input is
-a flat tuple of arrays converts each array as TensorFlow does (``convert_to_tensor`` with the
+a flat tuple of numpy arrays (Rasa's batches: some are ``FeatureArray``, a subclass) converts
+each array as TensorFlow does (``convert_to_tensor`` with the
 signature's dtype as hint), checks it against the signature as TensorFlow does, and runs the
 same traced graph (``ConcreteFunction._call_flat`` with its captured inputs, what TensorFlow's
 own call path ends in); anything else takes TensorFlow's path. Same graph, same inputs, same
@@ -29,6 +30,7 @@ class DirectCall:
         from tensorflow.python.framework import ops, tensor_spec
 
         self.function = function
+        self.direct_calls = self.other_calls = 0
         self.concrete = function.get_concrete_function()
         specs = function.input_signature
         self.specs = tuple(specs[0]) if len(specs) == 1 and isinstance(specs[0], (list, tuple)) else None
@@ -39,11 +41,14 @@ class DirectCall:
     def __call__(self, batch_in: Any, *args: Any, **kwargs: Any) -> Any:
         specs = self.specs
         if (args or kwargs or specs is None or type(batch_in) not in (tuple, list) or len(batch_in) != len(specs)
-                or not all(type(value) is self._array for value in batch_in)):
+                or not all(isinstance(value, self._array) for value in batch_in)):
+            self.other_calls += 1
             return self.function(batch_in, *args, **kwargs)
         tensors = [self._convert(value, dtype_hint=spec.dtype) for value, spec in zip(batch_in, specs)]
         if not all(spec.is_compatible_with(tensor) for spec, tensor in zip(specs, tensors)):
+            self.other_calls += 1
             return self.function(batch_in)   # TensorFlow raises its own error
+        self.direct_calls += 1
         concrete = self.concrete
         return concrete._call_flat(tensors, captured_inputs=concrete.captured_inputs)
 

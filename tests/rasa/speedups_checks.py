@@ -225,9 +225,14 @@ def tfcall_scenarios() -> dict[str, Any]:
         return (tf.nest.map_structure(lambda _: 0, a) == tf.nest.map_structure(lambda _: 0, b)
                 and all(np.array_equal(x.numpy(), y.numpy()) for x, y in zip(flat_a, flat_b)))
 
+    class Features(np.ndarray):
+        """Like Rasa's FeatureArray: a subclass of numpy's array."""
+
     batches = [batch(n) for n in (1, 2, 5, 3)]
+    batches.append(tuple(np.asarray(x).view(Features) for x in batch(4)))
     seen: dict[str, Any] = {"tfcall_same": [same(function(b), direct(b)) for b in batches],
-                            "tfcall_one_graph": direct.concrete is function.get_concrete_function()}
+                            "tfcall_one_graph": direct.concrete is function.get_concrete_function(),
+                            "tfcall_direct": direct.direct_calls}
 
     def outcome(call: Any, value: Any) -> str:
         try:

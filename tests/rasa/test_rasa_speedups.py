@@ -67,7 +67,8 @@ def test_action_call_bodies_encode_as_json_dumps(seen):
 
 
 def test_direct_tf_call_gives_tensorflows_outputs(seen):
-    assert seen["tfcall_same"] == [True] * 4 and seen["tfcall_one_graph"] is True
+    assert seen["tfcall_same"] == [True] * 5 and seen["tfcall_one_graph"] is True
+    assert seen["tfcall_direct"] == 5  # all five batches took the direct call
     # wrong width, wrong arity: TensorFlow's error either way; tensors, float64: TensorFlow's path
     assert seen["tfcall_odd_inputs"][0][0] == seen["tfcall_odd_inputs"][0][1] != "ok"
     assert seen["tfcall_odd_inputs"][1][0] == seen["tfcall_odd_inputs"][1][1] != "ok"

@@ -4,8 +4,8 @@ Installed once by our REST channel (``bot/rest_channel.py``) when Rasa builds it
 the model is loaded. ``RASA_RUNTIME_SPEEDUPS`` in Rasa's environment picks them: ``all``
 (default: every one but ``tfcall``), ``0`` (Rasa untouched), or a comma-separated list of
 ``validation``, ``states``, ``ted``, ``events``, ``graph``, ``http``, ``tfcall`` (for A/B
-measurements: ``python -m bench.rasa_profile``). Each patch replaces work that Rasa 3.6 does on every turn with the same result obtained more
-cheaply:
+measurements: ``python -m bench.rasa_profile``). Each patch replaces work that Rasa 3.6 does
+on every turn with the same result obtained more cheaply:
 
 - **The action server's answer is checked against a schema compiled once.** Rasa validates
   every answer of the action server with ``jsonschema.validate``, which first validates the

@@ -2,7 +2,7 @@
 
 Installed once by our REST channel (``bot/rest_channel.py``) when Rasa builds its routes, before
 the model is loaded. ``RASA_RUNTIME_SPEEDUPS`` in Rasa's environment picks them: ``all``
-(default: every one but ``tfcall``), ``0`` (Rasa untouched), or a comma-separated list of
+(default: every one), ``0`` (Rasa untouched), or a comma-separated list of
 ``validation``, ``states``, ``ted``, ``events``, ``graph``, ``http``, ``tfcall`` (for A/B
 measurements: ``python -m bench.rasa_profile``). Each patch replaces work that Rasa 3.6 does
 on every turn with the same result obtained more cheaply:
@@ -44,15 +44,13 @@ ENV_SWITCH = "RASA_RUNTIME_SPEEDUPS"
 _installed: Optional[tuple[str, ...]] = None
 
 PATCHES = ("validation", "states", "ted", "events", "graph", "http", "tfcall")
-# What ``all`` (the default) installs.
-DEFAULT = ("validation", "states", "ted", "events", "graph", "http")
 
 
 def selected() -> tuple[str, ...]:
     """The patches ``RASA_RUNTIME_SPEEDUPS`` asks for (all when unset, none for 0/off/none)."""
     raw = (os.environ.get(ENV_SWITCH) or "all").strip().lower()
     if raw in ("all", "1", "on", "true", "yes"):
-        return DEFAULT
+        return PATCHES
     if raw in ("0", "off", "none", "false", "no"):
         return ()
     names = tuple(name.strip() for name in raw.split(",") if name.strip())

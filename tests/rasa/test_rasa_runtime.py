@@ -28,7 +28,7 @@ def seen() -> dict:
 
 
 def test_patches_are_installed(seen):
-    assert seen["installed"] == ["validation", "states", "ted", "events", "graph", "http"]
+    assert seen["installed"] == ["validation", "states", "ted", "events", "graph", "http", "tfcall"]
     assert seen["validate_patched"] and seen["past_states_patched"]
 
 

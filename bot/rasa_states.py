@@ -14,19 +14,22 @@ tracker of the same conversation whose applied events start with the very same e
 (the tracker store hands out the same objects for events it has seen, see
 ``bot/tracker_store.py``) only replays its new events. The replay also keeps snapshots taken
 before each of the last few user messages: a tracker that differs from the replayed events only
-after one of them (the store hands out the latest user message as read back from Redis, whose
-``use_text_for_featurization`` differs from the live one's, and so do the states Rasa makes of
-it) is replayed from that snapshot. Any other tracker (rewritten history, a new session or
+after one of them (the store hands out a saved user message as read back from Redis, another
+object, when the live one differs from its JSON: its ``use_text_for_featurization``) is replayed
+from that snapshot. Any other tracker (rewritten history, a new session or
 checkpoint) is replayed from the start, as Rasa does. So the cost of a prediction no longer grows
-with the loaded session. Trackers whose applied events
-change an earlier event in place (``EntitiesAdded``, ``DefinePrevUserUtteredFeaturization``: end
-to end policies only) are always replayed in full.
+with the loaded session. Trackers with events that change an earlier event in place in a way a
+later state could see differently (``EntitiesAdded``; ``DefinePrevUserUtteredFeaturization`` asking
+for the text: end-to-end policies only) are replayed in full. The ``DefinePrevUserUtteredFeaturization``
+without text that Rasa adds after every user message sets its flag before any state of the
+replay sees that message, as in Rasa's own replay.
 
 Registered in ``bot/rasa_runtime.py`` under the name ``states`` of ``RASA_RUNTIME_SPEEDUPS``.
 """
 from __future__ import annotations
 
 import copy
+import json
 from collections import OrderedDict, deque
 from typing import Any, Optional
 
@@ -153,6 +156,12 @@ def _tracker_copy(tracker: Any) -> Any:
 _replays: "OrderedDict[tuple, Replay]" = OrderedDict()
 
 
+def frozen(rule_only_data: Optional[dict[str, Any]]) -> Optional[str]:
+    """A key for the rule-only slots and loops: their value (the rule policy passes an equal,
+    new dict on every call)."""
+    return None if rule_only_data is None else json.dumps(rule_only_data, sort_keys=True, default=str)
+
+
 def replayed_states(tracker: Any, domain: Any, omit_unset_slots: bool, ignore_rule_only_turns: bool,
                     rule_only_data: Optional[dict[str, Any]]) -> Optional[list[dict]]:
     """The tracker's dialogue states from this node's replay of its conversation, extended by its
@@ -161,10 +170,10 @@ def replayed_states(tracker: Any, domain: Any, omit_unset_slots: bool, ignore_ru
     from rasa.shared.core.events import DefinePrevUserUtteredFeaturization, EntitiesAdded
 
     applied = tracker.applied_events()
-    key = (tracker.sender_id, id(domain), omit_unset_slots, ignore_rule_only_turns, id(rule_only_data),
+    key = (tracker.sender_id, id(domain), omit_unset_slots, ignore_rule_only_turns, frozen(rule_only_data),
            tracker.is_rule_tracker)
     replay = _replays.pop(key, None)
-    if (replay is None or replay.domain is not domain or replay.rule_only_data is not rule_only_data
+    if (replay is None or replay.domain is not domain or replay.rule_only_data != rule_only_data
             or replay.tracker.slots.keys() != tracker.slots.keys()):
         replay = Replay(tracker, domain, omit_unset_slots, ignore_rule_only_turns, rule_only_data)
     done = len(replay.events)
@@ -174,7 +183,8 @@ def replayed_states(tracker: Any, domain: Any, omit_unset_slots: bool, ignore_ru
             replay = Replay(tracker, domain, omit_unset_slots, ignore_rule_only_turns, rule_only_data)
         done = len(replay.events)
     new = applied[done:]
-    if any(isinstance(e, (EntitiesAdded, DefinePrevUserUtteredFeaturization)) for e in new):
+    if any(isinstance(e, EntitiesAdded) or (isinstance(e, DefinePrevUserUtteredFeaturization)
+                                            and e.use_text_for_featurization) for e in new):
         return None
     replay.extend(new)
     _replays[key] = replay
@@ -197,9 +207,9 @@ def install() -> None:
         cache = self.__dict__.get(STATES_CACHE)
         if cache is None:
             cache = self.__dict__[STATES_CACHE] = StatesCache()
-        key = (id(domain), omit_unset_slots, ignore_rule_only_turns, id(rule_only_data))
+        key = (id(domain), omit_unset_slots, ignore_rule_only_turns, frozen(rule_only_data))
         hit = cache.get(key)
-        if (hit is not None and hit[0] is domain and hit[1] is rule_only_data and hit[2] == len(events)
+        if (hit is not None and hit[0] is domain and hit[1] == rule_only_data and hit[2] == len(events)
                 and hit[3] is last):
             return copy_states(hit[4])
         states = replayed_states(self, domain, omit_unset_slots, ignore_rule_only_turns, rule_only_data)

@@ -7,8 +7,8 @@ import json
 
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import (ActionExecuted, ActionExecutionRejected, ActionReverted, ActiveLoop,
-                                     BotUttered, EntitiesAdded, SessionStarted, SlotSet, UserUttered,
-                                     UserUtteranceReverted)
+                                     BotUttered, DefinePrevUserUtteredFeaturization, EntitiesAdded,
+                                     SessionStarted, SlotSet, UserUttered, UserUtteranceReverted)
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot import rasa_states
@@ -28,10 +28,10 @@ def user(text: str, intent: str, at: float, **entities: str) -> UserUttered:
 def conversation() -> list:
     """A session with greetings, a form that runs over several turns (its re-executions undo
     events in the applied events), a rejected form, rule-only hidden turns, reverted turns and a
-    second session."""
+    second session. After each user message Rasa's ensemble adds how it was featurised."""
     t = iter(range(10_000))
     at = lambda: AT + next(t)  # noqa: E731
-    return [
+    events = [
         ActionExecuted("action_session_start", timestamp=at()), SessionStarted(timestamp=at()),
         ActionExecuted("action_listen", timestamp=at()),
         user("你好", "greet", at()), ActionExecuted("utter_greet", timestamp=at()), BotUttered("您好", timestamp=at()),
@@ -61,6 +61,12 @@ def conversation() -> list:
         user("再见", "goodbye", at()), ActionExecuted("utter_goodbye", timestamp=at()),
         ActionExecuted("action_listen", timestamp=at()),
     ]
+    featurised = []
+    for event, following in zip(events, events[1:] + [None]):
+        featurised.append(event)
+        if isinstance(event, UserUttered) and not isinstance(following, UserUtteranceReverted):
+            featurised.append(DefinePrevUserUtteredFeaturization(False, timestamp=event.timestamp))
+    return featurised
 
 
 def main() -> dict:
@@ -136,6 +142,11 @@ def main() -> dict:
     seen["entities_added_as_rasa"] = tracker.past_states(DOMAIN) == original(
         DialogueStateTracker.from_events("c4", copy.deepcopy(with_added), DOMAIN.slots), DOMAIN)
     seen["entities_added_not_kept"] = not any(key[0] == "c4" for key in rasa_states._replays)
+    with_text = conversation()[:8] + [DefinePrevUserUtteredFeaturization(True, timestamp=AT + 700)]
+    tracker = DialogueStateTracker.from_events("c6", with_text, DOMAIN.slots)
+    seen["text_featurised_as_rasa"] = tracker.past_states(DOMAIN) == original(
+        DialogueStateTracker.from_events("c6", copy.deepcopy(with_text), DOMAIN.slots), DOMAIN)
+    seen["text_featurised_not_kept"] = not any(key[0] == "c6" for key in rasa_states._replays)
 
     # Another domain object: its own replay.
     other = Domain.load("bot/domain")

@@ -56,6 +56,7 @@ def test_callers_cannot_change_kept_states(seen):
 
 def test_events_editing_earlier_events_are_replayed_in_full(seen):
     assert seen["entities_added_as_rasa"] is True and seen["entities_added_not_kept"] is True
+    assert seen["text_featurised_as_rasa"] is True and seen["text_featurised_not_kept"] is True
 
 
 def test_other_domain_and_bounded_replays(seen):

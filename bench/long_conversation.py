@@ -77,7 +77,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def endpoints_file(store: str, directory: Path, max_session_events: int = 160) -> Path:
+def endpoints_file(store: str, directory: Path, max_session_events: int = 80) -> Path:
     """bot/endpoints.yml with ``store``'s tracker store (the rest, lock store included, as is)."""
     text = (ROOT / "bot" / "endpoints.yml").read_text(encoding="utf-8")
     section = (STOCK_TRACKER_STORE if store == "stock"
@@ -238,7 +238,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=200, help="messages of the long conversation (>= 40)")
     parser.add_argument("--sessions", type=int, default=365, help="earlier sessions of the veteran customers")
     parser.add_argument("--samples", type=int, default=10, help="first messages of each kind")
-    parser.add_argument("--max-session-events", type=int, default=160,
+    parser.add_argument("--max-session-events", type=int, default=80,
                         help="the PowerDesk store's max_session_events (0: load whole sessions)")
     parser.add_argument("--start-timeout", type=float, default=900.0,
                         help="seconds Rasa may take to load the model (a loaded machine needs minutes)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from channels.broadcast.campaigns import Campaigns, encode_recipient
+from channels.broadcast.campaigns import Campaigns, encode_member
 from scripts.stack import Stack, free_port
 from tests.channels.broadcast.engine_support import Plan
 
@@ -19,8 +19,8 @@ async def seed(redis_url: str, sessions: list[str]) -> None:
         campaigns = Campaigns(redis)
         await campaigns.create(Plan(urgent=True))
         await campaigns.add(Plan().campaign_id, [
-            (f"31000000{i:02d}", encode_recipient(f"31000000{i:02d}", (f"web:{sid}",), None,
-                                                  {"area": "幸福小区"}), "")
+            (f"31000000{i:02d}", encode_member(f"31000000{i:02d}", (f"web:{sid}",), None,
+                                               {"area": "幸福小区"}), "")
             for i, sid in enumerate(sessions)])
         await campaigns.planned(Plan().campaign_id)
     finally:

@@ -4,27 +4,15 @@ tracker's hash slot and expires by itself (scenarios in lock_store_checks.py, ru
 environment)."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-RASA_PY = ROOT / ".venv" / "rasa" / "bin" / "python"
+from tests.rasa.rasa_env import needs_rasa_env, run_checks
 
-pytestmark = pytest.mark.skipif(not RASA_PY.exists(), reason="the Rasa environment is not installed")
+pytestmark = needs_rasa_env
 
 
 def observe(url: str) -> dict:
-    done = subprocess.run(
-        [str(RASA_PY), str(Path(__file__).with_name("lock_store_checks.py")), url],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
-        capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_checks("lock_store_checks.py", url, timeout=300)
 
 
 @pytest.fixture(params=["single", "cluster"])

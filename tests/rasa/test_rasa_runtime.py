@@ -3,28 +3,16 @@
 follow new events, and cannot be changed by a caller (scenarios in rasa_runtime_checks.py)."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-RASA_PY = ROOT / ".venv" / "rasa" / "bin" / "python"
+from tests.rasa.rasa_env import needs_rasa_env, run_checks
 
-pytestmark = pytest.mark.skipif(not RASA_PY.exists(), reason="the Rasa environment is not installed")
+pytestmark = needs_rasa_env
 
 
 @pytest.fixture(scope="module")
 def seen() -> dict:
-    done = subprocess.run(
-        [str(RASA_PY), str(Path(__file__).with_name("rasa_runtime_checks.py"))],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
-        capture_output=True, text=True, timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_checks("rasa_runtime_checks.py", timeout=600)
 
 
 def test_patches_are_installed(seen):

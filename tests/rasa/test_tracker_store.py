@@ -4,20 +4,14 @@ rewritten histories and the Redis Cluster key layout (scenarios in tracker_store
 once under the Rasa environment)."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from channels.embedded_redis import EmbeddedRedis
+from tests.rasa.rasa_env import needs_rasa_env, run_checks
 
-ROOT = Path(__file__).resolve().parents[2]
-RASA_PY = ROOT / ".venv" / "rasa" / "bin" / "python"
 PREFIX = "pdtest"
 
-pytestmark = pytest.mark.skipif(not RASA_PY.exists(), reason="the Rasa environment is not installed")
+pytestmark = needs_rasa_env
 
 
 def key_slot(key: str) -> int:
@@ -40,13 +34,7 @@ def key_slot(key: str) -> int:
 def seen(tmp_path_factory) -> dict:
     """What the scenarios observed, on a private Redis (its byte counters see only them)."""
     with EmbeddedRedis(tmp_path_factory.mktemp("tracker-redis")) as server:
-        done = subprocess.run(
-            [str(RASA_PY), str(Path(__file__).with_name("tracker_store_checks.py")), server.url, PREFIX],
-            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"),
-            capture_output=True, text=True, timeout=600,
-        )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        return run_checks("tracker_store_checks.py", server.url, PREFIX)
 
 
 def test_retrieve_loads_the_current_session_as_the_stock_store_returns_it(seen):

@@ -27,6 +27,8 @@ import json
 import weakref
 from typing import Any
 
+from bot.node_local import NodeLocal
+
 # Seconds an idle connection to the action server stays in the pool (Sanic's keep-alive: 5 s).
 KEEPALIVE_SECONDS = 2.0
 # Attribute of an EndpointConfig: its kept sessions by event loop.
@@ -34,18 +36,9 @@ SESSIONS = "_powerdesk_sessions"
 _open: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
-class Sessions(weakref.WeakKeyDictionary):
+class Sessions(NodeLocal, weakref.WeakKeyDictionary):
     """An endpoint's kept sessions by event loop; copies and pickles of the endpoint start
     without them."""
-
-    def __copy__(self) -> "Sessions":
-        return Sessions()
-
-    def __deepcopy__(self, _memo: dict) -> "Sessions":
-        return Sessions()
-
-    def __reduce__(self) -> tuple:
-        return Sessions, ()
 
 
 class DomainText:

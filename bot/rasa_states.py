@@ -33,6 +33,8 @@ import json
 from collections import OrderedDict, deque
 from typing import Any, Optional
 
+from bot.node_local import NodeLocal
+
 # Attribute of a tracker: its cached dialogue states.
 STATES_CACHE = "_powerdesk_states_cache"
 # Replays kept on this node (one per conversation and argument combination, least recently used
@@ -49,18 +51,9 @@ def copy_states(states: list[dict]) -> list[dict]:
             for state in states]
 
 
-class StatesCache(dict):
+class StatesCache(NodeLocal, dict):
     """A tracker's cached dialogue states; copies and pickles of the tracker start empty (a
     deep copy would otherwise copy the domain the entries refer to)."""
-
-    def __copy__(self) -> "StatesCache":
-        return StatesCache()
-
-    def __deepcopy__(self, _memo: dict) -> "StatesCache":
-        return StatesCache()
-
-    def __reduce__(self) -> tuple:
-        return StatesCache, ()
 
 
 class Replay:

@@ -12,7 +12,8 @@ only if that token is a noun and not an ordinary word (线路, 短路, 马路, �
 
 :func:`repair_places` then never lets a one-character ``area``, a bare suffix or a pointer at the
 customer's surroundings (隔壁小区, 附近) through, extends a piece of a place to the whole place,
-lets the suffix decide between ``area`` and ``hall``, and adds a place that no extractor found.
+lets the suffix decide between ``area`` and ``hall``, splits two places run together into two
+entities, and adds a place that no extractor found.
 """
 from __future__ import annotations
 
@@ -209,7 +210,8 @@ def repair_places(
     pointer at the customer's surroundings ("隔壁小区", "附近"); a piece of a place (DIET's "竹山"
     or "山路" of 竹山路) or an entity cutting across a place becomes the whole place; on the span
     of a place the suffix decides the type (雄州营业厅 is a hall, whatever DIET said); a place
-    that overlaps no entity of any type is added. Entities of other types are left alone, except
+    that overlaps no entity of any type is added; an entity made of two places side by side
+    (双塘街道五里社区) becomes the two. Entities of other types are left alone, except
     a house number right after a place (竹山路56号), which is no 户号 or phone.
     """
     result: List[Entity] = []
@@ -232,6 +234,13 @@ def repair_places(
                 used.add((around.start, around.end))
                 result.append(_entity(around, extractor, entity))
             continue
+        # two places run together (双塘街道五里社区): each is its own entity
+        pieces = _tiling(places, start, end)
+        if pieces:
+            for piece in pieces:
+                used.add((piece.start, piece.end))
+                result.append(_entity(piece, extractor, entity))
+            continue
         if _names_no_place(text[start:end]):
             continue
         used.add((start, end))
@@ -252,6 +261,18 @@ def repair_places(
         if key not in unique or unique[key].get("extractor") == extractor:
             unique[key] = entity
     return sorted(unique.values(), key=lambda e: (e.get("start", -1), e.get("end", -1)))
+
+
+def _tiling(places: Sequence[Place], start: int, end: int) -> List[Place]:
+    """Two or more places that exactly cover ``start``..``end``, each but the last ending in an
+    administrative level (街道, 镇, 区 ...); empty otherwise. 江宁区 + 东山街道 are two places, as
+    the grammar and the training data have them."""
+    inside = [p for p in places if start <= p.start and p.end <= end]
+    if len(inside) < 2 or inside[0].start != start or inside[-1].end != end:
+        return []
+    joined = all(a.end == b.start for a, b in zip(inside, inside[1:]))
+    levels = all(p.value.endswith(ADMIN_SUFFIXES) for p in inside[:-1])
+    return inside if joined and levels else []
 
 
 def _entity(place: Place, extractor: str, replaced: Optional[Entity] = None) -> Entity:

@@ -145,14 +145,30 @@ def test_repair_gives_one_entity_per_span():
 
 
 def test_repair_keeps_a_longer_entity_and_adds_a_missed_place():
-    text = "江宁区东山街道和汤山镇停电吗"
+    text = "东山街道百家湖花园和汤山镇停电吗"
     grammar = find_places(text, tokens_with_offsets([
-        ("江宁区", "ns"), ("东山", "ns"), ("街道", "n"), ("和", "c"), ("汤山", "ns"), ("镇", "n"),
-        ("停电", "v"), ("吗", "y")]))
-    diet = [{"entity": "area", "start": 0, "end": 7, "value": "江宁区东山街道", "extractor": "DIETClassifier"}]
+        ("东山", "ns"), ("街道", "n"), ("百家", "nz"), ("湖", "n"), ("花园", "n"), ("和", "c"),
+        ("汤山", "ns"), ("镇", "n"), ("停电", "v"), ("吗", "y")]))
+    diet = [{"entity": "area", "start": 4, "end": 9, "value": "百家湖花园", "extractor": "DIETClassifier"}]
     repaired = repair_places(text, diet, grammar, extractor="PlaceEntities")
     assert [(e["value"], e["extractor"]) for e in repaired] == [
-        ("江宁区东山街道", "DIETClassifier"), ("汤山镇", "PlaceEntities")]
+        ("东山街道", "PlaceEntities"), ("百家湖花园", "DIETClassifier"), ("汤山镇", "PlaceEntities")]
+
+
+def test_repair_splits_places_run_together():
+    text = "江宁区东山街道五里社区停电吗"
+    grammar = find_places(text, tokens_with_offsets([
+        ("江宁区", "ns"), ("东山", "ns"), ("街道", "n"), ("五里", "m"), ("社区", "n"), ("停电", "v"),
+        ("吗", "y")]))
+    diet = [{"entity": "area", "start": 0, "end": 11, "value": text[:11], "extractor": "DIETClassifier"}]
+    assert [(e["entity"], e["value"]) for e in repair_places(text, diet, grammar, extractor="PlaceEntities")] == [
+        ("area", "江宁区"), ("area", "东山街道"), ("area", "五里社区")]
+    # one name with a place inside it stays one (中关村大街: the village is no administrative level)
+    text = "中关村大街停电吗"
+    grammar = find_places(text, tokens_with_offsets([("中关村", "ns"), ("大街", "ns"), ("停电", "v"),
+                                                     ("吗", "y")]))
+    diet = [{"entity": "area", "start": 0, "end": 5, "value": "中关村大街", "extractor": "DIETClassifier"}]
+    assert repair_places(text, diet, grammar, extractor="PlaceEntities") == diet
 
 
 COMPONENT = r'''

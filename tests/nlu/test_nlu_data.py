@@ -7,6 +7,7 @@ on token boundaries) are checked on every file.
 """
 import json
 import re
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +21,8 @@ NLU = ROOT / "nlu_data"
 GENERAL_INTENTS = ("greet", "goodbye", "thank", "affirm", "deny", "bot_challenge",
                    "out_of_scope", "inform", "request_human")
 ANNOTATION = re.compile(r"\[([^\]]+)\](?:\(([^)]+)\)|(\{[^}]+\}))")
+# sentence-final particles: "不用了吧", "是的呢" say no more than "不用", "是的"
+FINAL_PARTICLES = "吧呢啊呀哦嘛啦了哈嘞呐喔噢哟咯"
 
 
 def examples_of(path: Path) -> list[tuple[str, str]]:
@@ -82,6 +85,38 @@ def test_no_test_sentence_is_in_the_training_data():
     leaked = [(f.name, plain(e)) for f in all_files("test") for _, e in examples_of(f)
               if plain(e) in train]
     assert not leaked
+
+
+def leak_key(example: str) -> str:
+    """What is left of an example once the ways of writing the same sentence are undone.
+
+    Markup removed, NFKC, lower case, every digit run one placeholder (one 户号 is as good as
+    another), punctuation and whitespace dropped, and sentence-final particles dropped from the
+    end of every clause.
+    """
+    text = unicodedata.normalize("NFKC", plain(example)).lower()
+    text = re.sub(r"\d+", "0", text)
+    return "".join(clause.rstrip(FINAL_PARTICLES) for clause in re.split(r"[\W_]+", text))
+
+
+def test_leak_key_undoes_particles_digits_punctuation_and_markup():
+    assert leak_key("不用了吧！") == leak_key("不用") == "不用"
+    assert leak_key("户号是[３２０７６５４３２１](account_number)") == leak_key("户号是 3201234567")
+    assert leak_key("嗯，对的呀。") == leak_key("嗯对的")
+    assert leak_key("ＴＤ") == leak_key("td")
+    assert leak_key("停电了，啥时候来电") != leak_key("停水了，啥时候来水")
+
+
+def test_no_test_sentence_is_a_near_copy_of_a_training_sentence():
+    """A held-back item that differs from training only by particles, digits or punctuation
+    measures memory, not generalisation."""
+    train = {}
+    for f in all_files("train"):
+        for intent, example in examples_of(f):
+            train.setdefault(leak_key(example), f"{intent}: {plain(example)}")
+    leaked = [f"{f.name}: {plain(e)}  ~  {train[leak_key(e)]}"
+              for f in all_files("test") for _, e in examples_of(f) if leak_key(e) in train]
+    assert not leaked, "\n".join(leaked)
 
 
 def test_no_training_sentence_is_listed_under_two_intents():

@@ -24,13 +24,14 @@ from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.nlu.constants import ENTITIES, INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
-# Words that may surround an answer: where ("在", "我家住在"), which ("是", "就"), what the value
-# is ("户号", "手机号"), and sentence-final particles that do not ask anything (no 呢 or 吗).
+# Words that may surround an answer: where ("在", "我家住在", "这边"), which ("是", "就"), what the
+# value is ("户号", "手机号"), and sentence-final particles that do not ask anything (no 呢 or 吗).
 CONNECTING_WORDS = (
     "我家住在", "我家在", "我住在", "我们在", "我们家", "我家", "我住", "住在", "就是", "就在", "就去",
     "我的", "户号是", "户号", "账号", "手机号码", "手机号", "手机", "电话号码", "电话", "号码", "编号",
-    "单号", "号是", "月份", "去", "到", "在", "是", "就", "的", "吧", "啊", "呀", "哦", "嗯", "啦", "了",
-    "哈", "我",
+    "单号", "号是", "月份", "这一片", "那一片", "这一带", "那一带", "这边", "那边", "这片", "那片", "这块",
+    "那块", "附近", "去", "到", "在", "是", "就", "的", "吧", "啊", "呀", "哦", "嗯", "啦", "了", "哈",
+    "我",
 )
 _PUNCTUATION_OR_SYMBOL = re.compile(r"[\W_]+")
 _ONLY_CONNECTING = re.compile("(?:" + "|".join(map(re.escape, CONNECTING_WORDS)) + ")*")

@@ -13,7 +13,8 @@ first pipeline component rewrites the message text with :func:`normalize_text`, 
 4. Chinese numerals of months, dates, years and amounts to Arabic digits with ``cn2an``
    (``十一月`` → ``11月``, ``二零二六年`` → ``2026年``, ``一百块`` → ``100块``); other numerals
    (``查一下``, ``一个月``) are left alone;
-5. a small reviewed table of homophone typos of the domain's words (``店费`` → ``电费``);
+5. a 户号 glued to the month after it (``32165432101月``) gets a space before the month, and a
+   small reviewed table of homophone typos of the domain's words (``店费`` → ``电费``);
 6. whitespace runs collapsed to one space, leading and trailing whitespace removed;
 7. a message left without any letter, digit or Chinese character (``!!!``, ``###``, an emoji,
    markup only) becomes empty, so the NLU predicts nothing and the FallbackClassifier answers
@@ -249,6 +250,15 @@ def _apart(text: str, edit: Edit) -> Edit:
     return start, end, before + digits + after
 
 
+# A 10-digit 户号 typed right before a month number ("32165432101月", "320777712310月").
+_ACCOUNT_BEFORE_MONTH = re.compile(r"(?<![0-9A-Za-z])\d{10}(?=(?:1[0-2]|0?[1-9]) ?月)")
+
+
+def _glued_month_edits(text: str) -> List[Edit]:
+    """A space between a 户号 and the month glued to it, so each is its own token and entity."""
+    return [(m.end(), m.end(), " ") for m in _ACCOUNT_BEFORE_MONTH.finditer(text)]
+
+
 _HOMOPHONE = re.compile("|".join(sorted(map(re.escape, HOMOPHONES), key=len, reverse=True)))
 
 
@@ -278,6 +288,7 @@ _STEPS: Tuple[Callable[[str], List[Edit]], ...] = (
     _markup_edits,
     _digit_group_edits,
     _chinese_numeral_edits,
+    _glued_month_edits,
     _homophone_edits,
     _whitespace_edits,
     _contentless_edits,

@@ -23,10 +23,17 @@ Entity = Dict[str, Any]
 
 HALL_SUFFIXES = ("供电服务中心", "供电营业厅", "供电营业所", "服务中心", "营业厅", "营业所", "供电所", "供电局",
                  "营业网点", "营业部")
+# Landform endings that name a place by themselves (杏林湾, 桃花坞) but are also often part of a
+# longer name (沙湾小区, 江湾供电营业厅): they do not end a stem.
+LANDFORM_SUFFIXES = ("湾", "坞", "沟", "岗", "庄")
 AREA_SUFFIXES = (
     "街道", "社区", "小区", "花园", "家园", "新村", "号院", "大街", "大道", "开发区", "新区", "街区",
     "公寓", "山庄", "大厦", "胡同", "镇", "乡", "村", "区", "县", "苑", "园", "城", "路", "街", "巷",
+    *LANDFORM_SUFFIXES,
 )
+# Numbered roads: 建设三路, 翠竹二街 (jieba tags 三路 as one numeral token).
+ROAD_SUFFIXES = ("大街", "大道", "路", "街", "巷")
+ORDINALS = frozenset("一二三四五六七八九十")
 # Levels above the county end a stem too (南京市 + 江宁区 are two places) but are no entity here.
 BOUNDARY_SUFFIXES = ("省", "市")
 # Administrative levels: a bare suffix after one of these is no continuation of its name
@@ -41,6 +48,8 @@ COMMON_WORDS = frozenset({
     "大街", "大道", "新区", "新村", "上街", "逛街", "老街", "城市", "都市",
     "公园", "乐园", "校园", "果园", "菜园", "陵园", "幼儿园", "动物园", "植物园", "游乐园",
     "县城", "全城", "进城", "省城", "京城", "古城", "满城", "公寓", "大厦", "小巷", "街巷",
+    "海湾", "港湾", "河湾", "船坞", "山沟", "水沟", "阴沟", "地沟", "下岗", "上岗", "站岗", "门岗",
+    "村庄", "农庄", "饭庄", "钱庄", "坐庄", "做庄",
 })
 # Words that point at where the customer is instead of naming a place ("隔壁小区", "我们这边",
 # "附近"): no stem, and a DIET entity made only of these and a bare suffix is no place.
@@ -48,7 +57,7 @@ DEICTIC_WORDS = tuple(sorted({
     "附近", "周边", "本地", "当地", "这个", "那个", "哪个", "我们", "你们", "他们", "咱们", "我家",
     "你家", "他家", "隔壁", "楼下", "楼上", "家里", "屋里", "门口", "村里", "对面", "旁边", "这里",
     "那里", "这边", "那边", "这块", "那块", "这片", "那片", "这一片", "那一片", "一带", "整个", "全部",
-    "这栋楼", "那栋楼", "整栋楼", "这栋", "整栋", "这", "那", "我", "咱", "本",
+    "这栋楼", "那栋楼", "整栋楼", "这栋", "整栋", "全村", "这", "那", "我", "咱", "本",
 }, key=len, reverse=True))
 # Stems that name no place ("客户服务中心", "国网营业厅").
 GENERIC_STEMS = frozenset({
@@ -107,7 +116,7 @@ def _suffix(text: str) -> Optional[Tuple[str, str]]:
 
 
 def _ends_a_place(word: str) -> bool:
-    return len(word) > 1 and word not in COMMON_WORDS and (
+    return len(word) > 1 and word not in COMMON_WORDS and not word.endswith(LANDFORM_SUFFIXES) and (
         _suffix(word) is not None or word.endswith(BOUNDARY_SUFFIXES)
     )
 
@@ -128,6 +137,12 @@ def _name_like(token: Token, before_suffix: bool = False) -> bool:
     return token.flag.startswith(NAME_TAG_PREFIXES)
 
 
+def _numbered_road(word: str, suffix: str) -> bool:
+    """三路, 二街: an ordinal and a road suffix, the end of a numbered road's name (建设三路)."""
+    number = word[: -len(suffix)]
+    return suffix in ROAD_SUFFIXES and bool(number) and set(number) <= ORDINALS
+
+
 def find_places(text: str, tokens: Sequence[Token]) -> List[Place]:
     """Every place the suffix grammar finds in ``text``, left to right, without overlaps."""
     places: List[Place] = []
@@ -143,13 +158,14 @@ def find_places(text: str, tokens: Sequence[Token]) -> List[Place]:
             first -= 1
         head = tokens[first]
         start = head.start
-        if head.start < suffix_start:
+        numbered = _numbered_road(head.word, suffix)
+        if head.start < suffix_start and not numbered:
             if head.word in COMMON_WORDS or not head.flag.startswith(("n", "j")):
                 continue
         # extend left over name-like tokens that are no place of their own
         floor = places[-1].end if places else 0
         for previous in reversed(tokens[:first]):
-            bare = first == index and head.start == suffix_start and previous.end == suffix_start
+            bare = first == index and (head.start == suffix_start or numbered) and previous.end == head.start
             if previous.start < floor or not _name_like(previous, bare) or _ends_a_place(previous.word):
                 break
             if token.end - previous.start > MAX_SPAN:
@@ -240,6 +256,14 @@ def repair_places(
             for piece in pieces:
                 used.add((piece.start, piece.end))
                 result.append(_entity(piece, extractor, entity))
+            continue
+        # a place with a word run into it (东坡村有, 高家庄全村): the place alone
+        shorter = next((p for p in places if p.start == start and p.end < end <= p.end + 2
+                        and _names_no_place(text[p.end:end])), None)
+        if shorter is not None:
+            if (shorter.start, shorter.end) not in used:
+                used.add((shorter.start, shorter.end))
+                result.append(_entity(shorter, extractor, entity))
             continue
         if _names_no_place(text[start:end]):
             continue

@@ -198,3 +198,25 @@ def test_entity_after_stripped_markup_and_expanded_characters_keeps_its_span():
     assert span_text(result, text, "3201 234 567") == "3201234567"
     assert list(result.offsets) == sorted(result.offsets)
     assert result.offsets[-1] == len(result.text)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("查查32165432101月的账", "查查3216543210 1月的账"),
+    ("320777712310月用电量", "3207777123 10月用电量"),
+    ("３２０４４５６７８９8月份账单", "3204456789 8月份账单"),
+    ("3209876543十一月", "3209876543 11月"),
+])
+def test_an_account_number_glued_to_a_month_is_set_apart(text, expected):
+    assert normalize_text(text).text == expected
+
+
+@pytest.mark.parametrize("text", ["13812345678", "3201234567 9月", "32012345678", "138123456781月"])
+def test_other_digit_runs_before_a_month_are_left_alone(text):
+    assert normalize_text(text).text == text
+
+
+def test_the_account_number_before_a_glued_month_keeps_its_span():
+    normalized = normalize_text("户号32165432101月")
+    assert remap_span(normalized, 2, 12) == (2, 12)
+    assert normalized.text[2:12] == "3216543210"
+    assert remap_span(normalized, 12, 14) == (13, 15)

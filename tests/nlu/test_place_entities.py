@@ -82,6 +82,48 @@ def test_unseen_roads_compounds_villages_and_halls():
     assert places([("发展", "vn"), ("很", "d"), ("好", "a")]) == []
 
 
+def test_numbered_roads_and_names_ending_in_a_landform():
+    # jieba tags 三路 as a numeral: the road is 建设三路, and the house number after it is no month
+    assert places([("建设", "vn"), ("三路", "m"), ("停电", "v"), ("了", "ul"), ("吗", "y")]) == [
+        ("area", "建设三路")]
+    assert places([("翠竹", "nr"), ("二路", "m"), ("12", "m"), ("号", "m"), ("没电", "v")]) == [
+        ("area", "翠竹二路")]
+    assert places([("三路", "m"), ("停电", "v")]) == []
+    assert places([("杏林", "ns"), ("湾", "zg"), ("停电", "v"), ("了", "ul")]) == [("area", "杏林湾")]
+    assert places([("桃花坞", "ns"), ("那边", "r"), ("停电", "v")]) == [("area", "桃花坞")]
+    assert places([("水磨沟", "n"), ("停电", "v")]) == [("area", "水磨沟")]
+    assert places([("黄泥", "n"), ("岗", "n")]) == [("area", "黄泥岗")]
+    assert places([("高家庄", "nr"), ("全村", "n"), ("没", "v"), ("电", "n")]) == [("area", "高家庄")]
+    # ordinary words with those endings
+    assert places([("他", "r"), ("下岗", "v"), ("了", "ul")]) == []
+    assert places([("海湾", "n"), ("停电", "v")]) == []
+
+
+def test_repair_trims_a_word_run_into_a_place():
+    text = "东坡村有电没"
+    grammar = find_places(text, tokens_with_offsets([("东坡", "ns"), ("村", "n"), ("有", "v"), ("电", "n"),
+                                                     ("没", "v")]))
+    diet = [{"entity": "area", "start": 0, "end": 4, "value": "东坡村有", "extractor": "DIETClassifier"}]
+    assert [e["value"] for e in repair_places(text, diet, grammar, extractor="PlaceEntities")] == ["东坡村"]
+    text = "高家庄全村没电"
+    grammar = find_places(text, tokens_with_offsets([("高家庄", "nr"), ("全村", "n"), ("没", "v"), ("电", "n")]))
+    diet = [{"entity": "area", "start": 0, "end": 5, "value": "高家庄全村", "extractor": "DIETClassifier"}]
+    assert [e["value"] for e in repair_places(text, diet, grammar, extractor="PlaceEntities")] == ["高家庄"]
+    # a name after a place is part of what DIET found (江宁区东山): kept
+    text = "江宁区东山停电"
+    grammar = find_places(text, tokens_with_offsets([("江宁区", "ns"), ("东山", "ns"), ("停电", "v")]))
+    diet = [{"entity": "area", "start": 0, "end": 5, "value": "江宁区东山", "extractor": "DIETClassifier"}]
+    assert repair_places(text, diet, grammar, extractor="PlaceEntities") == diet
+    # the house number after a numbered road is no month
+    text = "翠竹二路12号没电"
+    grammar = find_places(text, tokens_with_offsets([("翠竹", "nr"), ("二路", "m"), ("12", "m"), ("号", "m"),
+                                                     ("没电", "v")]))
+    diet = [{"entity": "area", "start": 2, "end": 4, "value": "二路", "extractor": "DIETClassifier"},
+            {"entity": "month", "start": 4, "end": 6, "value": "12", "extractor": "DIETClassifier"}]
+    assert [(e["entity"], e["value"]) for e in repair_places(text, diet, grammar, extractor="PlaceEntities")] == [
+        ("area", "翠竹二路")]
+
+
 def test_pointers_at_the_surroundings_are_no_place():
     assert places([("隔壁", "s"), ("小区", "n"), ("停电", "v"), ("了", "ul"), ("吗", "y")]) == []
     assert places([("楼下", "s"), ("营业厅", "n"), ("人", "n"), ("多", "m"), ("吗", "y")]) == []

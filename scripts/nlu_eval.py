@@ -51,6 +51,7 @@ CONFIG_FILE = ROOT / "config.yml"
 FALLBACK_INTENT = "nlu_fallback"
 OUT_OF_SCOPE = "out_of_scope"
 CURVE_THRESHOLDS = tuple(round(0.05 * step, 2) for step in range(2, 20))
+AMBIGUITY_THRESHOLDS = (0.0, 0.02, 0.05, 0.08, 0.1, 0.15, 0.2)
 TOP_CONFUSIONS = 12
 
 
@@ -270,6 +271,17 @@ def fallback_curve(examples: Sequence[Dict[str, Any]], thresholds: Sequence[floa
     return rows
 
 
+def ambiguity_curve(examples: Sequence[Dict[str, Any]], threshold: float,
+                    ambiguities: Sequence[float] = AMBIGUITY_THRESHOLDS) -> List[Dict[str, Any]]:
+    """The same three counts at one ``threshold`` for each FallbackClassifier ``ambiguity_threshold``
+    (a message falls back when its two best intents are closer than that)."""
+    rows = []
+    for ambiguity in ambiguities:
+        row = fallback_curve(examples, [threshold], ambiguity)[0]
+        rows.append({**row, "ambiguity_threshold": ambiguity})
+    return rows
+
+
 def best_threshold(curve: Sequence[Dict[str, Any]]) -> float:
     """The threshold with the fewest customers answered wrongly or not at all.
 
@@ -350,6 +362,24 @@ def format_curve(curve: Sequence[Dict[str, Any]], configured: Optional[float] = 
     return "\n".join(lines)
 
 
+def format_ambiguity_curve(curve: Sequence[Dict[str, Any]], configured: Optional[float] = None) -> str:
+    """The ambiguity curve as a fixed-width table (configured ambiguity_threshold marked)."""
+    if not curve:
+        return ""
+    lines = [f"ambiguity curve at threshold {curve[0]['threshold']:.2f}",
+             "ambiguity  in-scope->fallback  in-scope wrong  out_of_scope answered",
+             "---------  ------------------  --------------  ---------------------"]
+    for row in curve:
+        mark = "configured" if configured is not None and abs(row["ambiguity_threshold"] - configured) < 1e-9 \
+            else ""
+        lines.append(
+            f"{row['ambiguity_threshold']:9.2f}  {row['in_scope_fallback']:4d} ({row['in_scope_fallback_rate']:5.1%})"
+            f"       {row['in_scope_wrong']:4d}            {row['out_of_scope_answered']:4d} "
+            f"({row['out_of_scope_answered_rate']:5.1%})    {mark}".rstrip()
+        )
+    return "\n".join(lines)
+
+
 def format_details(summary: Dict[str, Any]) -> str:
     """Per-intent precision/recall, per-entity recall, confusion pairs and the fallback curve."""
     intents = summary["intents"]
@@ -372,6 +402,8 @@ def format_details(summary: Dict[str, Any]) -> str:
                                summary["suggested_threshold"]),
               f"(ambiguity_threshold {fallback['ambiguity_threshold']:.2f} from config.yml applied at "
               "every threshold)"]
+    if summary.get("ambiguity_curve"):
+        lines += ["", format_ambiguity_curve(summary["ambiguity_curve"], fallback["ambiguity_threshold"])]
     return "\n".join(lines)
 
 
@@ -409,6 +441,7 @@ def analyse(examples: List[Dict[str, Any]], out: Path,
         "fallback": fallback,
         "fallback_curve": curve,
         "suggested_threshold": best_threshold(curve),
+        "ambiguity_curve": ambiguity_curve(examples, fallback["threshold"]),
     }
 
 

@@ -5,9 +5,10 @@ alone, sometimes with a word around it ("在秦淮区", "谷里营业厅吧", "�
 DIET reads such an answer by the words it shares with requests (an unseen district looks like
 the districts of outage questions) and can be sure it is ``query_outage``. The training data
 labels every such answer ``inform``; this component makes that hold for values it has never
-seen: if nothing is left of the text once its entity values, punctuation and a few connecting
-words are taken out, the intent is ``inform``. A question about a value ("秦淮区呢", "户号
-3201234567的电费") keeps words of its own and is left alone.
+seen: if the values are all of one kind and nothing is left of the text once they, punctuation
+and a few connecting words are taken out, the intent is ``inform``. A question about a value
+("秦淮区呢", "户号3201234567的电费") keeps words of its own and is left alone; a 户号 with a
+month ("3201234567 9月") is two kinds of value, a bill query, and is left to DIET too.
 
 The intent is swapped with ``inform`` in the ranking, confidences included, so the
 FallbackClassifier after it sees the same confidences as before.
@@ -38,14 +39,12 @@ _ONLY_CONNECTING = re.compile("(?:" + "|".join(map(re.escape, CONNECTING_WORDS))
 
 
 def is_answer_only(text: str, entities: List[Dict[str, Any]], answer_entities: frozenset) -> bool:
-    """Whether ``text`` is nothing but values of ``answer_entities`` and connecting words."""
-    spans = sorted(
-        (e["start"], e["end"]) for e in entities
-        if e.get("entity") in answer_entities
-        and isinstance(e.get("start"), int) and isinstance(e.get("end"), int)
-    )
-    if not spans:
+    """Whether ``text`` is nothing but values of one of ``answer_entities`` and connecting words."""
+    values = [e for e in entities
+              if isinstance(e.get("start"), int) and isinstance(e.get("end"), int)]
+    if not values or len({e.get("entity") for e in values}) != 1 or values[0].get("entity") not in answer_entities:
         return False
+    spans = sorted((e["start"], e["end"]) for e in values)
     rest, position = [], 0
     for start, end in spans:
         rest.append(text[position:start])

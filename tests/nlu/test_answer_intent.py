@@ -44,6 +44,8 @@ for text, places, ranking in [
     ("3201234567的电费", [("3201234567", "account_number")], [("query_bill", 0.95), ("inform", 0.05)]),
     ("为什么这么贵", [("为什么这么贵", "bill_aspect")], [("query_bill", 0.9), ("inform", 0.1)]),
     ("秦淮区停电吗", [("秦淮区", "area")], [("query_outage", 0.99), ("inform", 0.01)]),
+    ("3207654321 8月", [("3207654321", "account_number"), ("8月", "month")],
+     [("query_bill", 0.78), ("inform", 0.21)]),
     ("在秦淮区", [("秦淮区", "area")], [("query_outage", 0.3), ("inform", 0.25), ("greet", 0.2)]),
 ]:
     out.setdefault(text, []).append(parse(text, [entity(text, v, n) for v, n in places], ranking))
@@ -67,6 +69,8 @@ def test_answers_become_inform_and_questions_stay(out):
     assert top["3201234567的电费"] == ["query_bill"]
     assert top["为什么这么贵"] == ["query_bill"]
     assert top["秦淮区停电吗"] == ["query_outage"]
+    # a 户号 with a month is a bill query (two kinds of value), not an answer
+    assert top["3207654321 8月"] == ["query_bill"]
 
 
 def test_confidences_are_swapped_so_fallback_sees_the_same_figures(out):

@@ -10,6 +10,7 @@ import pytest
 from scripts.nlu_eval import (
     RASA_PY,
     ROOT,
+    ambiguity_curve,
     analyse,
     best_threshold,
     configured_fallback,
@@ -143,6 +144,11 @@ def test_fallback_curve_uses_the_raw_ranking_under_the_fallback_intent():
     # ambiguity: 0.4 vs 0.3 is closer than 0.2, so the outage example falls even at 0.3
     ambiguous = fallback_curve(examples, (0.3,), ambiguity_threshold=0.2)[0]
     assert ambiguous["in_scope_fallback"] == 2
+    # the ambiguity curve: one row per ambiguity_threshold at a fixed threshold
+    rows = {row["ambiguity_threshold"]: row for row in ambiguity_curve(examples, 0.3, (0.0, 0.2, 0.35))}
+    assert [rows[a]["in_scope_fallback"] for a in (0.0, 0.2, 0.35)] == [1, 2, 3]
+    assert [rows[a]["in_scope_wrong"] for a in (0.0, 0.2, 0.35)] == [1, 1, 0]
+    assert [rows[a]["out_of_scope_answered"] for a in (0.0, 0.2, 0.35)] == [1, 1, 1]
 
 
 def test_configured_fallback_is_read_from_the_pipeline(tmp_path: Path):
@@ -177,6 +183,8 @@ def test_details_report_prints_intents_entities_confusions_and_the_curve(tmp_pat
     assert re.search(r"^ +0\.75 .*fewest errors", report, re.M)
     assert (tmp_path / "pipeline_entity_errors.json").exists()
     assert format_curve([]) == ""
+    assert re.search(r"^ambiguity curve at threshold 0\.50$", report, re.M)
+    assert re.search(r"^ +0\.10 .*configured$", report.split("ambiguity curve")[1], re.M)
 
 
 @pytest.mark.e2e

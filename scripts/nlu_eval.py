@@ -338,6 +338,21 @@ def pipeline_entities(examples: List[Dict[str, Any]], out: Path) -> Dict[str, An
     return scores
 
 
+_CURVE_HEADER = ("  in-scope->fallback  in-scope wrong  out_of_scope answered",
+                 "  ------------------  --------------  ---------------------")
+
+
+def _curve_line(value: float, row: Dict[str, Any], marks: Sequence[str]) -> str:
+    """One row of a fallback or ambiguity curve: the varied setting, then the three counts."""
+    return (f"{value:9.2f}  {row['in_scope_fallback']:4d} ({row['in_scope_fallback_rate']:5.1%})"
+            f"       {row['in_scope_wrong']:4d}            {row['out_of_scope_answered']:4d} "
+            f"({row['out_of_scope_answered_rate']:5.1%})    {', '.join(marks)}").rstrip()
+
+
+def _is(value: float, setting: Optional[float]) -> bool:
+    return setting is not None and abs(value - setting) < 1e-9
+
+
 def format_curve(curve: Sequence[Dict[str, Any]], configured: Optional[float] = None,
                  suggested: Optional[float] = None) -> str:
     """The fallback curve as a fixed-width table (configured and suggested thresholds marked)."""
@@ -346,19 +361,11 @@ def format_curve(curve: Sequence[Dict[str, Any]], configured: Optional[float] = 
     first = curve[0]
     lines = [f"fallback curve ({first['in_scope']} in-scope, {first['out_of_scope']} out_of_scope "
              "test examples)",
-             "threshold  in-scope->fallback  in-scope wrong  out_of_scope answered",
-             "---------  ------------------  --------------  ---------------------"]
+             "threshold" + _CURVE_HEADER[0], "---------" + _CURVE_HEADER[1]]
     for row in curve:
-        marks = []
-        if configured is not None and abs(row["threshold"] - configured) < 1e-9:
-            marks.append("configured")
-        if suggested is not None and abs(row["threshold"] - suggested) < 1e-9:
-            marks.append("fewest errors")
-        lines.append(
-            f"{row['threshold']:9.2f}  {row['in_scope_fallback']:4d} ({row['in_scope_fallback_rate']:5.1%})"
-            f"       {row['in_scope_wrong']:4d}            {row['out_of_scope_answered']:4d} "
-            f"({row['out_of_scope_answered_rate']:5.1%})    {', '.join(marks)}".rstrip()
-        )
+        marks = [mark for mark, setting in (("configured", configured), ("fewest errors", suggested))
+                 if _is(row["threshold"], setting)]
+        lines.append(_curve_line(row["threshold"], row, marks))
     return "\n".join(lines)
 
 
@@ -367,21 +374,15 @@ def format_ambiguity_curve(curve: Sequence[Dict[str, Any]], configured: Optional
     if not curve:
         return ""
     lines = [f"ambiguity curve at threshold {curve[0]['threshold']:.2f}",
-             "ambiguity  in-scope->fallback  in-scope wrong  out_of_scope answered",
-             "---------  ------------------  --------------  ---------------------"]
+             "ambiguity" + _CURVE_HEADER[0], "---------" + _CURVE_HEADER[1]]
     for row in curve:
-        mark = "configured" if configured is not None and abs(row["ambiguity_threshold"] - configured) < 1e-9 \
-            else ""
-        lines.append(
-            f"{row['ambiguity_threshold']:9.2f}  {row['in_scope_fallback']:4d} ({row['in_scope_fallback_rate']:5.1%})"
-            f"       {row['in_scope_wrong']:4d}            {row['out_of_scope_answered']:4d} "
-            f"({row['out_of_scope_answered_rate']:5.1%})    {mark}".rstrip()
-        )
+        marks = ["configured"] if _is(row["ambiguity_threshold"], configured) else []
+        lines.append(_curve_line(row["ambiguity_threshold"], row, marks))
     return "\n".join(lines)
 
 
 def format_details(summary: Dict[str, Any]) -> str:
-    """Per-intent precision/recall, per-entity recall, confusion pairs and the fallback curve."""
+    """Per-intent precision/recall, per-entity recall, confusion pairs, the fallback and ambiguity curves."""
     intents = summary["intents"]
     lines = [f"intent accuracy with fallback (what the bot answers)  {intents['accuracy']:.3f}"
              f"   ({intents['fallback']} of {intents['support']} fell to {FALLBACK_INTENT})",
@@ -402,8 +403,7 @@ def format_details(summary: Dict[str, Any]) -> str:
                                summary["suggested_threshold"]),
               f"(ambiguity_threshold {fallback['ambiguity_threshold']:.2f} from config.yml applied at "
               "every threshold)"]
-    if summary.get("ambiguity_curve"):
-        lines += ["", format_ambiguity_curve(summary["ambiguity_curve"], fallback["ambiguity_threshold"])]
+    lines += ["", format_ambiguity_curve(summary["ambiguity_curve"], fallback["ambiguity_threshold"])]
     return "\n".join(lines)
 
 

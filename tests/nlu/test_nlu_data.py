@@ -80,13 +80,6 @@ def test_each_general_intent_has_enough_distinct_examples(intent):
     assert len(set(test)) >= 10 and len(set(test)) == len(test), (len(test), len(set(test)))
 
 
-def test_no_test_sentence_is_in_the_training_data():
-    train = {plain(e) for f in all_files("train") for _, e in examples_of(f)}
-    leaked = [(f.name, plain(e)) for f in all_files("test") for _, e in examples_of(f)
-              if plain(e) in train]
-    assert not leaked
-
-
 def leak_key(example: str) -> str:
     """What is left of an example once the ways of writing the same sentence are undone.
 
